@@ -1,0 +1,100 @@
+"""The ``screensr`` command line: ``screensr <group> <verb>`` plus ``doctor``, ``weights``, ``demo``.
+
+Each package contributes its verbs through a ``cli`` module with one function,
+``add_commands(parser: argparse.ArgumentParser) -> None``, which adds sub-parsers and sets
+``func=handler`` on each (``handler(args) -> int`` is the exit status). Those modules import only
+the standard library at module level, so ``screensr --help`` stays fast; heavy work is imported
+inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# group name -> (module providing add_commands, one-line help)
+GROUPS: dict[str, tuple[str, str]] = {
+    "capture": ("data_capture.cli", "build paired datasets from screen re-photographs"),
+    "bench": ("benchmark.cli", "score SR methods on paired datasets (metrics, store, reports)"),
+    "vosr": ("vosr.cli", "the VOSR reference model: inference, training, distillation"),
+    "board": ("leaderboard.cli", "the Streamlit leaderboard and user studies"),
+}
+
+# top-level verbs implemented in this package
+VERBS: dict[str, tuple[str, str]] = {
+    "doctor": ("screensr.doctor", "report what this environment can do (versions, metrics, weights)"),
+    "weights": ("screensr.weights_cli", "list, install or download the weight files the suite uses"),
+    "demo": ("screensr.demo", "build a small demo dataset and benchmark three methods on it"),
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-written examples in descriptions and epilogs as they are."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; importing each group's ``cli`` module is cheap by contract."""
+    parser = argparse.ArgumentParser(
+        prog="screensr",
+        description="ScreenSR: benchmark and evaluation suite for real-world image super-resolution.",
+        formatter_class=_Formatter,
+        epilog="examples:\n  screensr demo\n  screensr doctor\n  screensr bench run --help\n",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in {**VERBS, **GROUPS}.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
+        importlib.import_module(module).add_commands(p)
+    return parser
+
+
+def _version() -> str:
+    from screensr import __version__
+
+    return f"screensr {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``screensr`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        # a group or no command given: show the most specific help available
+        target = getattr(args, "_parser", parser)
+        target.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # Errors a user can cause (bad paths, values, configs) are raised by the packages as
+        # FileNotFoundError / ValueError / KeyError subclasses, or any exception class with a
+        # true ``is_user_error`` attribute; their message names the value and the fix, so a
+        # traceback would only hide it. SCREENSR_DEBUG=1 shows the traceback anyway.
+        if os.environ.get("SCREENSR_DEBUG") or not is_user_error(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error the user can fix (printed without a traceback)."""
+    return bool(getattr(exc, "is_user_error", False)) or isinstance(
+        exc, (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, KeyError)
+    )
+
+
+def group_parser(parser: argparse.ArgumentParser, title: str = "verbs") -> argparse._SubParsersAction:
+    """Create the sub-command set of a group parser, so ``screensr GROUP`` alone prints its help."""
+    parser.set_defaults(_parser=parser)
+    return parser.add_subparsers(title=title, metavar="VERB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
