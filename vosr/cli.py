@@ -1,6 +1,7 @@
 """``screensr vosr ...``: command-line verbs of the ``vosr`` package.
 
-Only the standard library is imported at module level; handlers import what they need.
+Inference verbs live in ``vosr.infer_cli``, training verbs in ``vosr.train_cli``; only the
+standard library is imported at module level.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ import argparse
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
-    """Add this group's verbs to ``parser`` (the ``screensr vosr`` parser)."""
+    """Add the ``infer``, ``train`` and ``distill`` verbs to the ``screensr vosr`` parser."""
+    from vosr import infer_cli, train_cli
+
     parser.set_defaults(_parser=parser)
-    parser.add_subparsers(title="verbs", metavar="VERB")
+    sub = parser.add_subparsers(title="verbs", metavar="VERB")
+    infer_cli.add_commands(sub)
+    train_cli.add_commands(sub)
