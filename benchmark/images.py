@@ -1,0 +1,145 @@
+"""Reading, checking and hashing the images the harness scores.
+
+Every image is read from disk once: the bytes are hashed (the content hash recorded with each
+score) and decoded from the same buffer. Decoding matches pyiqa's own reader
+(``PIL.Image.open(...).convert('RGB')`` then ``to_tensor``), so a harness score equals the score
+pyiqa's command line gives for the same file.
+
+Only 8-bit RGB (or palette images without transparency, which are RGB by construction) is
+accepted: grayscale, alpha channels and 16-bit images would be silently converted by pyiqa and
+change the numbers, so they raise :class:`ImageFormatError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+#: File suffixes treated as images when scanning folders.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageFormatError(ValueError):
+    """An image that cannot be scored as it is (unreadable, wrong mode, wrong size)."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One decoded image.
+
+    Attributes:
+        path: the file it came from.
+        array: ``(H, W, 3)`` uint8 RGB.
+        sha256: hex digest of the file bytes.
+    """
+
+    path: Path
+    array: np.ndarray
+    sha256: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` in pixels."""
+        return self.array.shape[1], self.array.shape[0]
+
+    def tensor(self) -> torch.Tensor:
+        """``(1, 3, H, W)`` float32 in [0, 1], as pyiqa's ``imread2tensor`` gives it."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.array.transpose(2, 0, 1))).float().div(255.0)[None]
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_mode(img, path: Path) -> None:
+    mode = img.mode
+    fix = "convert it to 8-bit RGB (e.g. `convert IN -alpha off -depth 8 -type TrueColor OUT`)"
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        raise ImageFormatError(f"{path}: has an alpha channel (mode {mode}); {fix}")
+    if mode in ("L", "1"):
+        raise ImageFormatError(f"{path}: is grayscale (mode {mode}); SR metrics need RGB: {fix}")
+    if mode.startswith("I") or mode == "F":
+        raise ImageFormatError(f"{path}: is a 16-bit or float image (mode {mode}); {fix}")
+    if mode not in ("RGB", "P"):
+        raise ImageFormatError(f"{path}: unsupported image mode {mode}; {fix}")
+
+
+def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+    """Read, check and decode one image file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImageFormatError: unreadable/truncated file, alpha, grayscale or 16-bit data.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} does not exist") from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            _check_mode(img, path)
+            img.load()  # forces a full decode: truncated files fail here, not later
+            rgb = img.convert("RGB")
+    except ImageFormatError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageFormatError(
+            f"{path}: cannot be decoded ({exc}); the file is corrupt or truncated, re-export or "
+            "re-download it"
+        ) from exc
+    return LoadedImage(path, np.asarray(rgb, dtype=np.uint8), hashlib.sha256(data).hexdigest())
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` from the header only (cheap: used to validate a dataset up front)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageFormatError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``(H, W, 3)`` uint8 RGB as PNG atomically (temporary file, then ``os.replace``)."""
+    from PIL import Image
+
+    path = Path(path)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"write_png {path}: expected (H, W, 3) uint8, got {array.shape} {array.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (sorted only for stable progress output)."""
+    return sorted(p for p in folder.iterdir() if is_image(p))

@@ -1,0 +1,289 @@
+"""Metric specs: thin, pinned descriptions of pyiqa metrics, and the loaded models that score.
+
+A :class:`MetricSpec` says which pyiqa metric to build and with which options (the settings the
+OSEDiff/VOSR evaluation scripts use, see metrics-protocol.md), whether it is full-reference (FR,
+called as ``metric(sr, hr)``) or no-reference (NR), its direction, how it treats image sizes, and
+whether a batch of equally sized images gives exactly the per-image values. The settings
+(including the pyiqa version, because learned metrics change between releases) are hashed and
+recorded with every score. No metric maths lives here: values come from pyiqa.
+
+Example:
+    >>> spec = get_metric("psnr")
+    >>> spec.kind, spec.higher_is_better, spec.options["color_space"]
+    ('FR', True, 'ycbcr')
+    >>> get_metric("psnr", crop_border=4).options["crop_border"]
+    4
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from benchmark.store import MetricRecord, canonical_hash
+
+if TYPE_CHECKING:
+    import torch
+
+#: How a metric treats image sizes.
+#: ``any``: pyiqa takes any size. ``crop32``: centre-crop height and width down to multiples of
+#: 32 (A-FINE's CLIP ViT-B/32 needs them; pyiqa 0.1.16 asserts instead of padding, and its
+#: padding branch is unreachable). Cropping is recorded in the settings; it never resamples.
+SIZE_POLICIES = ("any", "crop32")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric as the harness runs it.
+
+    Attributes:
+        name: the harness name (``psnr``, ``maniqa``, ...), used in the store and reports.
+        pyiqa_name: the pyiqa model name (``maniqa-pipal``).
+        kind: ``FR`` (needs the ground truth) or ``NR``.
+        higher_is_better: the direction (pyiqa's ``lower_better``, negated).
+        options: keyword options passed to ``pyiqa.create_metric`` (pinned settings).
+        size_policy: one of :data:`SIZE_POLICIES`.
+        batch_exact: a batch of equally sized images gives exactly the per-image values.
+        inplace_input: the pyiqa model modifies its input tensors (A-FINE normalises in place),
+            so it gets copies.
+        description: one line for listings.
+    """
+
+    name: str
+    pyiqa_name: str
+    kind: str
+    higher_is_better: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    size_policy: str = "any"
+    batch_exact: bool = False
+    inplace_input: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("FR", "NR"):
+            raise ValueError(f"metric {self.name}: kind must be FR or NR, got {self.kind!r}")
+        if self.size_policy not in SIZE_POLICIES:
+            raise ValueError(f"metric {self.name}: size_policy {self.size_policy!r} not in {SIZE_POLICIES}")
+
+    def __hash__(self) -> int:  # options is a dict; the settings hash identifies a spec
+        return hash((self.name, self.settings_hash))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes the value: recorded (and hashed) with every score."""
+        return {
+            "pyiqa_name": self.pyiqa_name,
+            "options": dict(self.options),
+            "size_policy": self.size_policy,
+            "pyiqa_version": pyiqa_version(),
+        }
+
+    @property
+    def settings_hash(self) -> str:
+        return canonical_hash(self.settings)
+
+    def record(self) -> MetricRecord:
+        """The store's description of this metric."""
+        return MetricRecord(
+            self.name, self.kind, self.higher_is_better, self.settings, self.settings_hash, pyiqa_version()
+        )
+
+
+@functools.cache
+def pyiqa_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyiqa")
+    except PackageNotFoundError:  # pragma: no cover - pyiqa is a hard dependency
+        return "missing"
+
+
+_Y = {"test_y_channel": True, "color_space": "ycbcr", "crop_border": 0}
+
+#: The registry: the metrics papers report, with the settings their evaluation scripts use.
+METRICS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec("psnr", "psnr", "FR", True, dict(_Y), batch_exact=True,
+                   description="PSNR on BT.601 limited-range Y (BasicSR convention), dB"),
+        MetricSpec("ssim", "ssim", "FR", True, dict(_Y), batch_exact=True,
+                   description="SSIM on BT.601 limited-range Y (BasicSR convention)"),
+        MetricSpec("lpips", "lpips", "FR", False, batch_exact=True, description="LPIPS (AlexNet, v0.1)"),
+        MetricSpec("dists", "dists", "FR", False, batch_exact=True, description="DISTS"),
+        MetricSpec("niqe", "niqe", "NR", False,
+                   description="NIQE (official LIVE parameters, Y channel, 96x96 blocks)"),
+        MetricSpec("musiq", "musiq", "NR", True, description="MUSIQ (KonIQ checkpoint, multi-scale)"),
+        # pyiqa's default `maniqa` is the KonIQ model; the papers use PIPAL.
+        MetricSpec("maniqa", "maniqa-pipal", "NR", True, description="MANIQA (PIPAL checkpoint)"),
+        MetricSpec("clipiqa", "clipiqa", "NR", True, batch_exact=True, description="CLIP-IQA"),
+        MetricSpec("topiq_nr", "topiq_nr", "NR", True, description="TOPIQ-NR (KonIQ, ResNet50)"),
+        MetricSpec("topiq_fr", "topiq_fr", "FR", True, description="TOPIQ-FR (KADID, ResNet50)"),
+        MetricSpec("afine_nr", "afine_nr", "NR", False, size_policy="crop32", inplace_input=True,
+                   description="A-FINE naturalness term (the NR score of VOSR's Table 2)"),
+        MetricSpec("afine_fr", "afine_fr", "FR", False, size_policy="crop32", inplace_input=True,
+                   description="A-FINE fidelity term"),
+        MetricSpec("afine_all", "afine_all", "FR", False, size_policy="crop32", inplace_input=True,
+                   description="A-FINE combined score"),
+    )
+}  # fmt: skip
+
+#: Named metric sets. ``osediff`` reproduces the OSEDiff evaluation (and the published DRealSR /
+#: RealSR numbers), ``vosr`` adds what the VOSR paper reports, ``gt-quality`` is Table 2.
+PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "osediff": ("psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa"),
+    "vosr": ("psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa", "topiq_nr",
+             "afine_nr", "afine_fr", "afine_all"),
+    "gt-quality": ("niqe", "musiq", "maniqa", "afine_nr", "topiq_nr"),
+    "classical": ("psnr", "ssim", "niqe"),
+}  # fmt: skip
+
+
+def list_metrics() -> list[str]:
+    """Names of the registered metrics (any other pyiqa name is accepted as well)."""
+    return list(METRICS)
+
+
+def get_metric(name: str, **overrides: Any) -> MetricSpec:
+    """The spec for ``name``, with option overrides (e.g. ``crop_border=4``).
+
+    Names outside the registry are taken from pyiqa's own configuration (its default options
+    and direction), so every pyiqa metric can be used.
+
+    Raises:
+        KeyError: unknown name (with the closest matches).
+    """
+    spec = METRICS.get(name)
+    if spec is None:
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+        cfg = DEFAULT_CONFIGS.get(name)
+        if cfg is None or cfg.get("metric_mode") not in ("FR", "NR") or name in ("fid", "inception_score"):
+            choices = sorted(set(METRICS) | set(DEFAULT_CONFIGS))
+            close = difflib.get_close_matches(name, choices, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise KeyError(
+                f"unknown metric {name!r}{hint} (registered: {', '.join(METRICS)}; "
+                f"protocols: {', '.join(PROTOCOLS)}; any per-image pyiqa metric name works)"
+            )
+        spec = MetricSpec(name, name, cfg["metric_mode"], not cfg.get("lower_better", False),
+                          description=f"pyiqa {name} with its default options")  # fmt: skip
+    if overrides:
+        spec = replace(spec, options={**spec.options, **overrides})
+    return spec
+
+
+def resolve_metrics(text: str | list[str] | tuple[str, ...]) -> list[MetricSpec]:
+    """Parse ``psnr,ssim,niqe`` or protocol names (``osediff``) into specs, order kept, no repeats.
+
+    ``name@key=value`` sets an option, e.g. ``psnr@crop_border=4``.
+    """
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if not items:
+        raise ValueError("no metrics given; e.g. --metrics psnr,ssim,niqe or --metrics osediff")
+    out: dict[str, MetricSpec] = {}
+    for item in items:
+        if item in PROTOCOLS:
+            for n in PROTOCOLS[item]:
+                out.setdefault(n, get_metric(n))
+            continue
+        name, _, opts = item.partition("@")
+        overrides: dict[str, Any] = {}
+        for kv in filter(None, opts.split("@")):
+            key, eq, raw = kv.partition("=")
+            if not eq:
+                raise ValueError(f"metric option {kv!r} in {item!r}: expected key=value, e.g. psnr@crop_border=4")
+            overrides[key] = _parse_value(raw)
+        out[name] = get_metric(name, **overrides)
+    return list(out.values())
+
+
+def _parse_value(raw: str) -> Any:
+    import json
+
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+# ---------------------------------------------------------------------------- availability
+def check_weights(spec: MetricSpec) -> str | None:
+    """None if the metric can run with real weights here, else a message naming each missing
+    file and where it must go (the metric is then reported unavailable, never computed with
+    random weights). Also installs the shipped NIQE parameters into pyiqa's cache."""
+    from benchmark.weights import MissingWeightsError, require_metric_weights
+
+    try:
+        require_metric_weights(spec.pyiqa_name)
+    except MissingWeightsError as exc:
+        return str(exc)
+    return None
+
+
+# ---------------------------------------------------------------------------- scoring
+class MetricModel:
+    """A loaded pyiqa metric that scores tensors according to its spec.
+
+    Args:
+        spec: the metric spec.
+        device: torch device string.
+
+    Call with ``sr`` (and ``hr`` for FR metrics), each ``(N, 3, H, W)`` float in [0, 1];
+    returns ``(N,)`` float64 values on the CPU.
+    """
+
+    def __init__(self, spec: MetricSpec, device: str = "cpu") -> None:
+        self.spec = spec
+        self.device = device
+
+    @cached_property
+    def model(self):
+        import pyiqa
+        import torch
+
+        m = pyiqa.create_metric(self.spec.pyiqa_name, device=torch.device(self.device), **self.spec.options)
+        return m.eval()
+
+    def load(self) -> MetricModel:
+        """Build the pyiqa model now (otherwise on first use)."""
+        _ = self.model
+        return self
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the size policy (and copy inputs the model would modify in place)."""
+        if self.spec.size_policy == "crop32":
+            h, w = x.shape[-2:]
+            h2, w2 = h - h % 32, w - w % 32
+            if h2 == 0 or w2 == 0:
+                raise ValueError(
+                    f"metric {self.spec.name} needs images of at least 32x32 pixels, got {w}x{h}"
+                )
+            top, left = (h - h2) // 2, (w - w2) // 2
+            x = x[..., top : top + h2, left : left + w2]
+        if self.spec.inplace_input:
+            x = x.clone()
+        return x
+
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor | None = None):
+        import torch
+
+        if self.spec.kind == "FR":
+            if hr is None:
+                raise ValueError(f"metric {self.spec.name} is full-reference: it needs the HR image")
+            if sr.shape != hr.shape:
+                raise ValueError(
+                    f"metric {self.spec.name}: SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in size"
+                )
+        with torch.inference_mode():
+            sr = self.prepare(sr).to(self.device)
+            if self.spec.kind == "FR":
+                out = self.model(sr, self.prepare(hr).to(self.device))
+            else:
+                out = self.model(sr)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.detach().double().cpu().reshape(-1)

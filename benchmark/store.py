@@ -1,0 +1,551 @@
+"""The results store: every per-image score with its provenance, in any SQLAlchemy database.
+
+SQLite is the embedded default (``sqlite:///results.db``, opened in WAL mode with a busy timeout
+so several processes of a sharded run can write at once); any SQLAlchemy URL works for shared
+deployments (``postgresql+psycopg://user@host/db``).
+
+Schema (all names are plain strings, so the tables read well from any SQL client):
+
+``datasets``
+    ``name`` (unique), ``root`` (folder or URI), ``layout`` (``generic``, ``drealsr``, ...),
+    ``scale`` (int, SR factor), ``n_pairs`` (int), ``config`` (JSON text), ``updated`` (UTC).
+``methods``
+    ``name`` (unique), ``family`` (one of :data:`FAMILIES`), ``description``, ``config``
+    (JSON text), ``config_hash`` (sha256 of the canonical config, 16 hex), ``version``,
+    ``outputs`` (where SR outputs are cached or read), ``links`` (JSON list of URLs), ``updated``.
+``metrics``
+    ``name`` (unique), ``kind`` (``FR`` or ``NR``), ``higher_is_better`` (bool),
+    ``settings`` (JSON text, the pinned pyiqa settings), ``settings_hash``, ``pyiqa_version``.
+``scores``
+    ``dataset``, ``image`` (the pair id, i.e. the file stem), ``method`` (a method name or
+    :data:`GT` for no-reference scores of the ground truth), ``metric``, ``value`` (float),
+    ``settings_hash`` (metric settings), ``method_hash`` (method config), ``content_hash``
+    (sha256 of the input image bytes the score depends on), ``versions`` (JSON: pyiqa, torch,
+    screensr), ``created`` (UTC). Unique on
+    ``(dataset, image, method, metric, settings_hash, method_hash, content_hash)``: writing the
+    same score twice is a no-op, so reruns and resumed runs are idempotent.
+
+If a method's config, a metric's settings or an input image changes, the new score is a new row;
+:meth:`ResultsStore.scores_frame` returns the most recent row per
+``(dataset, image, method, metric)`` unless ``latest=False``.
+
+Example:
+    >>> store = ResultsStore("sqlite://")          # in-memory
+    >>> store.add_scores([ScoreRecord("demo", "0001", "bicubic", "psnr", 24.1,
+    ...                               "s1", "m1", "c1")])
+    1
+    >>> store.scores_frame()[["dataset", "image", "method", "metric", "value"]].values.tolist()
+    [['demo', '0001', 'bicubic', 'psnr', 24.1]]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Pseudo-method name under which no-reference scores of the ground-truth images are stored
+#: (the VOSR paper's Table 2).
+GT = "GT"
+
+#: Allowed values of ``methods.family``.
+FAMILIES = ("one-step", "multi-step", "GAN", "regression", "interpolation", "other")
+
+SCORE_COLUMNS = [
+    "dataset",
+    "image",
+    "method",
+    "metric",
+    "value",
+    "settings_hash",
+    "method_hash",
+    "content_hash",
+    "versions",
+    "created",
+]
+
+
+def canonical_hash(obj: Any, length: int = 16) -> str:
+    """Short sha256 of ``obj`` serialised as canonical JSON (sorted keys, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """One per-image score with its provenance (one row of ``scores``)."""
+
+    dataset: str
+    image: str
+    method: str
+    metric: str
+    value: float
+    settings_hash: str
+    method_hash: str
+    content_hash: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def key(self) -> tuple[str, str, str, str, str, str, str]:
+        """The identity that makes writes idempotent."""
+        return (
+            self.dataset,
+            self.image,
+            self.method,
+            self.metric,
+            self.settings_hash,
+            self.method_hash,
+            self.content_hash,
+        )
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """Description of one dataset (one row of ``datasets``)."""
+
+    name: str
+    root: str
+    layout: str
+    scale: int
+    n_pairs: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    """Description of one SR method (one row of ``methods``)."""
+
+    name: str
+    family: str = "other"
+    description: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    outputs: str = ""
+    links: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"method {self.name!r}: family {self.family!r} is not one of {FAMILIES}")
+
+    @property
+    def config_hash(self) -> str:
+        return canonical_hash(self.config)
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """Description of one metric as used (one row of ``metrics``)."""
+
+    name: str
+    kind: str
+    higher_is_better: bool
+    settings: dict[str, Any]
+    settings_hash: str
+    pyiqa_version: str
+
+
+def _tables():
+    """Build the SQLAlchemy table objects (inside a function: nothing happens at import)."""
+    from sqlalchemy import (
+        Boolean,
+        Column,
+        DateTime,
+        Float,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        Text,
+        UniqueConstraint,
+    )
+
+    md = MetaData()
+    datasets = Table(
+        "datasets",
+        md,
+        Column("name", String(200), primary_key=True),
+        Column("root", Text, nullable=False, default=""),
+        Column("layout", String(50), nullable=False, default=""),
+        Column("scale", Integer, nullable=False, default=4),
+        Column("n_pairs", Integer, nullable=False, default=0),
+        Column("config", Text, nullable=False, default="{}"),
+        Column("updated", DateTime, nullable=False),
+    )
+    methods = Table(
+        "methods",
+        md,
+        Column("name", String(200), primary_key=True),
+        Column("family", String(30), nullable=False, default="other"),
+        Column("description", Text, nullable=False, default=""),
+        Column("config", Text, nullable=False, default="{}"),
+        Column("config_hash", String(64), nullable=False, default=""),
+        Column("version", String(100), nullable=False, default=""),
+        Column("outputs", Text, nullable=False, default=""),
+        Column("links", Text, nullable=False, default="[]"),
+        Column("updated", DateTime, nullable=False),
+    )
+    metrics = Table(
+        "metrics",
+        md,
+        Column("name", String(100), primary_key=True),
+        Column("kind", String(4), nullable=False),
+        Column("higher_is_better", Boolean, nullable=False),
+        Column("settings", Text, nullable=False, default="{}"),
+        Column("settings_hash", String(64), nullable=False),
+        Column("pyiqa_version", String(50), nullable=False, default=""),
+    )
+    scores = Table(
+        "scores",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("dataset", String(200), nullable=False),
+        Column("image", String(500), nullable=False),
+        Column("method", String(200), nullable=False),
+        Column("metric", String(100), nullable=False),
+        Column("value", Float, nullable=False),
+        Column("settings_hash", String(64), nullable=False),
+        Column("method_hash", String(64), nullable=False),
+        Column("content_hash", String(64), nullable=False),
+        Column("versions", Text, nullable=False, default="{}"),
+        Column("created", DateTime, nullable=False),
+        UniqueConstraint(
+            "dataset",
+            "image",
+            "method",
+            "metric",
+            "settings_hash",
+            "method_hash",
+            "content_hash",
+            name="uq_scores_identity",
+        ),
+    )
+    return md, datasets, methods, metrics, scores
+
+
+def default_url() -> str:
+    """``$SCREENSR_STORE`` if set, else ``sqlite:///results.db`` in the working directory."""
+    return os.environ.get("SCREENSR_STORE", "sqlite:///results.db")
+
+
+class ResultsStore:
+    """Per-image scores with provenance in a SQLAlchemy database.
+
+    Args:
+        url: an SQLAlchemy URL (``sqlite:///results.db``, ``sqlite://`` for memory,
+            ``postgresql+psycopg://...``) or a plain path to a SQLite file.
+
+    Example:
+        >>> store = ResultsStore("sqlite://")
+        >>> store.scores_frame().columns[:5].tolist()
+        ['dataset', 'image', 'method', 'metric', 'value']
+    """
+
+    def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
+        from sqlalchemy import create_engine, event
+        from sqlalchemy.exc import ArgumentError
+
+        url = default_url() if url is None else str(url)
+        if "://" not in url:  # a plain path: a SQLite file
+            url = f"sqlite:///{Path(url).expanduser()}"
+        self.url = url
+        is_sqlite = url.startswith("sqlite")
+        if is_sqlite:
+            db_path = url.split(":///", 1)[1] if ":///" in url else ""
+            if db_path and db_path != ":memory:":
+                parent = Path(db_path).expanduser().parent
+                if not parent.is_dir():
+                    raise FileNotFoundError(
+                        f"results store {url!r}: folder {parent} does not exist; create it or pick "
+                        "another --store path"
+                    )
+        kwargs: dict[str, Any] = {}
+        if is_sqlite:
+            # 60 s lets the shards of a run queue for the write lock instead of failing.
+            kwargs["connect_args"] = {"timeout": 60}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                from sqlalchemy.pool import StaticPool
+
+                # one shared connection, or each new connection sees an empty database
+                kwargs["poolclass"] = StaticPool
+                kwargs["connect_args"]["check_same_thread"] = False
+        try:
+            self.engine = create_engine(url, **kwargs)
+        except (ArgumentError, ImportError) as exc:
+            raise ValueError(
+                f"results store URL {url!r} is not usable ({exc}); use sqlite:///PATH.db or "
+                "postgresql+psycopg://USER@HOST/DB (pip install 'screensr[postgres]')"
+            ) from exc
+        if is_sqlite:
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+                cur = dbapi_conn.cursor()
+                # WAL: readers (the leaderboard) never block the writer (a running benchmark).
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.close()
+
+        self._md, self.datasets, self.methods, self.metrics, self.scores = _tables()
+        self._md.create_all(self.engine)
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({self.url!r})"
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ writing
+    def _upsert(self, table, key: str, row: dict[str, Any]) -> None:
+        from sqlalchemy import select
+
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(table.c[key]).where(table.c[key] == row[key])).first()
+            if exists:
+                conn.execute(table.update().where(table.c[key] == row[key]).values(**row))
+            else:
+                conn.execute(table.insert().values(**row))
+
+    def upsert_dataset(self, rec: DatasetRecord) -> None:
+        """Insert or update the description of a dataset."""
+        self._upsert(
+            self.datasets,
+            "name",
+            {
+                "name": rec.name,
+                "root": rec.root,
+                "layout": rec.layout,
+                "scale": int(rec.scale),
+                "n_pairs": int(rec.n_pairs),
+                "config": json.dumps(rec.config, sort_keys=True, default=str),
+                "updated": _now(),
+            },
+        )
+
+    def upsert_method(self, rec: MethodRecord) -> None:
+        """Insert or update the description of a method."""
+        self._upsert(
+            self.methods,
+            "name",
+            {
+                "name": rec.name,
+                "family": rec.family,
+                "description": rec.description,
+                "config": json.dumps(rec.config, sort_keys=True, default=str),
+                "config_hash": rec.config_hash,
+                "version": rec.version,
+                "outputs": rec.outputs,
+                "links": json.dumps(list(rec.links)),
+                "updated": _now(),
+            },
+        )
+
+    def upsert_metric(self, rec: MetricRecord) -> None:
+        """Insert or update the description of a metric (direction, settings)."""
+        self._upsert(
+            self.metrics,
+            "name",
+            {
+                "name": rec.name,
+                "kind": rec.kind,
+                "higher_is_better": bool(rec.higher_is_better),
+                "settings": json.dumps(rec.settings, sort_keys=True, default=str),
+                "settings_hash": rec.settings_hash,
+                "pyiqa_version": rec.pyiqa_version,
+            },
+        )
+
+    def add_scores(self, records: Iterable[ScoreRecord]) -> int:
+        """Write scores in one transaction; rows already stored are left alone.
+
+        Returns:
+            The number of rows actually inserted (0 on a rerun).
+        """
+        rows = []
+        now = _now()
+        for r in records:
+            v = float(r.value)
+            if v != v:  # NaN: a metric that failed must be reported, never stored as a value
+                raise ValueError(f"score {r.metric} of {r.dataset}/{r.image}/{r.method} is NaN")
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "image": r.image,
+                    "method": r.method,
+                    "metric": r.metric,
+                    "value": v,
+                    "settings_hash": r.settings_hash,
+                    "method_hash": r.method_hash,
+                    "content_hash": r.content_hash,
+                    "versions": json.dumps(r.versions, sort_keys=True),
+                    "created": now,
+                }
+            )
+        if not rows:
+            return 0
+        dialect = self.engine.dialect.name
+        with self.engine.begin() as conn:
+            if dialect in ("sqlite", "postgresql"):
+                if dialect == "sqlite":
+                    from sqlalchemy.dialects.sqlite import insert
+                else:
+                    from sqlalchemy.dialects.postgresql import insert
+                stmt = insert(self.scores).on_conflict_do_nothing(
+                    index_elements=[
+                        "dataset",
+                        "image",
+                        "method",
+                        "metric",
+                        "settings_hash",
+                        "method_hash",
+                        "content_hash",
+                    ]
+                )
+                before = self._count(conn)
+                conn.execute(stmt, rows)
+                return self._count(conn) - before
+            # other dialects: filter out what is there, then insert
+            have = self._keys(conn, {r["dataset"] for r in rows}, {r["method"] for r in rows})
+            fresh = [
+                r
+                for r in rows
+                if (
+                    r["dataset"],
+                    r["image"],
+                    r["method"],
+                    r["metric"],
+                    r["settings_hash"],
+                    r["method_hash"],
+                    r["content_hash"],
+                )
+                not in have
+            ]
+            if fresh:
+                conn.execute(self.scores.insert(), fresh)
+            return len(fresh)
+
+    def _count(self, conn) -> int:
+        from sqlalchemy import func, select
+
+        return int(conn.execute(select(func.count()).select_from(self.scores)).scalar_one())
+
+    def _keys(self, conn, datasets: set[str], methods: set[str]) -> set[tuple]:
+        from sqlalchemy import select
+
+        s = self.scores.c
+        q = select(
+            s.dataset, s.image, s.method, s.metric, s.settings_hash, s.method_hash, s.content_hash
+        ).where(s.dataset.in_(sorted(datasets)), s.method.in_(sorted(methods)))
+        return {tuple(r) for r in conn.execute(q)}
+
+    def existing_keys(self, dataset: str, method: str) -> set[tuple[str, str, str, str, str, str, str]]:
+        """Identities (:meth:`ScoreRecord.key`) already stored for one dataset and method."""
+        with self.engine.connect() as conn:
+            return self._keys(conn, {dataset}, {method})
+
+    def delete_scores(self, *, dataset: str | None = None, method: str | None = None) -> int:
+        """Delete the scores of a dataset and/or method; returns the number of rows removed."""
+        if dataset is None and method is None:
+            raise ValueError("delete_scores needs dataset= and/or method= (refusing to delete everything)")
+        s = self.scores.c
+        stmt = self.scores.delete()
+        if dataset is not None:
+            stmt = stmt.where(s.dataset == dataset)
+        if method is not None:
+            stmt = stmt.where(s.method == method)
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount or 0)
+
+    # ------------------------------------------------------------------ reading
+    def scores_frame(
+        self,
+        dataset: str | Sequence[str] | None = None,
+        method: str | Sequence[str] | None = None,
+        metric: str | Sequence[str] | None = None,
+        *,
+        latest: bool = True,
+    ) -> pd.DataFrame:
+        """Per-image scores as a data frame.
+
+        Args:
+            dataset, method, metric: a name or a list of names to keep (None: all).
+            latest: keep only the most recent row per ``(dataset, image, method, metric)``
+                (older rows come from earlier method configs, metric settings or inputs).
+
+        Returns:
+            Columns ``dataset, image, method, metric, value, settings_hash, method_hash,
+            content_hash, versions, created``; sorted by dataset, method, metric, image.
+        """
+        import pandas as pd
+        from sqlalchemy import select
+
+        s = self.scores.c
+        q = select(*(s[c] for c in SCORE_COLUMNS))
+        for col, want in (("dataset", dataset), ("method", method), ("metric", metric)):
+            if want is not None:
+                names = [want] if isinstance(want, str) else list(want)
+                q = q.where(s[col].in_(names))
+        q = q.order_by(s.id)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(q).fetchall(), columns=SCORE_COLUMNS)
+        if latest and len(frame):
+            frame = frame.drop_duplicates(["dataset", "image", "method", "metric"], keep="last")
+        frame["value"] = frame["value"].astype(float)
+        return frame.sort_values(["dataset", "method", "metric", "image"]).reset_index(drop=True)
+
+    def _frame(self, table, json_cols: Sequence[str]) -> pd.DataFrame:
+        import pandas as pd
+        from sqlalchemy import select
+
+        with self.engine.connect() as conn:
+            res = conn.execute(select(table).order_by(table.c.name))
+            frame = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        for c in json_cols:
+            frame[c] = frame[c].map(json.loads)
+        return frame
+
+    def datasets_frame(self) -> pd.DataFrame:
+        """Columns ``name, root, layout, scale, n_pairs, config (dict), updated``."""
+        return self._frame(self.datasets, ["config"])
+
+    def methods_frame(self) -> pd.DataFrame:
+        """Columns ``name, family, description, config (dict), config_hash, version, outputs,
+        links (list), updated``."""
+        return self._frame(self.methods, ["config", "links"])
+
+    def metrics_frame(self) -> pd.DataFrame:
+        """Columns ``name, kind (FR|NR), higher_is_better, settings (dict), settings_hash,
+        pyiqa_version``."""
+        frame = self._frame(self.metrics, ["settings"])
+        frame["higher_is_better"] = frame["higher_is_better"].astype(bool)
+        return frame
+
+    def export(self, path: str | os.PathLike[str], **filters: Any) -> Path:
+        """Write :meth:`scores_frame` to ``.csv``, ``.parquet`` or ``.json`` (atomic)."""
+        path = Path(path)
+        frame = self.scores_frame(**filters)
+        frame["created"] = frame["created"].astype(str)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        elif suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".json":
+            frame.to_json(tmp, orient="records", indent=1)
+        else:
+            raise ValueError(f"export {path}: unknown format {suffix!r}; use .csv, .parquet or .json")
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,516 @@
+"""The leaderboard's data layer: pure functions over data frames, tested on their own.
+
+The Streamlit pages and the static export only call these functions; nothing here draws.
+
+Inputs are the results store's frames (``benchmark.store.ResultsStore``):
+
+- scores: one row per (dataset, image, method, metric) with a float ``value``;
+- methods: one row per method (``name``, ``family``, ``description``, ``config``, ...);
+- datasets: one row per dataset (``name``, ``root``, ``layout``, ``scale``, ...).
+
+Outputs are tidy frames (one number per cell, so every column sorts) and the wide per-dataset
+leaderboard table. Metric directions come from the benchmark package's metric specs; the
+leaderboard's own presentation of each metric (label, unit, which axis of the
+perception-distortion plane it belongs to, shown by default) is declared once, in ``COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+GT_METHOD = "GT"
+"""Pseudo-method under which the store keeps the no-reference scores of the HR images."""
+
+FAMILIES: tuple[str, ...] = ("one-step", "multi-step", "GAN", "regression", "interpolation", "other")
+"""Method families the store knows, in the order filters show them."""
+
+
+# --------------------------------------------------------------------------- metric columns
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricColumn:
+    """How the leaderboard shows one metric.
+
+    Attributes:
+        name: the metric's name in the store (the pyiqa name, e.g. ``"maniqa-pipal"``).
+        label: the short header text (``"MANIQA"``).
+        higher_is_better: the metric's direction; ``None`` when nobody declared it (such a
+            column is shown without an arrow and left out of the aggregated rank).
+        reference: ``"FR"`` (needs the HR image: a fidelity axis) or ``"NR"`` (perceptual).
+        unit: unit shown in the header tooltip, e.g. ``"dB"``.
+        default: shown before the user picks a metric set.
+        decimals: digits shown after the point.
+    """
+
+    name: str
+    label: str
+    higher_is_better: bool | None
+    reference: str = "NR"
+    unit: str = ""
+    default: bool = True
+    decimals: int = 4
+
+    @property
+    def arrow(self) -> str:
+        """``"↑"``, ``"↓"`` or ``""`` (direction unknown)."""
+        if self.higher_is_better is None:
+            return ""
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def header(self) -> str:
+        """Header text with the direction arrow, e.g. ``"LPIPS ↓"``."""
+        return f"{self.label} {self.arrow}".strip()
+
+    @property
+    def fidelity(self) -> bool:
+        """Whether the metric compares against the reference (x axis of the P-D plane)."""
+        return self.reference == "FR"
+
+
+# Presentation of the metrics the suite computes: (label, unit, default shown, decimals).
+# Directions and FR/NR are NOT declared here: they come from ``benchmark.metrics`` so that the
+# leaderboard can never disagree with the harness that produced the numbers.
+COLUMNS: dict[str, tuple[str, str, bool, int]] = {
+    "psnr": ("PSNR", "dB", True, 2),
+    "ssim": ("SSIM", "", True, 4),
+    "ms_ssim": ("MS-SSIM", "", False, 4),
+    "lpips": ("LPIPS", "", True, 4),
+    "dists": ("DISTS", "", True, 4),
+    "niqe": ("NIQE", "", True, 4),
+    "musiq": ("MUSIQ", "", True, 2),
+    "maniqa-pipal": ("MANIQA", "", True, 4),
+    "maniqa": ("MANIQA-KonIQ", "", False, 4),
+    "clipiqa": ("CLIPIQA", "", True, 4),
+    "topiq_nr": ("TOPIQ-NR", "", True, 4),
+    "topiq_fr": ("TOPIQ-FR", "", False, 4),
+    "afine_nr": ("AFINE-NR", "", True, 4),
+    "afine_fr": ("AFINE-FR", "", False, 4),
+    "afine_all": ("AFINE", "", False, 4),
+}
+
+
+def known_metrics(metrics_frame: pd.DataFrame | None) -> dict[str, tuple[bool, str]]:
+    """``{name: (higher_is_better, "FR"|"NR")}`` from the store's ``metrics`` table.
+
+    The runner writes each metric's spec there when it stores scores, so the store is the one
+    place directions come from; metrics missing there fall back to ``benchmark.metrics``.
+    """
+    if metrics_frame is None or metrics_frame.empty:
+        return {}
+    return {
+        str(r.name): (bool(r.higher_is_better), str(r.kind).upper())
+        for r in metrics_frame[["name", "higher_is_better", "kind"]].itertuples(index=False)
+    }
+
+
+def _spec_direction(metric: str) -> tuple[bool | None, str]:
+    """(higher_is_better, "FR"/"NR") from the benchmark package's metric spec, if it has one."""
+    try:
+        from benchmark import metrics as bm
+
+        spec = bm.get_spec(metric)
+    except (ImportError, AttributeError, KeyError, ValueError):
+        return None, "NR"
+    return bool(spec.higher_is_better), ("FR" if spec.full_reference else "NR")
+
+
+def metric_column(
+    metric: str,
+    known: Mapping[str, tuple[bool, str]] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> MetricColumn:
+    """The ``MetricColumn`` of ``metric`` (store name).
+
+    Args:
+        metric: the metric's store name.
+        known: directions from the store (``known_metrics``); else the benchmark spec is used.
+        overrides: replaces fields of the result.
+    """
+    label, unit, default, decimals = COLUMNS.get(metric, (metric.upper(), "", True, 4))
+    higher, ref = (known or {}).get(metric) or _spec_direction(metric)
+    column = MetricColumn(metric, label, higher, ref, unit, default, decimals)
+    return dataclasses.replace(column, **dict(overrides)) if overrides else column
+
+
+def metric_columns(
+    metrics: Iterable[str], known: Mapping[str, tuple[bool, str]] | None = None
+) -> list[MetricColumn]:
+    """Columns for ``metrics`` in display order: declared metrics first (``COLUMNS`` order)."""
+    return [metric_column(m, known) for m in order_metrics(metrics)]
+
+
+def order_metrics(metrics: Iterable[str]) -> list[str]:
+    """Unique metric names in display order: ``COLUMNS`` order, then the others by name."""
+    order = {name: i for i, name in enumerate(COLUMNS)}
+    return sorted(set(metrics), key=lambda m: (order.get(m, len(order)), m))
+
+
+def directions(columns: Iterable[MetricColumn]) -> dict[str, bool | None]:
+    """``{metric: higher_is_better}`` of ``columns``."""
+    return {c.name: c.higher_is_better for c in columns}
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap confidence interval of the mean of each row.
+
+    Args:
+        values: (G, n) array, one group of n per-image scores per row (no NaN).
+        confidence: two-sided level in (0, 1).
+        n_boot: bootstrap resamples.
+        seed: the resampling seed (the same seed gives the same interval).
+
+    Returns:
+        (low, high): two (G,) arrays.
+
+    Every row is resampled with the same multinomial resampling weights (B, n); the B resampled
+    means of all G groups are then one matrix product, (G, n) @ (n, B), which keeps the whole
+    leaderboard (thousands of groups) well under a second. Sharing the resampling indices
+    across groups changes nothing for each group's own interval.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be a (groups, n) array, got shape {values.shape}")
+    g, n = values.shape
+    if n == 1:
+        return values[:, 0].copy(), values[:, 0].copy()
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # (B, n)
+    means = values @ weights.T / n  # (G, B)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=1)
+    return low, high
+
+
+def summarize(
+    scores: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Mean and bootstrap CI of each (dataset, method, metric) over its images.
+
+    Args:
+        scores: tidy scores with columns ``dataset, image, method, metric, value``.
+        confidence, n_boot, seed: see ``bootstrap_ci``.
+
+    Returns:
+        One row per (dataset, method, metric): ``dataset, method, metric, mean, ci_low,
+        ci_high, n`` (``n`` = images with a finite value), sorted by the three keys.
+    """
+    _require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
+    keys = ["dataset", "method", "metric"]
+    frame = scores.loc[np.isfinite(scores["value"].to_numpy(dtype=np.float64)), [*keys, "value"]]
+    if frame.empty:
+        return pd.DataFrame(
+            {
+                "dataset": pd.Series(dtype=object),
+                "method": pd.Series(dtype=object),
+                "metric": pd.Series(dtype=object),
+                "mean": pd.Series(dtype=float),
+                "ci_low": pd.Series(dtype=float),
+                "ci_high": pd.Series(dtype=float),
+                "n": pd.Series(dtype=int),
+            }
+        )
+    frame = frame.sort_values(keys, kind="stable")
+    group_id = frame.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
+    values = frame["value"].to_numpy(dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, group_id[1:] != group_id[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    out = frame.iloc[starts][keys].reset_index(drop=True)
+    out["mean"] = np.add.reduceat(values, starts) / sizes
+    low = np.empty(len(starts))
+    high = np.empty(len(starts))
+    # groups of equal size are resampled together (one matrix product per size)
+    for size in np.unique(sizes):
+        idx = np.flatnonzero(sizes == size)
+        block = values[starts[idx, None] + np.arange(size)[None, :]]  # (groups, size)
+        low[idx], high[idx] = bootstrap_ci(block, confidence=confidence, n_boot=n_boot, seed=seed)
+    out["ci_low"] = low
+    out["ci_high"] = high
+    out["n"] = sizes.astype(int)
+    return out
+
+
+def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | None]) -> pd.DataFrame:
+    """Rank methods across metrics, each metric ranked in its own direction.
+
+    Args:
+        means: method x metric table of means (index: method; columns: metric names).
+        higher_is_better: direction per metric; metrics with ``None`` or missing are skipped.
+
+    Returns:
+        Index method; columns ``mean_rank`` (average of the per-metric ranks, 1 = best, ties
+        share the average rank, a method missing a metric is averaged over the metrics it has),
+        ``metrics_ranked`` (how many metrics entered its mean) and ``rank`` (1 + the number of
+        methods with a strictly better mean rank), sorted best first.
+    """
+    used = [m for m in means.columns if higher_is_better.get(m) is not None]
+    if not used:
+        raise ValueError(
+            f"no metric with a known direction among {list(means.columns)}: declare its direction "
+            "in benchmark.metrics (higher_is_better)"
+        )
+    per_metric = pd.DataFrame(
+        {m: means[m].rank(ascending=not higher_is_better[m], method="average") for m in used},
+        index=means.index,
+    )
+    out = pd.DataFrame(
+        {"mean_rank": per_metric.mean(axis=1, skipna=True), "metrics_ranked": per_metric.notna().sum(axis=1)}
+    )
+    out["rank"] = out["mean_rank"].rank(method="min", ascending=True).astype("Int64")
+    return out.sort_values(["mean_rank"], kind="stable")
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_higher: bool) -> np.ndarray:
+    """Which points are not dominated (PIRM 2018's perception-distortion trade-off).
+
+    A point dominates another when it is at least as good on both axes and strictly better on
+    one, "good" following each axis' direction. Points with a NaN coordinate are never on the
+    front; duplicates of a front point are all on it.
+
+    Returns:
+        Boolean (N,) array, True on the front.
+    """
+    xs = np.asarray(x, dtype=np.float64) * (1.0 if x_higher else -1.0)
+    ys = np.asarray(y, dtype=np.float64) * (1.0 if y_higher else -1.0)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-D and the same length, got {xs.shape} and {ys.shape}")
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    front = np.zeros(xs.shape, dtype=bool)
+    idx = np.flatnonzero(ok)
+    # sweep in decreasing x (ties: decreasing y): a point is on the front iff its y beats
+    # every y seen so far, or it equals a front point exactly
+    order = idx[np.lexsort((-ys[idx], -xs[idx]))]
+    best_y = -math.inf
+    last = None
+    for i in order:
+        if ys[i] > best_y:
+            front[i] = True
+            best_y = ys[i]
+            last = i
+        elif last is not None and xs[i] == xs[last] and ys[i] == ys[last]:
+            front[i] = True
+    return front
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def leaderboard_table(
+    summary: pd.DataFrame,
+    dataset: str,
+    columns: Sequence[MetricColumn],
+    *,
+    methods: pd.DataFrame | None = None,
+    include: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """The wide leaderboard of one dataset: one row per method, three numbers per metric.
+
+    Args:
+        summary: output of ``summarize``.
+        dataset: which dataset.
+        columns: metrics to show, in order.
+        methods: the store's methods frame (``name``, ``family``, ...) to add the family.
+        include: keep only these methods (after the filters the page applied); default all.
+
+    Returns:
+        Columns ``rank, method, family, mean_rank`` then, per metric ``m``: ``m`` (mean),
+        ``m ci_low``, ``m ci_high``; plus ``n`` (images). Sorted by rank. The GT pseudo-method
+        is excluded (it has its own table). Empty frame (same columns) when nothing matches.
+    """
+    _require_columns(summary, ("dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"), "summary")
+    names = [c.name for c in columns]
+    part = summary[
+        (summary["dataset"] == dataset) & (summary["method"] != GT_METHOD) & summary["metric"].isin(names)
+    ]
+    if include is not None:
+        part = part[part["method"].isin(list(include))]
+    wide_cols = ["rank", "method", "family", "mean_rank"]
+    for m in names:
+        wide_cols += [m, f"{m} ci_low", f"{m} ci_high"]
+    wide_cols.append("n")
+    if part.empty:
+        return pd.DataFrame(columns=wide_cols)
+    pivot = part.pivot_table(index="method", columns="metric", values=["mean", "ci_low", "ci_high"], aggfunc="first")
+    table = pd.DataFrame(index=pivot.index)
+    for m in names:
+        for stat, suffix in (("mean", ""), ("ci_low", " ci_low"), ("ci_high", " ci_high")):
+            table[f"{m}{suffix}"] = pivot[(stat, m)] if (stat, m) in pivot.columns else np.nan
+    table["n"] = part.groupby("method")["n"].max()
+    ranks = aggregate_rank(table[names], directions(columns)) if any(
+        c.higher_is_better is not None for c in columns
+    ) else pd.DataFrame({"mean_rank": np.nan, "rank": pd.array([pd.NA] * len(table), "Int64")}, index=table.index)
+    table["mean_rank"] = ranks["mean_rank"]
+    table["rank"] = ranks["rank"]
+    table["family"] = _families(methods, table.index)
+    table = table.reset_index().rename(columns={"index": "method"})
+    table = table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
+    return table[wide_cols]
+
+
+def gt_quality_table(summary: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
+    """The GT-quality table (VOSR Table 2): NR scores of the HR images of each dataset.
+
+    Returns:
+        One row per dataset, one column per metric the GT pseudo-method has (means), plus
+        ``n`` (images). Empty when the store has no GT scores.
+    """
+    part = summary[summary["method"] == GT_METHOD]
+    if dataset is not None:
+        part = part[part["dataset"] == dataset]
+    if part.empty:
+        return pd.DataFrame(columns=["dataset", "n"])
+    table = part.pivot_table(index="dataset", columns="metric", values="mean", aggfunc="first")
+    order = order_metrics(table.columns)
+    table = table[order]
+    table["n"] = part.groupby("dataset")["n"].max()
+    table.columns.name = None
+    return table.reset_index()
+
+
+def header_labels(columns: Sequence[MetricColumn]) -> dict[str, str]:
+    """Rename map from the wide table's column names to headers with direction arrows."""
+    out: dict[str, str] = {"rank": "Rank", "method": "Method", "family": "Family", "mean_rank": "Mean rank ↓", "n": "Images"}
+    for c in columns:
+        out[c.name] = c.header
+        out[f"{c.name} ci_low"] = f"{c.label} CI low"
+        out[f"{c.name} ci_high"] = f"{c.label} CI high"
+    return out
+
+
+def filter_methods(
+    methods: pd.DataFrame, *, families: Iterable[str] | None = None, names: Iterable[str] | None = None
+) -> list[str]:
+    """Names of the methods in ``families`` (all when None) and ``names`` (all when None)."""
+    frame = methods[methods["name"] != GT_METHOD]
+    if families is not None:
+        frame = frame[frame["family"].isin(list(families))]
+    if names is not None:
+        frame = frame[frame["name"].isin(list(names))]
+    return sorted(frame["name"].tolist())
+
+
+def image_scores(scores: pd.DataFrame, dataset: str, image: str, methods: Sequence[str]) -> pd.DataFrame:
+    """Per-metric scores of one image for ``methods`` (rows, in the given order) x metrics."""
+    part = scores[(scores["dataset"] == dataset) & (scores["image"] == image) & scores["method"].isin(methods)]
+    table = part.pivot_table(index="method", columns="metric", values="value", aggfunc="first")
+    order = order_metrics(table.columns)
+    table = table.reindex(index=[m for m in methods if m in table.index], columns=order)
+    table.columns.name = None
+    return table
+
+
+def per_image(scores: pd.DataFrame, dataset: str, metric: str, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per-image values of one metric on one dataset: columns ``image, method, value``."""
+    part = scores[(scores["dataset"] == dataset) & (scores["metric"] == metric)]
+    if methods is not None:
+        part = part[part["method"].isin(list(methods))]
+    return part[["image", "method", "value"]].reset_index(drop=True)
+
+
+def plane_points(
+    summary: pd.DataFrame, dataset: str, x: MetricColumn, y: MetricColumn, methods: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Methods on the perception-distortion plane of ``dataset``.
+
+    Returns:
+        Columns ``method, family, x, y, pareto`` (``pareto``: on the front given both axes'
+        directions); methods missing either metric are dropped.
+    """
+    if x.higher_is_better is None or y.higher_is_better is None:
+        raise ValueError(
+            f"the plane needs metrics with a known direction; {x.name if x.higher_is_better is None else y.name} "
+            "has none"
+        )
+    part = summary[(summary["dataset"] == dataset) & (summary["method"] != GT_METHOD)]
+    wide = part.pivot_table(index="method", columns="metric", values="mean", aggfunc="first")
+    if x.name not in wide.columns or y.name not in wide.columns:
+        return pd.DataFrame(columns=["method", "family", "x", "y", "pareto"])
+    pts = wide[[x.name, y.name]].dropna().rename(columns={x.name: "x", y.name: "y"})
+    pts["family"] = _families(methods, pts.index)
+    pts["pareto"] = pareto_front(pts["x"], pts["y"], x_higher=x.higher_is_better, y_higher=y.higher_is_better)
+    pts.columns.name = None
+    return pts.reset_index().rename(columns={"index": "method"})[["method", "family", "x", "y", "pareto"]]
+
+
+# --------------------------------------------------------------------------- images
+
+
+def crop_box(size: tuple[int, int], center: tuple[float, float], crop: int, multiple: int = 1) -> tuple[int, int, int, int]:
+    """A square crop of side ``crop`` centred at ``center``, clamped inside an image.
+
+    Args:
+        size: (width, height) of the HR image in pixels.
+        center: (x, y) in [0, 1], relative to the image.
+        crop: side in HR pixels (clamped to the image).
+        multiple: align the box to this many pixels (the scale factor, so that the same box
+            divided by the scale is an exact LR crop).
+
+    Returns:
+        (left, top, right, bottom) in HR pixels, right/bottom exclusive.
+    """
+    w, h = size
+    if crop < 1:
+        raise ValueError(f"crop side must be >= 1 pixel, got {crop}")
+    side = max(multiple, min(crop, w, h) // multiple * multiple)
+    cx, cy = (min(max(float(c), 0.0), 1.0) for c in center)
+    left = int(round(cx * w - side / 2))
+    top = int(round(cy * h - side / 2))
+    left = min(max(left, 0), w - side) // multiple * multiple
+    top = min(max(top, 0), h - side) // multiple * multiple
+    return left, top, left + side, top + side
+
+
+def zoom_crop(image: np.ndarray, box: tuple[int, int, int, int], zoom: int) -> np.ndarray:
+    """Crop ``box`` of ``image`` (H, W, C uint8) and enlarge it ``zoom`` times, nearest neighbour.
+
+    Every source pixel becomes a zoom x zoom block of exactly its value, so nothing is
+    interpolated or invented. Returns (h*zoom, w*zoom, C) uint8.
+    """
+    if zoom < 1 or int(zoom) != zoom:
+        raise ValueError(f"zoom must be a positive integer, got {zoom}")
+    left, top, right, bottom = box
+    h, w = image.shape[:2]
+    if not (0 <= left < right <= w and 0 <= top < bottom <= h):
+        raise ValueError(f"crop box {box} lies outside the image of size {w}x{h}")
+    crop = image[top:bottom, left:right]
+    return np.repeat(np.repeat(crop, int(zoom), axis=0), int(zoom), axis=1)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of an (H, W, 3) uint8 image, no metadata."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _families(methods: pd.DataFrame | None, names: Iterable[str]) -> list[str]:
+    if methods is None or methods.empty or "family" not in methods:
+        return ["other" for _ in names]
+    lookup = dict(zip(methods["name"], methods["family"], strict=False))
+    return [str(lookup.get(n) or "other") for n in names]
+
+
+def _require_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} frame lacks columns {missing}; it has {list(frame.columns)}")

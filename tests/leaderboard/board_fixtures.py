@@ -1,0 +1,135 @@
+"""Synthetic results stores for the leaderboard tests and benchmarks.
+
+Scores are written through the results store's own write API (``ResultsStore.add_scores``), so
+the leaderboard reads exactly what the runner would have written. Each method has a hidden
+"quality" q in [0, 1]; every metric moves with q in its own direction, so the true ranking is
+known (method ``m00`` is the best on every metric when ``noise`` is small).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmark.store import GT, DatasetRecord, MethodRecord, MetricRecord, ResultsStore, ScoreRecord
+
+# name -> (FR/NR, higher_is_better, value at q=0, value at q=1)
+METRICS: dict[str, tuple[str, bool, float, float]] = {
+    "psnr": ("FR", True, 20.0, 28.0),
+    "ssim": ("FR", True, 0.55, 0.85),
+    "lpips": ("FR", False, 0.45, 0.15),
+    "dists": ("FR", False, 0.30, 0.10),
+    "niqe": ("NR", False, 8.0, 3.5),
+    "musiq": ("NR", True, 30.0, 70.0),
+    "maniqa-pipal": ("NR", True, 0.35, 0.70),
+    "clipiqa": ("NR", True, 0.30, 0.75),
+    "topiq_nr": ("NR", True, 0.30, 0.70),
+    "afine_nr": ("NR", False, 0.50, -1.20),
+    "topiq_fr": ("FR", True, 0.40, 0.80),
+    "afine_fr": ("FR", False, 0.60, -0.50),
+}
+
+FAMILY_CYCLE = ("one-step", "multi-step", "GAN", "regression", "interpolation")
+
+
+@dataclass(frozen=True)
+class SyntheticBoard:
+    """What ``populate`` wrote: names and the hidden qualities (best first)."""
+
+    datasets: list[str]
+    methods: list[str]
+    metrics: list[str]
+    images: list[str]
+    quality: dict[str, float]
+
+
+def register_metrics(store: ResultsStore, metrics: list[str]) -> None:
+    """Write the metric descriptions (direction, FR/NR) the runner would write."""
+    for name in metrics:
+        kind, higher, _, _ = METRICS[name]
+        store.upsert_metric(MetricRecord(name, kind, higher, {"synthetic": True}, f"s-{name}", "0.1.16"))
+
+
+def populate(
+    store: ResultsStore,
+    *,
+    datasets: tuple[str, ...] = ("DRealSR", "RealSR"),
+    n_methods: int = 6,
+    n_images: int = 8,
+    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe", "musiq"),
+    noise: float = 0.02,
+    seed: int = 0,
+    roots: dict[str, Path] | None = None,
+    outputs: dict[str, Path] | None = None,
+) -> SyntheticBoard:
+    """Fill ``store`` with synthetic datasets, methods, metrics and per-image scores.
+
+    Args:
+        roots: dataset name -> folder (recorded as the dataset root, layout ``generic``).
+        outputs: method name -> folder (recorded as the method's outputs location).
+        noise: per-image noise as a fraction of each metric's range.
+    """
+    rng = np.random.default_rng(seed)
+    methods = [f"m{i:02d}" for i in range(n_methods)]
+    quality = {m: 1.0 - i / max(1, n_methods - 1) for i, m in enumerate(methods)}
+    images = [f"img{i:03d}" for i in range(n_images)]
+    register_metrics(store, list(metrics))
+    for d in datasets:
+        root = str((roots or {}).get(d, f"/data/{d}"))
+        store.upsert_dataset(DatasetRecord(d, root, "generic", 4, n_images, {"protocol": "synthetic"}))
+    for i, m in enumerate(methods):
+        store.upsert_method(
+            MethodRecord(
+                m,
+                family=FAMILY_CYCLE[i % len(FAMILY_CYCLE)],
+                description=f"Synthetic method {m} (quality {quality[m]:.2f}).",
+                config={"kind": "synthetic", "quality": quality[m]},
+                version="1.0",
+                outputs=str((outputs or {}).get(m, "")),
+                links=[f"https://example.org/{m}"],
+            )
+        )
+    records: list[ScoreRecord] = []
+    for d in datasets:
+        image_effect = rng.normal(0.0, 0.05, size=n_images)  # some images are harder for everyone
+        for m in [*methods, GT]:
+            q = 1.05 if m == GT else quality[m]
+            for metric in metrics:
+                kind, _, lo, hi = METRICS[metric]
+                if m == GT and kind == "FR":
+                    continue  # the GT pseudo-method only has no-reference scores
+                values = lo + (hi - lo) * (q + image_effect + rng.normal(0.0, noise, size=n_images))
+                records += [
+                    ScoreRecord(d, img, m, metric, float(v), f"s-{metric}", f"h-{m}", f"c-{d}-{img}")
+                    for img, v in zip(images, values, strict=True)
+                ]
+    store.add_scores(records)
+    return SyntheticBoard(list(datasets), methods, list(metrics), images, quality)
+
+
+def write_image_folders(
+    base: Path, dataset: str, methods: list[str], images: list[str], *, hr: int = 64, scale: int = 4
+) -> tuple[Path, dict[str, Path]]:
+    """A generic ``hr/`` + ``lr/`` dataset and one outputs folder per method, all PNG.
+
+    Each method's output is the HR image with a method-specific constant added, so the compare
+    page's crops can be checked pixel for pixel. Returns (dataset root, method -> folder).
+    """
+    rng = np.random.default_rng(1)
+    root = base / dataset
+    (root / "hr").mkdir(parents=True, exist_ok=True)
+    (root / "lr").mkdir(parents=True, exist_ok=True)
+    outs = {m: base / "outputs" / m / dataset for m in methods}
+    for folder in outs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    for img in images:
+        hr_img = rng.integers(0, 200, size=(hr, hr, 3), dtype=np.uint8)
+        Image.fromarray(hr_img).save(root / "hr" / f"{img}.png")
+        lr_img = hr_img[::scale, ::scale]
+        Image.fromarray(lr_img).save(root / "lr" / f"{img}.png")
+        for k, m in enumerate(methods):
+            Image.fromarray(hr_img + np.uint8(k + 1)).save(outs[m] / f"{img}.png")
+    return root, outs

@@ -1,0 +1,313 @@
+"""Pure functions of the leaderboard: aggregation, confidence intervals, ranking, Pareto front."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leaderboard import data
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _scores(rows: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
+    out = []
+    for (dataset, method, metric), values in rows.items():
+        out += [
+            {"dataset": dataset, "image": f"i{k}", "method": method, "metric": metric, "value": v}
+            for k, v in enumerate(values)
+        ]
+    return pd.DataFrame(out)
+
+
+def _dominated_bruteforce(x, y, x_higher, y_higher):
+    sx = np.asarray(x, float) * (1 if x_higher else -1)
+    sy = np.asarray(y, float) * (1 if y_higher else -1)
+    front = []
+    for i in range(len(sx)):
+        if not (np.isfinite(sx[i]) and np.isfinite(sy[i])):
+            front.append(False)
+            continue
+        dominated = any(
+            np.isfinite(sx[j])
+            and np.isfinite(sy[j])
+            and sx[j] >= sx[i]
+            and sy[j] >= sy[i]
+            and (sx[j] > sx[i] or sy[j] > sy[i])
+            for j in range(len(sx))
+        )
+        front.append(not dominated)
+    return np.array(front)
+
+
+# --------------------------------------------------------------------------- aggregation / CI
+
+
+def test_summarize_means_counts_and_nan():
+    rows = {
+        ("D", "a", "psnr"): [20.0, 22.0, 24.0, np.nan],
+        ("D", "b", "psnr"): [30.0, 31.0],
+        ("E", "a", "lpips"): [0.1, 0.3, 0.2],
+    }
+    out = data.summarize(_scores(rows), n_boot=200)
+    got = {(r.dataset, r.method, r.metric): (r.mean, r.n) for r in out.itertuples()}
+    assert got == {("D", "a", "psnr"): (22.0, 3), ("D", "b", "psnr"): (30.5, 2), ("E", "a", "lpips"): (0.2, 3)}
+    assert (out["ci_low"] <= out["mean"]).all() and (out["mean"] <= out["ci_high"]).all()
+
+
+def test_summarize_matches_pandas_groupby_on_random_frame():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "dataset": rng.choice(["A", "B"], 600),
+            "image": [f"i{k}" for k in range(600)],
+            "method": rng.choice(["x", "y", "z"], 600),
+            "metric": rng.choice(["psnr", "niqe"], 600),
+            "value": rng.normal(size=600),
+        }
+    )
+    ours = data.summarize(frame, n_boot=100).set_index(["dataset", "method", "metric"])
+    ref = frame.groupby(["dataset", "method", "metric"])["value"].agg(["mean", "count"])
+    np.testing.assert_allclose(ours["mean"], ref["mean"], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours["n"], ref["count"])
+
+
+def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(10.0, 2.0, size=130)
+    low, high = data.bootstrap_ci(x[None, :], n_boot=20000, seed=1)
+    ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=2).confidence_interval
+    # two independent Monte-Carlo estimates of the same percentile interval
+    assert abs(low[0] - ref.low) < 0.03 and abs(high[0] - ref.high) < 0.03
+    # and the textbook interval mean +- 1.96 s / sqrt(n) (the mean is near normal at n = 130)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert abs((high[0] - low[0]) / 2 - half) / half < 0.05
+
+
+def test_bootstrap_ci_batch_equals_singles_and_is_deterministic():
+    rng = np.random.default_rng(5)
+    block = rng.normal(size=(7, 40))
+    low, high = data.bootstrap_ci(block, n_boot=500, seed=9)
+    for g in range(7):
+        lo1, hi1 = data.bootstrap_ci(block[g : g + 1], n_boot=500, seed=9)
+        assert lo1[0] == pytest.approx(low[g], abs=1e-12) and hi1[0] == pytest.approx(high[g], abs=1e-12)
+    low2, high2 = data.bootstrap_ci(block, n_boot=500, seed=9)
+    np.testing.assert_array_equal(low, low2)
+    np.testing.assert_array_equal(high, high2)
+
+
+def test_bootstrap_ci_coverage_near_nominal():
+    """Over many synthetic samples with known mean 0, ~95 % of the intervals contain 0."""
+    rng = np.random.default_rng(11)
+    block = rng.normal(0.0, 1.0, size=(600, 130))
+    low, high = data.bootstrap_ci(block, n_boot=1000, seed=0)
+    coverage = np.mean((low <= 0.0) & (0.0 <= high))
+    assert 0.92 <= coverage <= 0.97
+
+
+def test_bootstrap_ci_bad_input():
+    with pytest.raises(ValueError, match="confidence must be in"):
+        data.bootstrap_ci(np.zeros((1, 3)), confidence=1.5)
+    with pytest.raises(ValueError, match="groups, n"):
+        data.bootstrap_ci(np.zeros(3))
+
+
+def test_summarize_rejects_frames_without_required_columns():
+    with pytest.raises(ValueError, match="lacks columns \\['value'\\]"):
+        data.summarize(pd.DataFrame({"dataset": [], "image": [], "method": [], "metric": []}))
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def test_aggregate_rank_respects_direction():
+    # a is best on both (highest PSNR, lowest LPIPS); c is worst on both
+    means = pd.DataFrame({"psnr": [28.0, 25.0, 21.0], "lpips": [0.1, 0.2, 0.4]}, index=["a", "b", "c"])
+    ranked = data.aggregate_rank(means, {"psnr": True, "lpips": False})
+    assert ranked.index.tolist() == ["a", "b", "c"]
+    assert ranked["rank"].tolist() == [1, 2, 3]
+    assert ranked.loc["a", "mean_rank"] == 1.0
+    # the HELM pitfall: ignoring LPIPS' direction would tie everyone; the result must not
+    naive = data.aggregate_rank(means, {"psnr": True, "lpips": True})
+    assert naive["mean_rank"].nunique() == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(-100, 100), st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=12
+    ),
+    st.lists(st.booleans(), min_size=3, max_size=3),
+)
+@settings(max_examples=60, deadline=None)
+def test_aggregate_rank_invariant_to_flipping_a_metric_and_its_direction(rows, higher):
+    names = [f"m{i}" for i in range(len(rows))]
+    means = pd.DataFrame(rows, columns=["a", "b", "c"], index=names)
+    direction = dict(zip("abc", higher, strict=True))
+    flipped = means.copy()
+    flipped["b"] = -flipped["b"]
+    flipped_dir = {**direction, "b": not direction["b"]}
+    r1 = data.aggregate_rank(means, direction).sort_index()
+    r2 = data.aggregate_rank(flipped, flipped_dir).sort_index()
+    np.testing.assert_allclose(r1["mean_rank"], r2["mean_rank"])
+
+
+def test_aggregate_rank_ties_missing_and_unknown_direction():
+    means = pd.DataFrame(
+        {"psnr": [25.0, 25.0, 20.0], "niqe": [4.0, np.nan, 5.0], "odd": [1.0, 2.0, 3.0]}, index=["a", "b", "c"]
+    )
+    ranked = data.aggregate_rank(means, {"psnr": True, "niqe": False, "odd": None})
+    # psnr ranks: a, b tie at 1.5; niqe: a 1, c 2; b only has psnr
+    assert ranked.loc["a", "mean_rank"] == pytest.approx(1.25)
+    assert ranked.loc["b", "mean_rank"] == pytest.approx(1.5)
+    assert ranked.loc["c", "mean_rank"] == pytest.approx(2.5)
+    assert ranked.loc["b", "metrics_ranked"] == 1
+    with pytest.raises(ValueError, match="no metric with a known direction"):
+        data.aggregate_rank(means[["odd"]], {"odd": None})
+
+
+# --------------------------------------------------------------------------- Pareto front
+
+
+def test_pareto_front_known_example():
+    # x = PSNR (higher better), y = NIQE (lower better)
+    x = [28.0, 26.0, 24.0, 25.0, 22.0, np.nan]
+    y = [6.0, 5.0, 4.0, 5.5, 4.5, 1.0]
+    front = data.pareto_front(x, y, x_higher=True, y_higher=False)
+    assert front.tolist() == [True, True, True, False, False, False]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=25),
+    st.booleans(),
+    st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_pareto_front_equals_bruteforce_dominance(points, x_higher, y_higher):
+    x = [p[0] for p in points]
+    y = [p[1] for p in points]
+    got = data.pareto_front(x, y, x_higher=x_higher, y_higher=y_higher)
+    np.testing.assert_array_equal(got, _dominated_bruteforce(x, y, x_higher, y_higher))
+
+
+def test_pareto_front_shape_error():
+    with pytest.raises(ValueError, match="same length"):
+        data.pareto_front([1, 2], [1], x_higher=True, y_higher=True)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _summary_for_table():
+    rows = {}
+    for method, q in (("good", 1.0), ("mid", 0.5), ("bad", 0.0)):
+        rows[("D", method, "psnr")] = [20 + 8 * q + d for d in (-0.1, 0.0, 0.1)]
+        rows[("D", method, "lpips")] = [0.4 - 0.3 * q + d for d in (-0.01, 0.0, 0.01)]
+    rows[("D", "GT", "niqe")] = [3.0, 4.0, 5.0]
+    return data.summarize(_scores(rows), n_boot=200)
+
+
+def test_leaderboard_table_layout_rank_and_families():
+    summary = _summary_for_table()
+    cols = [
+        data.MetricColumn("psnr", "PSNR", True, "FR", "dB"),
+        data.MetricColumn("lpips", "LPIPS", False, "FR"),
+    ]
+    methods = pd.DataFrame({"name": ["good", "mid", "bad"], "family": ["one-step", "GAN", "regression"]})
+    table = data.leaderboard_table(summary, "D", cols, methods=methods)
+    assert table["method"].tolist() == ["good", "mid", "bad"]  # GT excluded, best first
+    assert table["rank"].tolist() == [1, 2, 3]
+    assert table["family"].tolist() == ["one-step", "GAN", "regression"]
+    assert list(table.columns[:4]) == ["rank", "method", "family", "mean_rank"]
+    assert {"psnr", "psnr ci_low", "psnr ci_high", "lpips", "lpips ci_low", "lpips ci_high", "n"} <= set(table.columns)
+    assert table.loc[0, "psnr"] == pytest.approx(28.0)
+    assert table["n"].tolist() == [3, 3, 3]
+    sub = data.leaderboard_table(summary, "D", cols, methods=methods, include=["mid", "bad"])
+    assert sub["method"].tolist() == ["mid", "bad"] and sub["rank"].tolist() == [1, 2]
+    assert data.leaderboard_table(summary, "nope", cols).empty
+    headers = data.header_labels(cols)
+    assert headers["psnr"] == "PSNR ↑" and headers["lpips"] == "LPIPS ↓"
+
+
+def test_gt_quality_table():
+    table = data.gt_quality_table(_summary_for_table())
+    assert table["dataset"].tolist() == ["D"]
+    assert table.loc[0, "niqe"] == pytest.approx(4.0) and table.loc[0, "n"] == 3
+    assert data.gt_quality_table(_summary_for_table(), "other").empty
+
+
+def test_plane_points_marks_pareto_in_metric_directions():
+    summary = _summary_for_table()
+    x = data.MetricColumn("psnr", "PSNR", True, "FR")
+    y = data.MetricColumn("lpips", "LPIPS", False, "FR")
+    pts = data.plane_points(summary, "D", x, y).set_index("method")
+    assert pts.loc["good", "pareto"] and not pts.loc["mid", "pareto"] and not pts.loc["bad", "pareto"]
+    with pytest.raises(ValueError, match="known direction"):
+        data.plane_points(summary, "D", x, data.MetricColumn("odd", "ODD", None))
+
+
+def test_metric_columns_direction_from_store_and_arrows():
+    known = data.known_metrics(
+        pd.DataFrame({"name": ["lpips", "musiq"], "higher_is_better": [False, True], "kind": ["FR", "NR"]})
+    )
+    cols = {c.name: c for c in data.metric_columns(["musiq", "lpips", "zzz"], known)}
+    assert cols["lpips"].header == "LPIPS ↓" and cols["lpips"].fidelity
+    assert cols["musiq"].header == "MUSIQ ↑" and not cols["musiq"].fidelity
+    assert [c.name for c in data.metric_columns(["musiq", "zzz", "lpips"], known)] == ["lpips", "musiq", "zzz"]
+
+
+def test_filter_methods_and_image_scores():
+    methods = pd.DataFrame({"name": ["a", "b", "GT", "c"], "family": ["GAN", "one-step", "other", "GAN"]})
+    assert data.filter_methods(methods) == ["a", "b", "c"]
+    assert data.filter_methods(methods, families=["GAN"]) == ["a", "c"]
+    assert data.filter_methods(methods, families=["GAN"], names=["c"]) == ["c"]
+    scores = _scores({("D", "a", "psnr"): [1.0, 2.0], ("D", "b", "psnr"): [3.0, 4.0], ("D", "b", "niqe"): [5.0, 6.0]})
+    table = data.image_scores(scores, "D", "i1", ["b", "a"])
+    assert table.index.tolist() == ["b", "a"]
+    assert table.loc["b", "psnr"] == 4.0 and table.loc["a", "psnr"] == 2.0 and np.isnan(table.loc["a", "niqe"])
+
+
+# --------------------------------------------------------------------------- crops
+
+
+def test_crop_box_clamps_and_aligns_to_scale():
+    assert data.crop_box((512, 512), (0.5, 0.5), 128, multiple=4) == (192, 192, 320, 320)
+    assert data.crop_box((512, 384), (0.0, 1.0), 128, multiple=4) == (0, 256, 128, 384)
+    left, top, right, bottom = data.crop_box((100, 60), (0.9, 0.1), 500, multiple=4)
+    assert (right - left) == (bottom - top) == 60 and left % 4 == 0 and right <= 100
+    for cx, cy in itertools.product((0.0, 0.33, 1.0), repeat=2):
+        box = data.crop_box((130, 90), (cx, cy), 32, multiple=4)
+        assert all(v % 4 == 0 for v in box) and box[2] <= 130 and box[3] <= 90
+    with pytest.raises(ValueError, match="crop side"):
+        data.crop_box((10, 10), (0.5, 0.5), 0)
+
+
+def test_zoom_crop_is_exact_nearest_neighbour():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    out = data.zoom_crop(img, (4, 2, 12, 10), 3)
+    assert out.shape == (24, 24, 3)
+    np.testing.assert_array_equal(out[::3, ::3], img[2:10, 4:12])
+    np.testing.assert_array_equal(out[2::3, 1::3], img[2:10, 4:12])
+    with pytest.raises(ValueError, match="outside the image"):
+        data.zoom_crop(img, (0, 0, 31, 5), 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        data.zoom_crop(img, (0, 0, 5, 5), 0)
+
+
+def test_png_bytes_round_trip_is_lossless():
+    from io import BytesIO
+
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, size=(17, 23, 3), dtype=np.uint8)
+    raw = data.png_bytes(img)
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(np.asarray(Image.open(BytesIO(raw))), img)
