@@ -6,9 +6,267 @@ Only the standard library is imported at module level; handlers import what they
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+class _Fmt(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        default=None,
+        help="SQLAlchemy URL or SQLite path of the results store "
+        "(default: $SCREENSR_STORE, else sqlite:///results.db)",
+    )
+
+
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", action="append", required=True, metavar="PATH_OR_NAME",
+                   help="dataset folder, name under $SCREENSR_HOME/datasets, or hf:REPO[@split]; repeatable")  # fmt: skip
+    p.add_argument("--scale", type=int, default=None, help="SR factor (default: inferred from the pairs)")
+    p.add_argument("--layout", default=None,
+                   help="force a layout: generic, capture, crops, realsr, drealsr, screensr, nr")  # fmt: skip
+    p.add_argument("--name", action="append", default=None, help="dataset name in the store (one per --dataset)")
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
     """Add this group's verbs to ``parser`` (the ``screensr bench`` parser)."""
     parser.set_defaults(_parser=parser)
-    parser.add_subparsers(title="verbs", metavar="VERB")
+    sub = parser.add_subparsers(title="verbs", metavar="VERB")
+
+    p = sub.add_parser(
+        "run",
+        help="score methods on datasets (per-image scores into the store; resumable)",
+        description="Score SR methods on paired datasets with pyiqa metrics. Every per-image score "
+        "goes to the results store with its provenance; a rerun computes only what is missing.",
+        formatter_class=_Fmt,
+        epilog="examples:\n"
+        "  screensr bench run --dataset data/demo --methods bicubic,lanczos --metrics psnr,ssim,niqe\n"
+        "  screensr bench run --dataset DRealSR_crops --methods folder:outputs/osediff --metrics osediff \\\n"
+        "      --store sqlite:///results.db --workers 2\n"
+        "  screensr bench run --dataset data/demo --method 'mine=cmd:python sr.py {input} {output}'\n"
+        "  torchrun --nproc_per_node 2 $(which screensr) bench run --dataset data/demo --methods bicubic\n"
+        "metric sets: osediff (the OSEDiff/StableSR evaluation), vosr, gt-quality, classical;\n"
+        "options per metric: psnr@crop_border=4",
+    )
+    _add_dataset(p)
+    p.add_argument("--methods", action="append", default=None,
+                   help="comma list: bicubic, lanczos, realesrgan, vosr-0.5b-os, folder:PATH, py:MOD:FN, NAME=SPEC")  # fmt: skip
+    p.add_argument("--method", action="append", default=None,
+                   help="one method spec (use for specs containing commas, e.g. cmd:...); repeatable")  # fmt: skip
+    p.add_argument("--metrics", default="classical", help="comma list of metrics or protocol names (default: classical)")
+    _add_store(p)
+    p.add_argument("--workers", type=int, default=1, help="processes to shard images across (torch.distributed)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] for metric models and VOSR")
+    p.add_argument("--no-gt", action="store_true", help="skip the no-reference scores of the ground truth")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "json"],
+                   help="format of the summary printed at the end")  # fmt: skip
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "gt-quality",
+        help="no-reference scores of the ground truth (the VOSR paper's Table 2)",
+        description="Score each dataset's HR images with no-reference metrics (stored as method GT).",
+        formatter_class=_Fmt,
+        epilog="example:\n  screensr bench gt-quality --dataset data/RealSR_crops --dataset data/DRealSR_crops\n",
+    )
+    _add_dataset(p)
+    p.add_argument("--metrics", default="gt-quality", help="no-reference metrics (default: gt-quality)")
+    _add_store(p)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "json"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_gt_quality)
+
+    p = sub.add_parser(
+        "report",
+        help="tables (mean, bootstrap CI), paired comparisons, ranks, GT quality, plots",
+        description="Aggregate the stored per-image scores: one row per dataset x method x metric.",
+        formatter_class=_Fmt,
+        epilog="examples:\n"
+        "  screensr bench report --store sqlite:///results.db --format markdown\n"
+        "  screensr bench report --compare osediff bicubic --test wilcoxon\n"
+        "  screensr bench report --ranks --format latex\n"
+        "  screensr bench report --plot-pd psnr lpips --plot-dist niqe --plot-dir plots/\n",
+    )
+    _add_store(p)
+    p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "json"])
+    p.add_argument("--dataset", action="append", default=None, help="keep these datasets (repeatable/comma)")
+    p.add_argument("--method", action="append", default=None, help="keep these methods (repeatable/comma)")
+    p.add_argument("--metric", action="append", default=None, help="keep these metrics (repeatable/comma)")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired comparison of two methods")
+    p.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "bootstrap"])
+    p.add_argument("--ranks", action="store_true", help="rank aggregation respecting each metric's direction")
+    p.add_argument("--gt", action="store_true", help="the GT-quality table")
+    p.add_argument("--plot-pd", nargs=2, metavar=("X", "Y"), help="perception-distortion plot of metrics X, Y")
+    p.add_argument("--plot-dist", metavar="METRIC", help="per-image distribution plot of METRIC")
+    p.add_argument("--plot-dir", default="plots", help="where plots go (default: plots/)")
+    p.add_argument("--output", default=None, help="write the table to this file (atomically) instead of stdout")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser(
+        "metrics",
+        help="list metrics, their settings, direction and weight availability",
+        formatter_class=_Fmt,
+        epilog="example:\n  screensr bench metrics\n",
+    )
+    p.set_defaults(func=_metrics)
+
+    p = sub.add_parser(
+        "export",
+        help="export per-image scores to CSV, Parquet or JSON",
+        formatter_class=_Fmt,
+        epilog="example:\n  screensr bench export --store sqlite:///results.db scores.parquet\n",
+    )
+    _add_store(p)
+    p.add_argument("path", help="output file (.csv, .parquet or .json)")
+    p.set_defaults(func=_export)
+
+
+def _datasets(args):
+    from benchmark.datasets import load_dataset
+
+    names = _split(args.name)
+    if names and len(names) != len(args.dataset):
+        raise ValueError(f"--name given {len(names)} time(s) for {len(args.dataset)} --dataset(s); give one per dataset")
+    return [
+        load_dataset(d, scale=args.scale, layout=args.layout, name=names[i] if names else None)
+        for i, d in enumerate(args.dataset)
+    ]
+
+
+def _evaluate(args, methods: list[str], metrics: str, gt: bool):
+    from benchmark.runner import evaluate
+
+    if args.workers > 1:
+        # workers rebuild datasets from their paths; load here once to fail early on bad input
+        _datasets(args)
+        if args.name or args.layout:
+            raise ValueError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
+        datasets = list(args.dataset)
+    else:
+        datasets = _datasets(args)
+    from benchmark.store import ResultsStore
+
+    return evaluate(datasets, methods, metrics, store=ResultsStore(args.store), workers=args.workers,
+                    device=args.device, progress=not args.no_progress, gt=gt, scale=args.scale)  # fmt: skip
+
+
+def _print_tail(frame, fmt: str) -> None:
+    from benchmark.report import format_table, summary
+    from benchmark.runner import dist_context
+
+    if dist_context()[0] != 0:
+        return
+    stats = frame.attrs.get("stats", {})
+    print(f"computed {stats.get('computed', 0)} score(s), reused {stats.get('skipped', 0)} from the store",
+          file=sys.stderr)  # fmt: skip
+    for name, msg in frame.attrs.get("unavailable", {}).items():
+        print(f"unavailable: {name} (missing weights, see above)", file=sys.stderr)
+        del msg
+    if len(frame):
+        sys.stdout.write(format_table(summary(frame), fmt))
+
+
+def _run(args) -> int:
+    methods = _split(args.methods) + list(args.method or [])
+    if not methods:
+        raise ValueError("no methods given; e.g. --methods bicubic,lanczos or --methods folder:PATH")
+    frame = _evaluate(args, methods, args.metrics, gt=not args.no_gt)
+    _print_tail(frame, args.format)
+    return 0
+
+
+def _gt_quality(args) -> int:
+    from benchmark.metrics import resolve_metrics
+    from benchmark.report import format_table, gt_quality
+
+    fr = [s.name for s in resolve_metrics(args.metrics) if s.kind == "FR"]
+    if fr:
+        raise ValueError(f"gt-quality takes no-reference metrics only; drop {', '.join(fr)}")
+    frame = _evaluate(args, [], args.metrics, gt=True)
+    if len(frame):
+        sys.stdout.write(format_table(gt_quality(frame), args.format))
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from benchmark import report
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(args.store)
+    frame = store.scores_frame(
+        dataset=_split(args.dataset) or None, method=_split(args.method) or None, metric=_split(args.metric) or None
+    )
+    if frame.empty:
+        raise ValueError(f"no scores in {store.url} for these filters; run `screensr bench run` first")
+    if args.compare:
+        table = report.compare(frame, *args.compare, test=args.test, confidence=args.confidence, n_boot=args.n_boot)
+    elif args.ranks:
+        table = report.ranks(frame)
+    elif args.gt:
+        table = report.gt_quality(frame)
+    else:
+        table = report.summary(frame, confidence=args.confidence, n_boot=args.n_boot)
+    text = report.format_table(table, args.format)
+    if args.output:
+        import os
+
+        out = Path(args.output)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if args.plot_pd or args.plot_dist:
+        from benchmark import plots
+
+        d = Path(args.plot_dir)
+        if args.plot_pd:
+            x, y = args.plot_pd
+            print(f"wrote {plots.perception_distortion(frame, d / f'pd_{x}_{y}.png', x=x, y=y)}", file=sys.stderr)
+        if args.plot_dist:
+            m = args.plot_dist
+            print(f"wrote {plots.distributions(frame, d / f'dist_{m}.png', metric=m)}", file=sys.stderr)
+    return 0
+
+
+def _metrics(args) -> int:
+    from benchmark.metrics import METRICS, PROTOCOLS, check_weights
+
+    print(f"{'metric':<10} {'pyiqa':<13} {'kind':<4} {'better':<7} {'status':<11} settings")
+    for spec in METRICS.values():
+        status = "ok" if check_weights(spec) is None else "no weights"
+        better = "higher" if spec.higher_is_better else "lower"
+        opts = ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "-"
+        if spec.size_policy != "any":
+            opts += f"; size {spec.size_policy}"
+        print(f"{spec.name:<10} {spec.pyiqa_name:<13} {spec.kind:<4} {better:<7} {status:<11} {opts}")
+    print("\nprotocols:")
+    for name, members in PROTOCOLS.items():
+        print(f"  {name}: {', '.join(members)}")
+    print("\n`screensr weights` lists the missing files and how to install them.")
+    return 0
+
+
+def _export(args) -> int:
+    from benchmark.store import ResultsStore
+
+    print(f"wrote {ResultsStore(args.store).export(args.path)}", file=sys.stderr)
+    return 0

@@ -71,9 +71,23 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _check_mode(img, path: Path) -> None:
+def _bit_depth(img, data: bytes) -> int:
+    """Bits per channel as stored: Pillow opens 48-bit PNG/TIFF as 8-bit "RGB", dropping the
+    low byte silently, so the depth is read from the file header itself."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return data[24]  # IHDR bit depth (PNG spec, section 11.2.2)
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None and 258 in tags:  # TIFF BitsPerSample
+        bits = tags[258]
+        return int(max(bits) if isinstance(bits, tuple) else bits)
+    return 8
+
+
+def _check_mode(img, path: Path, data: bytes = b"") -> None:
     mode = img.mode
     fix = "convert it to 8-bit RGB (e.g. `convert IN -alpha off -depth 8 -type TrueColor OUT`)"
+    if mode in ("RGB", "RGBA") and _bit_depth(img, data) > 8:
+        raise ImageFormatError(f"{path}: is a 16-bit image ({_bit_depth(img, data)} bits per channel); {fix}")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         raise ImageFormatError(f"{path}: has an alpha channel (mode {mode}); {fix}")
     if mode in ("L", "1"):
@@ -100,7 +114,7 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise FileNotFoundError(f"image {path} does not exist") from None
     try:
         with Image.open(io.BytesIO(data)) as img:
-            _check_mode(img, path)
+            _check_mode(img, path, data)
             img.load()  # forces a full decode: truncated files fail here, not later
             rgb = img.convert("RGB")
     except ImageFormatError:

@@ -22,6 +22,7 @@ class DetectConfig:
     """Marker detection settings."""
 
     preblur_sigma: float = -1.0  # Gaussian sigma in photo px before detection; -1 = 3 px per 4032 px of photo width
+    max_side: int = 2048  # detect on the photo box-downscaled by an integer so its longer side fits (0 = full res)
     min_perimeter_rate: float = 0.03  # minimum marker perimeter as a fraction of the photo's longer side
     subpix_window: int = 7  # cornerRefinementWinSize (OpenCV also caps it at 0.3 x module size)
     adaptive_win_max: int = 53  # adaptiveThreshWinSizeMax: raised for large markers (>= 400 px)
@@ -82,7 +83,32 @@ def detect_markers(gray: np.ndarray, layout: Layout, cfg: DetectConfig | None = 
 
     cfg = cfg or DetectConfig()
     sigma = cfg.preblur_sigma if cfg.preblur_sigma >= 0 else 3.0 * max(gray.shape) / 4032.0
-    img = cv2.GaussianBlur(gray, (0, 0), sigma) if sigma > 0 else gray
+    f = 1
+    if cfg.max_side > 0 and max(gray.shape) > cfg.max_side:
+        f = int(np.ceil(max(gray.shape) / cfg.max_side))
+    det = _detect_at(gray, layout, cfg, sigma, f)
+    if f > 1 and det.missing:
+        # the reduced image lost a marker (small or oblique): retry at full resolution
+        full = _detect_at(gray, layout, cfg, sigma, 1)
+        if len(full.corners) > len(det.corners):
+            det = full
+    return det
+
+
+def _detect_at(gray: np.ndarray, layout: Layout, cfg: DetectConfig, sigma: float, f: int) -> Detection:
+    """Detection on ``gray`` box-downscaled by ``f``; corners returned in full-resolution px.
+
+    The box downscale is itself a low-pass (it averages the moire), so the remaining pre-blur is
+    ``sigma / f`` on the reduced image: the same physical blur at 1/f^2 of the cost.
+    """
+    import cv2
+
+    img = gray
+    if f > 1:
+        img = cv2.resize(gray, (gray.shape[1] // f, gray.shape[0] // f), interpolation=cv2.INTER_AREA)
+    sig = sigma / f
+    if sig > 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sig)
     dic, det = _detector(layout.dictionary, cfg)
     corners, ids, rejected = det.detectMarkers(img)
     found: dict[int, np.ndarray] = {}
@@ -121,5 +147,8 @@ def detect_markers(gray: np.ndarray, layout: Layout, cfg: DetectConfig | None = 
                     )
                     found[i] = pts.reshape(4, 2).astype(np.float64)
                     recovered.append(i)
+    if f > 1:  # reduced px -> full px (half-pixel-centre convention of INTER_AREA)
+        found = {i: (c + 0.5) * f - 0.5 for i, c in found.items()}
     missing = sorted(wanted - set(found))
-    return Detection(corners=found, foreign=sorted(set(foreign)), recovered=recovered, missing=missing, preblur_sigma=sigma)
+    return Detection(corners=found, foreign=sorted(set(foreign)), recovered=recovered, missing=missing,
+                     preblur_sigma=sigma)

@@ -1,4 +1,4 @@
-"""``screensr board ...``: command-line verbs of the ``leaderboard`` package.
+"""``screensr board ...``: serve the leaderboard, export it as a static site, run user studies.
 
 Only the standard library is imported at module level; handlers import what they need.
 """
@@ -6,9 +6,161 @@ Only the standard library is imported at module level; handlers import what they
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+
+_SERVE_EPILOG = """examples:
+  screensr board                                   # results.db in this folder, http://127.0.0.1:8501
+  screensr board --store sqlite:///runs/results.db --port 8600
+  screensr board --store postgresql+psycopg://board@db/screensr --address 0.0.0.0
+  screensr board --admin-secret-sha256 $(printf %s 'SECRET' | sha256sum | cut -d' ' -f1)
+  screensr board -S server.maxUploadSize=1024 -S theme.base=light   # streamlit run options
+"""
+
+_EXPORT_EPILOG = """examples:
+  screensr board export --out site/
+  screensr board export --store sqlite:///results.db --out paper-supplement/ --crops 3
+"""
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
-    """Add this group's verbs to ``parser`` (the ``screensr board`` parser)."""
-    parser.set_defaults(_parser=parser)
-    parser.add_subparsers(title="verbs", metavar="VERB")
+    """Add ``screensr board`` (serve) and its verbs ``export`` and ``study`` to ``parser``."""
+    parser.description = "Serve the ScreenSR leaderboard (Streamlit) on a results store."
+    parser.epilog = _SERVE_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    _store_option(parser)
+    parser.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
+    parser.add_argument(
+        "--address", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to serve a network)"
+    )
+    parser.add_argument(
+        "--admin-secret-sha256",
+        default=None,
+        metavar="HEX",
+        help="sha256 of the admin secret that unlocks the Submit page (without it submissions are disabled)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the streamlit command instead of running it"
+    )
+    parser.add_argument(
+        "-S",
+        "--streamlit-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a `streamlit run` option passed through, e.g. -S server.maxUploadSize=1024 (repeatable)",
+    )
+    parser.set_defaults(func=_serve, _parser=parser)
+
+    verbs = parser.add_subparsers(title="verbs", metavar="VERB")
+    export = verbs.add_parser(
+        "export",
+        help="write the leaderboard as a self-contained static site (HTML + CSV/JSON + plots + crops)",
+        description="Write the leaderboard tables, plots and comparison crops as a static site.",
+        epilog=_EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _store_option(export)
+    export.add_argument("--out", required=True, type=Path, help="output folder (created; files are replaced atomically)")
+    export.add_argument("--crops", type=int, default=2, help="comparison crops per dataset (default 2; 0 for none)")
+    export.add_argument("--crop-size", type=int, default=96, help="crop side in HR pixels (default 96)")
+    export.add_argument("--zoom", type=int, default=3, help="nearest-neighbour zoom of the crops (default 3)")
+    export.add_argument("--methods-per-crop", type=int, default=4, help="top methods shown in each crop (default 4)")
+    export.set_defaults(func=_export)
+
+    study = verbs.add_parser(
+        "study",
+        help="user studies: create, report, verify, export",
+        description="User studies of SR outputs (votes, statistics, integrity).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  screensr board study --help\n",
+    )
+    from leaderboard import study_cli
+
+    study_cli.add_commands(study)
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="results store: an SQLAlchemy URL or a SQLite path (default $SCREENSR_STORE or sqlite:///results.db)",
+    )
+
+
+def streamlit_command(args: argparse.Namespace) -> list[str]:
+    """The ``streamlit run`` command line that serves the app for ``args``."""
+    app = Path(__file__).with_name("app.py")
+    extra: list[str] = []
+    for item in args.streamlit_option or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.maxUploadSize=1024")
+        extra += [f"--{key.strip().lstrip('-')}", value]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(args.port),
+        "--server.address",
+        args.address,
+        "--browser.gatherUsageStats",
+        "false",
+        *extra,
+    ]
+
+
+def _resolved_store(url: str | None) -> str:
+    from benchmark.store import ResultsStore, default_url
+
+    store = ResultsStore(url or default_url())  # fails early, naming the URL, if it cannot be opened
+    store.close()
+    return store.url
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import subprocess
+
+    try:
+        import streamlit  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("the leaderboard needs Streamlit: pip install 'screensr[board]'") from exc
+    cmd = streamlit_command(args)  # first: option errors before anything is opened
+    env = dict(os.environ)
+    if args.admin_secret_sha256:
+        from leaderboard.submissions import ADMIN_ENV, admin_hash
+
+        env[ADMIN_ENV] = args.admin_secret_sha256
+        os.environ[ADMIN_ENV], saved = args.admin_secret_sha256, os.environ.get(ADMIN_ENV)
+        try:
+            admin_hash()  # rejects anything but 64 hex digits, with the command that makes one
+        finally:
+            if saved is None:
+                os.environ.pop(ADMIN_ENV, None)
+            else:
+                os.environ[ADMIN_ENV] = saved
+    env["SCREENSR_STORE"] = _resolved_store(args.store)
+    if args.dry_run:
+        print(f"SCREENSR_STORE={env['SCREENSR_STORE']} " + " ".join(cmd))
+        return 0
+    print(f"serving {env['SCREENSR_STORE']} at http://{args.address}:{args.port}", file=sys.stderr)
+    return subprocess.call(cmd, env=env)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from leaderboard.export import ExportOptions, export_site
+
+    url = _resolved_store(args.store)
+    options = ExportOptions(
+        crops=args.crops, crop_size=args.crop_size, zoom=args.zoom, methods_per_crop=args.methods_per_crop
+    )
+    index = export_site(url, args.out, options, progress=True)
+    print(f"wrote {index}")
+    return 0

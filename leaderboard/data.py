@@ -17,8 +17,9 @@ perception-distortion plane it belongs to, shown by default) is declared once, i
 from __future__ import annotations
 
 import dataclasses
-import math
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ class MetricColumn:
     """How the leaderboard shows one metric.
 
     Attributes:
-        name: the metric's name in the store (the pyiqa name, e.g. ``"maniqa-pipal"``).
+        name: the metric's name in the store (the harness name, e.g. ``"maniqa"``).
         label: the short header text (``"MANIQA"``).
         higher_is_better: the metric's direction; ``None`` when nobody declared it (such a
             column is shown without an arrow and left out of the aggregated rank).
@@ -85,8 +86,7 @@ COLUMNS: dict[str, tuple[str, str, bool, int]] = {
     "dists": ("DISTS", "", True, 4),
     "niqe": ("NIQE", "", True, 4),
     "musiq": ("MUSIQ", "", True, 2),
-    "maniqa-pipal": ("MANIQA", "", True, 4),
-    "maniqa": ("MANIQA-KonIQ", "", False, 4),
+    "maniqa": ("MANIQA", "", True, 4),  # the harness' maniqa is pyiqa's maniqa-pipal (as papers use)
     "clipiqa": ("CLIPIQA", "", True, 4),
     "topiq_nr": ("TOPIQ-NR", "", True, 4),
     "topiq_fr": ("TOPIQ-FR", "", False, 4),
@@ -112,13 +112,13 @@ def known_metrics(metrics_frame: pd.DataFrame | None) -> dict[str, tuple[bool, s
 
 def _spec_direction(metric: str) -> tuple[bool | None, str]:
     """(higher_is_better, "FR"/"NR") from the benchmark package's metric spec, if it has one."""
-    try:
-        from benchmark import metrics as bm
+    from benchmark.metrics import get_metric
 
-        spec = bm.get_spec(metric)
-    except (ImportError, AttributeError, KeyError, ValueError):
+    try:
+        spec = get_metric(metric)
+    except (KeyError, ValueError):
         return None, "NR"
-    return bool(spec.higher_is_better), ("FR" if spec.full_reference else "NR")
+    return bool(spec.higher_is_better), spec.kind
 
 
 def metric_column(
@@ -283,25 +283,17 @@ def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_hi
     Returns:
         Boolean (N,) array, True on the front.
     """
-    xs = np.asarray(x, dtype=np.float64) * (1.0 if x_higher else -1.0)
-    ys = np.asarray(y, dtype=np.float64) * (1.0 if y_higher else -1.0)
+    from benchmark.plots import pareto_front as dominance_front
+
+    xs = np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
     if xs.shape != ys.shape or xs.ndim != 1:
         raise ValueError(f"x and y must be 1-D and the same length, got {xs.shape} and {ys.shape}")
     ok = np.isfinite(xs) & np.isfinite(ys)
     front = np.zeros(xs.shape, dtype=bool)
-    idx = np.flatnonzero(ok)
-    # sweep in decreasing x (ties: decreasing y): a point is on the front iff its y beats
-    # every y seen so far, or it equals a front point exactly
-    order = idx[np.lexsort((-ys[idx], -xs[idx]))]
-    best_y = -math.inf
-    last = None
-    for i in order:
-        if ys[i] > best_y:
-            front[i] = True
-            best_y = ys[i]
-            last = i
-        elif last is not None and xs[i] == xs[last] and ys[i] == ys[last]:
-            front[i] = True
+    if ok.any():
+        # the benchmark package's dominance test, on the points that have both coordinates
+        front[ok] = dominance_front(np.stack([xs[ok], ys[ok]], axis=1), (x_higher, y_higher))
     return front
 
 
@@ -391,15 +383,25 @@ def header_labels(columns: Sequence[MetricColumn]) -> dict[str, str]:
 
 
 def filter_methods(
-    methods: pd.DataFrame, *, families: Iterable[str] | None = None, names: Iterable[str] | None = None
+    methods: pd.DataFrame,
+    *,
+    families: Iterable[str] | None = None,
+    names: Iterable[str] | None = None,
+    present: Iterable[str] = (),
 ) -> list[str]:
-    """Names of the methods in ``families`` (all when None) and ``names`` (all when None)."""
-    frame = methods[methods["name"] != GT_METHOD]
+    """Names of the methods in ``families`` (all when None) and ``names`` (all when None).
+
+    ``present``: method names that have scores; those the store does not describe count as
+    family ``other`` (a score is never hidden because its method lacks a description).
+    """
+    family = dict(zip(methods["name"], methods["family"], strict=False)) if len(methods) else {}
+    pool = (set(family) | set(present)) - {GT_METHOD}
     if families is not None:
-        frame = frame[frame["family"].isin(list(families))]
+        wanted = set(families)
+        pool = {n for n in pool if (family.get(n) or "other") in wanted}
     if names is not None:
-        frame = frame[frame["name"].isin(list(names))]
-    return sorted(frame["name"].tolist())
+        pool &= set(names)
+    return sorted(pool)
 
 
 def image_scores(scores: pd.DataFrame, dataset: str, image: str, methods: Sequence[str]) -> pd.DataFrame:
@@ -443,6 +445,49 @@ def plane_points(
     pts["pareto"] = pareto_front(pts["x"], pts["y"], x_higher=x.higher_is_better, y_higher=y.higher_is_better)
     pts.columns.name = None
     return pts.reset_index().rename(columns={"index": "method"})[["method", "family", "x", "y", "pareto"]]
+
+
+METRIC_SETS: tuple[str, ...] = ("Default", "Fidelity (full-reference)", "Perceptual (no-reference)", "All")
+"""Named metric sets offered by the leaderboard filter (besides a custom choice)."""
+
+
+def select_metric_set(columns: Sequence[MetricColumn], name: str) -> list[MetricColumn]:
+    """The columns of the named metric set (``METRIC_SETS``), in the given order."""
+    if name == "Default":
+        return [c for c in columns if c.default]
+    if name == "Fidelity (full-reference)":
+        return [c for c in columns if c.fidelity]
+    if name == "Perceptual (no-reference)":
+        return [c for c in columns if not c.fidelity]
+    if name == "All":
+        return list(columns)
+    raise ValueError(f"unknown metric set {name!r}; choose one of {list(METRIC_SETS)}")
+
+
+def sort_table(table: pd.DataFrame, by: str, columns: Sequence[MetricColumn]) -> pd.DataFrame:
+    """Sort the wide table best first: by aggregated rank (``by="rank"``) or by one metric in its
+    own direction (a metric of unknown direction sorts descending). Missing values go last."""
+    if by == "rank":
+        return table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
+    column = next((c for c in columns if c.name == by), None)
+    if column is None:
+        raise ValueError(f"cannot sort by {by!r}: not one of the shown metrics {[c.name for c in columns]}")
+    ascending = column.higher_is_better is False
+    return table.sort_values([by, "method"], ascending=[ascending, True], kind="stable", na_position="last").reset_index(
+        drop=True
+    )
+
+
+def table_json(table: pd.DataFrame, dataset: str, columns: Sequence[MetricColumn]) -> str:
+    """The wide table as JSON: the dataset, each metric's label/direction/unit, then the rows."""
+    import json
+
+    meta = [
+        {"name": c.name, "label": c.label, "higher_is_better": c.higher_is_better, "reference": c.reference, "unit": c.unit}
+        for c in columns
+    ]
+    rows = json.loads(table.to_json(orient="records"))
+    return json.dumps({"dataset": dataset, "metrics": meta, "rows": rows}, indent=1)
 
 
 # --------------------------------------------------------------------------- images
@@ -489,6 +534,111 @@ def zoom_crop(image: np.ndarray, box: tuple[int, int, int, int], zoom: int) -> n
     return np.repeat(np.repeat(crop, int(zoom), axis=0), int(zoom), axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageFiles:
+    """Where one pair's images are: LR input, HR reference (None in an NR-only set), scale."""
+
+    id: str
+    lr: Path
+    hr: Path | None
+    scale: int
+
+
+def dataset_images(datasets: pd.DataFrame, dataset: str) -> dict[str, ImageFiles]:
+    """``{pair id: ImageFiles}`` of ``dataset``, read with the benchmark's own loader from the root
+    and layout the store recorded (so pairs are matched exactly as when they were scored).
+
+    Raises:
+        KeyError: the store does not describe ``dataset``.
+        FileNotFoundError: its root folder is not on this machine (names the folder).
+    """
+    from benchmark.datasets import load_dataset
+
+    rows = datasets[datasets["name"] == dataset]
+    if rows.empty:
+        raise KeyError(f"dataset {dataset!r} is not described in the results store (known: {sorted(datasets['name'])})")
+    row = rows.iloc[0]
+    root = Path(str(row["root"]))
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"dataset {dataset!r}: its images were at {root}, which is not on this machine; mount or copy "
+            "the dataset there (or re-run `screensr bench run` from where it is)"
+        )
+    ds = load_dataset(root, layout=str(row["layout"]) or None, scale=int(row["scale"]), name=dataset, validate=False)
+    return {p.id: ImageFiles(p.id, p.lr, p.hr, ds.scale) for p in ds.pairs}
+
+
+def method_output(outputs: str, files: ImageFiles) -> Path | None:
+    """The SR output of one pair in a method's outputs location, or None.
+
+    Looks for the layouts the benchmark writes and reads: precomputed folders name outputs by
+    pair id or LR stem (``folder:`` methods); generated outputs are cached as
+    ``<sha256 of the LR file>[:24].png`` (``benchmark.methods.SRMethod.output_path``).
+    """
+    from benchmark.images import IMAGE_SUFFIXES, file_sha256
+
+    if not outputs:
+        return None
+    folder = Path(outputs)
+    if not folder.is_dir():
+        return None
+    for stem in dict.fromkeys((files.id, files.lr.stem)):
+        for suffix in IMAGE_SUFFIXES:
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    cached = folder / f"{file_sha256(files.lr)[:24]}.png"
+    return cached if cached.is_file() else None
+
+
+def comparison_crops(
+    files: ImageFiles, outputs: Mapping[str, Path | None], center: tuple[float, float], crop: int, zoom: int
+) -> tuple[tuple[int, int, int, int], dict[str, np.ndarray | str]]:
+    """The same region of the LR input, the HR reference and each method's output.
+
+    Args:
+        files: the pair.
+        outputs: method -> output file (None when the method has no output for this pair).
+        center: crop centre, (x, y) in [0, 1] of the HR image.
+        crop: crop side in HR pixels.
+        zoom: nearest-neighbour enlargement of the HR-sized crops; the LR crop is enlarged
+            ``zoom * scale`` so that every panel shows the same region at the same size.
+
+    Returns:
+        (box in HR pixels, {"LR": array, "HR": array, method: array or an error message}).
+        Each array is (crop*zoom, crop*zoom, 3) uint8. A method output whose size differs from
+        the HR image gets a message naming both sizes (never a silent resize).
+    """
+    from benchmark.images import read_image
+
+    lr = read_image(files.lr).array
+    hr = read_image(files.hr).array if files.hr is not None else None
+    s = files.scale
+    hr_size = (hr.shape[1], hr.shape[0]) if hr is not None else (lr.shape[1] * s, lr.shape[0] * s)
+    box = crop_box(hr_size, center, crop, multiple=s)
+    lr_box = tuple(v // s for v in box)
+    panels: dict[str, np.ndarray | str] = {"LR": zoom_crop(lr, lr_box, zoom * s)}  # type: ignore[arg-type]
+    if hr is not None:
+        panels["HR"] = zoom_crop(hr, box, zoom)
+    for method, path in outputs.items():
+        if path is None:
+            panels[method] = f"no output of {method!r} for {files.id!r} in its outputs folder"
+            continue
+        try:
+            sr = read_image(path).array
+        except (FileNotFoundError, ValueError) as exc:
+            panels[method] = str(exc)
+            continue
+        if (sr.shape[1], sr.shape[0]) != hr_size:
+            panels[method] = (
+                f"{path} is {sr.shape[1]}x{sr.shape[0]} but the HR image is {hr_size[0]}x{hr_size[1]}: not shown "
+                "(outputs are never resized)"
+            )
+            continue
+        panels[method] = zoom_crop(sr, box, zoom)
+    return box, panels
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """Lossless PNG bytes of an (H, W, 3) uint8 image, no metadata."""
     import io
@@ -514,3 +664,250 @@ def _require_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> N
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} frame lacks columns {missing}; it has {list(frame.columns)}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+SCORE_KEYS = ["dataset", "image", "method", "metric", "value", "settings_hash"]
+
+ALL_PROTOCOLS = "any"
+"""Protocol choice that keeps every stored score, whatever settings computed it."""
+
+
+def protocol_names() -> list[str]:
+    """The benchmark's named evaluation protocols (``benchmark.metrics.PROTOCOLS``)."""
+    from benchmark.metrics import PROTOCOLS
+
+    return list(PROTOCOLS)
+
+
+def protocol_scores(scores: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The scores computed exactly as ``protocol`` prescribes.
+
+    A protocol (``benchmark.metrics.PROTOCOLS``, e.g. ``osediff``) names a metric set with pinned
+    settings; a score belongs to it when its metric is in the set and its ``settings_hash`` is the
+    hash of that metric's pinned settings (same pyiqa options, size policy and pyiqa version).
+    So a PSNR computed with ``crop_border=4``, or a MANIQA from another pyiqa release, is never
+    mixed into a table that claims the paper protocol. ``ALL_PROTOCOLS`` keeps everything.
+    """
+    if protocol == ALL_PROTOCOLS:
+        return scores
+    from benchmark.metrics import PROTOCOLS, get_metric
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {[ALL_PROTOCOLS, *PROTOCOLS]}")
+    _require_columns(scores, ("metric", "settings_hash"), "scores")
+    wanted = {m: get_metric(m).settings_hash for m in PROTOCOLS[protocol]}
+    return scores[scores["metric"].map(wanted) == scores["settings_hash"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """Everything the pages read, loaded once per time-to-live (treat as read-only).
+
+    Attributes:
+        url: the results store's SQLAlchemy URL.
+        scores: per-image scores, columns ``dataset, image, method, metric, value, settings_hash``.
+        summary: ``summarize(scores)`` (protocol ``ALL_PROTOCOLS``).
+        methods, datasets, metrics: the store's description frames.
+        known: ``{metric: (higher_is_better, "FR"|"NR")}`` from the store.
+    """
+
+    url: str
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    methods: pd.DataFrame
+    datasets: pd.DataFrame
+    metrics: pd.DataFrame
+    known: dict[str, tuple[bool, str]]
+    versions: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
+    _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def summary_for(self, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
+        """``summarize`` of the scores of one protocol (memoised per board)."""
+        if protocol == ALL_PROTOCOLS:
+            return self.summary
+        if protocol not in self._memo:
+            self._memo[protocol] = summarize(protocol_scores(self.scores, protocol))
+        return self._memo[protocol]
+
+    def columns(self, dataset: str | None = None, summary: pd.DataFrame | None = None) -> list[MetricColumn]:
+        """Metric columns that methods (not only GT) have, on one dataset or all."""
+        part = self.summary if summary is None else summary
+        part = part[part["method"] != GT_METHOD]
+        if dataset is not None:
+            part = part[part["dataset"] == dataset]
+        return metric_columns(part["metric"].unique(), self.known)
+
+    def dataset_names(self) -> list[str]:
+        """Datasets that have scores, in name order."""
+        return sorted(self.summary["dataset"].unique())
+
+
+def load_board(url: str | None = None, *, confidence: float = 0.95, n_boot: int = 1000) -> Board:
+    """Read the results store at ``url`` (default ``$SCREENSR_STORE``) and summarise it."""
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(url)
+    try:
+        frame = store.scores_frame()
+        methods = store.methods_frame()
+        datasets = store.datasets_frame()
+        metrics = store.metrics_frame()
+    finally:
+        store.close()
+    scores = frame[SCORE_KEYS]
+    summary = summarize(scores, confidence=confidence, n_boot=n_boot)
+    versions = {
+        str(method): [json.loads(v) for v in sorted(set(texts))]
+        for method, texts in frame.groupby("method", sort=True)["versions"]
+    }
+    return Board(store.url, scores, summary, methods, datasets, metrics, known_metrics(metrics), versions)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodInfo:
+    """What the method page shows about one method."""
+
+    name: str
+    family: str
+    description: str
+    version: str
+    config: dict
+    config_hash: str
+    outputs: str
+    links: list[str]
+    updated: str
+    versions: list[dict]
+    coverage: pd.DataFrame
+    """One row per dataset: ``Dataset, Rank, Of, Images, Metrics``."""
+
+
+def method_info(board: Board, name: str) -> MethodInfo:
+    """Description, configuration, provenance and per-dataset standing of method ``name``.
+
+    Raises:
+        KeyError: ``name`` is not in the store (with the closest names).
+    """
+    rows = board.methods[board.methods["name"] == name]
+    if rows.empty:
+        import difflib
+
+        close = difflib.get_close_matches(name, board.methods["name"].tolist(), n=3)
+        raise KeyError(f"method {name!r} is not in the store" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    row = rows.iloc[0]
+    coverage = []
+    for dataset in board.dataset_names():
+        part = board.summary[(board.summary["dataset"] == dataset) & (board.summary["method"] == name)]
+        if part.empty:
+            continue
+        table = leaderboard_table(board.summary, dataset, board.columns(dataset), methods=board.methods)
+        mine = table[table["method"] == name]
+        rank = mine["rank"].iloc[0] if len(mine) else pd.NA
+        coverage.append(
+            {
+                "Dataset": dataset,
+                "Rank": rank,
+                "Of": len(table),
+                "Images": int(part["n"].max()),
+                "Metrics": ", ".join(order_metrics(part["metric"])),
+            }
+        )
+    config = row["config"] if isinstance(row["config"], dict) else {}
+    links = list(row["links"]) if isinstance(row["links"], list) else []
+    return MethodInfo(
+        name,
+        str(row["family"]),
+        str(row["description"]),
+        str(row["version"]),
+        config,
+        str(row["config_hash"]),
+        str(row["outputs"]),
+        links,
+        str(row["updated"]),
+        board.versions.get(name, []),
+        pd.DataFrame(coverage, columns=["Dataset", "Rank", "Of", "Images", "Metrics"]),
+    )
+
+
+# --------------------------------------------------------------------------- Streamlit glue
+
+BOARD_TTL_S = 60
+"""How long the pages reuse a loaded ``Board``: new results appear within a minute."""
+
+_CACHED: dict[str, object] = {}
+
+
+def cached_board(url: str | None = None) -> Board:
+    """``load_board`` behind ``st.cache_resource`` with a ``BOARD_TTL_S`` time-to-live.
+
+    A resource (shared, not copied per rerun) because the frames are large and the pages only
+    read them. The cached function is created on first use, not at import.
+    """
+    import streamlit as st
+
+    fn = _CACHED.get("board")
+    if fn is None:
+        fn = st.cache_resource(ttl=BOARD_TTL_S, show_spinner="Loading results…", max_entries=4)(
+            _load_board_for_cache
+        )
+        _CACHED["board"] = fn
+    return fn(store_url(url))  # type: ignore[operator]
+
+
+def _load_board_for_cache(url: str) -> Board:
+    return load_board(url)
+
+
+def cached_dataset_images(board: Board, dataset: str) -> dict[str, ImageFiles]:
+    """``dataset_images`` behind ``st.cache_resource`` (listing a dataset folder once per TTL)."""
+    import streamlit as st
+
+    fn = _CACHED.get("images")
+    if fn is None:
+        fn = st.cache_resource(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(_images_for_cache)
+        _CACHED["images"] = fn
+    rows = board.datasets[board.datasets["name"] == dataset]
+    key = tuple(rows[["root", "layout", "scale"]].astype(str).iloc[0]) if len(rows) else ()
+    return fn(board.url, dataset, key, board.datasets)  # type: ignore[operator]
+
+
+def _images_for_cache(url: str, dataset: str, key: tuple, _datasets: pd.DataFrame) -> dict[str, ImageFiles]:
+    # the leading underscore keeps Streamlit from hashing the frame: (url, dataset, key) identify it
+    return dataset_images(_datasets, dataset)
+
+
+def clear_board_cache() -> None:
+    """Drop the cached ``Board`` (after a submission, so its scores show at once)."""
+    fn = _CACHED.get("board")
+    if fn is not None:
+        fn.clear()  # type: ignore[attr-defined]
+
+
+def store_url(url: str | None = None) -> str:
+    """``url`` if given, else the store the app was started on (``$SCREENSR_STORE``)."""
+    from benchmark.store import default_url
+
+    return url or default_url()
+
+
+def board_or_stop(url: str | None = None) -> Board:
+    """The cached ``Board``; when the store cannot be read or has no scores, explain how to fix
+    it on the page and stop the script (``st.stop``)."""
+    import streamlit as st
+
+    target = store_url(url)
+    try:
+        board = cached_board(target)
+    except (FileNotFoundError, ValueError) as exc:
+        st.error(f"Cannot open the results store: {exc}")
+        st.stop()
+    if board.scores.empty:
+        st.info(
+            f"The results store `{board.url}` holds no scores yet. Fill it with "
+            "`screensr bench run --dataset DATASET --methods bicubic --metrics psnr,ssim,niqe "
+            f"--store {board.url}` (or `screensr demo`), then reload."
+        )
+        st.stop()
+    return board

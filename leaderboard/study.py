@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,9 @@ class StudyConfig:
         title: heading of the voting page.
         instructions: Markdown shown above the first trial.
         crop: side of the zoomed crop in SR pixels.
+        content_hash: sha256 over the bytes of every image the study shows, filled in by
+            :func:`validate_study` (so the config hash stored with each vote also pins the
+            pixels voted on); not meant to be written in YAML.
     """
 
     name: str
@@ -116,6 +120,7 @@ class StudyConfig:
     title: str = "Which result looks best?"
     instructions: str = ""
     crop: int = 128
+    content_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (paths as strings); :func:`config_from_dict` reverses it."""
@@ -269,6 +274,7 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
         title=str(raw.get("title", StudyConfig.title)),
         instructions=str(raw.get("instructions", "")),
         crop=_positive_int(raw.get("crop", 128), "crop", where),
+        content_hash=str(raw.get("content_hash", "")),
     )
 
 
@@ -382,11 +388,17 @@ def validate_study(config: StudyConfig) -> StudyConfig:
             raise StudyConfigError(
                 f"gold.per_participant={config.gold.per_participant} exceeds the {len(gold_ids)} gold images"
             )
+    digest = hashlib.sha256()
     for image_id in sorted(set(ids) | set(gold_ids)):
-        lr_size = check_image(config.lr / f"{image_id}.png")
-        sizes = {m: check_image(f / f"{image_id}.png") for m, f in config.methods.items()}
+        files = {"LR": config.lr / f"{image_id}.png"}
+        files.update({m: f / f"{image_id}.png" for m, f in config.methods.items()})
         if config.hr is not None and (image_id in gold_ids or (config.hr / f"{image_id}.png").exists()):
-            sizes[HR] = check_image(config.hr / f"{image_id}.png")
+            files[HR] = config.hr / f"{image_id}.png"
+        checked = {key: check_image(file) for key, file in files.items()}
+        for key, file in files.items():
+            digest.update(f"{key}/{image_id}:".encode() + hashlib.sha256(file.read_bytes()).digest())
+        lr_size = checked.pop("LR")
+        sizes = checked
         if len(set(sizes.values())) != 1:
             detail = ", ".join(f"{'HR' if m == HR else m}: {w}x{h}" for m, (w, h) in sizes.items())
             raise StudyConfigError(
@@ -405,7 +417,7 @@ def validate_study(config: StudyConfig) -> StudyConfig:
         raise StudyConfigError(
             f"candidates_per_trial={config.candidates_per_trial} must be between 2 and {len(config.methods)}"
         )
-    return dataclasses.replace(config, images=tuple(ids))
+    return dataclasses.replace(config, images=tuple(ids), content_hash=digest.hexdigest())
 
 
 # --------------------------------------------------------------------------- trials
@@ -516,18 +528,22 @@ class ImageCache:
 
     capacity: int = 64
     _items: dict[tuple[str, int], Any] = field(default_factory=dict)
+    # Streamlit serves sessions from threads and shares one cache between them.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, path: Path) -> Any:
-        from PIL import Image
-
+        """The decoded RGB image at ``path`` (``PIL.Image``; callers must not modify it)."""
         key = (str(path), path.stat().st_mtime_ns)
-        image = self._items.pop(key, None)
-        if image is None:
-            with Image.open(path) as im:
-                image = im.convert("RGB") if im.mode != "RGB" else im.copy()
-        self._items[key] = image
-        while len(self._items) > self.capacity:
-            self._items.pop(next(iter(self._items)))
+        with self._lock:
+            image = self._items.pop(key, None)
+            if image is not None:
+                self._items[key] = image
+                return image
+        image = _open_rgb(path)
+        with self._lock:
+            self._items[key] = image
+            while len(self._items) > self.capacity:
+                self._items.pop(next(iter(self._items)))
         return image
 
 

@@ -162,7 +162,7 @@ class SamplingConfig:
     guidance: float | None = None  # omega in v = v_p + omega (v_c - v_p); 1 = plain conditional
     weak_strength: float | None = None  # w in the partial condition (w * c_str, zero semantics)
     tile: int | None = None  # latent tile side (pixels / 8); None = no tiling
-    tile_overlap: int = 16  # latent pixels shared by neighbouring tiles
+    tile_overlap: int | None = None  # latent pixels shared by tiles; None = min(16, tile // 4)
     vae_tile: int | None = None  # image-space tile side for VAE encode/decode; None = whole image
     color_fix: ColorFix = "adain"
     seed: int = 0
@@ -177,7 +177,7 @@ class SamplingConfig:
             )
         if self.tile is not None and self.tile < 4:
             raise ConfigError(f"tile must be at least 4 latent pixels, got {self.tile}")
-        if self.tile is not None and not 0 <= self.tile_overlap < self.tile:
+        if self.tile is not None and self.tile_overlap is not None and not 0 <= self.tile_overlap < self.tile:
             raise ConfigError(f"tile_overlap {self.tile_overlap} must be in [0, tile={self.tile})")
         if self.vae_tile is not None and self.vae_tile < 64:
             raise ConfigError(f"vae_tile must be at least 64 pixels, got {self.vae_tile}")
@@ -188,6 +188,8 @@ class SamplingConfig:
             defaults = {"steps": 1, "guidance": 1.0, "weak_strength": 0.15}
         else:
             defaults = {"steps": 25, "guidance": 0.5, "weak_strength": 0.15}
+        if self.tile is not None:
+            defaults["tile_overlap"] = min(16, self.tile // 4)
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in defaults.items()}
         return dataclasses.replace(self, **values)
 

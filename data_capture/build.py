@@ -1,0 +1,281 @@
+"""Dataset build: sources + canvases + photos -> a ScreenSR paired dataset folder, plus exports.
+
+Folder layout written by ``build_dataset`` (the contract with ``benchmark``)::
+
+    DATASET/
+      hr/<id>.png          clean source (cropped to a multiple of the scale), ok pairs only
+      lr/<id>.png          registered, colour-fixed photo at source_size / scale, ok pairs only
+      records/<id>.json    one record per pair (written last: it marks the pair complete)
+      manifest.jsonl       all records, one JSON object per line, sorted by id
+      dataset.json         name, scale, kind "screensr-capture", counts, the build config
+      report.md, report/   the QA report (thumbnails, plots)
+
+Photos are matched to canvases by file stem; ``<id>`` is that stem. Resume: a pair whose record
+exists with the same input fingerprint (photo bytes hash + config hash) is not recomputed. A
+crash leaves at most temporary files, never a record without its images (images are written
+first, each atomically, then the record).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_capture.config import ConfigError, from_dict, to_dict
+from data_capture.pair import PairConfig
+
+KIND = "screensr-capture"
+
+
+@dataclass
+class BuildConfig:
+    """Dataset build settings (saved in ``dataset.json``)."""
+
+    name: str = ""  # defaults to the output folder's name
+    pair: PairConfig = field(default_factory=PairConfig)
+    keep_aligned: bool = False  # also write aligned/<id>.png: the photo at source resolution, before the fix
+    report: bool = True
+
+    def validate(self) -> None:
+        self.pair.validate()
+
+
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def config_hash(cfg: BuildConfig) -> str:
+    """Hash of the settings that change a pair's outputs."""
+    return hashlib.sha1(json.dumps(to_dict(cfg.pair), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def match_photos(canvases_dir: Path, photos_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[Path], list[str]]:
+    """Pair photos with layouts by stem: (pairs (id, layout, photo), unmatched photos, canvases without photo)."""
+    from data_capture.imageio import list_images
+
+    canvases_dir, photos_dir = Path(canvases_dir), Path(photos_dir)
+    if not canvases_dir.is_dir():
+        raise FileNotFoundError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
+    layouts = {p.name[: -len(".layout.json")]: p for p in canvases_dir.glob("*.layout.json")}
+    if not layouts:
+        raise FileNotFoundError(f"no *.layout.json in {canvases_dir}; pass the folder written by `screensr capture canvas`")
+    photos = list_images(photos_dir)
+    by_stem: dict[str, list[Path]] = {}
+    for p in photos:
+        by_stem.setdefault(p.stem, []).append(p)
+    pairs, unmatched = [], []
+    for stem, ps in sorted(by_stem.items()):
+        if stem in layouts:
+            if len(ps) > 1:
+                raise ValueError(f"several photos share the stem '{stem}' in {photos_dir}: {[p.name for p in ps]}; keep one")
+            pairs.append((stem, layouts[stem], ps[0]))
+        else:
+            unmatched.extend(ps)
+    missing = sorted(set(layouts) - set(by_stem))
+    return pairs, unmatched, missing
+
+
+def build_dataset(sources_dir: Path, canvases_dir: Path, photos_dir: Path, out_dir: Path,
+                  cfg: BuildConfig | None = None, *, progress: bool = True) -> Path:
+    """Build (or resume) the dataset folder ``out_dir``; returns it. See the module docstring."""
+    from tqdm import tqdm
+
+    from data_capture.canvas import load_layout
+    from data_capture.imageio import read_image, read_json, write_image, write_json, write_text
+    from data_capture.pair import PairResult, load_truth, process_pair
+
+    cfg = cfg or BuildConfig()
+    cfg.validate()
+    sources_dir, out_dir = Path(sources_dir), Path(out_dir)
+    if not sources_dir.is_dir():
+        raise FileNotFoundError(f"sources folder {sources_dir} does not exist; pass the folder the canvases were made from")
+    pairs, unmatched, missing = match_photos(canvases_dir, photos_dir)
+    if not pairs:
+        raise FileNotFoundError(
+            f"no photo in {photos_dir} matches a canvas stem in {canvases_dir}; name each photo like its canvas (e.g. 0001.jpg for 0001.png)"
+        )
+    chash = config_hash(cfg)
+    for sub in ("hr", "lr", "records"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    s = cfg.pair.scale
+    for pid, lpath, ppath in tqdm(pairs, desc="build", unit="pair", disable=not progress):
+        rpath = out_dir / "records" / f"{pid}.json"
+        fingerprint = {"photo_sha1": _sha1(ppath), "config": chash}
+        if rpath.is_file():
+            try:
+                old = read_json(rpath)
+                if old.get("fingerprint") == fingerprint and (
+                    old.get("status") != "ok" or ((out_dir / old["hr"]).is_file() and (out_dir / old["lr"]).is_file())
+                ):
+                    records.append(old)
+                    continue
+            except (ValueError, KeyError):
+                pass
+        base = {"id": pid, "photo": ppath.name, "canvas": lpath.name.replace(".layout.json", ".png"),
+                "fingerprint": fingerprint}
+        try:
+            layout = load_layout(lpath)
+            src_path = sources_dir / layout.source
+            src = read_image(src_path, role="source")
+            photo = read_image(ppath, role="photo", exif=True)
+            truth = load_truth(ppath)
+            res = process_pair(photo.rgb, src.rgb, layout, cfg.pair, truth, want_aligned=cfg.keep_aligned)
+            rec = {**base, "source": layout.source, **res.record, "orientation": photo.orientation,
+                   "exif": photo.exif, "input_notes": photo.notes + [f"source: {n}" for n in src.notes]}
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            res = PairResult(record={})
+            rec = {**base, "status": "rejected", "reason": str(exc), "scale": s}
+        if rec["status"] == "ok":
+            rec["hr"], rec["lr"] = f"hr/{pid}.png", f"lr/{pid}.png"
+            write_image(out_dir / rec["hr"], res.hr)  # type: ignore[arg-type]
+            write_image(out_dir / rec["lr"], res.lr)  # type: ignore[arg-type]
+        else:
+            rec["hr"] = rec["lr"] = None
+            for sub in ("hr", "lr"):  # a pair that is now rejected must not leave stale images
+                (out_dir / sub / f"{pid}.png").unlink(missing_ok=True)
+        if cfg.keep_aligned and res.aligned is not None:
+            write_image(out_dir / "aligned" / f"{pid}.png", res.aligned)
+            rec["aligned"] = f"aligned/{pid}.png"
+        write_json(rpath, rec)
+        records.append(rec)
+    for p in unmatched:
+        records.append({"id": p.stem, "photo": p.name, "status": "rejected", "scale": s, "hr": None, "lr": None,
+                        "reason": f"no canvas layout named {p.stem}.layout.json in {Path(canvases_dir).name}/"})
+    records.sort(key=lambda r: r["id"])
+    # drop records of pairs whose photo disappeared since the last run
+    live = {r["id"] for r in records}
+    for rp in (out_dir / "records").glob("*.json"):
+        if rp.stem not in live:
+            rp.unlink()
+    write_text(out_dir / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    n_ok = sum(r["status"] == "ok" for r in records)
+    meta = {
+        "name": cfg.name or out_dir.resolve().name,
+        "kind": KIND,
+        "version": 1,
+        "scale": s,
+        "counts": {"pairs": len(records), "ok": n_ok, "rejected": len(records) - n_ok,
+                   "canvases_without_photo": len(missing)},
+        "canvases_without_photo": missing,
+        "layout": {"hr": "hr/<id>.png", "lr": "lr/<id>.png", "manifest": "manifest.jsonl",
+                   "lr_geometry": "LR pixel j centre = source px s*j + (s-1)/2 (area downscale of the source plane)",
+                   "photo_to_canvas": "3x3, photo px (upright, EXIF applied) -> canvas px; pixel centres at integers"},
+        "config": to_dict(cfg),
+    }
+    write_json(out_dir / "dataset.json", meta)
+    if cfg.report:
+        from data_capture.quality import write_report
+
+        write_report(out_dir, records, title=f"ScreenSR capture report: {meta['name']}")
+    return out_dir
+
+
+def load_build_config(path: Path | None, **overrides: Any) -> BuildConfig:
+    """A BuildConfig from an optional JSON/YAML file; ``scale`` etc. override ``pair`` fields."""
+    from data_capture.config import load_config
+
+    cfg = load_config(BuildConfig, path)
+    pair_over = {k: v for k, v in overrides.items() if v is not None}
+    if pair_over:
+        d = to_dict(cfg)
+        for k, v in pair_over.items():
+            if k in ("scale",):
+                d["pair"][k] = v
+            elif k in ("colour_method", "colour_levels"):
+                d["pair"]["colour"][k.split("_")[1]] = v
+            elif k in ("name", "keep_aligned", "report"):
+                d[k] = v
+            else:
+                raise ConfigError(f"unknown override '{k}'")
+        cfg = from_dict(BuildConfig, d)
+    return cfg
+
+
+# ---------------------------------------------------------------------------- exports
+
+
+def read_manifest(dataset_dir: Path) -> list[dict[str, Any]]:
+    """The records of a built dataset (``manifest.jsonl``)."""
+    p = Path(dataset_dir) / "manifest.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} does not exist; build the dataset with `screensr capture build` first")
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def _flat_meta(r: dict[str, Any]) -> dict[str, Any]:
+    qa = r.get("qa", {})
+    return {
+        "id": r["id"], "scale": r["scale"], "source": r.get("source"), "photo": r.get("photo"),
+        "psnr_y": qa.get("psnr_y"), "ssim_y": qa.get("ssim_y"), "ecc_correlation": qa.get("ecc_correlation"),
+        "shift_p95_px": qa.get("shift_p95_px"),
+        "photo_to_canvas": json.dumps(r.get("photo_to_canvas")),
+        "colour_fix": json.dumps(r.get("colour_fix")),
+    }
+
+
+def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") -> Path:
+    """Hugging Face ``datasets`` ImageFolder layout: ``out/<split>/{hr,lr}/<id>.png`` + ``metadata.jsonl``.
+
+    Columns ``hr_file_name`` / ``lr_file_name`` become the image columns ``hr`` / ``lr``; load with
+    ``datasets.load_dataset("imagefolder", data_dir=out)``. Only ok pairs are exported.
+    """
+    import os
+    import shutil
+
+    from data_capture.imageio import write_text
+
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    root = out_dir / split
+    lines = []
+    for r in read_manifest(dataset_dir):
+        if r["status"] != "ok":
+            continue
+        for key in ("hr", "lr"):
+            dst = root / key / f"{r['id']}.png"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.is_file() or dst.stat().st_size != (dataset_dir / r[key]).stat().st_size:
+                tmp = dst.with_name(f".{dst.name}.tmp")
+                try:
+                    os.link(dataset_dir / r[key], tmp)
+                except OSError:
+                    shutil.copyfile(dataset_dir / r[key], tmp)
+                os.replace(tmp, dst)
+        lines.append(json.dumps({"hr_file_name": f"hr/{r['id']}.png", "lr_file_name": f"lr/{r['id']}.png", **_flat_meta(r)}))
+    if not lines:
+        raise ValueError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
+    write_text(root / "metadata.jsonl", "\n".join(lines) + "\n")
+    return out_dir
+
+
+def export_webdataset(dataset_dir: Path, out_dir: Path, *, maxcount: int = 1000) -> list[Path]:
+    """WebDataset shards ``out/screensr-%06d.tar``: samples ``<id>.hr.png``, ``<id>.lr.png``, ``<id>.json``."""
+    try:
+        import webdataset as wds
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("WebDataset export needs the webdataset package: pip install 'screensr[vosr]'") from exc
+    import os
+
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recs = [r for r in read_manifest(dataset_dir) if r["status"] == "ok"]
+    if not recs:
+        raise ValueError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
+    shards = []
+    for i in range(0, len(recs), maxcount):
+        final = out_dir / f"screensr-{i // maxcount:06d}.tar"
+        tmp = out_dir / f".{final.name}.tmp"
+        with wds.TarWriter(str(tmp)) as sink:
+            for r in recs[i : i + maxcount]:
+                sink.write({"__key__": r["id"], "hr.png": (dataset_dir / r["hr"]).read_bytes(),
+                            "lr.png": (dataset_dir / r["lr"]).read_bytes(), "json": json.dumps(r).encode()})
+        os.replace(tmp, final)
+        shards.append(final)
+    return shards

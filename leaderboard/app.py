@@ -1,0 +1,27 @@
+"""ScreenSR leaderboard: the Streamlit entry point (``st.navigation`` over the page files).
+
+Run it with ``screensr board [--store URL]`` (which calls ``streamlit run`` on this file with
+``SCREENSR_STORE`` set), or directly: ``SCREENSR_STORE=sqlite:///results.db streamlit run
+leaderboard/app.py``. Pages are files so that ``AppTest.switch_page("pages/<name>.py")`` can
+reach every one of them.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="ScreenSR leaderboard", page_icon="📊", layout="wide")
+
+pages = {
+    "Results": [
+        st.Page("pages/leaderboard.py", title="Leaderboard", icon="🏆", default=True),
+        st.Page("pages/plots.py", title="Plots", icon="📈"),
+        st.Page("pages/compare.py", title="Compare", icon="🔍"),
+        st.Page("pages/methods.py", title="Methods", icon="📚"),
+    ],
+    "User study": [
+        st.Page("pages/study_vote.py", title="Vote", icon="🗳️"),
+        st.Page("pages/study_admin.py", title="Study admin", icon="🧮"),
+    ],
+    "Admin": [st.Page("pages/submit.py", title="Submit", icon="📤")],
+}
+
+st.navigation(pages).run()

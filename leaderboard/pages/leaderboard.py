@@ -1,0 +1,111 @@
+"""Leaderboard page: per dataset, methods x metrics (mean and bootstrap CI), filters, ranking.
+
+Thin: every number comes from ``leaderboard.data`` (tested pure functions).
+"""
+
+import streamlit as st
+
+from leaderboard import data
+
+board = data.board_or_stop()
+st.title("Leaderboard")
+
+filters = st.columns([1, 1, 2, 1])
+protocol = filters[0].selectbox(
+    "Protocol",
+    [data.ALL_PROTOCOLS, *data.protocol_names()],
+    key="lb_protocol",
+    help="keep only scores computed with a named protocol's metrics and exact pinned settings "
+    "(benchmark.metrics.PROTOCOLS); 'any' shows every stored score",
+)
+summary = board.summary_for(protocol)
+datasets = sorted(summary["dataset"].unique())
+dataset = filters[1].selectbox("Dataset", datasets, key="lb_dataset")
+if dataset is None:
+    st.info(f"No score in the store was computed with the `{protocol}` protocol's settings.")
+    st.stop()
+
+present_families = [f for f in data.FAMILIES if f in {*board.methods["family"], "other"}]
+families = filters[2].multiselect("Method family", present_families, default=present_families, key="lb_families")
+metric_set = filters[3].selectbox("Metric set", [*data.METRIC_SETS, "Custom"], key="lb_metric_set")
+
+all_columns = board.columns(dataset, summary)
+if metric_set == "Custom":
+    picked = st.multiselect(
+        "Metrics",
+        [c.name for c in all_columns],
+        default=[c.name for c in all_columns if c.default],
+        format_func=lambda name: data.metric_column(name, board.known).header,
+        key="lb_metrics",
+    )
+    columns = [c for c in all_columns if c.name in picked]
+else:
+    columns = data.select_metric_set(all_columns, metric_set)
+if not columns:
+    st.warning("No metric selected: pick at least one metric (or another metric set).")
+    st.stop()
+
+options = st.columns([2, 1, 1])
+sort_by = options[0].selectbox(
+    "Sort by",
+    ["rank", *[c.name for c in columns]],
+    format_func=lambda name: "aggregated rank (mean of per-metric ranks)"
+    if name == "rank"
+    else data.metric_column(name, board.known).header,
+    key="lb_sort",
+)
+show_ci = options[1].toggle("Confidence intervals", value=True, key="lb_ci")
+search = options[2].text_input("Method contains", key="lb_search")
+
+names = data.filter_methods(
+    board.methods, families=families, present=summary.loc[summary["dataset"] == dataset, "method"].unique()
+)
+if search:
+    names = [n for n in names if search.lower() in n.lower()]
+table = data.leaderboard_table(summary, dataset, columns, methods=board.methods, include=names)
+table = data.sort_table(table, sort_by, columns)
+
+st.caption(
+    f"**{dataset}** · {len(table)} methods · means over images with 95 % bootstrap confidence intervals "
+    "(1000 resamples) · arrows give each metric's direction · the rank averages per-metric ranks, each in its "
+    "own direction · click a header to re-sort."
+)
+if table.empty:
+    st.info("No method matches these filters.")
+else:
+    podium = " · ".join(f"{int(r['rank'])}. **{r['method']}**" for _, r in table.head(3).iterrows())
+    st.markdown(f"Best by aggregated rank: {podium}")
+    shown = table if show_ci else table[[c for c in table.columns if not c.endswith((" ci_low", " ci_high"))]]
+    headers = data.header_labels(columns)
+    config = {
+        headers["rank"]: st.column_config.NumberColumn(help="aggregated rank, 1 = best", format="%d"),
+        headers["mean_rank"]: st.column_config.NumberColumn(help="mean of the per-metric ranks", format="%.2f"),
+        headers["n"]: st.column_config.NumberColumn(help="images averaged", format="%d"),
+    }
+    for c in columns:
+        direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[c.higher_is_better]
+        fmt = f"%.{c.decimals}f"
+        unit = f" ({c.unit})" if c.unit else ""
+        config[headers[c.name]] = st.column_config.NumberColumn(help=f"{c.label}{unit}: {direction}", format=fmt)
+        for stat in (" ci_low", " ci_high"):
+            config[headers[c.name + stat]] = st.column_config.NumberColumn(format=fmt)
+    st.dataframe(shown.rename(columns=headers), column_config=config, hide_index=True, width="stretch", key="lb_table")
+    downloads = st.columns(4)
+    downloads[0].download_button(
+        "Download CSV", table.to_csv(index=False), file_name=f"leaderboard-{dataset}.csv", mime="text/csv"
+    )
+    downloads[1].download_button(
+        "Download JSON",
+        data.table_json(table, dataset, columns),
+        file_name=f"leaderboard-{dataset}.json",
+        mime="application/json",
+    )
+
+st.subheader("Ground-truth quality")
+st.caption("No-reference scores of the HR images themselves (as in the VOSR paper's Table 2).")
+gt = data.gt_quality_table(summary)
+if gt.empty:
+    st.info("The store has no GT scores; compute them with `screensr bench gt-quality`.")
+else:
+    gt_columns = data.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
+    st.table(gt.rename(columns={"dataset": "Dataset", "n": "Images", **{c.name: c.header for c in gt_columns}}))

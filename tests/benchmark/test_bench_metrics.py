@@ -1,0 +1,163 @@
+"""Metric specs against pyiqa and against published calibration values."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from bench_helpers import CALIBRATION, DREALSR
+
+from benchmark.images import read_image
+from benchmark.metrics import METRICS, PROTOCOLS, MetricModel, check_weights, get_metric, resolve_metrics
+
+
+def _calibration(method: str) -> dict[str, float]:
+    """pyiqa's own values for the TID2013 calibration images (rows ``name(ours)``)."""
+    with open(CALIBRATION / "calibration_summary.csv") as f:
+        for row in csv.DictReader(f):
+            if row["Method"] == f"{method}(ours)":
+                return {k: float(v) for k, v in row.items() if k != "Method"}
+    raise KeyError(method)
+
+
+def test_registry_directions_and_modes_match_pyiqa():
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    for spec in METRICS.values():
+        cfg = DEFAULT_CONFIGS[spec.pyiqa_name]
+        assert cfg["metric_mode"] == spec.kind, spec.name
+        assert (not cfg.get("lower_better", False)) == spec.higher_is_better, spec.name
+    assert get_metric("maniqa").pyiqa_name == "maniqa-pipal"  # the papers' checkpoint, not KonIQ
+    assert get_metric("psnr").options == {"test_y_channel": True, "color_space": "ycbcr", "crop_border": 0}
+    assert set(PROTOCOLS["gt-quality"]) == {"niqe", "musiq", "maniqa", "afine_nr", "topiq_nr"}
+
+
+def test_resolve_protocols_overrides_and_errors():
+    names = [s.name for s in resolve_metrics("osediff")]
+    assert names == ["psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa"]
+    spec = resolve_metrics("psnr@crop_border=4,ssim")[0]
+    assert spec.options["crop_border"] == 4
+    assert spec.settings_hash != get_metric("psnr").settings_hash  # a different setting is a different score
+    assert get_metric("ms_ssim").kind == "FR"  # any pyiqa per-image metric works
+    with pytest.raises(KeyError, match="did you mean.*psnr"):
+        get_metric("psnrr")
+    with pytest.raises(ValueError, match="key=value"):
+        resolve_metrics("psnr@crop_border")
+    with pytest.raises(ValueError, match="no metrics"):
+        resolve_metrics("")
+
+
+def test_settings_record_pyiqa_version():
+    import pyiqa
+
+    s = get_metric("niqe").settings
+    assert s["pyiqa_version"] == pyiqa.__version__
+    assert get_metric("niqe").record().settings_hash == get_metric("niqe").settings_hash
+
+
+def test_psnr_ssim_equal_pyiqa_and_published_drealsr():
+    """The paper protocol: pyiqa psnr/ssim with Y of YCbCr reproduce OSEDiff's published values."""
+    import pyiqa
+
+    sr = read_image(DREALSR / "osediff" / "Canon_10_x1.png").tensor()
+    hr = read_image(DREALSR / "test_HR" / "Canon_10_x1.png").tensor()
+    for name, published in (("psnr", 29.260979), ("ssim", 0.892310)):
+        spec = get_metric(name)
+        ours = float(MetricModel(spec)(sr, hr)[0])
+        ref = pyiqa.create_metric(name, device="cpu", **spec.options)(
+            str(DREALSR / "osediff" / "Canon_10_x1.png"), str(DREALSR / "test_HR" / "Canon_10_x1.png")
+        )
+        assert ours == pytest.approx(float(ref), abs=1e-9)
+        assert ours == pytest.approx(published, abs=1e-5)
+
+
+def _basicsr_psnr_y(sr: np.ndarray, hr: np.ndarray) -> float:
+    """Independent BasicSR-convention PSNR-Y: BT.601 limited-range Y (16..235) of 8-bit RGB,
+    Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 with R, G, B in [0, 255] (BasicSR's
+    ``rgb2ycbcr(y_only=True)``), then 10 log10(255^2 / MSE) in float64."""
+    def y(img):
+        img = img.astype(np.float64)
+        return 16.0 + (65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
+
+    mse = np.mean((y(sr) - y(hr)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+@pytest.mark.parametrize("stem", ["Canon_10_x1", "DSC_1404_x1", "sony_54_x1"])
+def test_psnr_y_against_independent_basicsr_convention(stem):
+    sr = read_image(DREALSR / "osediff" / f"{stem}.png")
+    hr = read_image(DREALSR / "test_HR" / f"{stem}.png")
+    ours = float(MetricModel(get_metric("psnr"))(sr.tensor(), hr.tensor())[0])
+    # pyiqa computes in float32 on [0, 1] images: agreement to ~1e-4 dB
+    assert ours == pytest.approx(_basicsr_psnr_y(sr.array, hr.array), abs=2e-4)
+
+
+def test_calibration_psnr_ssim_niqe_tid2013():
+    """Against pyiqa's calibration table for TID2013 I03/I04/I06 with the settings it used
+    (pyiqa defaults: PSNR on RGB, SSIM on YIQ Y; NIQE with the official parameters)."""
+    assert check_weights(get_metric("niqe")) is None  # installs the shipped official parameters
+    official = {"niqe": {"I03.bmp": 15.7536, "I04.bmp": 3.6549, "I06.bmp": 3.2355}}
+    for name, spec, tol in (
+        ("psnr", get_metric("psnr", test_y_channel=False), 1e-3),
+        ("ssim", get_metric("ssim", color_space="yiq"), 1e-3),
+        ("niqe", get_metric("niqe"), 5e-3),
+    ):
+        model = MetricModel(spec)
+        for img, expected in _calibration(name).items():
+            dist = read_image(CALIBRATION / "dist_dir" / img).tensor()
+            ref = read_image(CALIBRATION / "ref_dir" / img).tensor()
+            value = float(model(dist, ref if spec.kind == "FR" else None)[0])
+            assert value == pytest.approx(expected, abs=tol * max(1.0, abs(expected))), (name, img)
+    # NIQE's official (MATLAB) values: I04/I06 agree to 1e-3 of pyiqa's, I03 is a known 0.6% gap
+    niqe = MetricModel(get_metric("niqe"))
+    for img in ("I04.bmp", "I06.bmp"):
+        v = float(niqe(read_image(CALIBRATION / "dist_dir" / img).tensor())[0])
+        assert v == pytest.approx(official["niqe"][img], abs=2e-3)
+
+
+def test_missing_weights_reported_not_computed():
+    msg = check_weights(get_metric("musiq"))
+    assert msg is not None and "musiq_koniq_ckpt" in msg and "hub/pyiqa" in msg
+
+
+def test_lpips_random_weights_equal_pyiqa_and_batch_equals_singles(lpips_random_weights):
+    import pyiqa
+
+    spec = get_metric("lpips")
+    assert check_weights(spec) is None
+    files = [DREALSR / "osediff" / f"{s}.png" for s in ("Canon_10_x1", "IMG_107_x1")]
+    hr = DREALSR / "test_HR" / "Canon_10_x1.png"
+    model = MetricModel(spec)
+    singles = [float(model(read_image(f).tensor(), read_image(hr).tensor())[0]) for f in files]
+    batch = torch.cat([read_image(f).tensor() for f in files])
+    batched = model(batch, read_image(hr).tensor().expand(2, -1, -1, -1)).tolist()
+    assert batched == pytest.approx(singles, abs=1e-6)
+    ref = pyiqa.create_metric("lpips", device="cpu")
+    for f, v in zip(files, singles, strict=True):
+        assert v == pytest.approx(float(ref(str(f), str(hr))), abs=1e-7)
+
+
+class _InplaceProbe(torch.nn.Module):
+    """Stands in for A-FINE: asserts its size rule and normalises its input in place, as pyiqa's does."""
+
+    def forward(self, x):
+        assert x.shape[-1] % 32 == 0 and x.shape[-2] % 32 == 0
+        x.sub_(0.5)
+        return x.mean(dim=(1, 2, 3))
+
+
+def test_crop32_policy_and_inputs_are_copied():
+    spec = get_metric("afine_nr")
+    model = MetricModel(spec)
+    model.__dict__["model"] = _InplaceProbe()  # no CLIP weights here; the policy is what is tested
+    x = torch.rand(1, 3, 70, 100)
+    before = x.clone()
+    out = model(x)
+    assert torch.equal(x, before)  # the caller's tensor is untouched
+    centre = before[..., 3:67, 2:98]  # 70 -> 64 (top 3), 100 -> 96 (left 2)
+    assert float(out[0]) == pytest.approx(float((centre - 0.5).mean()), abs=1e-6)
+    assert spec.settings["size_policy"] == "crop32"
+    with pytest.raises(ValueError, match="at least 32x32"):
+        model(torch.rand(1, 3, 20, 40))

@@ -1,0 +1,256 @@
+"""Streamlit AppTest of every leaderboard page on a populated store (no browser, no server)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from board_fixtures import BoardEnv, make_board_env
+
+from leaderboard import data
+
+APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> BoardEnv:
+    return make_board_env(tmp_path_factory.mktemp("board"))
+
+
+@pytest.fixture
+def app(env, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCREENSR_STORE", env.url)
+    monkeypatch.delenv("SCREENSR_BOARD_ADMIN_SHA256", raising=False)
+
+    def start(page: str | None = None, **query):
+        at = AppTest.from_file(APP, default_timeout=90)
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return start
+
+
+def _frame(at, column: str):
+    """The one dataframe on the page that has ``column`` (AppTest exposes no dataframe keys)."""
+    frames = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(frames) == 1, f"expected one table with a {column!r} column, found {len(frames)}"
+    return frames[0]
+
+
+def _lb(at):
+    """The leaderboard table shown."""
+    return _frame(at, "Mean rank ↓")
+
+
+# --------------------------------------------------------------------------- leaderboard
+
+
+def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
+    at = app()
+    table = _lb(at)
+    assert sorted(table["Method"]) == env.board.methods
+    assert table["Rank"].tolist() == sorted(table["Rank"].tolist())
+    for header in ("PSNR ↑", "SSIM ↑", "LPIPS ↓", "NIQE ↓", "MUSIQ ↑", "PSNR CI low", "PSNR CI high", "Mean rank ↓"):
+        assert header in table.columns
+    lo, mean, hi = table["PSNR CI low"], table["PSNR ↑"], table["PSNR CI high"]
+    assert ((lo <= mean) & (mean <= hi)).all()
+    # the GT-quality table: NR metrics of the HR images of both datasets
+    gt = at.table[0].value
+    assert gt["Dataset"].tolist() == ["DRealSR", "RealSR"] and "NIQE ↓" in gt.columns and "PSNR ↑" not in gt.columns
+    assert any("Best by aggregated rank" in m.value for m in at.markdown)
+
+
+def test_leaderboard_ranking_matches_pure_function(app, env):
+    at = app()
+    board = data.load_board(env.url)
+    cols = data.select_metric_set(board.columns("DRealSR"), "Default")
+    expected = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)
+    table = _lb(at)
+    assert table["Method"].tolist() == expected["method"].tolist()
+    np.testing.assert_allclose(table["Mean rank ↓"], expected["mean_rank"])
+    np.testing.assert_allclose(table["MUSIQ ↑"], expected["musiq"])
+
+
+def test_family_filter_changes_the_table(app):
+    at = app()
+    at.multiselect(key="lb_families").set_value(["GAN", "regression"]).run()
+    table = _lb(at)
+    assert table["Method"].tolist() == ["m02", "m03"]
+    assert set(table["Family"]) == {"GAN", "regression"}
+    assert table["Rank"].tolist() == [1, 2]  # ranks are recomputed among the shown methods
+
+
+def test_metric_set_and_custom_metrics_change_columns(app):
+    at = app()
+    at.selectbox(key="lb_metric_set").set_value("Perceptual (no-reference)").run()
+    cols = _lb(at).columns
+    assert "NIQE ↓" in cols and "MUSIQ ↑" in cols and "PSNR ↑" not in cols and "LPIPS ↓" not in cols
+    at.selectbox(key="lb_metric_set").set_value("Custom").run()
+    at.multiselect(key="lb_metrics").set_value(["lpips"]).run()
+    table = _lb(at)
+    assert [c for c in table.columns if c.endswith(("↑", "↓")) and c != "Mean rank ↓"] == ["LPIPS ↓"]
+    assert table["Method"].iloc[0] == "m00"  # lowest LPIPS first
+
+
+def test_dataset_sort_search_and_ci_toggle(app):
+    at = app()
+    before = _lb(at)["PSNR ↑"].tolist()
+    at.selectbox(key="lb_dataset").set_value("RealSR").run()
+    assert _lb(at)["PSNR ↑"].tolist() != before
+    at.selectbox(key="lb_sort").set_value("niqe").run()
+    niqe = _lb(at)["NIQE ↓"].tolist()
+    assert niqe == sorted(niqe)  # lower is better: best first
+    at.selectbox(key="lb_sort").set_value("musiq").run()
+    musiq = _lb(at)["MUSIQ ↑"].tolist()
+    assert musiq == sorted(musiq, reverse=True)
+    at.toggle(key="lb_ci").set_value(False).run()
+    assert not any("CI" in c for c in _lb(at).columns)
+    at.text_input(key="lb_search").set_value("m0").run()
+    assert len(_lb(at)) == 6
+    at.text_input(key="lb_search").set_value("m05").run()
+    assert _lb(at)["Method"].tolist() == ["m05"]
+
+
+def test_protocol_filter_keeps_only_scores_with_the_protocol_settings(app, env, tmp_path, monkeypatch):
+    """Scores computed with other settings (here: synthetic hashes) never enter a protocol table."""
+    from benchmark.metrics import get_metric
+    from benchmark.store import ResultsStore, ScoreRecord
+
+    at = app()
+    at.selectbox(key="lb_protocol").set_value("classical").run()
+    assert not at.exception
+    assert any("protocol" in i.value for i in at.info) and not [d for d in at.dataframe if "Mean rank ↓" in d.value.columns]
+
+    # a store where one method has PSNR with the pinned settings and another with crop_border=4
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = ResultsStore(url)
+    pinned, cropped = get_metric("psnr").settings_hash, get_metric("psnr", crop_border=4).settings_hash
+    store.add_scores(
+        [ScoreRecord("D", f"i{k}", "pinned", "psnr", 25.0 + k, pinned, "h1", f"c{k}") for k in range(3)]
+        + [ScoreRecord("D", f"i{k}", "cropped", "psnr", 30.0 + k, cropped, "h2", f"c{k}") for k in range(3)]
+    )
+    monkeypatch.setenv("SCREENSR_STORE", url)
+    at = app()
+    assert sorted(_lb(at)["Method"]) == ["cropped", "pinned"]
+    at.selectbox(key="lb_protocol").set_value("classical").run()
+    assert _lb(at)["Method"].tolist() == ["pinned"]
+
+
+def test_downloads_offer_csv_and_json(app):
+    at = app()
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON"]
+
+
+def test_empty_store_explains_how_to_fill_it(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCREENSR_STORE", f"sqlite:///{tmp_path / 'empty.db'}")
+    at = app()
+    assert any("holds no scores yet" in i.value and "screensr bench run" in i.value for i in at.info)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_plots_page_pareto_front_and_axis_choice(app, env):
+    at = app("pages/plots.py")
+    assert any(m.value == "**Pareto front:** m00, m01, m02" for m in at.markdown)
+    points = _frame(at, "On front")
+    assert points.set_index("Method")["On front"].to_dict() == {
+        "m00": True, "m01": True, "m02": True, "m03": False, "m04": False, "m05": False
+    }  # fmt: skip
+    assert len(at.get("vega_lite_chart")) == 2  # the plane and the distributions
+    # LPIPS (lower is better) on x: the front follows the new axis' direction
+    at.selectbox(key="pl_x").set_value("lpips").run()
+    points = _frame(at, "On front")
+    assert "LPIPS ↓" in points.columns
+    expected = data.pareto_front(points["LPIPS ↓"], points["MUSIQ ↑"], x_higher=False, y_higher=True)
+    assert points["On front"].tolist() == expected.tolist()
+
+
+def test_plots_distribution_methods(app):
+    at = app("pages/plots.py")
+    at.multiselect(key="pl_dist_methods").set_value(["m05"]).run()
+    assert any("8 per-image scores" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_shows_the_chosen_methods_losslessly(app, env):
+    at = app("pages/compare.py")
+    at.multiselect(key="cmp_methods").set_value(["m03", "m01"]).run()
+    assert not at.exception
+    images = at.get("image")
+    captions = [c for img in images for c in img.captions]
+    assert captions == ["LR input", "HR reference", "m03", "m01"]
+    assert all(url.endswith(".png") for img in images for url in img.value)  # served as PNG, not JPEG
+    scores = _frame(at, "Method")
+    assert scores["Method"].tolist() == ["m03", "m01", "GT"]
+    assert "PSNR ↑" in scores.columns
+
+
+def test_compare_crop_controls_and_missing_output(app, env):
+    at = app("pages/compare.py")
+    at.selectbox(key="cmp_crop").set_value(32).run()
+    at.selectbox(key="cmp_zoom").set_value(4).run()
+    assert any("every pixel is a 4x4 block" in c.value for c in at.caption)
+    # RealSR's methods have no outputs folder for it: an explicit message per method, no crash
+    at.selectbox(key="cmp_dataset").set_value("RealSR").run()
+    assert not at.exception
+    assert any("no output of" in e.value or "is 64x64" in e.value or "not on this machine" in e.value for e in at.error) or at.get("image")
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def test_methods_page_shows_description_config_provenance(app):
+    at = app("pages/methods.py")
+    at.selectbox(key="mt_method").set_value("m02").run()
+    assert at.header[0].value == "m02"
+    assert [m.value for m in at.metric] == ["GAN", "1.0", "2"]
+    assert any("Synthetic method m02" in m.value for m in at.markdown)
+    assert any("https://example.org/m02" in m.value for m in at.markdown)
+    coverage = _frame(at, "Dataset")
+    assert coverage["Dataset"].tolist() == ["DRealSR", "RealSR"]
+    assert '"quality"' in at.json[0].value
+
+
+def test_methods_page_opens_from_query_parameter(app):
+    at = app("pages/methods.py", method="m04")
+    assert at.selectbox(key="mt_method").value == "m04"
+
+
+# --------------------------------------------------------------------------- submit (access)
+
+
+def test_submit_is_disabled_without_admin_secret(app):
+    at = app("pages/submit.py")
+    assert any("Submissions are disabled" in w.value for w in at.warning)
+    assert not at.get("file_uploader")
+
+
+def test_submit_rejects_wrong_secret(app, monkeypatch):
+    monkeypatch.setenv("SCREENSR_BOARD_ADMIN_SHA256", hashlib.sha256(b"right").hexdigest())
+    at = app("pages/submit.py")
+    at.text_input(key="sub_secret").set_value("wrong")
+    at.button[0].click().run()
+    assert any("Wrong admin secret" in e.value for e in at.error)
+    assert not at.get("file_uploader")
+    at.text_input(key="sub_secret").set_value("right")
+    at.button[0].click().run()
+    assert at.get("file_uploader")
+
+
+def test_every_page_renders(app):
+    for page in ("pages/leaderboard.py", "pages/plots.py", "pages/compare.py", "pages/methods.py", "pages/submit.py"):
+        at = app(page)
+        assert not at.exception and not at.error, (page, [e.value for e in at.error])

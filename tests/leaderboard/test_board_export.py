@@ -1,0 +1,155 @@
+"""Static export and the ``screensr board`` command line."""
+
+from __future__ import annotations
+
+import json
+import re
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from board_fixtures import BoardEnv, make_board_env
+from PIL import Image
+
+from leaderboard import data
+from leaderboard.export import ExportOptions, export_site, write_if_changed
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> BoardEnv:
+    return make_board_env(tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def site(env, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    export_site(env.url, out, ExportOptions(crops=2, crop_size=32, zoom=2, methods_per_crop=3))
+    return out
+
+
+def test_site_files_and_tables(site, env):
+    for rel in ("index.html", "methods.html", "export.json", "data/summary.csv", "data/summary.json",
+                "data/gt_quality.csv", "data/DRealSR/leaderboard.csv", "data/DRealSR/leaderboard.json",
+                "data/DRealSR/scores.csv", "data/RealSR/leaderboard.csv", "plots/DRealSR-pd.png",
+                "plots/DRealSR-dist.png", "plots/RealSR-pd.png"):  # fmt: skip
+        assert (site / rel).is_file(), rel
+    board = data.load_board(env.url)
+    table = pd.read_csv(site / "data/DRealSR/leaderboard.csv")
+    expected = data.leaderboard_table(board.summary, "DRealSR", board.columns("DRealSR"), methods=board.methods)
+    assert table["method"].tolist() == expected["method"].tolist()
+    np.testing.assert_allclose(table["psnr"], expected["psnr"])
+    meta = json.loads((site / "data/DRealSR/leaderboard.json").read_text())
+    directions = {m["name"]: m["higher_is_better"] for m in meta["metrics"]}
+    assert directions["lpips"] is False and directions["psnr"] is True
+    per_image = pd.read_csv(site / "data/DRealSR/scores.csv")
+    assert len(per_image) == len(board.scores[board.scores["dataset"] == "DRealSR"])
+
+
+def test_html_is_self_contained_with_direction_headers(site):
+    page = (site / "index.html").read_text()
+    assert "PSNR ↑" in page and "LPIPS ↓" in page and "NIQE ↓" in page
+    assert "<table class='sortable'>" in page and "addEventListener('click'" in page
+    # nothing loaded from the network: every src is a relative path inside the site
+    for src in re.findall(r"src='([^']+)'", page):
+        assert not src.startswith(("http:", "https:", "//")), src
+        assert (site / src).is_file(), src
+    assert "<script src" not in page and "<link" not in page
+    methods = (site / "methods.html").read_text()
+    assert "id='m02'" in methods and "https://example.org/m02" in methods and "Synthetic method m02" in methods
+
+
+def test_crops_are_exact_nearest_neighbour_pixels(site, env):
+    crop_dirs = sorted((site / "crops" / "DRealSR").iterdir())
+    assert len(crop_dirs) == 2
+    image = crop_dirs[0].name
+    hr = np.asarray(Image.open(env.roots["DRealSR"] / "hr" / f"{image}.png"))
+    box = data.crop_box((hr.shape[1], hr.shape[0]), (0.5, 0.5), 32, multiple=4)
+    got_hr = np.asarray(Image.open(crop_dirs[0] / "HR.png"))
+    np.testing.assert_array_equal(got_hr, data.zoom_crop(hr, box, 2))
+    # method k's output is HR + (k + 1): the crop carries exactly that
+    names = sorted(p.stem for p in crop_dirs[0].glob("m*.png"))
+    assert len(names) == 3
+    for name in names:
+        k = int(name[1:])
+        got = np.asarray(Image.open(crop_dirs[0] / f"{name}.png")).astype(int)
+        np.testing.assert_array_equal(got, got_hr.astype(int) + k + 1)
+    lr = np.asarray(Image.open(crop_dirs[0] / "LR.png"))
+    assert lr.shape == got_hr.shape  # the LR crop is enlarged zoom x scale: same region, same size
+
+
+def test_export_is_idempotent(env, site):
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in site.rglob("*") if p.is_file()}
+    export_site(env.url, site, ExportOptions(crops=2, crop_size=32, zoom=2, methods_per_crop=3))
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in site.rglob("*") if p.is_file()}
+    assert after == before  # same bytes, and nothing was rewritten
+
+
+def test_write_if_changed(tmp_path):
+    target = tmp_path / "a" / "f.txt"
+    assert write_if_changed(target, "one") and target.read_text() == "one"
+    assert not write_if_changed(target, "one")
+    assert write_if_changed(target, b"two") and target.read_bytes() == b"two"
+    assert not [p for p in target.parent.iterdir() if p.name != "f.txt"]  # no temporary left behind
+
+
+def test_export_options_reject_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match="unknown export option 'crop_sise'; did you mean 'crop_size'"):
+        ExportOptions.from_dict({"crop_sise": 64})
+    with pytest.raises(ValueError, match="crop_size x zoom <= 2048"):
+        ExportOptions(crop_size=512, zoom=8)
+    assert ExportOptions.from_dict({"zoom": 4}).zoom == 4
+
+
+def test_export_of_an_empty_store_says_so(tmp_path):
+    with pytest.raises(ValueError, match="holds no scores"):
+        export_site(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "site")
+
+
+def test_export_hides_store_password():
+    from leaderboard.export import _safe_url
+
+    assert "secret" not in _safe_url("postgresql+psycopg://board:secret@db/screensr")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_help_and_dry_run(env, capsys):
+    from screensr.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["board", "--help"])
+    out = capsys.readouterr().out
+    assert "screensr board --store" in out and "export" in out and "study" in out
+    assert main(["board", "--store", env.url, "--port", "8765", "--dry-run", "-S", "server.maxUploadSize=64"]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"SCREENSR_STORE={env.url} ")
+    assert "streamlit run" in line and "--server.port 8765" in line and "--server.address 127.0.0.1" in line
+    assert "--server.headless true" in line and "--server.maxUploadSize 64" in line
+
+
+def test_cli_rejects_bad_options(capsys):
+    from screensr.cli import main
+
+    assert main(["board", "--dry-run", "-S", "maxUploadSize"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["board", "--dry-run", "--admin-secret-sha256", "abc"]) == 2
+    assert "64-hex-digit sha256" in capsys.readouterr().err
+
+
+def test_cli_export(env, tmp_path, capsys):
+    from screensr.cli import main
+
+    assert main(["board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--crops", "0"]) == 0
+    assert (tmp_path / "s" / "index.html").is_file() and not (tmp_path / "s" / "crops").exists()
+    with pytest.raises(SystemExit):
+        main(["board", "export", "--help"])
+    assert "screensr board export --out site/" in capsys.readouterr().out
+
+
+def test_plot_png_is_lossless_png(site):
+    raw = (site / "plots" / "DRealSR-pd.png").read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(BytesIO(raw)).format == "PNG"

@@ -1,0 +1,132 @@
+"""``screensr board study create|invite|status|report|verify|export`` end to end."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+from test_study_fixtures import make_study_files
+
+from leaderboard.study_db import StudyStore
+from screensr.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["board", "study", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _vote_everything(store: StudyStore, tokens: list[str]) -> None:
+    for token in tokens:
+        p = store.participant(token)
+        while (view := store.next_trial(p)) is not None:
+            store.mark_served(view.assignment_id)
+            for key in ("perceptual", "consistency"):
+                store.record_vote(p, view.assignment_id, key, view.shown.index("beta") if "beta" in view.shown else 0)
+
+
+@pytest.fixture()
+def created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str], str]:
+    path = make_study_files(tmp_path, n_images=3)
+    db = str(tmp_path / "votes.sqlite")
+    code, out, err = _run(capsys, "create", str(path), "--store", db, "--participants", "3",
+                          "--base-url", "https://votes.example.org/")  # fmt: skip
+    assert code == 0, err
+    links = out.split()
+    assert len(links) == 3 and all(link.startswith("https://votes.example.org/study_vote?token=") for link in links)
+    assert "admin secret" in err
+    tokens = [parse_qs(urlparse(link).query)["token"][0] for link in links]
+    return db, tokens, str(path)
+
+
+def test_create_prints_links_and_is_idempotent(created, capsys: pytest.CaptureFixture[str]) -> None:
+    db, tokens, path = created
+    store = StudyStore(db)
+    assert all(store.participant(t) is not None for t in tokens)
+    code, out, err = _run(capsys, "create", path, "--store", db)
+    assert code == 0 and out == "" and "already exists" in err
+    assert len(store.progress("toy-study")) == 3
+    code, out, _ = _run(capsys, "invite", "toy-study", "--store", db, "--participants", "2", "--tokens-only")
+    assert code == 0 and len(out.split()) == 2 and len(store.progress("toy-study")) == 5
+
+
+def test_report_formats(created, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, tokens, _ = created
+    _vote_everything(StudyStore(db), tokens)
+    code, out, _ = _run(capsys, "report", "toy-study", "--store", db, "--format", "csv", "--bootstrap", "200")
+    assert code == 0
+    table = pd.read_csv(pd.io.common.StringIO(out))
+    assert {"method", "criterion", "votes", "share", "ci_low", "ci_high"} <= set(table.columns)
+    assert len(table) == 3 * 2  # methods x criteria
+    beta = table[(table["method"] == "beta") & (table["criterion"] == "perceptual")].iloc[0]
+    assert beta["votes"] == 9 and beta["share"] == 1.0
+    code, out, _ = _run(capsys, "report", "toy-study", "--store", db, "--format", "json", "--bootstrap", "50")
+    payload = json.loads(out)
+    assert payload["meta"]["chain_ok"] is True and payload["meta"]["votes"] == 18
+    md_path, png_path = tmp_path / "r" / "report.md", tmp_path / "r" / "fig.png"
+    code, out, err = _run(capsys, "report", "toy-study", "--store", db, "--format", "markdown", "--bootstrap", "50",
+                          "--out", str(md_path), "--plot", str(png_path))  # fmt: skip
+    assert code == 0 and out == "", err
+    assert "| beta | perceptual | 9 | 9 | 100 |" in md_path.read_text()
+    assert png_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verify_exit_status_and_tamper(created, capsys: pytest.CaptureFixture[str]) -> None:
+    db, tokens, _ = created
+    _vote_everything(StudyStore(db), tokens)
+    code, out, _ = _run(capsys, "verify", "toy-study", "--store", db)
+    assert code == 0 and out.startswith("ok: 18 votes, head ")
+    head = out.split()[-1]
+    code, _, _ = _run(capsys, "verify", "toy-study", "--store", db, "--expect-head", head)
+    assert code == 0
+    with sqlite3.connect(db) as raw:
+        raw.execute("DROP TRIGGER study_votes_no_update")
+        raw.execute("UPDATE study_votes SET voted_at = '2020-01-01T00:00:00.000000+00:00' WHERE seq = 3")
+    code, out, _ = _run(capsys, "verify", "toy-study", "--store", db)
+    assert code == 1 and "FAILED" in out and "seq 3" in out
+
+
+def test_export_csv_and_parquet(created, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, tokens, _ = created
+    _vote_everything(StudyStore(db), tokens)
+    csv_path = tmp_path / "out" / "votes.csv"
+    code, out, _ = _run(capsys, "export", "toy-study", "--store", db, "--out", str(csv_path))
+    assert code == 0 and "18 votes" in out
+    frame = pd.read_csv(csv_path)
+    assert len(frame) == 18 and {"participant", "choice", "shown", "row_hash", "dwell_s"} <= set(frame.columns)
+    definition = json.loads((tmp_path / "out" / "votes.study.json").read_text())
+    assert definition["study"]["name"] == "toy-study"
+    pq = tmp_path / "out" / "votes.parquet"
+    code, _, _ = _run(capsys, "export", "toy-study", "--store", db, "--out", str(pq))
+    assert code == 0 and pd.read_parquet(pq)["row_hash"].tolist() == frame["row_hash"].tolist()
+
+
+def test_status(created, capsys: pytest.CaptureFixture[str]) -> None:
+    db, tokens, _ = created
+    _vote_everything(StudyStore(db), tokens[:1])
+    code, out, _ = _run(capsys, "status", "toy-study", "--store", db)
+    assert code == 0 and "1/3 participants complete, 6 votes" in out
+
+
+def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "v.sqlite")
+    code, _, err = _run(capsys, "report", "missing", "--store", db)
+    assert code == 2 and err.startswith("error: no study named 'missing'") and "Traceback" not in err
+    path = make_study_files(tmp_path)
+    (tmp_path / "beta" / "img_01.png").unlink()
+    code, _, err = _run(capsys, "create", str(path), "--store", db)
+    assert code == 2 and "method 'beta'" in err and "img_01" in err
+
+
+def test_help_has_examples() -> None:
+    for verb in ("create", "report", "verify", "export"):
+        res = subprocess.run([sys.executable, "-m", "screensr.cli", "board", "study", verb, "--help"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        assert "example" in res.stdout and "screensr board study" in res.stdout

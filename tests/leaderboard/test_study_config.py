@@ -1,0 +1,251 @@
+"""Study definitions: YAML loading, validation errors, server-side assignment, served image bytes."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, PngImagePlugin
+from test_study_fixtures import make_study_files, method_of_png
+
+from leaderboard.study import (
+    BICUBIC,
+    HR,
+    StudyConfigError,
+    assign_trials,
+    build_trials,
+    candidate_image,
+    config_from_dict,
+    crop_box,
+    load_study,
+    png_bytes,
+    position_label,
+    trial_pngs,
+    zoomed_crop,
+)
+
+
+def _edit_yaml(path: Path, **changes: object) -> None:
+    data = yaml.safe_load(path.read_text())
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_load_resolves_paths_and_fills_images(tmp_path: Path) -> None:
+    config = load_study(make_study_files(tmp_path, n_images=3))
+    assert config.lr == (tmp_path / "lr").resolve()
+    assert config.methods["beta"] == (tmp_path / "beta").resolve()
+    assert config.images == ("img_00", "img_01", "img_02")
+    assert [c.key for c in config.criteria] == ["perceptual", "consistency"]
+    # the stored form round-trips to the same config (and hash)
+    again = config_from_dict(config.to_dict())
+    assert again == config and again.config_hash() == config.config_hash()
+
+
+def test_dataset_folder_layout(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path, n_images=2)
+    data = yaml.safe_load(path.read_text())
+    data["images"] = {"dataset": "."}
+    path.write_text(yaml.safe_dump(data))
+    config = load_study(path)
+    assert config.lr == (tmp_path / "lr").resolve() and config.hr == (tmp_path / "hr").resolve()
+
+
+def test_unknown_key_gets_did_you_mean(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path)
+    _edit_yaml(path, votes_per_participnt=3)
+    with pytest.raises(StudyConfigError, match="did you mean 'votes_per_participant'"):
+        load_study(path)
+
+
+def test_unknown_criterion_key_rejected(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path)
+    _edit_yaml(path, criteria=[{"key": "perceptual", "questoin": "?"}])
+    with pytest.raises(StudyConfigError, match="did you mean 'question'"):
+        load_study(path)
+
+
+def test_missing_yaml_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_study(tmp_path / "nope.yaml")
+
+
+def test_method_lacking_an_image_is_named(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path, n_images=3)
+    (tmp_path / "gamma" / "img_01.png").unlink()
+    with pytest.raises(StudyConfigError, match=r"method 'gamma'.*img_01"):
+        load_study(path)
+
+
+def test_missing_method_folder(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path)
+    _edit_yaml(path, methods={"alpha": "alpha", "zeta": "zeta"})
+    with pytest.raises(FileNotFoundError, match="zeta"):
+        load_study(path)
+
+
+def test_corrupt_image_is_named(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path)
+    target = tmp_path / "beta" / "img_02.png"
+    target.write_bytes(target.read_bytes()[:60])
+    with pytest.raises(StudyConfigError, match=r"beta/img_02.png is corrupt"):
+        load_study(path)
+
+
+@pytest.mark.parametrize(
+    "mode,array",
+    [
+        ("L", np.zeros((32, 32), np.uint8)),
+        ("RGBA", np.zeros((32, 32, 4), np.uint8)),
+        ("I;16", np.zeros((32, 32), np.uint16)),
+    ],
+)
+def test_non_rgb_images_rejected_with_fix(tmp_path: Path, mode: str, array: np.ndarray) -> None:
+    path = make_study_files(tmp_path)
+    Image.fromarray(array).save(tmp_path / "alpha" / "img_00.png")
+    with pytest.raises(StudyConfigError, match=r"alpha/img_00.png has mode .*convert\('RGB'\)"):
+        load_study(path)
+
+
+def test_size_mismatch_named(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path)
+    Image.new("RGB", (30, 32)).save(tmp_path / "beta" / "img_03.png")
+    with pytest.raises(StudyConfigError, match=r"img_03.*beta: 30x32"):
+        load_study(path)
+
+
+def test_gold_needs_hr_and_known_distractor(tmp_path: Path) -> None:
+    path = make_study_files(tmp_path, gold={"images": ["img_00"], "distractor": "gama"})
+    with pytest.raises(StudyConfigError, match="did you mean 'gamma'"):
+        load_study(path)
+    data = yaml.safe_load(path.read_text())
+    data["gold"]["distractor"] = "bicubic"
+    data["images"] = {"lr": "lr"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(StudyConfigError, match="HR folder"):
+        load_study(path)
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("votes_per_participant", 0, "positive integer"),
+        ("votes_per_participant", 9, "exceeds the 4 images"),
+        ("candidates_per_trial", 1, "between 2 and 3"),
+        ("open_enrolment", "yes", "true or false"),
+        ("name", "bad name!", "letters, digits"),
+    ],
+)
+def test_bad_values(tmp_path: Path, key: str, value: object, match: str) -> None:
+    path = make_study_files(tmp_path)
+    _edit_yaml(path, **{key: value})
+    with pytest.raises(StudyConfigError, match=match):
+        load_study(path)
+
+
+def test_trials_and_gold(tmp_path: Path) -> None:
+    config = load_study(make_study_files(tmp_path, gold={"images": ["img_01"]}))
+    trials = build_trials(config)
+    assert [t.image_id for t in trials] == ["img_00", "img_01", "img_02", "img_03", "img_01"]
+    assert trials[-1].candidates == (HR, BICUBIC) and trials[-1].gold_answer == HR
+    assert all(t.candidates == ("alpha", "beta", "gamma") for t in trials[:-1])
+
+
+def test_assignment_balanced_reproducible_and_permuted(tmp_path: Path) -> None:
+    config = load_study(make_study_files(tmp_path, n_images=4, votes_per_participant=2))
+    trials = build_trials(config)
+    load: dict[int, int] = {}
+    plans = []
+    for index in range(8):
+        plan = assign_trials(config, trials, index, load)
+        assert plan == assign_trials(config, trials, index, dict(load)), "same inputs, same plan"
+        for a in plan:
+            load[a.trial_position] = load.get(a.trial_position, 0) + 1
+        plans.append(plan)
+    # 8 participants x 2 trials over 4 images: least-assigned-first gives exactly 4 each
+    assert sorted(load.values()) == [4, 4, 4, 4]
+    # every candidate appears in every position about equally often (randomised positions)
+    first = Counter(a.shown[0] for plan in plans for a in plan)
+    assert set(first) == {"alpha", "beta", "gamma"}
+    assert all(sorted(a.shown) == ["alpha", "beta", "gamma"] for plan in plans for a in plan)
+
+
+def test_assignment_subsets_balance_methods(tmp_path: Path) -> None:
+    config = load_study(
+        make_study_files(tmp_path, methods=("a1", "a2", "a3", "a4", "a5"), n_images=6, candidates_per_trial=2)
+    )
+    trials = build_trials(config)
+    method_load: dict[str, int] = {}
+    for index in range(5):
+        for a in assign_trials(config, trials, index, {}, method_load):
+            assert len(a.shown) == 2
+            for m in a.shown:
+                method_load[m] = method_load.get(m, 0) + 1
+    assert sum(method_load.values()) == 5 * 6 * 2
+    assert max(method_load.values()) - min(method_load.values()) <= 1
+
+
+def test_position_labels() -> None:
+    assert [position_label(i) for i in (0, 1, 25, 26, 27)] == ["A", "B", "Z", "AA", "AB"]
+
+
+def test_png_bytes_lossless_and_metadata_free(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "SecretMethod v2")
+    src = tmp_path / "SecretMethod.png"
+    Image.fromarray(pixels).save(src, pnginfo=info, icc_profile=b"\0" * 128)
+    with Image.open(src) as im:
+        assert "Software" in im.info and "icc_profile" in im.info
+        data = png_bytes(im.convert("RGB") if im.mode != "RGB" else im.copy())
+    assert b"SecretMethod" not in data
+    out = Image.open(io.BytesIO(data))
+    assert out.format == "PNG" and not {"Software", "icc_profile", "exif"} & set(out.info)
+    np.testing.assert_array_equal(np.asarray(out), pixels)
+    # only the critical chunks
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos + 4 : pos + 8])
+        pos += 12 + length
+    assert set(chunks) <= {b"IHDR", b"IDAT", b"IEND"}
+
+
+def test_crop_box_clamps() -> None:
+    assert crop_box((100, 80), (0.5, 0.5), 20) == (40, 30, 60, 50)
+    assert crop_box((100, 80), (0.0, 1.0), 20) == (0, 60, 20, 80)
+    assert crop_box((10, 8), (0.5, 0.5), 20) == (0, 0, 10, 8)
+
+
+def test_zoomed_crops_show_the_same_region(tmp_path: Path) -> None:
+    config = load_study(make_study_files(tmp_path, lr_size=8, scale=4))
+    lr_png, crops = trial_pngs(config, "img_00", ("gamma", "alpha"), center=(0.25, 0.75), zoom=3)
+    sr = np.asarray(candidate_image(config, "img_00", "gamma"))
+    # crop 16 px of 32 centred at (8, 24) -> box x 0..16, y 16..32; nearest zoom x3
+    expected = np.kron(sr[16:32, 0:16], np.ones((3, 3, 1), dtype=np.uint8))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(crops[0]))), expected)
+    lr = np.asarray(Image.open(tmp_path / "lr" / "img_00.png"))
+    # the LR crop is the same region at LR resolution, enlarged to the same display size
+    expected_lr = np.kron(lr[4:8, 0:4], np.ones((12, 12, 1), dtype=np.uint8))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(lr_png))), expected_lr)
+    assert all(Image.open(io.BytesIO(c)).size == (48, 48) for c in crops)
+
+
+def test_candidate_images_hr_and_bicubic(tmp_path: Path) -> None:
+    config = load_study(make_study_files(tmp_path, gold={"images": ["img_00"]}))
+    assert method_of_png(png_bytes(candidate_image(config, "img_00", HR)), config.method_names) == HR
+    bic = candidate_image(config, "img_00", BICUBIC)
+    assert bic.size == (32, 32)
+    with pytest.raises(StudyConfigError, match="not a method"):
+        candidate_image(config, "img_00", "omega")
+
+
+def test_zoomed_crop_nearest_neighbour() -> None:
+    image = Image.fromarray(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3))
+    out = np.asarray(zoomed_crop(image, (0.5, 0.5), 4, 2))
+    np.testing.assert_array_equal(out[::2, ::2], np.asarray(image)[6:10, 6:10])

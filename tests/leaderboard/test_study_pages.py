@@ -1,0 +1,179 @@
+"""The voting and admin pages, driven headlessly through the leaderboard app (AppTest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from test_study_fixtures import make_study_files
+
+from leaderboard.study import load_study
+from leaderboard.study_db import StudyStore
+
+APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
+METHODS = ("SecretNetV2", "HiddenDiffusion", "CovertGAN")
+
+
+@pytest.fixture()
+def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[StudyStore, object]:
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    monkeypatch.setenv("SCREENSR_STUDY_STORE", url)
+    config = load_study(make_study_files(tmp_path, methods=METHODS, n_images=3, gold={"images": ["img_00"]}))
+    store = StudyStore(url)
+    store.create_study(config, admin_secret="adm1n")
+    return store, config
+
+
+def _vote_page(token: str | None = None, **params: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    if token is not None:
+        at.query_params["token"] = token
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/study_vote.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _submit(at, criterion_index: int, label: str):
+    radio = at.radio[criterion_index]
+    radio.set_value(label)
+    # the form's submit button follows its radio; buttons of finished criteria are gone
+    at.button[criterion_index].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _all_text(at) -> str:
+    """Every field of every element on the page (labels, options, captions, image URLs...)."""
+    return "\n".join(str(node.proto) for node in _walk(at._tree) if getattr(node, "proto", None) is not None)
+
+
+def _walk(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
+
+
+def test_participant_completes_the_study(study) -> None:
+    store, config = study
+    (token,) = store.add_participants(config.name, 1)
+    at = _vote_page(token)
+    total = len(store.trial_views(store.participant(token).id))
+    assert total == 4  # 3 images + 1 gold trial
+    for step in range(total):
+        assert any(f"Comparison {step + 1} of {total}" in s.value for s in at.subheader)
+        assert [r.value for r in at.radio] == [None, None], "no preselected answer"
+        assert at.radio[0].options == ["A", "B", "C"] or at.radio[0].options == ["A", "B"]
+        _submit(at, 0, "A")
+        assert len(at.radio) == 1, "one submit per criterion: the answered one is closed"
+        _submit(at, 0, "B")
+    assert any("completed the study" in s.value for s in at.success)
+    frame = store.votes_frame(config.name)
+    assert len(frame) == total * 2 and store.verify(config.name).ok
+    # the recorded choice is whatever sat at the chosen screen position
+    assert (frame.loc[frame["criterion"] == "perceptual", "position"] == 0).all()
+    assert (frame["dwell_s"] >= 0).all() and frame["served_at"].notna().all()
+
+
+def test_refresh_resumes_where_the_participant_was(study) -> None:
+    store, config = study
+    (token,) = store.add_participants(config.name, 1)
+    at = _vote_page(token)
+    _submit(at, 0, "A")
+    _submit(at, 0, "A")  # trial 1 done
+    _submit(at, 0, "B")  # trial 2 half done
+    fresh = _vote_page(token)  # a refresh: new session, only the URL survives
+    assert any("Comparison 2 of 4" in s.value for s in fresh.subheader)
+    assert len(fresh.radio) == 1, "the answered criterion stays answered"
+    assert any("1 of 4" in p.proto.text for p in fresh.get("progress"))
+    assert len(store.votes_frame(config.name)) == 3
+
+
+def test_second_submit_of_the_same_trial_is_ignored(study) -> None:
+    store, config = study
+    (token,) = store.add_participants(config.name, 1)
+    first, second = _vote_page(token), _vote_page(token)  # two tabs on the same trial
+    _submit(first, 0, "A")
+    _submit(second, 0, "C" if len(second.radio[0].options) == 3 else "B")
+    assert any("already been recorded" in i.value for i in second.info)
+    frame = store.votes_frame(config.name)
+    assert len(frame) == 1 and frame.loc[0, "position"] == 0, "the first answer stands"
+
+
+def test_method_names_never_reach_the_voting_page(study) -> None:
+    store, config = study
+    (token,) = store.add_participants(config.name, 1)
+    at = _vote_page(token)
+    for _ in range(4):
+        page = _all_text(at)
+        for name in (*METHODS, "img_0", "__hr__", "__bicubic__", ".png'"):
+            assert name not in page
+        images = [img for node in at.get("image") for img in node.proto.imgs]
+        assert len(images) == 1 + 2 * len(METHODS) or len(images) == 1 + 2 * 2  # LR + crops + full size
+        assert all(img.url.endswith(".png") for img in images), "served as PNG bytes"
+        _submit(at, 0, "A")
+        _submit(at, 0, "A")
+
+
+def test_submit_without_choice_records_nothing(study) -> None:
+    store, config = study
+    (token,) = store.add_participants(config.name, 1)
+    at = _vote_page(token)
+    at.button[0].click().run()
+    assert any("pick one" in w.value for w in at.warning)
+    assert store.verify(config.name).n_votes == 0
+
+
+def test_bad_or_missing_token(study) -> None:
+    at = _vote_page("forged-token")
+    assert any("not valid" in e.value for e in at.error) and not at.radio
+    at = _vote_page()
+    assert any("personal link" in i.value for i in at.info)
+
+
+def test_open_enrolment_link(tmp_path: Path, study) -> None:
+    store, _ = study
+    path = make_study_files(tmp_path / "open", methods=METHODS, open_enrolment=True)
+    data = yaml.safe_load(path.read_text())
+    data["name"] = "open-study"
+    path.write_text(yaml.safe_dump(data))
+    store.create_study(load_study(path))
+    at = _vote_page(study="open-study")
+    at.button[0].click().run()
+    token = at.query_params["token"]
+    token = token[0] if isinstance(token, list) else token
+    assert store.participant(token).study_name == "open-study"
+    assert at.radio and at.radio[0].value is None
+    closed = _vote_page(study="toy-study")  # token-only study: no join button
+    assert not closed.button
+
+
+def test_admin_page_needs_the_secret_then_shows_the_analysis(study) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    store, config = study
+    for token in store.add_participants(config.name, 2):
+        p = store.participant(token)
+        while (view := store.next_trial(p)) is not None:
+            store.mark_served(view.assignment_id)
+            for c in config.criteria:
+                store.record_vote(p, view.assignment_id, c.key, 0)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/study_admin.py").run()
+    # inside a form, a value travels with the submit click (no run in between)
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()
+    assert any("Wrong admin secret" in e.value for e in at.error) and not at.table
+    at.text_input[0].input("adm1n")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Votes"] == "16" and metrics["Vote chain"] == "verified" and metrics["Completed"] == "2"
+    votes_table = at.table[0].value
+    assert set(votes_table["method"]) == set(METHODS) and votes_table["votes"].sum() == 2 * 2 * 3

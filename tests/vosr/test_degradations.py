@@ -1,0 +1,184 @@
+"""Real-ESRGAN second-order degradation: parameter ranges, kernels, sizes, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vosr.degradations import (
+    KERNEL_TYPES,
+    MAX_KERNEL,
+    SINC,
+    DegradationConfig,
+    StageConfig,
+    anisotropic_kernel,
+    degrade,
+    filter2d,
+    sample_kernel,
+    sample_params,
+    sinc_kernel,
+)
+
+CFG = DegradationConfig()
+
+
+def _check_kernel(k, stage: StageConfig, final: bool = False) -> None:
+    assert k.kernel.shape == (MAX_KERNEL, MAX_KERNEL)
+    assert torch.isclose(k.kernel.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert k.size in stage.kernel_sizes
+    if k.kind == SINC:
+        lo = math.pi / 3 if (final or k.size < 13) else math.pi / 5
+        assert lo <= k.cutoff <= math.pi
+        return
+    name = KERNEL_TYPES[k.kind]
+    assert stage.sigma[0] <= k.sigma_x <= stage.sigma[1]
+    assert stage.sigma[0] <= k.sigma_y <= stage.sigma[1]
+    assert -math.pi <= k.theta <= math.pi
+    if name.endswith("_iso"):
+        assert k.sigma_x == k.sigma_y and k.theta == 0.0
+    if name.startswith("generalized"):
+        assert stage.beta_gaussian[0] <= k.beta <= stage.beta_gaussian[1]
+    elif name.startswith("plateau"):
+        assert stage.beta_plateau[0] <= k.beta <= stage.beta_plateau[1]
+    else:
+        assert k.beta == 1.0
+    # zero padding outside the drawn support
+    pad = (MAX_KERNEL - k.size) // 2
+    if pad:
+        assert k.kernel[:pad].abs().max() == 0 and k.kernel[:, -pad:].abs().max() == 0
+
+
+def _check_stage(p, stage: StageConfig, n: int) -> None:
+    for k in p.kernels:
+        _check_kernel(k, stage)
+    lo, hi = stage.resize_range
+    if p.resize_kind == 0:
+        assert 1.0 <= p.resize_scale <= hi
+    elif p.resize_kind == 1:
+        assert lo <= p.resize_scale <= 1.0
+    else:
+        assert p.resize_scale == 1.0
+    assert p.resize_mode in ("area", "bilinear", "bicubic")
+    if p.gaussian:
+        assert torch.all(p.noise_amount >= stage.noise_sigma[0] / 255 - 1e-9)
+        assert torch.all(p.noise_amount <= stage.noise_sigma[1] / 255 + 1e-9)
+    else:
+        assert torch.all(p.noise_amount >= stage.poisson_scale[0]) and torch.all(p.noise_amount <= stage.poisson_scale[1])
+    assert torch.all(p.jpeg_quality >= stage.jpeg_quality[0]) and torch.all(p.jpeg_quality <= stage.jpeg_quality[1])
+    assert p.gray.shape == (n,) and p.noise_amount.shape == (n,)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), step=st.integers(0, 10**6), first_id=st.integers(0, 10**9))
+def test_parameter_ranges_hold_for_any_seed(seed: int, step: int, first_id: int) -> None:
+    ids = list(range(first_id, first_id + 3))
+    p = sample_params(CFG, ids, ("step", step), seed)
+    _check_stage(p.first, CFG.first, 3)
+    _check_stage(p.second, CFG.second, 3)
+    assert p.first.blur  # the first order always blurs
+    for k in p.final_sinc:
+        if k is not None:
+            _check_kernel(k, CFG.first, final=True)
+
+
+def test_reference_ranges_are_the_defaults() -> None:
+    """The documented Real-ESRGAN numbers (vosr-reference.md section 6)."""
+    a, b = CFG.first, CFG.second
+    assert a.kernel_sizes == tuple(range(7, 22, 2)) and a.sinc_prob == 0.1
+    assert a.kernel_probs == (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+    assert a.sigma == (0.2, 3.0) and a.beta_gaussian == (0.5, 4.0) and a.beta_plateau == (1.0, 2.0)
+    assert a.resize_probs == (0.2, 0.7, 0.1) and a.resize_range == (0.15, 1.5)
+    assert a.gaussian_noise_prob == 0.5 and a.noise_sigma == (1, 30) and a.poisson_scale == (0.05, 3)
+    assert a.gray_noise_prob == 0.4 and a.jpeg_quality == (30, 95)
+    assert b.blur_prob == 0.8 and b.sigma == (0.2, 1.5) and b.resize_probs == (0.3, 0.4, 0.3)
+    assert b.resize_range == (0.3, 1.2) and b.noise_sigma == (1, 25) and b.poisson_scale == (0.05, 2.5)
+    assert CFG.final_sinc_prob == 0.8 and CFG.final_resize_first_prob == 0.5
+
+
+def test_draw_frequencies_match_the_probabilities() -> None:
+    """Over many draws, kernel families and sinc follow the configured probabilities."""
+    n = 3000
+    kinds = torch.zeros(SINC + 1)
+    for i in range(n):
+        kinds[sample_kernel(CFG.first, torch.Generator().manual_seed(i)).kind] += 1
+    freq = kinds / n
+    assert abs(freq[SINC] - 0.1) < 0.025
+    expected = torch.tensor(CFG.first.kernel_probs) * 0.9
+    assert torch.allclose(freq[:SINC], expected.float(), atol=0.03)
+
+
+def test_gaussian_kernel_matches_closed_form() -> None:
+    k = anisotropic_kernel(21, 2.0, 2.0, 0.0)
+    ax = torch.arange(21, dtype=torch.float64) - 10
+    g1 = torch.exp(-(ax**2) / (2 * 4.0))
+    ref = torch.outer(g1, g1)
+    assert torch.allclose(k, ref / ref.sum())
+    # rotation by pi/2 swaps the axes
+    k1 = anisotropic_kernel(15, 1.0, 3.0, 0.0)
+    k2 = anisotropic_kernel(15, 3.0, 1.0, math.pi / 2)
+    assert torch.allclose(k1, k2, atol=1e-12)
+
+
+def test_sinc_kernel_is_a_low_pass_with_unit_dc_gain() -> None:
+    k = sinc_kernel(21, math.pi / 3)
+    spec = torch.fft.fft2(k, s=(128, 128)).abs()
+    assert torch.isclose(spec[0, 0], torch.tensor(1.0, dtype=torch.float64))
+    assert spec[64, 64] < 0.2  # Nyquist is attenuated
+    assert torch.allclose(k, k.T)
+
+
+def test_filter2d_uses_each_samples_kernel() -> None:
+    img = torch.rand(2, 3, 32, 32)
+    pulse = torch.zeros(MAX_KERNEL, MAX_KERNEL, dtype=torch.float64)
+    pulse[10, 10] = 1
+    blur = anisotropic_kernel(MAX_KERNEL, 2.0, 2.0, 0.0)
+    out = filter2d(img, torch.stack([pulse, blur]))
+    assert torch.allclose(out[0], img[0], atol=1e-6)
+    assert out[1].std() < img[1].std()
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_output_size_range_and_quantisation(size: int) -> None:
+    hq = torch.rand(3, 3, size, size)
+    lq, params = degrade(hq, CFG, [0, 1, 2], ("step", 0), seed=1)
+    assert lq.shape == hq.shape and lq.dtype == torch.float32
+    assert lq.min() >= 0 and lq.max() <= 1
+    assert torch.allclose(lq * 255, (lq * 255).round(), atol=1e-4)  # 8-bit levels
+    assert params is not None
+    # the information is destroyed: LQ differs clearly from HQ
+    assert (lq - hq).abs().mean() > 0.01
+
+
+def test_deterministic_by_seed_and_independent_of_batch_composition() -> None:
+    hq = torch.rand(4, 3, 64, 64)
+    a, _ = degrade(hq, CFG, [10, 11, 12, 13], ("step", 5), seed=3)
+    b, _ = degrade(hq, CFG, [10, 11, 12, 13], ("step", 5), seed=3)
+    assert torch.equal(a, b)
+    c, _ = degrade(hq, CFG, [10, 11, 12, 13], ("step", 5), seed=4)
+    assert not torch.equal(a, c)
+    # splitting the batch (two ranks) gives the same images
+    lo, _ = degrade(hq[:2], CFG, [10, 11], ("step", 5), seed=3)
+    hi, _ = degrade(hq[2:], CFG, [12, 13], ("step", 5), seed=3)
+    assert torch.equal(torch.cat([lo, hi]), a)
+
+
+def test_disabled_pipeline_is_bicubic_round_trip() -> None:
+    cfg = DegradationConfig(enabled=False)
+    hq = torch.rand(1, 3, 32, 32)
+    lq, params = degrade(hq, cfg, [0], 0)
+    assert params is None and lq.shape == hq.shape
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="multiple of the degradation scale"):
+        degrade(torch.rand(1, 3, 30, 30), CFG, [0], 0)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        degrade(torch.rand(1, 4, 32, 32), CFG, [0], 0)
+    with pytest.raises(ValueError, match="sample ids"):
+        degrade(torch.rand(2, 3, 32, 32), CFG, [0], 0)
+    with pytest.raises(ValueError, match="odd values"):
+        DegradationConfig(first=StageConfig(kernel_sizes=(8,)))

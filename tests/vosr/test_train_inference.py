@@ -1,0 +1,86 @@
+"""Checkpoints written by the trainer load in the inference pipeline, its CLI and the benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from _train_helpers import synthetic_image, write_images, write_tiny_weights
+
+from vosr.recipes import load_recipe
+from vosr.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    write_tiny_weights()
+    images = write_images(tmp_path_factory.mktemp("hq"), 6)
+    root = tmp_path_factory.mktemp("runs")
+    Trainer(load_recipe("tiny"), [images], root / "ms", max_steps=4, progress=False).fit()
+    Trainer(load_recipe("tiny", {"mode": "distill"}), [images], root / "os", teacher=root / "ms", max_steps=2,
+            progress=False).fit()
+    return {"ms": root / "ms", "os": root / "os", "images": images}
+
+
+@pytest.mark.parametrize("kind", ["ms", "os"])
+def test_pipeline_runs_trained_checkpoints(runs: dict[str, Path], kind: str) -> None:
+    from vosr.pipeline import VOSRUpscaler
+
+    up = VOSRUpscaler(runs[kind], steps=3 if kind == "ms" else None)
+    assert up.info.config.one_step == (kind == "os")
+    lr = synthetic_image(7, 16, 24)
+    sr = up(lr, upscale=4, name="a.png")
+    assert sr.shape == (64, 96, 3) and sr.dtype == np.uint8
+    # a snapshot folder of one step loads too
+    snap = sorted((runs[kind] / "snapshots").iterdir())[-1]
+    assert VOSRUpscaler(snap, steps=1)(lr, upscale=4, name="a.png").shape == (64, 96, 3)
+
+
+def test_infer_cli_runs_a_training_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    from screensr.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "x.png"), synthetic_image(3, 16, 16)[:, :, ::-1])
+    out = tmp_path / "out"
+    assert main(["vosr", "infer", "-c", str(runs["ms"]), "-i", str(src), "-o", str(out), "--steps", "2",
+                 "--device", "cpu"]) == 0
+    assert cv2.imread(str(out / "x.png")).shape == (64, 64, 3)
+
+
+def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_path: Path) -> None:
+    from benchmark.training_eval import default_metrics, make_eval_callback
+
+    data = tmp_path / "pairs"
+    for sub in ("hr", "lr"):
+        (data / sub).mkdir(parents=True)
+    for i in range(2):
+        hr = synthetic_image(40 + i, 128, 128)
+        cv2.imwrite(str(data / "hr" / f"p{i}.png"), hr[:, :, ::-1])
+        cv2.imwrite(str(data / "lr" / f"p{i}.png"), cv2.resize(hr, (32, 32), interpolation=cv2.INTER_AREA)[:, :, ::-1])
+    assert default_metrics()[:2] == ["psnr", "niqe"]  # LPIPS / MUSIQ only when their weights exist
+    cb = make_eval_callback(data, metrics=["psnr", "niqe"], device="cpu", vosr_options={"steps": 2})
+    snap = sorted((runs["ms"] / "snapshots").iterdir())[-1]
+    scores = cb(4, snap)
+    assert set(scores) == {"psnr", "niqe"} and all(np.isfinite(v) for v in scores.values())
+    assert 5 < scores["psnr"] < 60
+    with pytest.raises(FileNotFoundError, match="lpips"):
+        make_eval_callback(data, metrics=["lpips"], device="cpu")
+
+
+def test_trainer_calls_the_eval_callback_and_logs_eval_csv(runs: dict[str, Path], tmp_path: Path) -> None:
+    seen = []
+
+    def callback(step: int, ckpt: Path) -> dict[str, float]:
+        from vosr.checkpoints import load_checkpoint
+
+        load_checkpoint(ckpt)  # a loadable released-layout folder
+        seen.append(step)
+        return {"psnr": 20.0 + step}
+
+    cfg = load_recipe("tiny", {"eval_every": 2})
+    Trainer(cfg, [runs["images"]], tmp_path / "r", max_steps=4, eval_callback=callback, progress=False).fit()
+    assert seen == [2, 4]
+    assert (tmp_path / "r" / "eval.csv").read_text().splitlines() == ["step,metric,value", "2,psnr,22.0", "4,psnr,24.0"]

@@ -1,0 +1,434 @@
+"""Loading and saving VOSR backbone checkpoints.
+
+Two formats are read, one is written:
+
+* **The released layout** (vosr-reference.md sections 6 and 8): a run folder
+  ``RUN/args.json`` + ``RUN/checkpoints/ema_model.safetensors`` (or ``model.safetensors``), plain
+  fp32 state dicts in the released key layout. ``args.json`` is the official training-argument
+  dump (``dim``, ``depth``, ``num_heads``, ``enc_type``, ``ae_type``, ``layer_dinov2b_list``,
+  ``resolution``, ...) or, for runs of our trainer, ``{"model": <ModelConfig dict>, ...}``.
+* **Self-describing safetensors** (ours): the same state dict with ``ModelConfig`` as JSON in
+  the metadata key ``vosr_model_config`` (k-diffusion's habit), so the file rebuilds its model
+  alone. ``save_checkpoint`` writes these atomically.
+
+Loading is always ``strict=True``; any missing, unexpected or mis-shaped key raises
+``CheckpointMismatchError`` listing them, with a hint when the pattern is recognisable (one-step
+vs multi-step, wrong size). Wrapper prefixes (``module.``, ``_orig_mod.``, ``ema_model.``) that
+DDP / torch.compile / EMA wrappers add are removed first; they never change a tensor.
+
+Example:
+    >>> from vosr.checkpoints import load_checkpoint, save_checkpoint   # doctest: +SKIP
+    >>> model, info = load_checkpoint("~/.cache/screensr/vosr/VOSR_0.5B_os")  # doctest: +SKIP
+    >>> save_checkpoint(model, "run/ema.safetensors")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vosr.config import ConfigError, ModelConfig, model_config
+
+__all__ = [
+    "CheckpointMismatchError",
+    "CheckpointInfo",
+    "KeyReport",
+    "METADATA_KEY",
+    "check_state_dict",
+    "load_state_dict_strict",
+    "config_from_official_args",
+    "find_weights_file",
+    "read_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "save_run_folder",
+]
+
+METADATA_KEY = "vosr_model_config"
+FORMAT_KEY = "format"
+FORMAT_VALUE = "screensr-vosr/1"
+WEIGHT_NAMES = ("ema_model.safetensors", "model.safetensors")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "ema_model.")
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict whose keys or shapes do not match the model (the message is the report)."""
+
+    is_user_error = True
+
+    def __init__(self, message: str, report: KeyReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class KeyReport:
+    """Differences between a state dict and a model's own ``state_dict()``."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mis_shaped)
+
+    def format(self, limit: int = 12) -> str:
+        """Human-readable lines: counts, then up to ``limit`` names per kind."""
+
+        def names(items: list[Any], fmt) -> list[str]:
+            lines = [f"    {fmt(x)}" for x in items[:limit]]
+            if len(items) > limit:
+                lines.append(f"    ... and {len(items) - limit} more")
+            return lines
+
+        lines = []
+        if self.missing:
+            lines += [f"  missing keys ({len(self.missing)}):", *names(self.missing, str)]
+        if self.unexpected:
+            lines += [f"  unexpected keys ({len(self.unexpected)}):", *names(self.unexpected, str)]
+        if self.mis_shaped:
+            lines += [
+                f"  mis-shaped tensors ({len(self.mis_shaped)}):",
+                *names(
+                    self.mis_shaped,
+                    lambda x: f"{x[0]}: checkpoint {list(x[1])} vs model {list(x[2])}",
+                ),
+            ]
+        hint = self._hint()
+        if hint:
+            lines.append(f"  hint: {hint}")
+        return "\n".join(lines)
+
+    def _hint(self) -> str:
+        if self.unexpected and all(k.startswith("r_embedder.") for k in self.unexpected) and not self.missing:
+            return "the checkpoint is a one-step (distilled) model: build it with one_step=True"
+        if self.missing and all(k.startswith("r_embedder.") for k in self.missing) and not self.unexpected:
+            return "the checkpoint is a multi-step model: build it with one_step=False"
+        if self.mis_shaped or any(k.startswith("blocks.") for k in self.missing + self.unexpected):
+            return "the checkpoint is another model size (check hidden size, depth, latent channels)"
+        return ""
+
+
+def _strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        out[key] = value
+    return out
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> KeyReport:
+    """Compare names and shapes of ``state_dict`` against ``model.state_dict()`` (works on meta)."""
+    own = model.state_dict()
+    report = KeyReport(
+        missing=sorted(k for k in own if k not in state_dict),
+        unexpected=sorted(k for k in state_dict if k not in own),
+    )
+    for key, value in state_dict.items():
+        if key in own and tuple(value.shape) != tuple(own[key].shape):
+            report.mis_shaped.append((key, tuple(value.shape), tuple(own[key].shape)))
+    return report
+
+
+def load_state_dict_strict(
+    model: torch.nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    source: str = "state dict",
+    assign: bool = False,
+) -> None:
+    """``model.load_state_dict(state_dict, strict=True)`` with a readable report on mismatch.
+
+    Raises:
+        CheckpointMismatchError: naming ``source`` and every missing/unexpected/mis-shaped key.
+    """
+    state_dict = _strip_prefixes(state_dict)
+    report = check_state_dict(model, state_dict)
+    if not report.ok:
+        raise CheckpointMismatchError(
+            f"{source} does not match the {type(model).__name__} it is loaded into:\n{report.format()}",
+            report,
+        )
+    model.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+# --- configs -------------------------------------------------------------------------------
+
+# official enc_type -> our semantic encoder name (vosr.conditions.SEMANTIC_ENCODERS)
+_ENC_TYPES = {"dinov2b": "dinov2_vitb14", "dinov2l": "dinov2_vitl14", "dinov2s": "dinov2_vits14"}
+_QWEN_AE = ("qwen", "qwen-image", "qwen_image", "qwenimage")
+
+
+def config_from_official_args(
+    args: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None, *, source: str = "args.json"
+) -> ModelConfig:
+    """The ``ModelConfig`` of a released run from its ``args.json`` (an argparse dump).
+
+    Only the keys that define the network are read; the dump's many training keys are ignored
+    (they describe the training run, not the model). Latent channels and one-step-ness are read
+    from the state dict when given (they are facts of the weights), else from ``ae_type`` and
+    ``distill_type``.
+    """
+    if "model" in args and isinstance(args["model"], Mapping):  # written by our trainer
+        cfg = ModelConfig.from_dict(args["model"], source=f"{source} ['model']")
+        if state_dict is not None:
+            cfg = cfg.replace(one_step=any(k.startswith("r_embedder.") for k in _strip_prefixes(state_dict)))
+        return cfg
+    for flag in ("use_qknorm", "use_swiglu", "use_rope", "use_rmsnorm"):
+        if flag in args and not args[flag]:
+            raise ConfigError(
+                f"{source}: {flag}={args[flag]!r}; only the released variant (all of use_qknorm, "
+                "use_swiglu, use_rope, use_rmsnorm true) is implemented"
+            )
+    try:
+        hidden = int(args.get("dim", args.get("hidden_size")))
+        depth = int(args["depth"])
+        heads = int(args["num_heads"])
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{source}: missing the network keys dim/depth/num_heads ({exc}); is this a VOSR run's args.json?"
+        ) from exc
+    ae_type = str(args.get("ae_type", "")).lower()
+    enc_type = str(args.get("enc_type", "dinov2b" if hidden <= 1024 else "dinov2l")).lower()
+    if enc_type not in _ENC_TYPES:
+        raise ConfigError(f"{source}: enc_type {enc_type!r} unknown (known: {', '.join(_ENC_TYPES)})")
+    layers = args.get("layer_dinov2b_list", [8 if enc_type == "dinov2b" else 17])
+    if isinstance(layers, (list, tuple)):
+        if len(layers) != 1:
+            raise ConfigError(f"{source}: layer_dinov2b_list {layers!r}: exactly one block is supported")
+        layers = layers[0]
+    if state_dict is not None:
+        sd = _strip_prefixes(state_dict)
+        if "x_embedder.proj.weight" not in sd:
+            raise ConfigError(f"{source}: the weights have no x_embedder.proj.weight; not a VOSR backbone")
+        channels = int(sd["x_embedder.proj.weight"].shape[1]) // 2
+        one_step = any(k.startswith("r_embedder.") for k in sd)
+    else:
+        channels = 16 if ae_type in _QWEN_AE else 4
+        one_step = str(args.get("distill_type", "")).lower() in ("onestep", "one_step", "rc", "shortcut")
+    autoencoder = "qwen-image" if ae_type in _QWEN_AE or (not ae_type and channels == 16) else "sd21"
+    if autoencoder == "sd21" and channels != 4:
+        raise ConfigError(f"{source}: ae_type {ae_type!r} with {channels} latent channels is not a known pairing")
+    name = {1024: "vosr-0.5b", 1536: "vosr-1.4b"}.get(hidden, "custom")
+    return ModelConfig(
+        name=name,
+        hidden_size=hidden,
+        depth=depth,
+        num_heads=heads,
+        patch_size=int(args.get("patch_size", 2)),
+        latent_channels=channels,
+        semantic_dim=int(args.get("enc_dim", 768 if enc_type == "dinov2b" else 1024)),
+        mlp_ratio=float(args.get("mlp_ratio", 4.0)),
+        encdim_ratio=int(args.get("encdim_ratio", 3)),
+        input_size=int(args.get("resolution", 512)) // 8,
+        one_step=one_step,
+        autoencoder=autoencoder,
+        semantic_encoder=_ENC_TYPES[enc_type],
+        semantic_block=int(layers),
+        semantic_size=int(args.get("dinov2_size", 448)),
+    )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckpointInfo:
+    """Where a checkpoint came from and what it is."""
+
+    path: Path  # the weights file
+    config: ModelConfig
+    layout: str  # "self-describing" or "released"
+    args_path: Path | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def find_weights_file(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
+    """(weights file, args.json or None) for a run folder or a ``.safetensors`` file.
+
+    A folder is searched for ``checkpoints/ema_model.safetensors``, ``ema_model.safetensors``,
+    then the same with ``model.safetensors`` (EMA weights are what every result used). A file's
+    ``args.json`` is looked for beside it and one folder up (the released layout).
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(
+            f"VOSR checkpoint {p} does not exist; pass a run folder (args.json + "
+            "checkpoints/ema_model.safetensors) or a .safetensors file (see `screensr weights`)"
+        )
+    if p.is_dir():
+        for name in WEIGHT_NAMES:
+            for cand in (p / "checkpoints" / name, p / name):
+                if cand.is_file():
+                    args = p / "args.json"
+                    return cand, (args if args.is_file() else None)
+        raise FileNotFoundError(
+            f"no weights in {p}: expected {p / 'checkpoints' / 'ema_model.safetensors'} "
+            "(the released layout) or a .safetensors file"
+        )
+    if p.suffix != ".safetensors":
+        raise ValueError(f"{p}: VOSR checkpoints are .safetensors files (or run folders), got {p.suffix!r}")
+    for cand in (p.parent / "args.json", p.parent.parent / "args.json"):
+        if cand.is_file():
+            return p, cand
+    return p, None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """Read weights and config without building the model.
+
+    The self-describing metadata wins over an ``args.json`` (it was written with the weights).
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    weights, args_path = find_weights_file(path)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{weights}: not a readable safetensors file ({exc}); re-download or re-save it") from exc
+    state = _strip_prefixes(state)
+    if METADATA_KEY in metadata:
+        try:
+            cfg_dict = json.loads(metadata[METADATA_KEY])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{weights}: metadata {METADATA_KEY!r} is not JSON ({exc})") from exc
+        cfg = ModelConfig.from_dict(cfg_dict, source=f"{weights} metadata")
+        return state, CheckpointInfo(weights, cfg, "self-describing", args_path, metadata)
+    if args_path is None:
+        raise FileNotFoundError(
+            f"{weights} has no {METADATA_KEY!r} metadata and no args.json beside it or one folder up; "
+            "put the release's args.json next to its checkpoints/ folder, or re-save with "
+            "vosr.checkpoints.save_checkpoint"
+        )
+    try:
+        args = json.loads(args_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{args_path}: not valid JSON ({exc})") from exc
+    cfg = config_from_official_args(args, state, source=str(args_path))
+    return state, CheckpointInfo(weights, cfg, "released", args_path, metadata)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """Build the backbone a checkpoint describes and load it strictly; returns (model, info).
+
+    The model is built on the ``meta`` device and the checkpoint tensors are assigned, so no
+    time is spent on a random init that would be overwritten (1.4B parameters on CPU).
+    The model is returned in eval mode.
+    """
+    from vosr.model import VOSRDiT
+
+    state, info = read_checkpoint(path)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    with torch.device("meta"):
+        model = VOSRDiT(info.config)
+    load_state_dict_strict(model, state, source=str(info.path), assign=True)
+    return model.to(device).eval(), info
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain_state(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
+    # fp32, contiguous, no wrapper prefixes: the released convention
+    return {
+        k: (v.detach().float() if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in _strip_prefixes(state).items()
+    }
+
+
+def save_checkpoint(
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    config: ModelConfig | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a self-describing safetensors file (atomic; fp32; released key names).
+
+    Args:
+        model: a ``VOSRDiT`` (its ``config`` is stored) or a state dict (then pass ``config``).
+        path: destination ``.safetensors`` file.
+        config: the model config, when ``model`` is a state dict.
+        metadata: extra string metadata (step, run name, ...), stored beside the config.
+    """
+    cfg = config if config is not None else getattr(model, "config", None)
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError("save_checkpoint needs a ModelConfig: pass a VOSRDiT or config=...")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: checkpoint files must end in .safetensors")
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update({METADATA_KEY: cfg.to_json(), FORMAT_KEY: FORMAT_VALUE})
+    _atomic_save_safetensors(_plain_state(model), path, meta)
+    return path
+
+
+def save_run_folder(
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
+    run_dir: str | os.PathLike[str],
+    *,
+    config: ModelConfig | None = None,
+    args: Mapping[str, Any] | None = None,
+    name: str = "ema_model.safetensors",
+) -> Path:
+    """Write the released layout ``run_dir/args.json`` + ``run_dir/checkpoints/<name>``.
+
+    ``args.json`` holds ``{"model": config, **args}``; the weights are self-describing too.
+    Returns the weights path.
+    """
+    cfg = config if config is not None else getattr(model, "config", None)
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError("save_run_folder needs a ModelConfig: pass a VOSRDiT or config=...")
+    run = Path(run_dir)
+    weights = save_checkpoint(model, run / "checkpoints" / name, config=cfg)
+    payload = {**dict(args or {}), "model": cfg.to_dict()}
+    run.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".args.", suffix=".tmp", dir=run)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, run / "args.json")
+    return weights
+
+
+def released_config(name: str) -> ModelConfig:
+    """The config of a released checkpoint tag ``vosr-0.5b-ms`` / ``-os`` / ``vosr-1.4b-*``."""
+    base, _, mode = name.rpartition("-")
+    if mode not in ("ms", "os"):
+        raise ConfigError(f"{name!r}: expected a size followed by -ms or -os, e.g. vosr-0.5b-os")
+    return model_config(base, one_step=(mode == "os"))

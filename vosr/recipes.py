@@ -1,0 +1,294 @@
+"""Typed training / distillation configs and the named recipes.
+
+A recipe is a YAML file (``vosr/recipes/<name>.yaml``, or any path) whose keys are the fields of
+:class:`TrainConfig`; nested sections map to the nested dataclasses. Unknown keys are rejected
+with a "did you mean". The shipped recipes (vosr-reference.md section 6, appendix Table 3):
+
+========== ============ ================================================================
+recipe      model        schedule
+========== ============ ================================================================
+tiny        vosr-tiny    64 px, 300 steps, batch 4, lr 1e-3: trains on a laptop CPU
+vosr-0.5b-ms vosr-0.5b   256 px 400K steps (batch 1024, lr 1e-4), 512 px 400K (256, 5e-5)
+vosr-0.5b-os vosr-0.5b   one-step distillation, 512 px 50K steps (batch 32, lr 2e-5), RC
+vosr-1.4b-ms vosr-1.4b   as 0.5B, FSDP
+vosr-1.4b-os vosr-1.4b   as 0.5B distillation, FSDP
+========== ============ ================================================================
+
+The paper's ablations are switches: ``semantic_encoder`` (Table 1: none, clip, siglip2, dinov2,
+dinov3), ``conditions.guidance`` (Table 4: full, cfg, partial_fixed, partial_random) and
+``distill.variant`` (Table 5: rc, shortcut).
+
+Example:
+    >>> cfg = load_recipe("tiny", overrides={"distill.variant": "shortcut"})
+    >>> cfg.model, cfg.distill.variant
+    ('vosr-tiny', 'shortcut')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from vosr.config import ConfigError, did_you_mean
+from vosr.degradations import DegradationConfig
+
+Mode = Literal["multistep", "distill"]
+Guidance = Literal["full", "cfg", "partial_fixed", "partial_random"]
+Semantic = Literal["none", "clip", "siglip2", "dinov2", "dinov3"]
+
+RECIPES = ("tiny", "vosr-0.5b-ms", "vosr-0.5b-os", "vosr-1.4b-ms", "vosr-1.4b-os")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One progressive stage: crop size (px), optimiser steps, global batch, learning rate."""
+
+    resolution: int
+    steps: int
+    batch_size: int  # global: micro_batch x accumulation x world size
+    lr: float
+
+    def __post_init__(self) -> None:
+        if self.resolution % 16:
+            # 8x VAE and patch size 2: the latent token grid needs multiples of 16 pixels
+            raise ConfigError(f"stage resolution must be a multiple of 16 px, got {self.resolution}")
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ConfigError(f"stage needs steps >= 1, batch_size >= 1 and lr > 0, got {self}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and clipping (appendix Table 3)."""
+
+    betas: tuple[float, float] = (0.9, 0.95)  # a low beta2 keeps Adam stable at large batch
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max global L2 norm; <= 0 disables
+
+
+@dataclass(frozen=True)
+class ConditionConfig:
+    """Condition handling during multi-step training (guidance design = Table 4 ablation).
+
+    * ``full``: always the full condition (no dropout; guidance impossible at inference).
+    * ``cfg``: dropout to a fully unconditional branch (zero structural and semantic inputs).
+    * ``partial_fixed``: dropout to ``fixed_strength * c_str`` with zero semantics.
+    * ``partial_random``: as above with a per-step strength ``U[weak_strength]`` (VOSR).
+    """
+
+    guidance: Guidance = "partial_random"
+    dropout_prob: float = 0.1  # per sample; both conditions are replaced together
+    weak_strength: tuple[float, float] = (0.05, 0.25)
+    fixed_strength: float = 0.1
+    noise_aug: bool = True  # c = a c_str + sqrt(1 - a^2) eps', a = sigmoid(N(mean, std))
+    noise_aug_mean: float = 5.0
+    noise_aug_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.weak_strength
+        if not 0 <= lo <= hi <= 1:
+            raise ConfigError(f"weak_strength must be a range inside [0, 1], got {self.weak_strength}")
+        if not 0 <= self.dropout_prob <= 1:
+            raise ConfigError(f"dropout_prob must be in [0, 1], got {self.dropout_prob}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One-step distillation (vosr-reference.md section 5; variant = Table 5 ablation)."""
+
+    variant: Literal["rc", "shortcut"] = "rc"
+    guidance: float = 0.5  # omega of the teacher's guided target
+    weak_strength: float = 0.1  # the teacher's partial condition during distillation
+    delta: float = 0.01  # RC: the teacher step t -> t - delta
+    rollout_steps: int = 2  # RC: student Euler sub-steps from t - delta to r
+    clip: float = 1.0  # RC: the correction is clipped to +-clip
+    consistency_weight: float = 1.0  # total = L_base + weight * L_u
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one ``screensr vosr train|distill`` run needs (saved as ``RUN/train_config.json``)."""
+
+    name: str = "custom"
+    model: str = "vosr-0.5b"  # a vosr.config size
+    mode: Mode = "multistep"
+    semantic_encoder: Semantic = "dinov2"  # Table 1 ablation; dinov2 = the size's own encoder
+    stages: tuple[Stage, ...] = (Stage(512, 400_000, 256, 5e-5),)
+    micro_batch: int = 8  # images per rank per forward pass; accumulation fills the stage batch
+    ema_decay: float = 0.9999  # per optimiser step
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: bf16 autocast on CUDA only
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # fsdp shards parameters (the 1.4B model)
+    grad_checkpointing: bool = False
+    seed: int = 0
+    num_workers: int = 4  # DataLoader workers per rank
+    log_every: int = 10  # steps between metrics.csv rows
+    checkpoint_every: int = 5000  # steps between resumable checkpoints (and at the end)
+    keep_checkpoints: int = 2  # resumable states kept (the released-layout export is always kept)
+    eval_every: int = 0  # steps between evaluation callbacks; 0 = never
+    tensorboard: bool = True  # also log to RUN/tensorboard when the tensorboard package exists
+    wandb_project: str = ""  # non-empty: also log to Weights & Biases
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    conditions: ConditionConfig = field(default_factory=ConditionConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ConfigError("a recipe needs at least one stage")
+        if self.micro_batch < 1:
+            raise ConfigError(f"micro_batch must be >= 1, got {self.micro_batch}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ConfigError("checkpoint_every and log_every must be >= 1")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage_at(self, step: int) -> tuple[int, Stage, int]:
+        """(stage index, stage, first global step of that stage) for optimiser step ``step`` (0-based)."""
+        start = 0
+        for i, s in enumerate(self.stages):
+            if step < start + s.steps:
+                return i, s, start
+            start += s.steps
+        return len(self.stages) - 1, self.stages[-1], start - self.stages[-1].steps
+
+    def samples_before(self, step: int) -> int:
+        """Global samples consumed by steps ``0 .. step-1`` (the data position to resume at)."""
+        total, start = 0, 0
+        for s in self.stages:
+            n = min(max(step - start, 0), s.steps)
+            total += n * s.batch_size
+            start += s.steps
+        if step > start:
+            total += (step - start) * self.stages[-1].batch_size
+        return total
+
+    def accumulation(self, stage: Stage, world: int) -> int:
+        """Micro-batches per step and rank so that micro_batch x accum x world = batch_size."""
+        per = self.micro_batch * world
+        if stage.batch_size % per:
+            raise ConfigError(
+                f"stage batch_size {stage.batch_size} is not a multiple of micro_batch {self.micro_batch} "
+                f"x {world} process(es); change micro_batch (or --micro-batch) or the process count"
+            )
+        return stage.batch_size // per
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}{did_you_mean(str(value), [str(c) for c in choices])}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is float and not isinstance(value, bool):
+        try:  # PyYAML reads "1e-4" (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp in (int, bool, str) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "recipe") -> Any:
+    """Build config dataclass ``cls`` (recursively) from plain data; unknown keys raise."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r} for {cls.__name__}{did_you_mean(key, names)}")
+    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def list_recipes() -> list[str]:
+    """Names accepted by :func:`load_recipe` (the shipped YAML files)."""
+    return list(RECIPES)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def load_recipe(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """A shipped recipe by name, or a YAML/JSON file, with dotted-key ``overrides`` applied.
+
+    Args:
+        name_or_path: ``tiny``, ``vosr-0.5b-ms``, ... or a path to a recipe file.
+        overrides: e.g. ``{"micro_batch": 2, "distill.variant": "shortcut"}``; values are
+            checked like file values.
+    """
+    import yaml
+
+    text_name = str(name_or_path)
+    if text_name in RECIPES:
+        text = resources.files("vosr").joinpath(f"recipes/{text_name}.yaml").read_text()
+        where = f"recipe {text_name}"
+    else:
+        p = Path(text_name)
+        if not p.is_file():
+            raise ConfigError(
+                f"unknown recipe {text_name!r}{did_you_mean(text_name, list(RECIPES))}; give a shipped "
+                "recipe name or the path of a recipe YAML file"
+            )
+        text, where = p.read_text(), str(p)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a recipe must be a mapping of TrainConfig fields")
+    for key, value in (overrides or {}).items():
+        _set_path(data, key, value)
+    return from_dict(TrainConfig, data, where)
+
+
+def config_from_json(text: str, where: str = "train_config.json") -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` saved by :meth:`TrainConfig.to_json`."""
+    return from_dict(TrainConfig, json.loads(text), where)

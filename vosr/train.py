@@ -1,0 +1,809 @@
+"""One trainer for VOSR multi-step training and one-step distillation.
+
+``Trainer(cfg, data, out).fit()`` runs a :class:`vosr.recipes.TrainConfig`: progressive stages,
+AdamW, gradient accumulation, clipping, EMA, bf16 autocast, DDP or FSDP under ``torchrun``
+(gloo on CPU, NCCL on GPU), periodic resumable checkpoints, evaluation callbacks and logging.
+The mode only changes the loss (:meth:`Trainer.multistep_loss` vs :meth:`Trainer.distill_loss`).
+
+Run folder layout (``RUN``)::
+
+    RUN/train_config.json                 the TrainConfig (checked again on resume)
+    RUN/args.json, RUN/checkpoints/       released layout: ema_model.safetensors, model.safetensors
+    RUN/state/step_XXXXXXXX.pt            resumable state (model, EMA, optimiser, scheduler, data, rng)
+    RUN/snapshots/step_XXXXXXXX/          released layout of each checkpoint step (infer -c works)
+    RUN/metrics.csv                       step, loss, ... every ``log_every`` steps
+    RUN/eval.csv                          step, metric, value from the evaluation callback
+    RUN/tensorboard/                      when tensorboard is installed and enabled
+
+Reproducibility: every per-sample random draw (crop, degradation, t, noise, condition
+augmentation, dropout, VAE posterior noise) comes from a generator keyed by the run seed and the
+global sample index, and per-step draws (weak strength, batch-level degradation choices) from
+the step index. A step therefore sees the same numbers whatever the process count, the
+micro-batch split, or whether the run was resumed; resume is bit-exact on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import functools
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from vosr import flow
+from vosr.config import ConfigError, ModelConfig
+from vosr.data import StepBatches, TrainImages, collate, resolve_sources
+from vosr.degradations import degrade, derive_seed, generator
+from vosr.distill import Conditions, distill_losses, guided_velocity, velocity
+from vosr.recipes import TrainConfig, config_from_json
+
+EvalCallback = Callable[[int, Path], Mapping[str, float]]
+"""``callback(step, checkpoint_dir) -> {metric: value}``; ``checkpoint_dir`` is a released-layout
+run folder (``args.json`` + ``checkpoints/ema_model.safetensors``) holding the EMA weights."""
+
+METRIC_COLUMNS = (
+    "step",
+    "loss",
+    "loss_base",
+    "loss_consistency",
+    "grad_norm",
+    "lr",
+    "resolution",
+    "images_per_s",
+    "elapsed_s",
+)
+# Fields that may differ when a run is resumed (they do not change the optimisation).
+RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
+                  "tensorboard", "wandb_project", "micro_batch")
+
+SEMANTIC_ABLATIONS: dict[str, dict[str, Any]] = {
+    # Table 1: the semantic encoder. "dinov2" keeps the model size's own encoder; the others
+    # replace it by a name of vosr.conditions.SEMANTIC_ENCODERS with its feature width.
+    "dinov2": {},
+    "clip": {"semantic_encoder": "clip_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8},
+    "siglip2": {"semantic_encoder": "siglip2_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8},
+    "dinov3": {"semantic_encoder": "dinov3_vitb16", "semantic_dim": 768, "semantic_size": 448, "semantic_block": 8},
+    "none": {},  # the encoder is not run; the network sees one zero semantic token
+}
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or resume as asked (the message says why and what to do)."""
+
+    is_user_error = True
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed helpers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistInfo:
+    """Process-group facts: world size, global rank, local rank and the device of this rank."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the ``torchrun`` process group (env ``WORLD_SIZE`` > 1) or run single-process.
+
+    NCCL on CUDA, gloo on CPU. ``device`` overrides the automatic choice (``cpu`` or ``cuda``).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked but no CUDA device is visible; use --device cpu")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if dist.is_initialized():
+        world, rank = dist.get_world_size(), dist.get_rank()
+    return DistInfo(world, rank, local, dev)
+
+
+def _all_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= info.world
+    return value
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------------------------
+# Conditions: autoencoder latents and semantic tokens
+# --------------------------------------------------------------------------------------------
+
+
+TIMM_SEMANTIC: dict[str, str] = {
+    # Table 1 ablation encoders (ViT-B/16 class, timm names with their pretrained tags)
+    "clip_vitb16": "vit_base_patch16_clip_224.openai",
+    "siglip2_vitb16": "vit_base_patch16_siglip_224.v2_webli",
+    "dinov3_vitb16": "vit_base_patch16_dinov3.lvd1689m",
+}
+
+
+class TimmSemanticEncoder(torch.nn.Module):
+    """A timm ViT's block output as semantic tokens, for the encoder ablation (Table 1).
+
+    (B, 3, H, W) in [0, 1] -> resized bicubic to ``size`` (aspect ignored, as the DINOv2 path),
+    normalised with the model's own mean/std -> tokens of block ``block`` before the final norm,
+    prefix tokens dropped: (B, N, E).
+    """
+
+    def __init__(self, name: str, block: int, size: int, pretrained: bool = True) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError as exc:
+            raise ImportError("semantic-encoder ablations need timm: pip install 'screensr[vosr]'") from exc
+        timm_name = TIMM_SEMANTIC[name]
+        try:
+            self.vit = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, img_size=size)
+        except Exception as exc:  # offline without the weights in the Hugging Face cache
+            raise TrainError(
+                f"cannot load the {name} encoder weights ({timm_name}) from the Hugging Face cache: {exc}. "
+                f"Download them once while online (timm.create_model({timm_name!r}, pretrained=True))"
+            ) from exc
+        cfg = self.vit.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.block, self.size = block, size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images.float(), size=(self.size, self.size), mode="bicubic", align_corners=False).clamp(0, 1)
+        x = (x - self.mean) / self.std
+        return self.vit.forward_intermediates(
+            x, indices=[self.block], norm=False, output_fmt="NLC", intermediates_only=True
+        )[0]
+
+
+class ConditionEncoders:
+    """The frozen encoders of a model config: VAE latents and semantic tokens.
+
+    Uses ``vosr.autoencoders.load_autoencoder`` and ``vosr.conditions.load_semantic_encoder``
+    (the inference side's loaders, so training and inference see identical conditions), plus
+    timm encoders for the Table 1 ablation. Posterior noise is drawn per sample from keyed
+    generators, so a sample's latent does not depend on its batch.
+
+    Args:
+        model_cfg: names the autoencoder and the semantic encoder (block, input size).
+        semantic: the recipe's ``semantic_encoder`` switch (``none`` skips the encoder).
+        device: where the encoders run.
+        seed: run seed (posterior noise).
+        weights_dir: extra folder searched first for weight files (the CLI's ``--weights-dir``).
+        pretrained_semantic: False builds ablation encoders with random weights (tests only).
+    """
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        semantic: str,
+        device: torch.device,
+        seed: int,
+        weights_dir: str | os.PathLike | None = None,
+        pretrained_semantic: bool = True,
+    ) -> None:
+        from vosr.autoencoders import load_autoencoder
+        from vosr.conditions import load_semantic_encoder
+
+        self.device, self.seed = device, seed
+        # decoder="vae": training never decodes, so the light decoder file is not required
+        self.autoencoder = load_autoencoder(model_cfg.autoencoder, weights_dir=weights_dir, decoder="vae", device=device)
+        self.autoencoder.requires_grad_(False)
+        self.semantic_dim = model_cfg.semantic_dim
+        self.encoder: torch.nn.Module | None = None
+        if semantic == "dinov2":
+            self.encoder = load_semantic_encoder(
+                model_cfg.semantic_encoder, model_cfg.semantic_block, model_cfg.semantic_size,
+                weights_dir=weights_dir, device=device,
+            )
+        elif semantic != "none":
+            self.encoder = TimmSemanticEncoder(
+                model_cfg.semantic_encoder, model_cfg.semantic_block, model_cfg.semantic_size, pretrained_semantic
+            ).to(device)
+        if self.encoder is not None:
+            self.encoder.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def latents(self, images: torch.Tensor, ids: Sequence[int], tag: str) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> backbone latents (B, C, H/8, W/8), posterior sampled."""
+        moments = self.autoencoder.moments(images * 2 - 1)
+        mean, logvar = moments.float().chunk(2, dim=1)
+        # the autoencoder's own sampling (DiagonalGaussianDistribution), with one keyed
+        # generator per sample instead of one per batch
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        noise = torch.cat([
+            torch.randn(1, *mean.shape[1:], generator=generator(self.seed, "vae", tag, int(i))) for i in ids
+        ]).to(mean.device)
+        return self.autoencoder.to_backbone(mean + std * noise)
+
+    @torch.no_grad()
+    def semantic(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, N, E) raw tokens; one zero token when disabled."""
+        if self.encoder is None:
+            return images.new_zeros(images.shape[0], 1, self.semantic_dim)
+        return self.encoder(images)
+
+
+# --------------------------------------------------------------------------------------------
+# Small utilities
+# --------------------------------------------------------------------------------------------
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def _per_sample(gens: Sequence[torch.Generator], fn: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+    return torch.cat([fn(g) for g in gens])
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS}
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did: final step, last logged loss, the run folder."""
+
+    step: int
+    loss: float
+    run_dir: Path
+    resumed_from: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Runs one training or distillation job (see the module docstring).
+
+    Args:
+        cfg: the recipe.
+        data: ``--data`` values (folders, shards, list files); see ``vosr.data``.
+        out: the run folder.
+        teacher: for ``mode = distill``, a multi-step checkpoint (run folder or .safetensors).
+        max_steps: stop after this global step (a later call with a larger value continues).
+        eval_callback: called every ``cfg.eval_every`` steps on rank 0 (see ``EvalCallback``).
+        device: ``cpu`` / ``cuda``; default: CUDA when available.
+        resume: continue from the latest state in ``out`` (else an existing state is an error).
+        progress: show a tqdm bar on rank 0.
+        encoders: factory ``(model_cfg, semantic_choice, device, seed)`` of the frozen condition
+            encoders; default :class:`ConditionEncoders` (the model config's VAE and encoder).
+        weights_dir: extra folder searched first for the encoders' weight files.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: Sequence[str | os.PathLike],
+        out: str | os.PathLike,
+        *,
+        teacher: str | os.PathLike | None = None,
+        max_steps: int | None = None,
+        eval_callback: EvalCallback | None = None,
+        device: str | None = None,
+        resume: bool = True,
+        progress: bool = True,
+        encoders: Callable[[ModelConfig, str, torch.device, int], Any] | None = None,
+        weights_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if cfg.mode == "distill" and teacher is None:
+            raise TrainError("distillation needs a teacher: pass --teacher RUN_OR_SAFETENSORS (a multi-step checkpoint)")
+        if cfg.mode == "multistep" and teacher is not None:
+            raise TrainError(f"recipe {cfg.name!r} is multi-step; --teacher is only for distillation recipes")
+        if cfg.eval_every and eval_callback is None:
+            raise TrainError("eval_every is set but no evaluation callback was given")
+        if cfg.semantic_encoder not in SEMANTIC_ABLATIONS:
+            raise ConfigError(f"semantic_encoder {cfg.semantic_encoder!r} unknown")
+        self.cfg = cfg
+        self.sources = resolve_sources([str(d) for d in data])
+        self.out = Path(out)
+        self.teacher_path = Path(teacher) if teacher is not None else None
+        self.max_steps = min(cfg.total_steps, max_steps) if max_steps is not None else cfg.total_steps
+        self.eval_callback = eval_callback
+        self.resume = resume
+        self.progress = progress
+        self._encoders_factory = encoders or functools.partial(ConditionEncoders, weights_dir=weights_dir)
+        self.info = init_distributed(device)
+        self.step = 0
+        self.resumed_from: int | None = None
+
+    # ---------------------------------------------------------------- setup
+
+    def _precision(self) -> bool:
+        mp = self.cfg.mixed_precision
+        cuda = self.info.device.type == "cuda"
+        if mp == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+            raise TrainError("mixed_precision: bf16 but this GPU has no bf16 support; use mixed_precision: 'no'")
+        return mp == "bf16" or (mp == "auto" and cuda and torch.cuda.is_bf16_supported())
+
+    def _model_config(self) -> ModelConfig:
+        from vosr.config import model_config
+
+        over = dict(SEMANTIC_ABLATIONS[self.cfg.semantic_encoder])
+        over["grad_checkpointing"] = self.cfg.grad_checkpointing
+        return model_config(self.cfg.model, **over)
+
+    def _build(self) -> None:
+        from vosr.checkpoints import check_state_dict, load_checkpoint
+        from vosr.model import VOSRDiT
+
+        cfg, dev = self.cfg, self.info.device
+        # Same initial weights on every rank (DDP also broadcasts, FSDP does not).
+        torch.manual_seed(derive_seed(cfg.seed, "init"))
+        self.teacher = None
+        if cfg.mode == "distill":
+            teacher, tinfo = load_checkpoint(self.teacher_path, device=dev)
+            if teacher.one_step:
+                raise TrainError(f"--teacher {self.teacher_path} is a one-step model; distil from a multi-step checkpoint")
+            if tinfo.config.name != self._model_config().name and cfg.model != tinfo.config.name:
+                raise TrainError(
+                    f"--teacher {self.teacher_path} is a {tinfo.config.name} model but recipe {cfg.name!r} "
+                    f"trains {cfg.model}; use the matching recipe"
+                )
+            self.teacher = teacher.requires_grad_(False).eval()
+            mcfg = tinfo.config.replace(one_step=True, grad_checkpointing=cfg.grad_checkpointing)
+            model = VOSRDiT(mcfg).to(dev)
+            # student = teacher EMA + a fresh r_embedder (the only keys the teacher lacks)
+            rep = check_state_dict(model, teacher.state_dict())
+            if rep.unexpected or rep.mis_shaped or any(not k.startswith("r_embedder.") for k in rep.missing):
+                raise TrainError(f"teacher weights do not fit the one-step student:\n{rep.format()}")
+            model.load_state_dict(teacher.state_dict(), strict=False)
+        else:
+            mcfg = self._model_config()
+            model = VOSRDiT(mcfg).to(dev)
+        self.model_cfg = mcfg
+        self.encoders = self._encoders_factory(mcfg, cfg.semantic_encoder, dev, cfg.seed)
+        self.ema = copy.deepcopy(model).requires_grad_(False).eval()
+        self.raw_model = model
+        if self.info.world > 1 and cfg.parallel == "fsdp":
+            from torch.distributed.fsdp import fully_shard
+
+            for block in model.blocks:
+                fully_shard(block)
+            fully_shard(model)
+            self.ema = copy.deepcopy(model).requires_grad_(False).eval()
+            self.model: torch.nn.Module = model
+        elif self.info.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        else:
+            self.model = model
+        st0 = cfg.stages[0]
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=st0.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: cfg.stage_at(step)[1].lr / st0.lr  # constant within a stage
+        )
+        self.bf16 = self._precision()
+
+    # ---------------------------------------------------------------- state
+
+    def _state_dir(self) -> Path:
+        return self.out / "state"
+
+    def _full_state(self, key: str) -> dict[str, torch.Tensor]:
+        module = getattr(self, key)
+        if self.info.world > 1 and self.cfg.parallel == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return {k: v.detach().cpu().clone() for k, v in _unwrap(module).state_dict().items()}
+
+    def _optim_state(self) -> dict[str, Any]:
+        if self.info.world > 1 and self.cfg.parallel == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            return get_optimizer_state_dict(
+                self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+        return self.optimizer.state_dict()
+
+    def save(self) -> Path:
+        """Write the resumable state and the released-layout exports for the current step."""
+        from vosr.checkpoints import save_run_folder
+
+        model_sd, ema_sd, optim_sd = self._full_state("model"), self._full_state("ema"), self._optim_state()
+        path = self._state_dir() / f"step_{self.step:08d}.pt"
+        if self.info.main:
+            state = {
+                "step": self.step,
+                "samples_seen": self.cfg.samples_before(self.step),
+                "model": model_sd,
+                "ema": ema_sd,
+                "optimizer": optim_sd,
+                "scheduler": self.scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "config": self.cfg.to_json(),
+                "model_config": self.model_cfg.to_json(),
+                "teacher": str(self.teacher_path) if self.teacher_path else None,
+            }
+            _atomic_torch_save(state, path)
+            args = {"train_config": self.cfg.to_dict(), "step": self.step, "mode": self.cfg.mode}
+            snap = self.out / "snapshots" / f"step_{self.step:08d}"
+            for root in (self.out, snap):
+                save_run_folder(ema_sd, root, config=self.model_cfg, args=args)
+            save_run_folder(model_sd, self.out, config=self.model_cfg, args=args, name="model.safetensors")
+            self._prune()
+        _barrier(self.info)
+        return path
+
+    def _prune(self) -> None:
+        keep = max(self.cfg.keep_checkpoints, 1)
+        states = sorted(self._state_dir().glob("step_*.pt"))
+        for old in states[:-keep]:
+            old.unlink(missing_ok=True)
+            shutil.rmtree(self.out / "snapshots" / old.stem, ignore_errors=True)
+
+    def latest_state(self) -> Path | None:
+        states = sorted(self._state_dir().glob("step_*.pt"))
+        return states[-1] if states else None
+
+    def _load(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = json.loads(state["config"])
+        diff = _diff(_comparable(saved), _comparable(json.loads(self.cfg.to_json())))
+        if diff:
+            raise TrainError(
+                f"{self.out} holds a run with another configuration ({'; '.join(diff[:5])}); "
+                "resume with the same recipe, or pass a new --out (or --no-resume to start over there)"
+            )
+        if self.info.world > 1 and self.cfg.parallel == "fsdp":
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            opts = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=opts)
+            set_model_state_dict(self.ema, state["ema"], options=opts)
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=opts)
+        else:
+            _unwrap(self.model).load_state_dict(state["model"], strict=True)
+            self.ema.load_state_dict(state["ema"], strict=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
+        self.resumed_from = self.step
+
+    # ---------------------------------------------------------------- losses
+
+    def _conditions(self, hq: torch.Tensor, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x0, c_str, semantic) of a batch of HQ crops: degrade, encode both, DINO on the LQ."""
+        lq, _ = degrade(hq, self.cfg.degradation, ids, batch_key=("step", self.step), seed=self.cfg.seed)
+        x0 = self.encoders.latents(hq, ids, "hq")
+        c_str = self.encoders.latents(lq, ids, "lq")
+        sem = self.encoders.semantic(lq)
+        return x0, c_str, sem
+
+    def multistep_loss(self, hq: torch.Tensor, ids: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Flow-matching MSE with condition augmentation and dropout (sections 2 and 4)."""
+        cfg, cc = self.cfg, self.cfg.conditions
+        x0, c_str, sem = self._conditions(hq, ids)
+        dev = x0.device
+        gens = [generator(cfg.seed, "train", int(i)) for i in ids]
+        t = _per_sample(gens, lambda g: torch.rand(1, generator=g)).to(dev)
+        eps = _per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
+        if cc.noise_aug:
+            c_str = torch.cat([
+                flow.augment_condition(c_str[i : i + 1], g, cc.noise_aug_mean, cc.noise_aug_std)
+                for i, g in enumerate(gens)
+            ])
+        drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < cc.dropout_prob).to(dev)
+        if cc.guidance != "full" and bool(drop.any()):
+            step_g = generator(cfg.seed, "weak-strength", self.step)
+            if cc.guidance == "cfg":
+                w = 0.0  # a fully unconditional branch
+            elif cc.guidance == "partial_fixed":
+                w = cc.fixed_strength
+            else:
+                lo, hi = cc.weak_strength
+                w = lo + (hi - lo) * float(torch.rand((), generator=step_g))
+            m = drop.view(-1, 1, 1, 1).to(c_str.dtype)
+            c_str = m * (w * c_str) + (1 - m) * c_str
+            sem = torch.where(drop.view(-1, 1, 1), torch.zeros_like(sem), sem)
+        z_t = flow.interpolate(x0, eps, t)
+        target = flow.velocity_target(x0, eps)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            v = self.model(torch.cat([c_str, z_t], dim=1), t, sem)
+        loss = F.mse_loss(v.float(), target.float())
+        return {"loss": loss, "loss_base": loss.detach(), "loss_consistency": torch.zeros((), device=dev)}
+
+    def distill_loss(self, hq: torch.Tensor, ids: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Guided teacher target, base loss and the RC / shortcut term (section 5)."""
+        cfg, dc = self.cfg, self.cfg.distill
+        x0, c_str, sem = self._conditions(hq, ids)
+        dev = x0.device
+        gens = [generator(cfg.seed, "distill", int(i)) for i in ids]
+        times = [flow.sample_distill_times(1, g) for g in gens]
+        t = torch.cat([a for a, _ in times]).to(dev)
+        r = torch.cat([b for _, b in times]).to(dev)
+        eps = _per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
+        z_t = flow.interpolate(x0, eps, t)
+        cond = Conditions(c_str, sem)  # one-step inference uses the clean, full condition
+        pcond = Conditions(dc.weak_strength * c_str, torch.zeros_like(sem))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            v_tea = guided_velocity(self.teacher, z_t, t, cond, pcond, dc.guidance).float()
+            sg_model = self.raw_model
+
+            def student(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+                n = z.shape[0] // cond.structure.shape[0]
+                c = Conditions(cond.structure.repeat(n, 1, 1, 1), cond.semantic.repeat(n, 1, 1))
+                return velocity(self.model, z, tt, c, rr)
+
+            def student_sg(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+                return velocity(sg_model, z, tt, cond, rr)
+
+            l_base, l_u = distill_losses(
+                student, student_sg, z_t, t, r, v_tea, dc.variant, dc.delta, dc.rollout_steps, dc.clip
+            )
+        loss = l_base + dc.consistency_weight * l_u
+        return {"loss": loss, "loss_base": l_base.detach(), "loss_consistency": l_u.detach()}
+
+    # ---------------------------------------------------------------- loop
+
+    def _loader(self, stage_index: int) -> Iterator[dict[str, Any]]:
+        cfg = self.cfg
+        stage = cfg.stages[stage_index]
+        start = sum(s.steps for s in cfg.stages[:stage_index])
+        end = min(start + stage.steps, self.max_steps)
+        first = max(self.step, start)
+        accum = cfg.accumulation(stage, self.info.world)
+        sampler = StepBatches(cfg.samples_before(first), end - first, accum, cfg.micro_batch, self.info.world, self.info.rank)
+        dataset = TrainImages(self.sources, stage.resolution, cfg.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=cfg.num_workers,
+            collate_fn=collate,
+            pin_memory=self.info.device.type == "cuda",
+            persistent_workers=False,
+            # a private generator: creating the iterator must not consume the global RNG,
+            # or a resumed run would diverge from an uninterrupted one
+            generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "loader", stage_index)),
+        )
+        return iter(loader)
+
+    def train_step(self, batches: Iterator[dict[str, Any]], accum: int) -> dict[str, float]:
+        """One optimiser step over ``accum`` micro-batches; returns globally averaged losses."""
+        loss_fn = self.distill_loss if self.cfg.mode == "distill" else self.multistep_loss
+        self.model.train()
+        sums = {"loss": 0.0, "loss_base": 0.0, "loss_consistency": 0.0}
+        parts = torch.zeros(3, device=self.info.device)
+        for m in range(accum):
+            batch = next(batches)
+            hq = batch["hq"].to(self.info.device, non_blocking=True)
+            sync = m == accum - 1 or not isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
+            ctx = contextlib.nullcontext() if sync else self.model.no_sync()
+            with ctx:
+                out = loss_fn(hq, batch["ids"])
+                # equal micro-batches: the mean of micro-means is the mean over the step's batch
+                (out["loss"] / accum).backward()
+            parts += torch.stack([out["loss"].detach(), out["loss_base"], out["loss_consistency"]]) / accum
+        clip = self.cfg.optim.grad_clip
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self._update_ema()
+        parts = _all_mean(parts, self.info)
+        for k, v in zip(sums, parts.tolist(), strict=True):
+            sums[k] = v
+        sums["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        return sums
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.ema_decay
+        for e, p in zip(self.ema.parameters(), _unwrap(self.model).parameters(), strict=True):
+            e.lerp_(p.detach(), 1 - decay)
+
+    def fit(self) -> TrainResult:
+        """Train to ``max_steps`` (resuming when a state exists); returns a summary."""
+        cfg, info = self.cfg, self.info
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._build()
+        latest = self.latest_state()
+        if latest is not None:
+            if not self.resume:
+                raise TrainError(
+                    f"{self.out} already holds a run (latest state {latest.name}); resume it (drop --no-resume) "
+                    "or choose a new --out"
+                )
+            self._load(latest)
+        if info.main:
+            _atomic_write_bytes(self.out / "train_config.json", cfg.to_json().encode())
+        logger = _Logger(self.out, cfg, info.main, self.resumed_from)
+        history: list[dict[str, float]] = []
+        last_loss = float("nan")
+        bar = None
+        if info.main and self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.max_steps, initial=self.step, desc=f"{cfg.mode} {cfg.name}", unit="step")
+        t_start = time.perf_counter()
+        try:
+            while self.step < self.max_steps:
+                si, stage, start = cfg.stage_at(self.step)
+                accum = cfg.accumulation(stage, info.world)
+                batches = self._loader(si)
+                stage_end = min(start + stage.steps, self.max_steps)
+                while self.step < stage_end:
+                    t0 = time.perf_counter()
+                    row = self.train_step(batches, accum)
+                    self.step += 1
+                    dt = time.perf_counter() - t0
+                    last_loss = row["loss"]
+                    if not math.isfinite(last_loss):
+                        raise TrainError(
+                            f"loss became {last_loss} at step {self.step}; lower the learning rate or check the data"
+                        )
+                    row.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"],
+                               resolution=stage.resolution, images_per_s=stage.batch_size / dt,
+                               elapsed_s=time.perf_counter() - t_start)
+                    history.append(row)
+                    if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                        logger.log(row)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{last_loss:.4f}")
+                    done = self.step == self.max_steps
+                    if self.step % cfg.checkpoint_every == 0 or done or (cfg.eval_every and self.step % cfg.eval_every == 0):
+                        self.save()
+                    if cfg.eval_every and self.eval_callback is not None and self.step % cfg.eval_every == 0:
+                        if info.main:
+                            snap = self.out / "snapshots" / f"step_{self.step:08d}"
+                            logger.log_eval(self.step, dict(self.eval_callback(self.step, snap)))
+                        _barrier(info)
+        finally:
+            if bar is not None:
+                bar.close()
+            logger.close()
+        return TrainResult(self.step, last_loss, self.out, self.resumed_from, history)
+
+
+class _Logger:
+    """metrics.csv / eval.csv (rows after a resumed step are dropped first), TensorBoard, wandb."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, main: bool, resumed_from: int | None) -> None:
+        self.main = main
+        self.metrics = out / "metrics.csv"
+        self.eval = out / "eval.csv"
+        self.tb = None
+        self.wandb = None
+        if not main:
+            return
+        keep_until = resumed_from or 0
+        for path, header in ((self.metrics, METRIC_COLUMNS), (self.eval, ("step", "metric", "value"))):
+            rows = []
+            if path.is_file():
+                with path.open(newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= keep_until]
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(header), extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            _atomic_write_bytes(path, buf.getvalue().encode())
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                SummaryWriter = None  # noqa: N806 - tensorboard is optional; CSV logging always runs
+            if SummaryWriter is not None:
+                self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=keep_until + 1 if resumed_from else None)
+        if cfg.wandb_project:
+            try:
+                import wandb
+            except ImportError as exc:
+                raise TrainError(f"wandb_project={cfg.wandb_project!r} needs wandb: pip install wandb") from exc
+            self.wandb = wandb.init(project=cfg.wandb_project, name=f"{cfg.name}-{out.name}", config=cfg.to_dict(),
+                                    resume="allow")
+
+    def log(self, row: Mapping[str, float]) -> None:
+        if not self.main:
+            return
+        with self.metrics.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore").writerow(
+                {k: row.get(k, "") for k in METRIC_COLUMNS}
+            )
+        step = int(row["step"])
+        for k in ("loss", "loss_base", "loss_consistency", "grad_norm", "lr", "images_per_s"):
+            if self.tb is not None:
+                self.tb.add_scalar(f"train/{k}", row[k], step)
+        if self.wandb is not None:
+            self.wandb.log({f"train/{k}": row[k] for k in METRIC_COLUMNS if k in row}, step=step)
+
+    def log_eval(self, step: int, values: Mapping[str, float]) -> None:
+        with self.eval.open("a", newline="") as f:
+            w = csv.writer(f)
+            for k, v in values.items():
+                w.writerow([step, k, v])
+                if self.tb is not None:
+                    self.tb.add_scalar(f"eval/{k}", v, step)
+        if self.wandb is not None:
+            self.wandb.log({f"eval/{k}": v for k, v in values.items()}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def load_run_config(run: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig saved in a run folder."""
+    p = Path(run) / "train_config.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found; is {run} a training run folder?")
+    return config_from_json(p.read_text(), str(p))
