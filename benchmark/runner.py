@@ -373,6 +373,7 @@ def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, 
     if any(not isinstance(x, str) for x in (*datasets, *methods)):
         raise ValueError("with workers > 1 pass datasets and methods as strings (they are rebuilt in each worker)")
     spec_text = metrics if isinstance(metrics, str) else [m if isinstance(m, str) else m.name for m in metrics]
+    ResultsStore(url)  # create the tables once, before the workers open the store
     threads = max(1, (os.cpu_count() or 1) // workers)
     kwargs = dict(datasets=list(datasets), methods=list(methods), metrics=spec_text, store=url, device=device,
                   progress=progress, gt=gt, scale=scale)  # fmt: skip

@@ -298,7 +298,24 @@ class ResultsStore:
                 cur.close()
 
         self._md, self.datasets, self.methods, self.metrics, self.scores = _tables()
-        self._md.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create missing tables; tolerate another process (a shard, a reader) doing it at once."""
+        import time
+
+        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+        for attempt in range(5):
+            try:
+                self._md.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                # "table already exists" / "database is locked" from a concurrent creator:
+                # the next checkfirst pass sees the tables
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def __repr__(self) -> str:
         return f"ResultsStore({self.url!r})"

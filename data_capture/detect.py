@@ -79,7 +79,6 @@ def detect_markers(gray: np.ndarray, layout: Layout, cfg: DetectConfig | None = 
         layout: the canvas layout (dictionary, marker ids, corner coordinates).
         cfg: detection settings.
     """
-    import cv2
 
     cfg = cfg or DetectConfig()
     sigma = cfg.preblur_sigma if cfg.preblur_sigma >= 0 else 3.0 * max(gray.shape) / 4032.0

@@ -23,7 +23,14 @@ from data_capture.colorfix import ColorFixConfig, color_fix
 from data_capture.config import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
 from data_capture.quality import QAConfig, dense_error, judge, shift_map, y_psnr_ssim
-from data_capture.register import RegisterConfig, Registration, register, registration_plane, scale_matrix, warp_to_grid
+from data_capture.register import (
+    RegisterConfig,
+    Registration,
+    register,
+    registration_plane,
+    scale_matrix,
+    warp_to_grid,
+)
 
 
 @dataclass

@@ -371,14 +371,14 @@ def tile_shifts(tmpl: np.ndarray, warped: np.ndarray, tile: int, min_corr: float
     def tiles(a: np.ndarray) -> np.ndarray:  # (ny, nx, tile*tile)
         return a[sl].reshape(ny, tile, nx, tile).transpose(0, 2, 1, 3).reshape(ny, nx, -1)
 
-    T, I, X, Y = tiles(tmpl.astype(np.float32)), tiles(warped.astype(np.float32)), tiles(gx), tiles(gy)
+    T, Iw, X, Y = tiles(tmpl.astype(np.float32)), tiles(warped.astype(np.float32)), tiles(gx), tiles(gy)
     T = T - T.mean(-1, keepdims=True)
-    I = I - I.mean(-1, keepdims=True)
-    st, si = T.std(-1, keepdims=True) + 1e-6, I.std(-1, keepdims=True) + 1e-6
-    T, I, X, Y = T / st, I / si, X / si, Y / si
-    corr = (T * I).mean(-1)
+    Iw = Iw - Iw.mean(-1, keepdims=True)
+    st, si = T.std(-1, keepdims=True) + 1e-6, Iw.std(-1, keepdims=True) + 1e-6
+    T, Iw, X, Y = T / st, Iw / si, X / si, Y / si
+    corr = (T * Iw).mean(-1)
     # scale the template to the warped tile's contrast (the ECC projection) before differencing
-    e = T * corr[..., None] - I
+    e = T * corr[..., None] - Iw
     a, b, c = (X * X).mean(-1), (X * Y).mean(-1), (Y * Y).mean(-1)
     bx, by = (X * e).mean(-1), (Y * e).mean(-1)
     det = a * c - b * b

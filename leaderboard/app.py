@@ -8,20 +8,20 @@ reach every one of them.
 
 import streamlit as st
 
-st.set_page_config(page_title="ScreenSR leaderboard", page_icon="📊", layout="wide")
+st.set_page_config(page_title="ScreenSR leaderboard", page_icon=":material/leaderboard:", layout="wide")
 
 pages = {
     "Results": [
-        st.Page("pages/leaderboard.py", title="Leaderboard", icon="🏆", default=True),
-        st.Page("pages/plots.py", title="Plots", icon="📈"),
-        st.Page("pages/compare.py", title="Compare", icon="🔍"),
-        st.Page("pages/methods.py", title="Methods", icon="📚"),
+        st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+        st.Page("pages/plots.py", title="Plots", icon=":material/scatter_plot:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("pages/methods.py", title="Methods", icon=":material/menu_book:"),
     ],
     "User study": [
-        st.Page("pages/study_vote.py", title="Vote", icon="🗳️"),
-        st.Page("pages/study_admin.py", title="Study admin", icon="🧮"),
+        st.Page("pages/study_vote.py", title="Vote", icon=":material/how_to_vote:"),
+        st.Page("pages/study_admin.py", title="Study admin", icon=":material/analytics:"),
     ],
-    "Admin": [st.Page("pages/submit.py", title="Submit", icon="📤")],
+    "Admin": [st.Page("pages/submit.py", title="Submit", icon=":material/upload:")],
 }
 
 st.navigation(pages).run()

@@ -252,9 +252,10 @@ def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | No
 
     Returns:
         Index method; columns ``mean_rank`` (average of the per-metric ranks, 1 = best, ties
-        share the average rank, a method missing a metric is averaged over the metrics it has),
-        ``metrics_ranked`` (how many metrics entered its mean) and ``rank`` (1 + the number of
-        methods with a strictly better mean rank), sorted best first.
+        share the average rank), ``metrics_ranked`` (how many of the ranked metrics the method
+        has) and ``rank`` (1 + the number of methods with a strictly better mean rank), sorted
+        best first. Only methods that have every ranked metric are ranked (a method is never
+        rewarded for a missing score); the others get no rank (NaN / NA) and come last.
     """
     used = [m for m in means.columns if higher_is_better.get(m) is not None]
     if not used:
@@ -262,15 +263,17 @@ def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | No
             f"no metric with a known direction among {list(means.columns)}: declare its direction "
             "in benchmark.metrics (higher_is_better)"
         )
+    have = means[used].notna()
+    complete = means.loc[have.all(axis=1), used]
     per_metric = pd.DataFrame(
-        {m: means[m].rank(ascending=not higher_is_better[m], method="average") for m in used},
-        index=means.index,
+        {m: complete[m].rank(ascending=not higher_is_better[m], method="average") for m in used},
+        index=complete.index,
     )
-    out = pd.DataFrame(
-        {"mean_rank": per_metric.mean(axis=1, skipna=True), "metrics_ranked": per_metric.notna().sum(axis=1)}
-    )
+    out = pd.DataFrame(index=means.index)
+    out["mean_rank"] = per_metric.mean(axis=1).reindex(means.index)
+    out["metrics_ranked"] = have.sum(axis=1)
     out["rank"] = out["mean_rank"].rank(method="min", ascending=True).astype("Int64")
-    return out.sort_values(["mean_rank"], kind="stable")
+    return out.sort_values(["mean_rank"], kind="stable", na_position="last")
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_higher: bool) -> np.ndarray:

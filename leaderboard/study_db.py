@@ -56,7 +56,7 @@ from sqlalchemy import (
     event,
     func,
     select,
-    update,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -155,7 +155,7 @@ event.listen(
     "after_create",
     DDL(
         "CREATE OR REPLACE FUNCTION study_votes_append_only() RETURNS trigger AS $$ "
-        "BEGIN RAISE EXCEPTION 'study_votes is append-only: % rejected', TG_OP; END; $$ LANGUAGE plpgsql"
+        "BEGIN RAISE EXCEPTION 'study_votes is append-only: %% rejected', TG_OP; END; $$ LANGUAGE plpgsql"
     ).execute_if(dialect="postgresql"),
 )
 event.listen(
@@ -165,6 +165,25 @@ event.listen(
         "CREATE TRIGGER study_votes_no_change BEFORE UPDATE OR DELETE ON study_votes "
         "FOR EACH ROW EXECUTE FUNCTION study_votes_append_only()"
     ).execute_if(dialect="postgresql"),
+)
+
+
+# The vote path's statements, written once as text: building SQLAlchemy expressions (and their
+# cache keys) on every call cost more CPU than the queries themselves.
+_SQL_EXISTING = text(
+    "SELECT v.choice, v.seq, v.row_hash FROM study_votes v "
+    "JOIN study_assignments a ON v.trial_id = a.trial_id "
+    "WHERE a.id = :aid AND a.participant_id = :pid AND v.participant_id = :pid AND v.criterion = :crit"
+)
+_SQL_ASSIGNMENT = text(
+    "SELECT participant_id, trial_id, shown_json, served_at FROM study_assignments WHERE id = :aid"
+)
+_SQL_SERVED = text("SELECT served_at FROM study_assignments WHERE id = :aid")
+_SQL_MARK_SERVED = text("UPDATE study_assignments SET served_at = :now WHERE id = :aid AND served_at IS NULL")
+_SQL_HEAD = text("SELECT seq, row_hash FROM study_votes WHERE study_id = :sid ORDER BY seq DESC LIMIT 1")
+_VOTE_COLUMNS = [c.name for c in votes.columns if c.name != "id"]
+_SQL_INSERT_VOTE = text(
+    f"INSERT INTO study_votes ({', '.join(_VOTE_COLUMNS)}) VALUES ({', '.join(':' + c for c in _VOTE_COLUMNS)})"
 )
 
 
@@ -321,15 +340,16 @@ class VoteOutcome:
 
 
 @dataclass
-class _VoteRequest:
-    """A vote waiting for the writer lock (see :meth:`StudyStore.record_vote`)."""
+class _WriteRequest:
+    """A vote (``kind="vote"``) or a first-serve time (``"serve"``) waiting for the writer lock."""
 
-    participant: Participant
+    kind: str
+    participant: Participant | None
     assignment_id: int
-    criterion: str
-    position: int
+    criterion: str = ""
+    position: int = 0
     done: bool = False
-    outcome: VoteOutcome | None = None
+    outcome: VoteOutcome | str | None = None
     error: BaseException | None = None
 
 
@@ -367,8 +387,9 @@ class StudyStore:
         # otherwise (PostgreSQL serialises writers of a study with a row lock as well).
         self._lock = _sqlite_lock(str(self.engine.url.database)) if self.is_sqlite else threading.Lock()
         # Votes waiting for the writer lock; whoever takes the lock commits all of them at once.
-        self._pending: list[_VoteRequest] = []
-        self._pending_guard = threading.Lock()
+        self._pending: list[_WriteRequest] = []
+        self._batch_cond = threading.Condition()
+        self._batch_in_flight = False
         self._configs: dict[int, StudyInfo] = {}
         self._app_version = app_version()
         metadata.create_all(self.engine)
@@ -681,18 +702,12 @@ class StudyStore:
     def mark_served(self, assignment_id: int) -> str:
         """Record when a trial was first shown (later calls keep the first time); returns it."""
         with self._read() as conn:
-            served = conn.execute(select(assignments.c.served_at).where(assignments.c.id == assignment_id)).scalar()
+            served = conn.execute(_SQL_SERVED, {"aid": assignment_id}).scalar()
         if served is not None:
             return served
-        with self._write() as conn:
-            conn.execute(
-                update(assignments)
-                .where(assignments.c.id == assignment_id, assignments.c.served_at.is_(None))
-                .values(served_at=utc_now())
-            )
-            return conn.execute(
-                select(assignments.c.served_at).where(assignments.c.id == assignment_id)
-            ).scalar_one()
+        outcome = self._submit(_WriteRequest("serve", None, assignment_id))
+        assert isinstance(outcome, str)
+        return outcome
 
     # ----------------------------------------------------------------- votes
 
@@ -728,26 +743,46 @@ class StudyStore:
             existing = self._existing_vote(conn, participant.id, assignment_id, criterion)
         if existing is not None:
             return existing
-        request = _VoteRequest(participant, assignment_id, criterion, position)
-        with self._pending_guard:
+        outcome = self._submit(_WriteRequest("vote", participant, assignment_id, criterion, position))
+        assert isinstance(outcome, VoteOutcome)
+        return outcome
+
+    def _submit(self, request: _WriteRequest) -> VoteOutcome | str:
+        """Queue a write and return its result once committed (group commit, see :meth:`record_vote`).
+
+        The first caller to find no batch in flight becomes the leader: it takes every queued
+        request, commits them in one transaction and wakes the waiters, whose requests are then
+        done; a waiter whose request arrived too late leads the next batch.
+        """
+        with self._batch_cond:
             self._pending.append(request)
-        with self._lock:
+            while not request.done and self._batch_in_flight:
+                self._batch_cond.wait()
             if not request.done:
-                with self._pending_guard:
-                    batch, self._pending = self._pending, []
-                self._commit_batch(batch)
+                self._batch_in_flight = True
+                batch, self._pending = self._pending, []
+            else:
+                batch = []
+        if batch:
+            try:
+                with self._lock:
+                    self._commit_batch(batch)
+            finally:
+                with self._batch_cond:
+                    self._batch_in_flight = False
+                    self._batch_cond.notify_all()
         if request.error is not None:
             raise request.error
         assert request.outcome is not None  # set by _commit_batch for every request without error
         return request.outcome
 
-    def _commit_batch(self, batch: list[_VoteRequest]) -> None:
+    def _commit_batch(self, batch: list[_WriteRequest]) -> None:
         """Write ``batch`` in one transaction (writer lock held); every request ends ``done``."""
         try:
             with self._transaction() as conn:
                 for req in batch:
                     try:
-                        req.outcome = self._insert_vote(conn, req)
+                        req.outcome = self._apply(conn, req)
                     except (PermissionError, ValueError) as exc:  # checked before any write
                         req.error = exc
         except IntegrityError:
@@ -758,10 +793,13 @@ class StudyStore:
                 req.outcome, req.error = None, None
                 try:
                     with self._transaction() as conn:
-                        req.outcome = self._insert_vote(conn, req)
+                        req.outcome = self._apply(conn, req)
                 except IntegrityError as exc:
-                    with self._read() as conn:
-                        req.outcome = self._existing_vote(conn, req.participant.id, req.assignment_id, req.criterion)
+                    if req.participant is not None:
+                        with self._read() as conn:
+                            req.outcome = self._existing_vote(
+                                conn, req.participant.id, req.assignment_id, req.criterion
+                            )
                     if req.outcome is None:
                         req.error = exc
                 except Exception as exc:  # noqa: BLE001 - handed to the caller that owns the vote
@@ -774,24 +812,25 @@ class StudyStore:
 
     @staticmethod
     def _existing_vote(conn: Connection, participant_id: int, assignment_id: int, criterion: str) -> VoteOutcome | None:
-        row = conn.execute(
-            select(votes.c.choice, votes.c.seq, votes.c.row_hash)
-            .select_from(votes.join(assignments, votes.c.trial_id == assignments.c.trial_id))
-            .where(
-                assignments.c.id == assignment_id,
-                votes.c.participant_id == participant_id,
-                assignments.c.participant_id == participant_id,
-                votes.c.criterion == criterion,
-            )
-        ).first()
+        row = conn.execute(_SQL_EXISTING, {"aid": assignment_id, "pid": participant_id, "crit": criterion}).first()
         return None if row is None else VoteOutcome(False, row[0], row[1], row[2])
 
-    def _insert_vote(self, conn: Connection, req: _VoteRequest) -> VoteOutcome:
+    def _apply(self, conn: Connection, req: _WriteRequest) -> VoteOutcome | str:
+        if req.kind == "serve":
+            conn.execute(_SQL_MARK_SERVED, {"aid": req.assignment_id, "now": utc_now()})
+            served = conn.execute(_SQL_SERVED, {"aid": req.assignment_id}).scalar()
+            if served is None:
+                raise ValueError(f"no assigned trial with id {req.assignment_id}")
+            return served
+        return self._insert_vote(conn, req)
+
+    def _insert_vote(self, conn: Connection, req: _WriteRequest) -> VoteOutcome:
         """Check one vote and append it to the chain inside the open transaction ``conn``."""
         participant = req.participant
+        assert participant is not None  # votes always carry their participant
         info = self._study_by_id(participant.study_id)
         self._lock_study(conn, info.id)
-        arow = conn.execute(select(assignments).where(assignments.c.id == req.assignment_id)).mappings().first()
+        arow = conn.execute(_SQL_ASSIGNMENT, {"aid": req.assignment_id}).mappings().first()
         if arow is None or arow["participant_id"] != participant.id:
             raise PermissionError(f"trial {req.assignment_id} is not assigned to this participant")
         shown = json.loads(arow["shown_json"])
@@ -800,9 +839,7 @@ class StudyStore:
         existing = self._existing_vote(conn, participant.id, req.assignment_id, req.criterion)
         if existing is not None:
             return existing
-        last = conn.execute(
-            select(votes.c.seq, votes.c.row_hash).where(votes.c.study_id == info.id).order_by(votes.c.seq.desc()).limit(1)
-        ).first()
+        last = conn.execute(_SQL_HEAD, {"sid": info.id}).first()
         seq, prev = (1, info.genesis_hash) if last is None else (last[0] + 1, last[1])
         row = {
             "study_id": info.id,
@@ -820,7 +857,7 @@ class StudyStore:
             "prev_hash": prev,
         }
         row["row_hash"] = chain_hash(prev, canonical_vote(row, info.name))
-        conn.execute(votes.insert().values(**row))
+        conn.execute(_SQL_INSERT_VOTE, row)
         return VoteOutcome(True, row["choice"], seq, row["row_hash"])
 
     def verify(self, name: str, expected_head: str | None = None) -> VerifyReport:

@@ -49,7 +49,7 @@ from vosr.config import ConfigError, ModelConfig
 from vosr.data import StepBatches, TrainImages, collate, resolve_sources
 from vosr.degradations import degrade, derive_seed, generator
 from vosr.distill import Conditions, distill_losses, guided_velocity, velocity
-from vosr.recipes import TrainConfig, config_from_json
+from vosr.recipes import ConditionConfig, TrainConfig, config_from_json
 
 EvalCallback = Callable[[int, Path], Mapping[str, float]]
 """``callback(step, checkpoint_dir) -> {metric: value}``; ``checkpoint_dir`` is a released-layout
@@ -77,7 +77,9 @@ SEMANTIC_ABLATIONS: dict[str, dict[str, Any]] = {
     "clip": {"semantic_encoder": "clip_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8},
     "siglip2": {"semantic_encoder": "siglip2_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8},
     "dinov3": {"semantic_encoder": "dinov3_vitb16", "semantic_dim": 768, "semantic_size": 448, "semantic_block": 8},
-    "none": {},  # the encoder is not run; the network sees one zero semantic token
+    # the encoder is not run and the network sees one zero semantic token; the name is stored
+    # in the model config so inference cannot silently feed DINOv2 features to such a model
+    "none": {"semantic_encoder": "none"},
 }
 
 
@@ -300,6 +302,49 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
+def training_conditions(
+    c_str: torch.Tensor,
+    semantic: torch.Tensor,
+    gens: Sequence[torch.Generator],
+    step_gen: torch.Generator,
+    cc: ConditionConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Noise augmentation and condition dropout of one multi-step training batch.
+
+    Args:
+        c_str: (B, C, h, w) structural latents; semantic: (B, N, E) tokens.
+        gens: one generator per sample (augmentation noise and the dropout draw).
+        step_gen: the step's generator: the weak strength is drawn once per step and shared
+            by the batch (the reference's "per-step" strength).
+        cc: the guidance design (Table 4 ablation), see ``ConditionConfig``.
+
+    Returns:
+        (c_str', semantic', dropped (B,) bool, w): dropped samples get the partial condition
+        ``(w c_str', 0)`` (``w = 0`` for ``cfg``: fully unconditional); ``full`` drops nothing.
+    """
+    from vosr.conditions import partial_condition
+
+    if cc.noise_aug:
+        c_str = torch.cat([
+            flow.augment_condition(c_str[i : i + 1], g, cc.noise_aug_mean, cc.noise_aug_std)
+            for i, g in enumerate(gens)
+        ])
+    drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < cc.dropout_prob).to(c_str.device)
+    if cc.guidance == "full":
+        return c_str, semantic, torch.zeros_like(drop), 1.0
+    if cc.guidance == "cfg":
+        w = 0.0
+    elif cc.guidance == "partial_fixed":
+        w = cc.fixed_strength
+    else:
+        lo, hi = cc.weak_strength
+        w = lo + (hi - lo) * float(torch.rand((), generator=step_gen))
+    weak_str, weak_sem = partial_condition(c_str, semantic, w)
+    c_out = torch.where(drop.view(-1, 1, 1, 1), weak_str, c_str)
+    s_out = torch.where(drop.view(-1, 1, 1), weak_sem, semantic)
+    return c_out, s_out, drop, w
+
+
 @dataclass
 class TrainResult:
     """What :meth:`Trainer.fit` did: final step, last logged loss, the run folder."""
@@ -398,7 +443,7 @@ class Trainer:
             teacher, tinfo = load_checkpoint(self.teacher_path, device=dev)
             if teacher.one_step:
                 raise TrainError(f"--teacher {self.teacher_path} is a one-step model; distil from a multi-step checkpoint")
-            if tinfo.config.name != self._model_config().name and cfg.model != tinfo.config.name:
+            if cfg.model != tinfo.config.name:
                 raise TrainError(
                     f"--teacher {self.teacher_path} is a {tinfo.config.name} model but recipe {cfg.name!r} "
                     f"trains {cfg.model}; use the matching recipe"
@@ -415,16 +460,18 @@ class Trainer:
             mcfg = self._model_config()
             model = VOSRDiT(mcfg).to(dev)
         self.model_cfg = mcfg
+        self.fsdp = self.info.world > 1 and cfg.parallel == "fsdp"
         self.encoders = self._encoders_factory(mcfg, cfg.semantic_encoder, dev, cfg.seed)
         self.ema = copy.deepcopy(model).requires_grad_(False).eval()
         self.raw_model = model
-        if self.info.world > 1 and cfg.parallel == "fsdp":
+        if self.fsdp:
             from torch.distributed.fsdp import fully_shard
 
-            for block in model.blocks:
-                fully_shard(block)
-            fully_shard(model)
-            self.ema = copy.deepcopy(model).requires_grad_(False).eval()
+            # the EMA is sharded the same way, so each rank averages only its own shards
+            for module in (model, self.ema):
+                for block in module.blocks:
+                    fully_shard(block)
+                fully_shard(module)
             self.model: torch.nn.Module = model
         elif self.info.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -449,14 +496,14 @@ class Trainer:
 
     def _full_state(self, key: str) -> dict[str, torch.Tensor]:
         module = getattr(self, key)
-        if self.info.world > 1 and self.cfg.parallel == "fsdp":
+        if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
             return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return {k: v.detach().cpu().clone() for k, v in _unwrap(module).state_dict().items()}
 
     def _optim_state(self) -> dict[str, Any]:
-        if self.info.world > 1 and self.cfg.parallel == "fsdp":
+        if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
             return get_optimizer_state_dict(
@@ -514,7 +561,7 @@ class Trainer:
                 f"{self.out} holds a run with another configuration ({'; '.join(diff[:5])}); "
                 "resume with the same recipe, or pass a new --out (or --no-resume to start over there)"
             )
-        if self.info.world > 1 and self.cfg.parallel == "fsdp":
+        if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
                 StateDictOptions,
                 set_model_state_dict,
@@ -554,24 +601,7 @@ class Trainer:
         gens = [generator(cfg.seed, "train", int(i)) for i in ids]
         t = _per_sample(gens, lambda g: torch.rand(1, generator=g)).to(dev)
         eps = _per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
-        if cc.noise_aug:
-            c_str = torch.cat([
-                flow.augment_condition(c_str[i : i + 1], g, cc.noise_aug_mean, cc.noise_aug_std)
-                for i, g in enumerate(gens)
-            ])
-        drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < cc.dropout_prob).to(dev)
-        if cc.guidance != "full" and bool(drop.any()):
-            step_g = generator(cfg.seed, "weak-strength", self.step)
-            if cc.guidance == "cfg":
-                w = 0.0  # a fully unconditional branch
-            elif cc.guidance == "partial_fixed":
-                w = cc.fixed_strength
-            else:
-                lo, hi = cc.weak_strength
-                w = lo + (hi - lo) * float(torch.rand((), generator=step_g))
-            m = drop.view(-1, 1, 1, 1).to(c_str.dtype)
-            c_str = m * (w * c_str) + (1 - m) * c_str
-            sem = torch.where(drop.view(-1, 1, 1), torch.zeros_like(sem), sem)
+        c_str, sem, _, _ = training_conditions(c_str, sem, gens, generator(cfg.seed, "weak-strength", self.step), cc)
         z_t = flow.interpolate(x0, eps, t)
         target = flow.velocity_target(x0, eps)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -643,8 +673,12 @@ class Trainer:
         for m in range(accum):
             batch = next(batches)
             hq = batch["hq"].to(self.info.device, non_blocking=True)
-            sync = m == accum - 1 or not isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
-            ctx = contextlib.nullcontext() if sync else self.model.no_sync()
+            last = m == accum - 1
+            ctx = contextlib.nullcontext()
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+            elif not last and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+                ctx = self.model.no_sync()
             with ctx:
                 out = loss_fn(hq, batch["ids"])
                 # equal micro-batches: the mean of micro-means is the mean over the step's batch

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_capture.build import BuildConfig, build_dataset, export_imagefolder, export_webdataset, read_manifest
+from data_capture.build import (
+    BuildConfig,
+    build_dataset,
+    export_imagefolder,
+    export_webdataset,
+    read_manifest,
+)
 from data_capture.imageio import read_image
 from data_capture.pair import PairConfig
 
@@ -185,8 +191,25 @@ def test_crash_mid_pair_leaves_no_record_and_resume_completes(tmp_path, sources_
     assert sum(r["status"] == "ok" for r in read_manifest(out)) == 3
 
 
+def _cli_main(argv: list[str]) -> int:
+    """``screensr capture ...`` through this package's ``add_commands`` (as screensr.cli wires it),
+    mapping user errors to exit status 2 like the real entry point."""
+    import argparse
+
+    from data_capture.cli import add_commands
+
+    root = argparse.ArgumentParser(prog="screensr")
+    sub = root.add_subparsers(dest="command")
+    add_commands(sub.add_parser("capture"))
+    args = root.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError):
+        return 2
+
+
 def test_cli_end_to_end(tmp_path, sources_dir):
-    from screensr.cli import main
+    main = _cli_main
 
     c, p, o = tmp_path / "c", tmp_path / "p", tmp_path / "o"
     assert main(["capture", "canvas", str(sources_dir), "--out", str(c), "--size", "800x600", "--no-progress"]) == 0

@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from data_capture.canvas import CanvasConfig, load_layout, make_canvases, marker_ids_for, plan_layout, render_canvas
+from data_capture.canvas import (
+    CanvasConfig,
+    load_layout,
+    make_canvases,
+    marker_ids_for,
+    plan_layout,
+    render_canvas,
+)
 from data_capture.config import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
 from data_capture.register import apply_h

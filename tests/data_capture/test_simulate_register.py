@@ -11,7 +11,13 @@ from data_capture.config import ConfigError
 from data_capture.detect import detect_markers, to_gray
 from data_capture.quality import dense_error
 from data_capture.register import (
-    PolyField, RegisterConfig, Registration, marker_homography, register, registration_plane, warp_to_source,
+    PolyField,
+    RegisterConfig,
+    Registration,
+    marker_homography,
+    register,
+    registration_plane,
+    warp_to_source,
 )
 from data_capture.simulate import preset_config, simulate_photo, truth_photo_to_canvas, undistort_points
 

@@ -91,6 +91,22 @@ def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
     assert abs((high[0] - low[0]) / 2 - half) / half < 0.05
 
 
+def test_summarize_agrees_with_benchmark_report_summary():
+    """Same means and counts as the benchmark's report; the same percentile-bootstrap interval up to
+    Monte-Carlo error (the leaderboard resamples all groups in one matrix product for speed)."""
+    from benchmark import report
+
+    rng = np.random.default_rng(8)
+    rows = {("D", m, k): list(rng.normal(loc, 1.0, size=130)) for m, loc in (("a", 0.0), ("b", 3.0)) for k in ("psnr", "niqe")}
+    scores = _scores(rows)
+    ours = data.summarize(scores, n_boot=4000).set_index(["dataset", "method", "metric"]).sort_index()
+    theirs = report.summary(scores, n_boot=4000).set_index(["dataset", "method", "metric"]).sort_index()
+    np.testing.assert_allclose(ours["mean"], theirs["mean"], atol=1e-12)
+    np.testing.assert_array_equal(ours["n"], theirs["n"])
+    np.testing.assert_allclose(ours["ci_low"], theirs["ci_low"], atol=0.03)
+    np.testing.assert_allclose(ours["ci_high"], theirs["ci_high"], atol=0.03)
+
+
 def test_bootstrap_ci_batch_equals_singles_and_is_deterministic():
     rng = np.random.default_rng(5)
     block = rng.normal(size=(7, 40))
@@ -160,16 +176,37 @@ def test_aggregate_rank_invariant_to_flipping_a_metric_and_its_direction(rows, h
 
 def test_aggregate_rank_ties_missing_and_unknown_direction():
     means = pd.DataFrame(
-        {"psnr": [25.0, 25.0, 20.0], "niqe": [4.0, np.nan, 5.0], "odd": [1.0, 2.0, 3.0]}, index=["a", "b", "c"]
+        {"psnr": [25.0, 25.0, 20.0, 30.0], "niqe": [4.0, 4.5, 5.0, np.nan], "odd": [1.0, 2.0, 3.0, 4.0]},
+        index=["a", "b", "c", "d"],
     )
     ranked = data.aggregate_rank(means, {"psnr": True, "niqe": False, "odd": None})
-    # psnr ranks: a, b tie at 1.5; niqe: a 1, c 2; b only has psnr
+    # psnr ranks among complete methods: a, b tie at 1.5, c 3; niqe: a 1, b 2, c 3
     assert ranked.loc["a", "mean_rank"] == pytest.approx(1.25)
-    assert ranked.loc["b", "mean_rank"] == pytest.approx(1.5)
-    assert ranked.loc["c", "mean_rank"] == pytest.approx(2.5)
-    assert ranked.loc["b", "metrics_ranked"] == 1
+    assert ranked.loc["b", "mean_rank"] == pytest.approx(1.75)
+    assert ranked.loc["c", "mean_rank"] == pytest.approx(3.0)
+    # d has the best PSNR but no NIQE: never rewarded for the missing score, listed last, unranked
+    assert np.isnan(ranked.loc["d", "mean_rank"]) and pd.isna(ranked.loc["d", "rank"])
+    assert ranked.index.tolist() == ["a", "b", "c", "d"]
+    assert ranked.loc["d", "metrics_ranked"] == 1 and ranked.loc["a", "metrics_ranked"] == 2
     with pytest.raises(ValueError, match="no metric with a known direction"):
         data.aggregate_rank(means[["odd"]], {"odd": None})
+
+
+def test_aggregate_rank_agrees_with_benchmark_report_ranks():
+    """The leaderboard's rank (over summary means) equals the benchmark report's (over per-image scores)."""
+    from benchmark import report
+
+    rng = np.random.default_rng(4)
+    rows = {}
+    for m in ("a", "b", "c", "d"):
+        for metric in ("psnr", "lpips", "niqe", "musiq"):
+            rows[("D", m, metric)] = list(rng.normal(size=6))
+    scores = _scores(rows)
+    summary = data.summarize(scores, n_boot=50)
+    means = summary.pivot_table(index="method", columns="metric", values="mean")
+    ours = data.aggregate_rank(means, {"psnr": True, "lpips": False, "niqe": False, "musiq": True})
+    theirs = report.ranks(scores).set_index("method")
+    np.testing.assert_allclose(ours["mean_rank"].sort_index(), theirs["mean_rank"].sort_index())
 
 
 # --------------------------------------------------------------------------- Pareto front

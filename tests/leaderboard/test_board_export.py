@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from io import BytesIO
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from PIL import Image
 
 from leaderboard import data
 from leaderboard.export import ExportOptions, export_site, write_if_changed
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -116,37 +120,38 @@ def test_export_hides_store_password():
 # --------------------------------------------------------------------------- command line
 
 
-def test_cli_help_and_dry_run(env, capsys):
-    from screensr.cli import main
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the real ``screensr`` command line (a subprocess, as a user would)."""
+    return subprocess.run(
+        [sys.executable, "-m", "screensr.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
-    with pytest.raises(SystemExit):
-        main(["board", "--help"])
-    out = capsys.readouterr().out
-    assert "screensr board --store" in out and "export" in out and "study" in out
-    assert main(["board", "--store", env.url, "--port", "8765", "--dry-run", "-S", "server.maxUploadSize=64"]) == 0
-    line = capsys.readouterr().out
+
+def test_cli_help_and_dry_run(env):
+    res = _cli("board", "--help")
+    assert res.returncode == 0
+    assert "screensr board --store" in res.stdout and "export" in res.stdout and "study" in res.stdout
+    res = _cli("board", "--store", env.url, "--port", "8765", "--dry-run", "-S", "server.maxUploadSize=64")
+    assert res.returncode == 0, res.stderr
+    line = res.stdout
     assert line.startswith(f"SCREENSR_STORE={env.url} ")
     assert "streamlit run" in line and "--server.port 8765" in line and "--server.address 127.0.0.1" in line
     assert "--server.headless true" in line and "--server.maxUploadSize 64" in line
 
 
-def test_cli_rejects_bad_options(capsys):
-    from screensr.cli import main
-
-    assert main(["board", "--dry-run", "-S", "maxUploadSize"]) == 2
-    assert "expected KEY=VALUE" in capsys.readouterr().err
-    assert main(["board", "--dry-run", "--admin-secret-sha256", "abc"]) == 2
-    assert "64-hex-digit sha256" in capsys.readouterr().err
+def test_cli_rejects_bad_options(env):
+    res = _cli("board", "--store", env.url, "--dry-run", "-S", "maxUploadSize")
+    assert res.returncode == 2 and "expected KEY=VALUE" in res.stderr
+    res = _cli("board", "--store", env.url, "--dry-run", "--admin-secret-sha256", "abc")
+    assert res.returncode == 2 and "64-hex-digit sha256" in res.stderr
 
 
-def test_cli_export(env, tmp_path, capsys):
-    from screensr.cli import main
-
-    assert main(["board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--crops", "0"]) == 0
+def test_cli_export(env, tmp_path):
+    res = _cli("board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--crops", "0")
+    assert res.returncode == 0, res.stderr
     assert (tmp_path / "s" / "index.html").is_file() and not (tmp_path / "s" / "crops").exists()
-    with pytest.raises(SystemExit):
-        main(["board", "export", "--help"])
-    assert "screensr board export --out site/" in capsys.readouterr().out
+    res = _cli("board", "export", "--help")
+    assert "screensr board export --out site/" in res.stdout
 
 
 def test_plot_png_is_lossless_png(site):

@@ -229,3 +229,28 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_store_url() == f"sqlite:///{tmp_path / 'home' / 'studies.sqlite'}"
     with pytest.raises(ValueError, match="cannot open study store"):
         StudyStore("nosuchdialect://x")
+
+
+def test_group_commit_isolates_bad_requests(tmp_path: Path) -> None:
+    from leaderboard.study_db import _WriteRequest
+
+    store, config = _study(tmp_path)
+    a, b = (store.participant(t) for t in store.add_participants(config.name, 2))
+    va, vb = store.next_trial(a), store.next_trial(b)
+    batch = [
+        _WriteRequest("vote", a, va.assignment_id, "perceptual", 0),
+        _WriteRequest("vote", a, vb.assignment_id, "perceptual", 0),  # not a's trial
+        _WriteRequest("vote", b, vb.assignment_id, "perceptual", 7),  # no such position
+        _WriteRequest("serve", None, vb.assignment_id),
+        _WriteRequest("vote", b, vb.assignment_id, "consistency", 1),
+        _WriteRequest("vote", a, va.assignment_id, "perceptual", 2),  # repeat inside the batch
+    ]
+    store._commit_batch(batch)
+    assert all(r.done for r in batch)
+    assert batch[0].outcome.recorded and batch[0].outcome.seq == 1
+    assert isinstance(batch[1].error, PermissionError) and isinstance(batch[2].error, ValueError)
+    assert batch[3].outcome == store.trial_views(b.id)[0].served_at
+    assert batch[4].outcome.recorded and batch[4].outcome.seq == 2
+    assert not batch[5].outcome.recorded and batch[5].outcome.choice == va.shown[0]
+    report = store.verify(config.name)
+    assert report.ok and report.n_votes == 2

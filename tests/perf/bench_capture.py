@@ -54,7 +54,11 @@ def main() -> int:
     from data_capture.pair import PairConfig, process_pair
     from data_capture.quality import dense_error
     from data_capture.register import (
-        RegisterConfig, Registration, marker_homography, register, registration_plane,
+        RegisterConfig,
+        Registration,
+        marker_homography,
+        register,
+        registration_plane,
     )
     from data_capture.simulate import preset_config, simulate_photo
 

@@ -46,8 +46,8 @@ def synthetic_image(seed: int, h: int = 80, w: int = 96) -> np.ndarray:
         fx, fy, ph = rng.uniform(0.02, 0.2), rng.uniform(0.02, 0.2), rng.uniform(0, 6.28)
         img[..., c] = 0.5 + 0.35 * np.sin(fx * xx + fy * yy + ph)
     for _ in range(4):  # hard-edged rectangles
-        y0, x0 = rng.integers(0, h - 16), rng.integers(0, w - 16)
-        img[y0 : y0 + rng.integers(8, 24), x0 : x0 + rng.integers(8, 24)] = rng.uniform(0, 1, 3)
+        y0, x0 = rng.integers(0, max(h - h // 4, 1)), rng.integers(0, max(w - w // 4, 1))
+        img[y0 : y0 + rng.integers(h // 8 + 1, h // 3 + 2), x0 : x0 + rng.integers(w // 8 + 1, w // 3 + 2)] = rng.uniform(0, 1, 3)
     img += rng.normal(0, 0.02, img.shape)
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 

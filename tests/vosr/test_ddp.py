@@ -51,11 +51,20 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # each spawned process imports torch, diffusers and timm (~1 min on 2 busy cores): the
 # distillation case is marked slow, the multi-step case runs by default
-@pytest.mark.parametrize("mode", ["multistep", pytest.param("distill", marks=pytest.mark.slow)])
-def test_two_processes_equal_one_process_with_the_combined_batch(images: Path, tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "parallel"),
+    [
+        ("multistep", "ddp"),
+        pytest.param("distill", "ddp", marks=pytest.mark.slow),
+        pytest.param("multistep", "fsdp", marks=pytest.mark.slow),
+    ],
+)
+def test_two_processes_equal_one_process_with_the_combined_batch(
+    images: Path, tmp_path: Path, mode: str, parallel: str
+) -> None:
     from vosr.train import Trainer
 
-    over: dict = {"checkpoint_every": 1000, "mode": mode}
+    over: dict = {"checkpoint_every": 1000, "mode": mode, "parallel": parallel}
     teacher = None
     if mode == "distill":
         teacher = tmp_path / "teacher"

@@ -118,8 +118,12 @@ def test_bad_inputs_are_named(weights: dict) -> None:
         VOSRUpscaler(weights["checkpoint_ms"], steps=0, weights_dir=weights["root"])
 
 
-def test_missing_weights_name_the_file_and_fix(weights: dict, tmp_path) -> None:
+def test_missing_weights_name_the_file_and_fix(weights: dict, tmp_path, monkeypatch) -> None:
     import shutil
+
+    # empty default caches (other tests may have filled the session's ones)
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
     # only the checkpoint, no autoencoder / encoder in the searched places
     shutil.copy(weights["checkpoint_os"], tmp_path / "ck.safetensors")

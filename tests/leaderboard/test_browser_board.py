@@ -1,0 +1,192 @@
+"""Real browser, end to end: ``screensr board`` serves a populated store; Chromium loads every page.
+
+Debian's Chromium driven by Playwright (never a downloaded browser). Run with ``-m browser``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from board_fixtures import BoardEnv, make_board_env
+from PIL import Image
+
+from leaderboard import data
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Until Streamlit's health endpoint answers ``ok`` (or the server died / timed out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"screensr board exited early with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer on port {port} within {timeout} s")
+
+
+def serve(url: str, port: int) -> subprocess.Popen:
+    """``screensr board --store URL --port P`` as a user runs it (the real command line)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "screensr.cli", "board", "--store", url, "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the server and the streamlit process it started (its own process group)."""
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> BoardEnv:
+    return make_board_env(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def server(env):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium chromium-driver)")
+    port = free_port()
+    proc = serve(env.url, port)
+    try:
+        wait_healthy(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    return page
+
+
+def wait_done(page, text: str, timeout: float = 60_000) -> None:
+    """Until ``text`` is shown and the script has finished running."""
+    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    # lazily loaded elements (the data grid, inputs) show skeletons until their code has arrived
+    page.wait_for_function(
+        "() => document.querySelectorAll(\"[data-testid='stSkeleton']\").length === 0", timeout=timeout
+    )
+
+
+def assert_not_blank(png: bytes, min_ink: float = 0.005) -> float:
+    """A screenshot that shows content: at least ``min_ink`` of its pixels differ clearly from the
+    background (the most common colour), in more than a handful of colours. Returns the ink share."""
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    assert img.shape[0] > 300 and img.shape[1] > 300
+    flat = img.reshape(-1, 3)
+    colours, counts = np.unique(flat, axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    ink = float(np.mean(np.abs(flat - background).max(axis=1) > 40))
+    assert len(colours) > 50, f"screenshot has only {len(colours)} colours"
+    assert ink > min_ink, f"screenshot is nearly blank ({ink:.2%} of pixels differ from the background)"
+    return ink
+
+
+def test_leaderboard_page_in_a_real_browser(server, browser, env, tmp_path):
+    page = open_page(browser, server)
+    wait_done(page, "Best by aggregated rank")
+    text = page.inner_text("[data-testid='stMain']")
+    board = data.load_board(env.url)
+    cols = data.select_metric_set(board.columns("DRealSR"), "Default")
+    best = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)["method"].tolist()
+    assert f"1. {best[0]}" in text and f"2. {best[1]}" in text  # the podium, from the real data
+    assert "Leaderboard" in text and "Ground-truth quality" in text
+    assert page.locator("[data-testid='stDataFrame']").count() == 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    # the GT table is an HTML table: its numbers are in the DOM
+    gt = data.gt_quality_table(board.summary)
+    assert f"{gt.loc[0, 'niqe']:.4f}" in page.inner_text("[data-testid='stTable']")
+    shot = page.screenshot(full_page=True)
+    (tmp_path / "leaderboard.png").write_bytes(shot)
+    assert_not_blank(shot, min_ink=0.015)  # a full table of numbers, not a page of whitespace
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "min_ink"),
+    [
+        ("plots", "Pareto front:", 0.01),
+        ("compare", "Scores of this image", 0.01),
+        ("methods", "Configuration", 0.005),
+        ("submit", "Submissions are disabled", 0.002),
+        ("study_vote", "User study", 0.002),  # without a participant token: navigation and a title
+    ],
+)
+def test_every_page_loads(server, browser, path, text, min_ink):
+    page = open_page(browser, f"{server}/{path}")
+    wait_done(page, text)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert_not_blank(page.screenshot(full_page=True), min_ink)
+    page.close()
+
+
+def test_compare_serves_exact_lossless_crops(server, browser, env):
+    """The bytes the browser receives decode to exactly the expected nearest-neighbour crops."""
+    page = open_page(browser, f"{server}/compare")
+    wait_done(page, "Scores of this image")
+    images = page.locator("[data-testid='stImage'] img")
+    images.first.wait_for(timeout=30_000)
+    srcs = [images.nth(i).get_attribute("src") for i in range(images.count())]
+    assert len(srcs) == 5  # LR, HR and the three default methods
+    board = data.load_board(env.url)
+    files = data.dataset_images(board.datasets, "DRealSR")["img000"]
+    cols = board.columns("DRealSR")
+    top = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)["method"].tolist()[:3]
+    outputs = {m: env.outputs[m] / "img000.png" for m in top}
+    _, panels = data.comparison_crops(files, outputs, (0.5, 0.5), 128, 2)
+    for src, (name, expected) in zip(srcs, panels.items(), strict=True):
+        response = page.request.get(src if src.startswith("http") else f"{server}{src}")
+        assert response.headers["content-type"] == "image/png", name
+        got = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    page.close()
