@@ -344,12 +344,18 @@ def install_niqe_params(force: bool = False) -> Path:
 def require_metric_weights(metric: str) -> None:
     """Make sure every file ``metric`` needs is on disk, or raise naming each missing one.
 
-    Installs the shipped NIQE parameters for ``niqe`` (a local copy, no download).
+    Installs the shipped NIQE parameters for ``niqe`` (a local copy, no download). Metrics
+    outside the catalogue are left to pyiqa's own first-use download.
 
     Raises:
         MissingWeightsError: with one line per missing file (name, destination, URL) and the fix.
     """
-    files = metric_weight_files(metric)
+    catalogue = metric_weight_catalogue()
+    if metric not in catalogue:
+        # Metrics outside the catalogue (any other pyiqa name) are left to pyiqa, which downloads
+        # its files on first use or fails with its own message when offline.
+        return
+    files = catalogue[metric]
     for wf in files:
         if wf.name == NIQE_FILE:
             install_niqe_params()

@@ -37,6 +37,7 @@ class BuildConfig:
     name: str = ""  # defaults to the output folder's name
     pair: PairConfig = field(default_factory=PairConfig)
     keep_aligned: bool = False  # also write aligned/<id>.png: the photo at source resolution, before the fix
+    screen: str = ""  # screen model the canvases were shown on (recorded per pair)
     report: bool = True
 
     def validate(self) -> None:
@@ -126,13 +127,21 @@ def build_dataset(sources_dir: Path, canvases_dir: Path, photos_dir: Path, out_d
             src_path = sources_dir / layout.source
             src = read_image(src_path, role="source")
             photo = read_image(ppath, role="photo", exif=True)
+            if any("grayscale" in n for n in photo.notes):
+                # the colour fix would paint the source's colours into it: an LR that was never captured
+                raise ValueError(f"photo {ppath.name} is grayscale; export the capture in colour (RGB)")
             truth = load_truth(ppath)
             res = process_pair(photo.rgb, src.rgb, layout, cfg.pair, truth, want_aligned=cfg.keep_aligned)
             rec = {**base, "source": layout.source, **res.record, "orientation": photo.orientation,
+                   "screen": cfg.screen or None,
                    "exif": photo.exif, "input_notes": photo.notes + [f"source: {n}" for n in src.notes]}
-        except (ValueError, FileNotFoundError, OSError) as exc:
+        except (ValueError, FileNotFoundError, OSError) as exc:  # user-fixable: the message is the reason
             res = PairResult(record={})
             rec = {**base, "status": "rejected", "reason": str(exc), "scale": s}
+        except Exception as exc:  # anything else (an OpenCV failure on a strange photo): keep going, say so
+            res = PairResult(record={})
+            rec = {**base, "status": "rejected", "scale": s,
+                   "reason": f"internal error ({type(exc).__name__}: {str(exc).strip()[:300]}); please report it"}
         if rec["status"] == "ok":
             rec["hr"], rec["lr"] = f"hr/{pid}.png", f"lr/{pid}.png"
             write_image(out_dir / rec["hr"], res.hr)  # type: ignore[arg-type]
@@ -155,6 +164,10 @@ def build_dataset(sources_dir: Path, canvases_dir: Path, photos_dir: Path, out_d
     for rp in (out_dir / "records").glob("*.json"):
         if rp.stem not in live:
             rp.unlink()
+    for sub in ("hr", "lr", "aligned"):
+        for ip in (out_dir / sub).glob("*.png") if (out_dir / sub).is_dir() else []:
+            if ip.stem not in live:
+                ip.unlink()
     write_text(out_dir / "manifest.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     n_ok = sum(r["status"] == "ok" for r in records)
     meta = {
@@ -191,7 +204,7 @@ def load_build_config(path: Path | None, **overrides: Any) -> BuildConfig:
                 d["pair"][k] = v
             elif k in ("colour_method", "colour_levels"):
                 d["pair"]["colour"][k.split("_")[1]] = v
-            elif k in ("name", "keep_aligned", "report"):
+            elif k in ("name", "keep_aligned", "report", "screen"):
                 d[k] = v
             else:
                 raise ConfigError(f"unknown override '{k}'")

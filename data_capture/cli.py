@@ -84,6 +84,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--levels", dest="colour_levels", type=int, default=None, help="wavelet levels (5)")
     p.add_argument("--name", default=None, help="dataset name (default: the folder name)")
     p.add_argument("--keep-aligned", action="store_true", default=None, help="also write aligned/<id>.png")
+    p.add_argument("--screen-model", dest="screen", default=None, help="screen the canvases were shown on (recorded)")
     p.add_argument("--config", type=Path, default=None, help="JSON/YAML BuildConfig")
     p.add_argument("--export-hf", type=Path, default=None, help="also write a datasets ImageFolder here")
     p.add_argument("--export-wds", type=Path, default=None, help="also write WebDataset shards here")
@@ -197,7 +198,8 @@ def _build(args: argparse.Namespace) -> int:
     from data_capture.build import build_dataset, export_imagefolder, export_webdataset, load_build_config
 
     cfg = load_build_config(args.config, scale=args.scale, colour_method=args.colour_method,
-                            colour_levels=args.colour_levels, name=args.name, keep_aligned=args.keep_aligned)
+                            colour_levels=args.colour_levels, name=args.name, keep_aligned=args.keep_aligned,
+                            screen=args.screen)
     out = build_dataset(args.sources, args.canvases, args.photos, args.out, cfg, progress=not args.no_progress)
     meta = json.loads((out / "dataset.json").read_text())
     c = meta["counts"]

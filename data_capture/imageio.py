@@ -158,7 +158,7 @@ def read_image(path: Path, *, role: str = "image", exif: bool = False) -> Loaded
         notes.append("alpha channel dropped")
     else:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    orientation, fields = _exif_fields(path) if (exif or path.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff")) else (1, {})
+    orientation, fields = _exif_fields(path)  # header only: cheap, and one policy for every format
     if orientation != 1:
         img = apply_orientation(img, orientation)
         notes.append(f"EXIF orientation {orientation} applied")

@@ -724,7 +724,6 @@ class Board:
     datasets: pd.DataFrame
     metrics: pd.DataFrame
     known: dict[str, tuple[bool, str]]
-    versions: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def summary_for(self, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
@@ -748,25 +747,70 @@ class Board:
         return sorted(self.summary["dataset"].unique())
 
 
+def read_scores(store) -> pd.DataFrame:
+    """The latest score per (dataset, image, method, metric), reading only the columns the board
+    needs.
+
+    Same rows as ``store.scores_frame()`` (latest row by insertion id), but through the DB-API
+    cursor and without the provenance columns: the store's generic reader parses a timestamp and
+    a JSON text per row, which takes seconds at the leaderboard's scale (250k scores).
+
+    Args:
+        store: an open ``benchmark.store.ResultsStore``.
+
+    Returns:
+        Scores with columns ``SCORE_KEYS``.
+    """
+    from sqlalchemy import select
+
+    s = store.scores.c
+    dialect = store.engine.dialect
+    query = str(select(s.dataset, s.image, s.method, s.metric, s.value, s.settings_hash).order_by(s.id).compile(dialect=dialect))
+    # the DB-API cursor directly: SQLAlchemy's per-row result processing costs ~5x the query itself
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(query)
+        rows = cursor.fetchall()
+        cursor.close()
+    finally:
+        raw.close()
+    frame = pd.DataFrame.from_records(rows, columns=SCORE_KEYS)
+    frame = frame.drop_duplicates(["dataset", "image", "method", "metric"], keep="last")
+    frame["value"] = frame["value"].astype(np.float64)
+    return frame.reset_index(drop=True)
+
+
+def method_versions(url: str, method: str) -> list[dict]:
+    """The distinct package versions (pyiqa, torch, screensr) recorded with ``method``'s scores."""
+    from sqlalchemy import select
+
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(url)
+    try:
+        s = store.scores.c
+        with store.engine.connect() as conn:
+            texts = conn.execute(select(s.versions).where(s.method == method).distinct()).scalars().all()
+    finally:
+        store.close()
+    return [json.loads(t or "{}") for t in sorted(texts)]
+
+
 def load_board(url: str | None = None, *, confidence: float = 0.95, n_boot: int = 1000) -> Board:
     """Read the results store at ``url`` (default ``$SCREENSR_STORE``) and summarise it."""
     from benchmark.store import ResultsStore
 
     store = ResultsStore(url)
     try:
-        frame = store.scores_frame()
+        scores = read_scores(store)
         methods = store.methods_frame()
         datasets = store.datasets_frame()
         metrics = store.metrics_frame()
     finally:
         store.close()
-    scores = frame[SCORE_KEYS]
     summary = summarize(scores, confidence=confidence, n_boot=n_boot)
-    versions = {
-        str(method): [json.loads(v) for v in sorted(set(texts))]
-        for method, texts in frame.groupby("method", sort=True)["versions"]
-    }
-    return Board(store.url, scores, summary, methods, datasets, metrics, known_metrics(metrics), versions)
+    return Board(store.url, scores, summary, methods, datasets, metrics, known_metrics(metrics))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -829,7 +873,7 @@ def method_info(board: Board, name: str) -> MethodInfo:
         str(row["outputs"]),
         links,
         str(row["updated"]),
-        board.versions.get(name, []),
+        method_versions(board.url, name),
         pd.DataFrame(coverage, columns=["Dataset", "Rank", "Of", "Images", "Metrics"]),
     )
 

@@ -41,6 +41,8 @@ import numpy as np
 # trials. Method names may not start with "__", so these never collide with a real method.
 HR = "__hr__"
 BICUBIC = "__bicubic__"
+LR = "__lr__"
+GENERATED = "method:"
 IMAGE_SUFFIXES = (".png",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -86,11 +88,16 @@ class StudyConfig:
 
     Attributes:
         name: identifier used on the command line (``[A-Za-z0-9._-]``, at most 64 characters).
-        lr: folder of LR input PNGs named ``<image id>.png``.
-        methods: method name -> folder of its SR outputs, named like the LR files.
+        lr: folder of LR input PNGs named ``<image id>.png`` (or use ``dataset``).
+        methods: method name -> where its SR outputs come from: a folder of PNGs named by image
+            id (or by LR file stem), or ``method:SPEC`` for any ``benchmark.methods`` spec
+            (``bicubic``, ``cmd:...``, ``vosr-0.5b-os``...), generated once and cached.
         criteria: the questions asked for every trial (one vote per criterion and trial).
         hr: folder of HR PNGs; needed only for gold trials.
-        images: image ids in the study; empty means every PNG in ``lr``.
+        dataset: a paired dataset (folder or name) opened by ``benchmark.datasets.load_dataset``,
+            in any layout it knows; replaces ``lr``/``hr``.
+        scale: SR factor for generated methods when neither ``dataset`` nor a folder gives it.
+        images: image ids in the study; empty means every LR image.
         votes_per_participant: regular trials per participant (each voted once per criterion);
             ``None`` means every image (the paper's design: 10 participants x 30 images).
         candidates_per_trial: how many methods one trial shows; ``None`` shows all of them. With
@@ -101,16 +108,19 @@ class StudyConfig:
         title: heading of the voting page.
         instructions: Markdown shown above the first trial.
         crop: side of the zoomed crop in SR pixels.
-        content_hash: sha256 over the bytes of every image the study shows, filled in by
+        files: candidate (``LR``, ``HR`` or a method) -> image id -> absolute file, and
+        content_hash: sha256 over the bytes of every one of those files; both filled in by
             :func:`validate_study` (so the config hash stored with each vote also pins the
-            pixels voted on); not meant to be written in YAML.
+            pixels voted on), not written in YAML.
     """
 
     name: str
-    lr: Path
-    methods: dict[str, Path]
+    methods: dict[str, str]
     criteria: tuple[Criterion, ...]
+    lr: Path | None = None
     hr: Path | None = None
+    dataset: str | None = None
+    scale: int | None = None
     images: tuple[str, ...] = ()
     votes_per_participant: int | None = None
     candidates_per_trial: int | None = None
@@ -120,14 +130,15 @@ class StudyConfig:
     title: str = "Which result looks best?"
     instructions: str = ""
     crop: int = 128
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
     content_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (paths as strings); :func:`config_from_dict` reverses it."""
         out = dataclasses.asdict(self)
-        out["lr"] = str(self.lr)
+        out["lr"] = None if self.lr is None else str(self.lr)
         out["hr"] = None if self.hr is None else str(self.hr)
-        out["methods"] = {k: str(v) for k, v in self.methods.items()}
+        out["methods"] = dict(self.methods)
         out["criteria"] = [dataclasses.asdict(c) for c in self.criteria]
         out["images"] = list(self.images)
         if self.gold is not None:
@@ -143,9 +154,19 @@ class StudyConfig:
     def method_names(self) -> tuple[str, ...]:
         return tuple(self.methods)
 
+    def file(self, candidate: str, image_id: str) -> Path:
+        """The file shown for ``candidate`` (``LR``, ``HR`` or a method) on image ``image_id``."""
+        try:
+            return Path(self.files[candidate][image_id])
+        except KeyError:
+            raise StudyConfigError(
+                f"study {self.name!r} has no {candidate!r} image for {image_id!r}; validate the study first"
+            ) from None
+
 
 _TOP_KEYS = {f.name for f in dataclasses.fields(StudyConfig)}
 _IMAGE_KEYS = {"lr", "hr", "ids", "dataset"}
+_METHOD_KEYS = {"method", "folder"}
 _CRITERION_KEYS = {"key", "question"}
 _GOLD_KEYS = {f.name for f in dataclasses.fields(GoldConfig)}
 
@@ -194,20 +215,18 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
         _reject_unknown(images_block, _IMAGE_KEYS, f"{where}: images")
         raw.pop("images")
         if "dataset" in images_block:
-            # A generic paired dataset folder: <dataset>/lr and <dataset>/hr.
-            root = _as_path(images_block["dataset"], base, "images.dataset")
-            raw.setdefault("lr", root / "lr")
-            if (root / "hr").is_dir():
-                raw.setdefault("hr", root / "hr")
+            raw["dataset"] = images_block["dataset"]
         for key in ("lr", "hr"):
             if key in images_block:
                 raw[key] = images_block[key]
         if "ids" in images_block:
             raw["images"] = images_block["ids"]
     _reject_unknown(raw, _TOP_KEYS, where)
-    for key in ("name", "lr", "methods"):
+    for key in ("name", "methods"):
         if key not in raw:
             raise StudyConfigError(f"{where}: missing required key {key!r}")
+    if raw.get("lr") is None and raw.get("dataset") is None:
+        raise StudyConfigError(f"{where}: say where the LR images are: 'lr: FOLDER' or 'dataset: FOLDER_OR_NAME'")
     name = raw["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise StudyConfigError(
@@ -216,12 +235,12 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
     methods_raw = raw["methods"]
     if not isinstance(methods_raw, dict) or len(methods_raw) < 2:
         raise StudyConfigError(f"{where}: 'methods' must map at least two method names to output folders")
-    methods: dict[str, Path] = {}
-    for mname, folder in methods_raw.items():
+    methods: dict[str, str] = {}
+    for mname, source in methods_raw.items():
         mname = str(mname)
         if mname.startswith("__") or not mname.strip():
             raise StudyConfigError(f"{where}: method name {mname!r} is reserved or empty; rename it")
-        methods[mname] = _as_path(folder, base, f"methods.{mname}")
+        methods[mname] = _method_source(source, base, f"{where}: methods.{mname}")
     criteria_raw = raw.get("criteria")
     if criteria_raw is None:
         criteria = DEFAULT_CRITERIA
@@ -259,10 +278,21 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
         raise StudyConfigError(f"{where}: 'images' (ids) must be a list of image ids, got {images!r}")
     vpp = raw.get("votes_per_participant")
     cpt = raw.get("candidates_per_trial")
+    dataset = raw.get("dataset")
+    if dataset is not None:
+        # a path (relative to the YAML) when it exists, else a dataset name for the loader
+        candidate = _as_path(dataset, base, "dataset")
+        dataset = str(candidate) if candidate.exists() else str(dataset)
+    scale = raw.get("scale")
+    files = raw.get("files") or {}
+    if not isinstance(files, dict):
+        raise StudyConfigError(f"{where}: 'files' is filled in by validation; remove it from the YAML")
     return StudyConfig(
         name=name,
-        lr=_as_path(raw["lr"], base, "lr"),
+        lr=None if raw.get("lr") is None else _as_path(raw["lr"], base, "lr"),
         hr=None if raw.get("hr") is None else _as_path(raw["hr"], base, "hr"),
+        dataset=dataset,
+        scale=None if scale is None else _positive_int(scale, "scale", where),
         methods=methods,
         criteria=criteria,
         images=tuple(str(i) for i in images),
@@ -274,8 +304,23 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
         title=str(raw.get("title", StudyConfig.title)),
         instructions=str(raw.get("instructions", "")),
         crop=_positive_int(raw.get("crop", 128), "crop", where),
+        files={str(k): {str(i): str(f) for i, f in v.items()} for k, v in files.items()},
         content_hash=str(raw.get("content_hash", "")),
     )
+
+
+def _method_source(source: Any, base: Path, where: str) -> str:
+    """A method's output source: an absolute folder path, or ``method:SPEC`` (generated)."""
+    if isinstance(source, dict):
+        _reject_unknown(source, _METHOD_KEYS, where)
+        if len(source) != 1:
+            raise StudyConfigError(f"{where}: give either 'folder: PATH' or 'method: SPEC', got {source!r}")
+        if "method" in source:
+            return GENERATED + str(source["method"]).strip()
+        source = source["folder"]
+    if isinstance(source, str) and source.startswith(GENERATED):
+        return source
+    return str(_as_path(source, base, where))
 
 
 def _positive_int(value: Any, key: str, where: str) -> int:
@@ -346,38 +391,72 @@ def check_image(path: Path) -> tuple[int, int]:
     return size
 
 
-def validate_study(config: StudyConfig) -> StudyConfig:
-    """Check that every method has every image, decodable, RGB, and of one size per image.
+def _input_files(config: StudyConfig) -> tuple[dict[str, Path], dict[str, Path], int | None, str]:
+    """LR files, HR files (id -> path), the dataset's scale (if known) and a description."""
+    if config.dataset is not None:
+        from benchmark.datasets import load_dataset
 
-    Returns the config with ``images`` filled in (every LR image when it was empty).
+        ds = load_dataset(config.dataset)
+        lr = {p.id: Path(p.lr) for p in ds.pairs}
+        hr = {p.id: Path(p.hr) for p in ds.pairs if p.hr is not None}
+        return lr, hr, ds.scale, f"dataset {config.dataset}"
+    assert config.lr is not None  # config_from_dict requires lr or dataset
+    lr = _image_files(config.lr, "LR")
+    hr = _image_files(config.hr, "HR") if config.hr is not None else {}
+    return lr, hr, None, f"LR folder {config.lr}"
+
+
+def _generate(spec: str, ids: list[str], lr_files: dict[str, Path], scale: int, name: str) -> dict[str, Path]:
+    """Outputs of a ``benchmark.methods`` spec for ``ids`` (generated once, cached by the benchmark)."""
+    from tqdm import tqdm
+
+    from benchmark.images import read_image
+    from benchmark.methods import create_method
+
+    method = create_method(spec)
+    try:
+        return {
+            i: Path(method.output(i, read_image(lr_files[i]), scale).path)
+            for i in tqdm(ids, desc=f"outputs of {name}", unit="image", leave=False)
+        }
+    finally:
+        method.close()
+
+
+def validate_study(config: StudyConfig) -> StudyConfig:
+    """Resolve every image the study shows and check it: every method has every image, each file
+    decodes as 8-bit RGB, and all candidates of an image have one size.
+
+    Method outputs in a folder match by image id, else by the LR file's stem; ``method:SPEC``
+    sources are generated through ``benchmark.methods`` (cached, so a rerun generates nothing).
+
+    Returns:
+        The config with ``images`` (every LR image when empty), ``files`` and ``content_hash``
+        filled in.
 
     Raises:
-        FileNotFoundError: a folder is missing.
+        FileNotFoundError: a folder or dataset is missing.
         StudyConfigError: a method lacks an image, sizes disagree, an image is corrupt or not RGB,
-            gold trials need an HR folder, or a count exceeds what the study has.
+            gold trials lack HR images, or a count exceeds what the study has.
     """
-    lr_files = _image_files(config.lr, "LR")
-    ids = config.images or tuple(lr_files)
+    lr_files, hr_files, scale, where = _input_files(config)
+    ids = list(config.images or lr_files)
     if not ids:
-        raise StudyConfigError(f"LR folder {config.lr} holds no PNG images; put the LR inputs there as <id>.png")
+        raise StudyConfigError(f"{where} holds no PNG images; put the LR inputs there as <id>.png")
     missing_lr = [i for i in ids if i not in lr_files]
     if missing_lr:
-        raise StudyConfigError(f"LR folder {config.lr} lacks images {missing_lr[:5]} named in the study")
-    problems: list[str] = []
-    for mname, folder in config.methods.items():
-        files = _image_files(folder, f"method {mname!r} output")
-        absent = [i for i in ids if i not in files]
-        if absent:
-            problems.append(f"method {mname!r} ({folder}) lacks {len(absent)} image(s): {absent[:5]}")
-    if problems:
-        raise StudyConfigError("every method must have every image: " + "; ".join(problems))
-    gold_ids = config.gold.images if config.gold else ()
+        raise StudyConfigError(f"{where} lacks images {missing_lr[:5]} named in the study")
+    gold_ids = list(config.gold.images) if config.gold else []
     if config.gold is not None:
-        if config.hr is None:
-            raise StudyConfigError("gold trials show the HR image: set 'hr' (or images.hr) to the HR folder")
         unknown = [i for i in gold_ids if i not in lr_files]
         if unknown:
-            raise StudyConfigError(f"gold.images {unknown} are not in the LR folder {config.lr}")
+            raise StudyConfigError(f"gold.images {unknown} are not in the {where}")
+        no_hr = [i for i in gold_ids if i not in hr_files]
+        if no_hr:
+            raise StudyConfigError(
+                f"gold trials show the HR image, but there is none for {no_hr[:5]}: set 'hr' (or images.hr) "
+                f"to the HR folder, or use a dataset with HR images"
+            )
         if config.gold.distractor != "bicubic" and config.gold.distractor not in config.methods:
             close = difflib.get_close_matches(config.gold.distractor, list(config.methods), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -388,16 +467,37 @@ def validate_study(config: StudyConfig) -> StudyConfig:
             raise StudyConfigError(
                 f"gold.per_participant={config.gold.per_participant} exceeds the {len(gold_ids)} gold images"
             )
+    needed = sorted(set(ids) | set(gold_ids))
+    files: dict[str, dict[str, Path]] = {LR: {i: lr_files[i] for i in needed}}
+    files[HR] = {i: hr_files[i] for i in needed if i in hr_files}
+    problems: list[str] = []
+    folder_methods = {m: src for m, src in config.methods.items() if not src.startswith(GENERATED)}
+    for mname, folder in folder_methods.items():
+        found = _image_files(Path(folder), f"method {mname!r} output")
+        matched = {i: found.get(i) or found.get(lr_files[i].stem) for i in needed}
+        absent = [i for i, f in matched.items() if f is None]
+        if absent:
+            problems.append(f"method {mname!r} ({folder}) lacks {len(absent)} image(s): {absent[:5]}")
+        files[mname] = {i: f for i, f in matched.items() if f is not None}
+    if problems:
+        raise StudyConfigError("every method must have every image: " + "; ".join(problems))
+    generated = {m: src[len(GENERATED) :] for m, src in config.methods.items() if src.startswith(GENERATED)}
+    if generated:
+        if scale is None and config.scale is None and folder_methods:
+            first = next(iter(folder_methods))
+            scale = check_image(files[first][ids[0]])[0] // check_image(lr_files[ids[0]])[0]
+        scale = config.scale or scale
+        if scale is None:
+            raise StudyConfigError("generated methods need the SR factor: add 'scale: 4' (or use a dataset)")
+        for mname, spec in generated.items():
+            files[mname] = _generate(spec, needed, lr_files, scale, mname)
     digest = hashlib.sha256()
-    for image_id in sorted(set(ids) | set(gold_ids)):
-        files = {"LR": config.lr / f"{image_id}.png"}
-        files.update({m: f / f"{image_id}.png" for m, f in config.methods.items()})
-        if config.hr is not None and (image_id in gold_ids or (config.hr / f"{image_id}.png").exists()):
-            files[HR] = config.hr / f"{image_id}.png"
-        checked = {key: check_image(file) for key, file in files.items()}
-        for key, file in files.items():
+    for image_id in needed:
+        per_image = {key: f[image_id] for key, f in files.items() if image_id in f}
+        checked = {key: check_image(file) for key, file in per_image.items()}
+        for key, file in per_image.items():
             digest.update(f"{key}/{image_id}:".encode() + hashlib.sha256(file.read_bytes()).digest())
-        lr_size = checked.pop("LR")
+        lr_size = checked.pop(LR)
         sizes = checked
         if len(set(sizes.values())) != 1:
             detail = ", ".join(f"{'HR' if m == HR else m}: {w}x{h}" for m, (w, h) in sizes.items())
@@ -417,7 +517,12 @@ def validate_study(config: StudyConfig) -> StudyConfig:
         raise StudyConfigError(
             f"candidates_per_trial={config.candidates_per_trial} must be between 2 and {len(config.methods)}"
         )
-    return dataclasses.replace(config, images=tuple(ids), content_hash=digest.hexdigest())
+    return dataclasses.replace(
+        config,
+        images=tuple(ids),
+        files={k: {i: str(f) for i, f in v.items()} for k, v in files.items()},
+        content_hash=digest.hexdigest(),
+    )
 
 
 # --------------------------------------------------------------------------- trials
@@ -552,25 +657,20 @@ def candidate_image(config: StudyConfig, image_id: str, candidate: str, cache: I
     from PIL import Image
 
     load = cache.get if cache is not None else _open_rgb
-    if candidate == HR:
-        if config.hr is None:
-            raise StudyConfigError(f"study {config.name!r} has no HR folder for gold trials")
-        return load(config.hr / f"{image_id}.png")
     if candidate == BICUBIC:
-        lr = load(config.lr / f"{image_id}.png")
-        # The SR size of this image: every method output has it (validated at creation).
-        any_method = next(iter(config.methods.values()))
-        with Image.open(any_method / f"{image_id}.png") as ref:
+        lr = load(config.file(LR, image_id))
+        # the SR size of this image: every method output has it (validated at creation)
+        with Image.open(config.file(next(iter(config.methods)), image_id)) as ref:
             size = ref.size
         return lr.resize(size, Image.BICUBIC)
-    if candidate not in config.methods:
+    if candidate != HR and candidate not in config.methods:
         raise StudyConfigError(f"candidate {candidate!r} is not a method of study {config.name!r}")
-    return load(config.methods[candidate] / f"{image_id}.png")
+    return load(config.file(candidate, image_id))
 
 
 def lr_image(config: StudyConfig, image_id: str, cache: ImageCache | None = None) -> Any:
     """The decoded LR input of a trial."""
-    return (cache.get if cache is not None else _open_rgb)(config.lr / f"{image_id}.png")
+    return (cache.get if cache is not None else _open_rgb)(config.file(LR, image_id))
 
 
 def _open_rgb(path: Path) -> Any:

@@ -110,21 +110,6 @@ def write_sources(folder: Path, images: int, size: int) -> list[Path]:
     return paths
 
 
-def available_metrics(metrics: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
-    """Split ``metrics`` into runnable ones and ``{name: reason}`` for those lacking weights."""
-    from benchmark import weights
-
-    ok, skipped = [], {}
-    for name in metrics:
-        try:
-            weights.require_metric_weights(name)
-        except weights.MissingWeightsError as exc:
-            skipped[name] = str(exc)
-        else:
-            ok.append(name)
-    return ok, skipped
-
-
 def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     """Build the demo dataset, run the methods, score them, write and return the summary."""
     from benchmark.report import summary
@@ -137,12 +122,13 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     dataset_dir = make_simulated_dataset(
         sources, cfg.out / "dataset", scale=cfg.scale, preset=cfg.preset, seed=cfg.seed, progress=progress
     )
-    metrics, skipped = available_metrics(cfg.metrics)
-    if not metrics:
-        raise ValueError(f"none of the metrics {', '.join(cfg.metrics)} can run here; see `screensr doctor`")
     frame = evaluate(
-        [str(dataset_dir)], list(cfg.methods), metrics, store=cfg.store_url, progress=progress
+        [str(dataset_dir)], list(cfg.methods), list(cfg.metrics), store=cfg.store_url, progress=progress
     )
+    # metrics whose weights are absent are not computed; the runner says which files are missing
+    skipped = dict(frame.attrs.get("unavailable", {}))
+    if frame.empty:
+        raise ValueError(f"none of the metrics {', '.join(cfg.metrics)} can run here; see `screensr doctor`")
     table = summary(frame)
     csv_path = cfg.out / "results.csv"
     tmp = csv_path.with_suffix(".csv.part")

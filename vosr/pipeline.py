@@ -243,8 +243,10 @@ class VOSRUpscaler:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         g_vae = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "vae"))
         g_noise = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "noise"))
-        c_str = self.autoencoder.encode(x.to(self.dtype), g_vae, sample=s.sample_posterior, tile=s.vae_tile)
-        noise = torch.randn(c_str.shape, generator=g_noise).to(self.device, c_str.dtype)  # global noise
+        c_str = self.autoencoder.encode(x, g_vae, sample=s.sample_posterior, tile=s.vae_tile)
+        # global noise, drawn on the CPU (device independent), kept fp32 along the trajectory
+        noise = torch.randn(c_str.shape, generator=g_noise).to(self.device)
+        c_str = c_str.float()
         semantic = self._semantic(lr_up)  # the official code encodes the unpadded image
         if self.info.config.one_step:
             base = ConditionalVelocity(self.model, c_str, semantic)
@@ -258,10 +260,10 @@ class VOSRUpscaler:
 
             velocity = tiled(base, c_str, semantic_for_box, s.tile, s.tile_overlap)
         sampler = sample_two_time if self.info.config.one_step else sample_euler
-        z0 = sampler(velocity, noise.to(self.dtype), s.steps, callback)
+        z0 = sampler(velocity, noise, s.steps, callback)
         self.nfe_last = int(getattr(velocity, "nfe", 0))
         out = self.autoencoder.decode(
-            z0.to(self.dtype), tile=None if s.vae_tile is None else max(8, s.vae_tile // down)
+            z0, tile=None if s.vae_tile is None else max(8, s.vae_tile // down)
         )
         return out[:, :, :H, :W].float()
 

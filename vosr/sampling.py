@@ -47,6 +47,10 @@ def _times(t: float, batch: int, like: torch.Tensor) -> torch.Tensor:
     return torch.full((batch,), float(t), device=like.device, dtype=torch.float32)
 
 
+def _param_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
 class ConditionalVelocity:
     """``model(cat[c_str, z], t, semantic, r)``: the plain conditional velocity.
 
@@ -65,10 +69,12 @@ class ConditionalVelocity:
 
     def __call__(self, z: torch.Tensor, t: float, r: float | None = None) -> torch.Tensor:
         B = z.shape[0]
-        x = torch.cat([self.c_str.to(z.dtype), z], dim=1)  # (B, 2C, H, W), c_str first
+        dtype = _param_dtype(self.model)
+        x = torch.cat([self.c_str, z], dim=1).to(dtype)  # (B, 2C, H, W), c_str first
         rr = None if r is None else _times(r, B, z)
         self.nfe += 1
-        return self.model(x, _times(t, B, z), self.semantic, rr)
+        # the velocity comes back in z's dtype: the trajectory stays fp32 under a bf16 network
+        return self.model(x, _times(t, B, z), self.semantic.to(dtype), rr).to(z.dtype)
 
 
 class GuidedVelocity:
@@ -102,17 +108,20 @@ class GuidedVelocity:
 
     def __call__(self, z: torch.Tensor, t: float, r: float | None = None) -> torch.Tensor:
         B = z.shape[0]
+        dtype = _param_dtype(self.model)
         c_str = self.c_str.to(z.dtype)
         if self.guidance == 1.0:
             self.nfe += 1
             rr = None if r is None else _times(r, B, z)
-            return self.model(torch.cat([c_str, z], 1), _times(t, B, z), self.semantic, rr)
+            x = torch.cat([c_str, z], 1).to(dtype)
+            return self.model(x, _times(t, B, z), self.semantic.to(dtype), rr).to(z.dtype)
         weak_str, weak_sem = partial_condition(c_str, self.semantic, self.weak_strength)
         x = torch.cat([torch.cat([c_str, z], 1), torch.cat([weak_str, z], 1)], 0)  # (2B, 2C, H, W)
         sem = torch.cat([self.semantic, weak_sem], 0)  # (2B, N, E)
         rr = None if r is None else _times(r, 2 * B, z)
         self.nfe += 2
-        v_cond, v_pcond = self.model(x, _times(t, 2 * B, z), sem, rr).chunk(2)
+        v = self.model(x.to(dtype), _times(t, 2 * B, z), sem.to(dtype), rr).to(z.dtype)
+        v_cond, v_pcond = v.chunk(2)
         return v_pcond + self.guidance * (v_cond - v_pcond)
 
 

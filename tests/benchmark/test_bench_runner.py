@@ -48,17 +48,17 @@ def _subset(tmp_path: Path, stems: list[str]) -> Path:
 
 
 def test_drealsr_paper_protocol_reproduces_published_scores(tmp_path):
-    """`screensr bench run` with folder: outputs gives OSEDiff's published per-image PSNR/SSIM
-    (Y of YCbCr, no crop) to 1e-5 on all 19 pairs, and NIQE (official parameters) on 3 of them."""
+    """`screensr bench run` with folder: outputs gives OSEDiff's published per-image PSNR
+    (Y of YCbCr, no crop) to 1e-5 on all 19 pairs (SSIM and NIQE: the subset test below, and
+    all 19 in the slow test: pyiqa's SSIM costs ~2.5 s per 512 px image on these cores)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
     _cli("bench", "run", "--dataset", str(DREALSR), "--methods", f"folder:{DREALSR / 'osediff'}",
-         "--metrics", "psnr,ssim", "--store", url, "--no-gt", "--no-progress")  # fmt: skip
+         "--metrics", "psnr", "--store", url, "--no-gt", "--no-progress")  # fmt: skip
     store = ResultsStore(url)
     got = store.scores_frame(method="osediff").pivot(index="image", columns="metric", values="value")
     m = got.join(_published(), how="inner")
     assert len(m) == 19
     assert np.abs(m["psnr"] - m["PSNR"]).max() < 1e-5
-    assert np.abs(m["ssim"] - m["SSIM"]).max() < 1e-5
     out = _cli("bench", "report", "--store", url, "--format", "csv", "--n-boot", "200", "--metric", "psnr")
     rep = pd.read_csv(io.StringIO(out))
     assert list(rep.columns[:7]) == ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"]
@@ -83,13 +83,16 @@ def test_drealsr_osediff_preset_on_a_subset(tmp_path, capsys):
     pub = _published().loc[stems]
     assert np.abs(got.loc[stems, "niqe"] - pub["NIQE"]).max() < 1e-5
     assert np.abs(got.loc[stems, "psnr"] - pub["PSNR"]).max() < 1e-5
+    assert np.abs(got.loc[stems, "ssim"] - pub["SSIM"]).max() < 1e-5
 
 
 @pytest.mark.slow
-def test_drealsr_niqe_all_19(tmp_path):
-    f = evaluate([DREALSR], [f"folder:{DREALSR / 'osediff'}"], "niqe", store=ResultsStore("sqlite://"),
+def test_drealsr_ssim_niqe_all_19(tmp_path):
+    f = evaluate([DREALSR], [f"folder:{DREALSR / 'osediff'}"], "ssim,niqe", store=ResultsStore("sqlite://"),
                  progress=False, gt=False)  # fmt: skip
-    err = np.abs(f.set_index("image")["value"] - _published()["NIQE"]).dropna()
+    got = f.pivot(index="image", columns="metric", values="value").join(_published(), how="inner")
+    assert len(got) == 19 and np.abs(got["ssim"] - got["SSIM"]).max() < 1e-5
+    err = np.abs(got["niqe"] - got["NIQE"])
     # published NIQE came from another machine (float reductions differ): most within 1e-3,
     # the worst 0.018 (sony_54); the values equal pyiqa's on this machine (test_bench_metrics)
     assert len(err) == 19 and (err < 2e-3).sum() >= 15 and err.max() < 0.02
@@ -174,7 +177,7 @@ import time
 import numpy as np
 
 def slow_nearest(img, scale):
-    time.sleep(0.5)
+    time.sleep(0.3)
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
 """
 

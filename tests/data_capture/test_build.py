@@ -125,8 +125,11 @@ def test_bad_inputs_are_handled_or_rejected_with_reasons(tmp_path, sources_dir, 
     Image.fromarray(np.rot90(up, 1)).save(d / "chelsea.jpg", quality=95, exif=ex)
     shutil.copy(photos_dir / "astronaut.jpg", d / "coffee.jpg")  # wrong canvas
     (d / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")  # corrupt
-    gray = cv2.cvtColor(read_image(photos_dir / "astronaut.jpg").rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
-    cv2.imwrite(str(d / "gray16.png"), gray)  # grayscale 16-bit
+    gray = cv2.cvtColor(read_image(photos_dir / "astronaut.jpg").rgb, cv2.COLOR_RGB2GRAY)
+    cv2.imwrite(str(d / "gray16.png"), gray.astype(np.uint16) * 257)  # grayscale 16-bit
+    shutil.copy(cdir / "astronaut.layout.json", cdir / "rgb16.layout.json")
+    rgb16 = cv2.cvtColor(read_image(photos_dir / "astronaut.jpg").rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257
+    cv2.imwrite(str(d / "rgb16.png"), rgb16)  # 16-bit colour
     occl = read_image(photos_dir / "astronaut.jpg").rgb.copy()
     occl[: occl.shape[0] // 2] = 0  # top half covered: two markers and half the content gone
     cv2.imwrite(str(d / "occluded.png"), cv2.cvtColor(occl, cv2.COLOR_RGB2BGR))
@@ -139,9 +142,9 @@ def test_bad_inputs_are_handled_or_rejected_with_reasons(tmp_path, sources_dir, 
     assert "EXIF orientation 6 applied" in recs["chelsea"]["input_notes"]
     assert recs["coffee"]["status"] == "rejected" and "another canvas" in recs["coffee"]["reason"]
     assert recs["broken"]["status"] == "rejected" and "could not be decoded" in recs["broken"]["reason"]
-    assert recs["gray16"]["status"] in ("ok", "rejected") and "16-bit" in " ".join(recs["gray16"]["input_notes"])
-    assert recs["gray16"]["reason"] is None or "colour" in recs["gray16"]["reason"] or recs["gray16"]["status"] == "ok"
-    assert recs["occluded"]["status"] == "rejected" and recs["occluded"]["reason"]
+    assert recs["gray16"]["status"] == "rejected" and "grayscale" in recs["gray16"]["reason"]
+    assert recs["rgb16"]["status"] == "ok" and "16-bit input reduced to 8 bit" in recs["rgb16"]["input_notes"]
+    assert recs["occluded"]["status"] == "rejected" and recs["occluded"]["reason"], recs["occluded"]
     assert recs["stray"]["status"] == "rejected" and "no canvas layout" in recs["stray"]["reason"]
     for r in recs.values():
         if r["status"] == "rejected":
@@ -238,3 +241,25 @@ def test_make_simulated_dataset(tmp_path, sources_dir):
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["counts"]["ok"] == 3 and meta["kind"] == "screensr-capture"
     assert all((out / r["lr"]).is_file() for r in read_manifest(out))
+
+
+def test_extreme_angle_is_rejected_with_reason(source_images):
+    """A strongly oblique view (far side sampled much coarser than the near side) is rejected."""
+    from data_capture.canvas import CanvasConfig, plan_layout, render_canvas
+    from data_capture.pair import process_pair
+    from data_capture.simulate import preset_config, simulate_photo
+
+    src = source_images["coffee"]
+    layout = plan_layout((src.shape[1], src.shape[0]), CanvasConfig(width=800, height=600))
+    canvas = render_canvas(src, layout)
+    cfg = preset_config("mild", photo_width=1024, photo_height=768, fill=0.95)
+    photo, truth = simulate_photo(canvas, cfg, 0)
+    # re-project the photo as if seen at a steep angle: squeeze one side to a third of its height
+    h, w = photo.shape[:2]
+    quad = np.float32([[0, 0], [w, h * 0.33], [w, h * 0.67], [0, h]])
+    M = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), quad)
+    steep = cv2.warpPerspective(photo, M, (w, h), flags=cv2.INTER_AREA)
+    rec = process_pair(steep, src, layout, PairConfig(scale=4)).record
+    assert rec["status"] == "rejected"
+    assert rec["qa"].get("anisotropy", 0) > 2.5 or "markers detected" in rec["reason"]
+    assert rec["reason"]

@@ -15,6 +15,7 @@ from test_study_fixtures import make_study_files, method_of_png
 from leaderboard.study import (
     BICUBIC,
     HR,
+    LR,
     StudyConfigError,
     assign_trials,
     build_trials,
@@ -38,7 +39,9 @@ def _edit_yaml(path: Path, **changes: object) -> None:
 def test_load_resolves_paths_and_fills_images(tmp_path: Path) -> None:
     config = load_study(make_study_files(tmp_path, n_images=3))
     assert config.lr == (tmp_path / "lr").resolve()
-    assert config.methods["beta"] == (tmp_path / "beta").resolve()
+    assert config.methods["beta"] == str((tmp_path / "beta").resolve())
+    assert config.file("beta", "img_01") == (tmp_path / "beta" / "img_01.png").resolve()
+    assert config.file(HR, "img_01") == (tmp_path / "hr" / "img_01.png").resolve()
     assert config.images == ("img_00", "img_01", "img_02")
     assert [c.key for c in config.criteria] == ["perceptual", "consistency"]
     # the stored form round-trips to the same config (and hash)
@@ -52,7 +55,8 @@ def test_dataset_folder_layout(tmp_path: Path) -> None:
     data["images"] = {"dataset": "."}
     path.write_text(yaml.safe_dump(data))
     config = load_study(path)
-    assert config.lr == (tmp_path / "lr").resolve() and config.hr == (tmp_path / "hr").resolve()
+    assert config.dataset == str(tmp_path.resolve()) and config.lr is None
+    assert config.file(LR, "img_00").name == "img_00.png" and config.file(HR, "img_01").parent.name == "hr"
 
 
 def test_unknown_key_gets_did_you_mean(tmp_path: Path) -> None:
@@ -249,3 +253,32 @@ def test_zoomed_crop_nearest_neighbour() -> None:
     image = Image.fromarray(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3))
     out = np.asarray(zoomed_crop(image, (0.5, 0.5), 4, 2))
     np.testing.assert_array_equal(out[::2, ::2], np.asarray(image)[6:10, 6:10])
+
+
+DREALSR = Path(__file__).resolve().parents[1] / "data" / "drealsr_osediff"
+
+
+def test_real_dataset_with_folder_and_generated_methods(tmp_path: Path) -> None:
+    """DRealSR crops (benchmark dataset loader) + OSEDiff's published outputs + generated bicubic."""
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "drealsr-mini",
+        "dataset": str(DREALSR),
+        "images": ["Canon_10_x1", "DSC_0988_x1"],
+        "methods": {"OSEDiff": str(DREALSR / "osediff"), "Bicubic": {"method": "bicubic"},
+                    "Lanczos": {"method": "lanczos"}},
+        "gold": {"images": ["DSC_1241_x1"], "distractor": "Bicubic"},
+    }))  # fmt: skip
+    config = load_study(path)
+    assert config.images == ("Canon_10_x1", "DSC_0988_x1")
+    assert config.methods["Bicubic"] == "method:bicubic"
+    assert config.file("OSEDiff", "Canon_10_x1") == DREALSR / "osediff" / "Canon_10_x1.png"
+    assert config.file(LR, "DSC_1241_x1").parent.name == "test_LR"
+    bicubic = candidate_image(config, "Canon_10_x1", "Bicubic")
+    lr = Image.open(config.file(LR, "Canon_10_x1"))
+    assert bicubic.size == (4 * lr.size[0], 4 * lr.size[1]) == (512, 512)
+    # generated outputs are cached: loading again generates nothing and gives the same files
+    again = load_study(path)
+    assert again.files == config.files and again.config_hash() == config.config_hash()
+    trials = build_trials(config)
+    assert trials[-1].candidates == (HR, "Bicubic")

@@ -133,3 +133,16 @@ def test_missing_weights_name_the_file_and_fix(weights: dict, tmp_path, monkeypa
         VOSRUpscaler("vosr-0.5b-os")
     with pytest.raises(FileNotFoundError, match="did you mean 'vosr-0.5b-os'"):
         VOSRUpscaler("vosr-0.5b-0s")
+
+
+def test_bf16_networks_stay_close_to_fp32(weights: dict) -> None:
+    """bf16 weights/activations, fp32 trajectory: the image moves by a few grey levels at most."""
+    img = lr_image(16, 16)
+    ref = VOSRUpscaler(weights["checkpoint_os"], weights_dir=weights["root"])(img, 4, name="a")
+    half = VOSRUpscaler(weights["checkpoint_os"], dtype="bf16", weights_dir=weights["root"])
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    out = half(img, 4, name="a")
+    assert out.shape == ref.shape
+    assert np.abs(out.astype(float) - ref).mean() < 3.0
+    with pytest.raises(ConfigError, match="dtype 'fp8' unknown"):
+        VOSRUpscaler(weights["checkpoint_os"], dtype="fp8", weights_dir=weights["root"])
