@@ -41,6 +41,12 @@ def _add_dataset(p: argparse.ArgumentParser) -> None:
 def add_commands(parser: argparse.ArgumentParser) -> None:
     """Add this group's verbs to ``parser`` (the ``screensr bench`` parser)."""
     parser.set_defaults(_parser=parser)
+    parser.epilog = (
+        "examples:\n"
+        "  screensr bench run --dataset data/demo --methods bicubic,lanczos --metrics psnr,ssim,niqe\n"
+        "  screensr bench report --format markdown\n"
+        "  screensr bench metrics\n"
+    )
     sub = parser.add_subparsers(title="verbs", metavar="VERB")
 
     p = sub.add_parser(

@@ -11,7 +11,8 @@ Method specs (``--methods`` items; any may be prefixed ``NAME=`` to choose its r
   path to write) and ``{scale}`` substituted, e.g. ``cmd:python my_sr.py {input} {output}``.
 - ``py:MODULE:FUNCTION`` (or ``MODULE:FUNCTION``): ``FUNCTION(lr_uint8_HxWx3, scale) -> uint8``.
 - ``vosr-0.5b-ms``, ``vosr-0.5b-os``, ``vosr-1.4b-ms``, ``vosr-1.4b-os``, ``vosr:CKPT_PATH``:
-  :class:`vosr.pipeline.VOSRUpscaler` (imported lazily).
+  :class:`vosr.pipeline.VOSRUpscaler` (imported lazily); keyword options of the upscaler follow
+  as ``@key=value`` (``vosr-0.5b-ms@steps=8@tile=512``) and are part of the method hash.
 
 Generated outputs are cached as PNG under ``$SCREENSR_HOME/outputs/<method>/<config hash>/``,
 keyed by the sha256 of the LR file, so a rerun (or another metric set) never regenerates them.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import os
 import re
 import shlex
@@ -412,7 +414,19 @@ def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any
     if spec.startswith("cmd:"):
         template = spec[4:]
         return CommandMethod(name or f"cmd-{canonical_hash(template, 8)}", "other", template, template=template)
-    if spec in VOSR_PRESETS or spec.startswith("vosr:"):
+    base, _, opts = spec.partition("@")
+    if base in VOSR_PRESETS or base.startswith("vosr:"):
+        # options as in metric specs: vosr-0.5b-ms@steps=8@tile=512@weights_dir=/data/w
+        options = dict(vosr_options or {})
+        for kv in filter(None, opts.split("@")):
+            key, eq, raw = kv.partition("=")
+            if not eq:
+                raise MethodError(f"VOSR option {kv!r} in {spec!r}: expected key=value, e.g. @steps=4")
+            try:
+                options[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                options[key] = raw
+        spec, vosr_options = base, options
         ckpt = spec[5:] if spec.startswith("vosr:") else spec
         family = "one-step" if ckpt.endswith("-os") else "multi-step" if ckpt.endswith("-ms") else "other"
         default = Path(ckpt).stem if spec.startswith("vosr:") else spec

@@ -294,6 +294,10 @@ def evaluate(
         for ds in dss:
             if ds.n_rejected and rank == 0:
                 print(f"{ds.name}: skipping {ds.n_rejected} pair(s) rejected in the manifest", file=sys.stderr)
+            fr = [s.name for s in usable if s.kind == "FR"]
+            if not ds.has_reference and fr and rank == 0:
+                print(f"{ds.name}: no HR images (LR only): full-reference metrics {', '.join(fr)} do not apply",
+                      file=sys.stderr)  # fmt: skip
             have = {m.name: store.existing_keys(ds.name, m.name) for m in meths}
             have[GT] = store.existing_keys(ds.name, GT)
             shard = ds.pairs[rank::world]

@@ -264,6 +264,12 @@ def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") ->
         lines.append(json.dumps({"hr_file_name": f"hr/{r['id']}.png", "lr_file_name": f"lr/{r['id']}.png", **_flat_meta(r)}))
     if not lines:
         raise ValueError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
+    # files of pairs exported earlier but rejected or gone now would be loaded without metadata
+    keep = {json.loads(line)["id"] for line in lines}
+    for key in ("hr", "lr"):
+        for p in (root / key).glob("*.png"):
+            if p.stem not in keep:
+                p.unlink()
     write_text(root / "metadata.jsonl", "\n".join(lines) + "\n")
     return out_dir
 

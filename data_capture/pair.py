@@ -113,6 +113,7 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
         _ms(t)
         return PairResult(record=rec)
     t["register"] = time.perf_counter() - t0
+    rec["register_ms"] = reg.timings_ms
     rec.update(reg.to_json())
     res_all = [v for r in reg.marker_residuals.values() for v in r]
     lo, hi = reg.photo_per_source()

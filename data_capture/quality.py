@@ -156,6 +156,15 @@ def judge(qa: dict[str, Any], cfg: QAConfig) -> str | None:
 # ---------------------------------------------------------------------------- report
 
 
+def _save(fig: Any, path: Path, dpi: int) -> None:
+    """Save a matplotlib figure atomically (temporary file in the same folder, then replace)."""
+    import os
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+
+
 def write_report(out_dir: Path, records: list[dict[str, Any]], *, title: str = "ScreenSR capture report") -> Path:
     """Write ``report.md`` with a summary, a per-pair table, thumbnails and matplotlib plots.
 
@@ -203,7 +212,7 @@ def write_report(out_dir: Path, records: list[dict[str, Any]], *, title: str = "
         axes[1].hist([r["qa"].get("ecc_correlation") or 0 for r in ok], bins=20)
         axes[1].set_xlabel("ECC correlation")
         fig.tight_layout()
-        fig.savefig(rep / "summary.png", dpi=80)
+        _save(fig, rep / "summary.png", 80)
         plt.close(fig)
         lines += ["![summary](report/summary.png)", ""]
     for r in records:
@@ -227,7 +236,7 @@ def write_report(out_dir: Path, records: list[dict[str, Any]], *, title: str = "
                 axes[1].set_title("shift map (arrows x50)", fontsize=8)
                 axes[1].set_aspect("equal")
             fig.tight_layout()
-            fig.savefig(rep / f"{rid}_qa.png", dpi=70)
+            _save(fig, rep / f"{rid}_qa.png", 70)
             plt.close(fig)
             lines += [f"![qa](report/{rid}_qa.png)", ""]
         thumbs = []

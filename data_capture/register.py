@@ -10,7 +10,8 @@ Three stages, each correcting what the previous one cannot:
    image rectangle, never enter it). Both images are low-passed against moire, and the work runs
    on a reduced grid (about ``ecc_pixels`` template pixels) for speed.
 3. **Residual field** (lens distortion a homography cannot model): tile translations between the
-   warped photo and the source (ECC, translation model, per tile) are fitted by a smooth 2-D
+   warped photo and the source (one normalised Lucas-Kanade step per tile, all tiles vectorised;
+   ill-conditioned tiles dropped) are fitted by a smooth 2-D
    polynomial displacement field ``f(q)`` over source coordinates (degree 3 by default; IRLS with
    Huber weights so a bad tile cannot drag it). Two passes: the second measures what the first
    left, where the tile estimator is least biased (near zero shift).
@@ -55,7 +56,7 @@ class RegisterConfig:
     channel: str = "green"  # image plane used for ECC and tiles: green | luma (see registration_plane)
     residual_passes: int = 3
     residual_min_corr: float = 0.7  # tiles whose ECC correlation is lower are ignored
-    residual_min_tiles: int = 12  # fewer usable tiles: no residual field (reported)
+    residual_min_tiles: int = 12  # fewer usable tiles (and never fewer than 4 per coefficient): no field, noted
     interpolation: str = "cubic"  # final warp: linear | cubic | lanczos
 
     def validate(self) -> None:
@@ -149,6 +150,7 @@ class Registration:
     residual_tiles: int = 0
     residual_rms_px: float | None = None  # RMS of the fitted field over the image, source px
     notes: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # markers / ecc / residual
 
     def source_to_photo(self, q: np.ndarray) -> np.ndarray:
         """Photo px of source points ``q (..., 2)``."""
@@ -235,8 +237,8 @@ def marker_homography(layout: Layout, det: Detection, cfg: RegisterConfig) -> Re
 class _Work:
     """Images on the reduced grids used by ECC and the residual fit."""
 
-    tmpl: np.ndarray  # (h, w) float32 source luma on the ECC grid, low-passed
-    photo: np.ndarray  # (h', w') float32 photo luma, box-downscaled by k, low-passed
+    tmpl: np.ndarray  # (h, w) float32 source plane (green) on the ECC grid, low-passed
+    photo: np.ndarray  # (h', w') float32 photo plane, box-downscaled by k, low-passed
     E: np.ndarray  # source px -> ECC grid px
     K: np.ndarray  # photo px -> reduced photo px
 
@@ -405,7 +407,9 @@ def fit_residual(reg: Registration, w: _Work, cfg: RegisterConfig) -> None:
         warped = _warp_reduced(reg, w)
         c, t, rho = tile_shifts(w.tmpl, warped, cfg.residual_tile, cfg.residual_min_corr)
         reg.residual_tiles = len(c)
-        if len(c) < max(cfg.residual_min_tiles, 2 * (cfg.residual_degree + 1) * (cfg.residual_degree + 2) // 2):
+        # >= 4 tiles per coefficient: with fewer, tile noise leaks into the field (measured: a
+        # degree-3 field from ~20 tiles made 128 px sources worse than the homography alone)
+        if len(c) < max(cfg.residual_min_tiles, 4 * (cfg.residual_degree + 1) * (cfg.residual_degree + 2) // 2):
             reg.notes.append(f"residual field skipped: only {len(c)} textured tiles")
             return
         q = apply_h(Einv, c)
@@ -424,16 +428,33 @@ def fit_residual(reg: Registration, w: _Work, cfg: RegisterConfig) -> None:
 
 def register(src_gray: np.ndarray, photo_gray: np.ndarray, layout: Layout, det: Detection,
              cfg: RegisterConfig | None = None) -> Registration:
-    """Markers -> ECC -> residual field. ``src_gray (H, W)``, ``photo_gray (Hp, Wp)``, both uint8."""
+    """Markers -> ECC -> residual field.
+
+    Args:
+        src_gray: ``(H, W) uint8`` registration plane of the source (``registration_plane``).
+        photo_gray: ``(Hp, Wp) uint8`` the same plane of the photo.
+        layout: the canvas layout; det: its detected markers; cfg: settings.
+
+    Raises:
+        RegistrationError: too few markers or degenerate corners (the message is the reason).
+    """
+    import time
+
     cfg = cfg or RegisterConfig()
+    t0 = time.perf_counter()
     reg = marker_homography(layout, det, cfg)
+    reg.timings_ms["markers"] = round((time.perf_counter() - t0) * 1000, 1)
     if not (cfg.ecc or cfg.residual):
         return reg
+    t0 = time.perf_counter()
     w = _prepare(src_gray, photo_gray, reg, cfg)
     if cfg.ecc:
         refine_ecc(reg, w, cfg)
+    reg.timings_ms["ecc"] = round((time.perf_counter() - t0) * 1000, 1)  # incl. preparing the grids
+    t0 = time.perf_counter()
     if cfg.residual:
         fit_residual(reg, w, cfg)
+    reg.timings_ms["residual"] = round((time.perf_counter() - t0) * 1000, 1)
     # how far the content moved the marker estimate, over the image (a held-out consistency check)
     W, H = reg.source_size
     q = np.array([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1], [(W - 1) / 2, (H - 1) / 2]], np.float64)

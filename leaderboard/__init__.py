@@ -1,0 +1,14 @@
+"""ScreenSR leaderboard: a Streamlit site over the benchmark's results store, and user studies.
+
+Modules:
+    ``data``         pure functions over the store's frames: aggregation with bootstrap CIs,
+                     direction-aware ranking, Pareto front, the metric columns; cached loading.
+    ``crops``        the compare view: same-region crops of LR, HR and outputs (lossless PNG).
+    ``submissions``  validation and server-side scoring of submitted SR outputs.
+    ``export``       the static site (``screensr board export``).
+    ``cli``          ``screensr board`` (serve), ``export`` and ``study`` verbs.
+    ``app``          the Streamlit entry point; pages live in ``pages/``.
+    ``study``, ``study_db``, ``stats``, ``study_cli``: user studies (votes and their statistics).
+
+Nothing is imported here: ``import leaderboard`` stays free of Streamlit and pandas.
+"""

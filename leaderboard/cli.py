@@ -101,8 +101,8 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         extra += [f"--{key.strip().lstrip('-')}", value]
     return [
         sys.executable,
-        "-m",
-        "streamlit",
+        "-c",
+        "from leaderboard.cli import launch_streamlit; launch_streamlit()",
         "run",
         str(app),
         "--server.headless",
@@ -115,6 +115,42 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "false",
         *extra,
     ]
+
+
+def launch_streamlit() -> None:
+    """``streamlit`` with its arguments from ``sys.argv``, in navigation (not pages-folder) mode.
+
+    Streamlit treats an app with a ``pages/`` folder beside its main script as a v1 multipage
+    app until the main script has called ``st.navigation`` once in the server process: a first
+    visit to a deep link (``/compare``) would run that page file alone, without this app's
+    navigation and page settings. Declaring navigation mode before the server starts makes
+    every first request go through ``app.py``.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+    except (ImportError, AttributeError):  # another Streamlit release: it then behaves as documented
+        pass
+    from streamlit.web import cli as streamlit_cli
+
+    if os.environ.get("SCREENSR_STORE"):
+        import threading
+
+        # Read and aggregate the store while the server starts, so that the first visitor does
+        # not wait for it (same process, same st.cache_resource entry the pages use).
+        threading.Thread(target=_preload_board, args=(os.environ["SCREENSR_STORE"],), daemon=True).start()
+    sys.argv[0] = "streamlit"
+    streamlit_cli.main(prog_name="streamlit")
+
+
+def _preload_board(url: str) -> None:
+    try:
+        from leaderboard import data
+
+        data.cached_board(url)
+    except Exception as exc:  # the pages report store errors to the visitor; never kill the server
+        print(f"warning: could not preload the results store {url}: {exc}", file=sys.stderr)
 
 
 def _resolved_store(url: str | None) -> str:
@@ -151,6 +187,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"SCREENSR_STORE={env['SCREENSR_STORE']} " + " ".join(cmd))
         return 0
     print(f"serving {env['SCREENSR_STORE']} at http://{args.address}:{args.port}", file=sys.stderr)
+    sys.stderr.flush()
+    if os.name == "posix":
+        # become the server: signals (Ctrl-C, a service manager's SIGTERM) reach Streamlit itself,
+        # and no orphaned server outlives this command
+        os.execve(cmd[0], cmd, env)
     return subprocess.call(cmd, env=env)
 
 

@@ -1,6 +1,9 @@
 """The leaderboard's data layer: pure functions over data frames, tested on their own.
 
-The Streamlit pages and the static export only call these functions; nothing here draws.
+The Streamlit pages and the static export only call these functions. Everything above the
+"Streamlit glue" section at the end is pure (frames in, frames out); the glue holds the cached
+loaders the pages share (``st.cache_resource`` with a time-to-live) and imports Streamlit only
+when called.
 
 Inputs are the results store's frames (``benchmark.store.ResultsStore``):
 
@@ -18,18 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-GT_METHOD = "GT"
-"""Pseudo-method under which the store keeps the no-reference scores of the HR images."""
-
-FAMILIES: tuple[str, ...] = ("one-step", "multi-step", "GAN", "regression", "interpolation", "other")
-"""Method families the store knows, in the order filters show them."""
-
+# FAMILIES: the method families, in the order the filters show them; GT_METHOD: the pseudo-method
+# under which the store keeps the no-reference scores of the HR images (re-exported for the pages)
+from benchmark.store import FAMILIES  # noqa: F401
+from benchmark.store import GT as GT_METHOD
 
 # --------------------------------------------------------------------------- metric columns
 
@@ -111,12 +112,15 @@ def known_metrics(metrics_frame: pd.DataFrame | None) -> dict[str, tuple[bool, s
 
 
 def _spec_direction(metric: str) -> tuple[bool | None, str]:
-    """(higher_is_better, "FR"/"NR") from the benchmark package's metric spec, if it has one."""
-    from benchmark.metrics import get_metric
+    """(higher_is_better, "FR"/"NR") from the benchmark's metric registry, if it has the metric.
 
-    try:
-        spec = get_metric(metric)
-    except (KeyError, ValueError):
+    Only the registry: other pyiqa names are resolved by importing pyiqa (seconds), and the
+    runner records every metric it computes in the store's ``metrics`` table anyway.
+    """
+    from benchmark.metrics import METRICS
+
+    spec = METRICS.get(metric)
+    if spec is None:
         return None, "NR"
     return bool(spec.higher_is_better), spec.kind
 
@@ -207,6 +211,15 @@ def summarize(
     Returns:
         One row per (dataset, method, metric): ``dataset, method, metric, mean, ci_low,
         ci_high, n`` (``n`` = images with a finite value), sorted by the three keys.
+
+    Example:
+        >>> f = pd.DataFrame({"dataset": "d", "image": ["a", "b", "c"], "method": "m",
+        ...                   "metric": "psnr", "value": [20.0, 22.0, 24.0]})
+        >>> s = summarize(f, n_boot=200)
+        >>> s[["method", "mean", "n"]].values.tolist()
+        [['m', 22.0, 3]]
+        >>> bool(s["ci_low"][0] <= 22.0 <= s["ci_high"][0])
+        True
     """
     _require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
     keys = ["dataset", "method", "metric"]
@@ -285,6 +298,10 @@ def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_hi
 
     Returns:
         Boolean (N,) array, True on the front.
+
+    Example:
+        >>> pareto_front([28.0, 26.0, 25.0], [6.0, 5.0, 5.5], x_higher=True, y_higher=False).tolist()
+        [True, True, False]
     """
     from benchmark.plots import pareto_front as dominance_front
 
@@ -491,166 +508,6 @@ def table_json(table: pd.DataFrame, dataset: str, columns: Sequence[MetricColumn
     ]
     rows = json.loads(table.to_json(orient="records"))
     return json.dumps({"dataset": dataset, "metrics": meta, "rows": rows}, indent=1)
-
-
-# --------------------------------------------------------------------------- images
-
-
-def crop_box(size: tuple[int, int], center: tuple[float, float], crop: int, multiple: int = 1) -> tuple[int, int, int, int]:
-    """A square crop of side ``crop`` centred at ``center``, clamped inside an image.
-
-    Args:
-        size: (width, height) of the HR image in pixels.
-        center: (x, y) in [0, 1], relative to the image.
-        crop: side in HR pixels (clamped to the image).
-        multiple: align the box to this many pixels (the scale factor, so that the same box
-            divided by the scale is an exact LR crop).
-
-    Returns:
-        (left, top, right, bottom) in HR pixels, right/bottom exclusive.
-    """
-    w, h = size
-    if crop < 1:
-        raise ValueError(f"crop side must be >= 1 pixel, got {crop}")
-    side = max(multiple, min(crop, w, h) // multiple * multiple)
-    cx, cy = (min(max(float(c), 0.0), 1.0) for c in center)
-    left = int(round(cx * w - side / 2))
-    top = int(round(cy * h - side / 2))
-    left = min(max(left, 0), w - side) // multiple * multiple
-    top = min(max(top, 0), h - side) // multiple * multiple
-    return left, top, left + side, top + side
-
-
-def zoom_crop(image: np.ndarray, box: tuple[int, int, int, int], zoom: int) -> np.ndarray:
-    """Crop ``box`` of ``image`` (H, W, C uint8) and enlarge it ``zoom`` times, nearest neighbour.
-
-    Every source pixel becomes a zoom x zoom block of exactly its value, so nothing is
-    interpolated or invented. Returns (h*zoom, w*zoom, C) uint8.
-    """
-    if zoom < 1 or int(zoom) != zoom:
-        raise ValueError(f"zoom must be a positive integer, got {zoom}")
-    left, top, right, bottom = box
-    h, w = image.shape[:2]
-    if not (0 <= left < right <= w and 0 <= top < bottom <= h):
-        raise ValueError(f"crop box {box} lies outside the image of size {w}x{h}")
-    crop = image[top:bottom, left:right]
-    return np.repeat(np.repeat(crop, int(zoom), axis=0), int(zoom), axis=1)
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageFiles:
-    """Where one pair's images are: LR input, HR reference (None in an NR-only set), scale."""
-
-    id: str
-    lr: Path
-    hr: Path | None
-    scale: int
-
-
-def dataset_images(datasets: pd.DataFrame, dataset: str) -> dict[str, ImageFiles]:
-    """``{pair id: ImageFiles}`` of ``dataset``, read with the benchmark's own loader from the root
-    and layout the store recorded (so pairs are matched exactly as when they were scored).
-
-    Raises:
-        KeyError: the store does not describe ``dataset``.
-        FileNotFoundError: its root folder is not on this machine (names the folder).
-    """
-    from benchmark.datasets import load_dataset
-
-    rows = datasets[datasets["name"] == dataset]
-    if rows.empty:
-        raise KeyError(f"dataset {dataset!r} is not described in the results store (known: {sorted(datasets['name'])})")
-    row = rows.iloc[0]
-    root = Path(str(row["root"]))
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"dataset {dataset!r}: its images were at {root}, which is not on this machine; mount or copy "
-            "the dataset there (or re-run `screensr bench run` from where it is)"
-        )
-    ds = load_dataset(root, layout=str(row["layout"]) or None, scale=int(row["scale"]), name=dataset, validate=False)
-    return {p.id: ImageFiles(p.id, p.lr, p.hr, ds.scale) for p in ds.pairs}
-
-
-def method_output(outputs: str, files: ImageFiles) -> Path | None:
-    """The SR output of one pair in a method's outputs location, or None.
-
-    Looks for the layouts the benchmark writes and reads: precomputed folders name outputs by
-    pair id or LR stem (``folder:`` methods); generated outputs are cached as
-    ``<sha256 of the LR file>[:24].png`` (``benchmark.methods.SRMethod.output_path``).
-    """
-    from benchmark.images import IMAGE_SUFFIXES, file_sha256
-
-    if not outputs:
-        return None
-    folder = Path(outputs)
-    if not folder.is_dir():
-        return None
-    for stem in dict.fromkeys((files.id, files.lr.stem)):
-        for suffix in IMAGE_SUFFIXES:
-            candidate = folder / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    cached = folder / f"{file_sha256(files.lr)[:24]}.png"
-    return cached if cached.is_file() else None
-
-
-def comparison_crops(
-    files: ImageFiles, outputs: Mapping[str, Path | None], center: tuple[float, float], crop: int, zoom: int
-) -> tuple[tuple[int, int, int, int], dict[str, np.ndarray | str]]:
-    """The same region of the LR input, the HR reference and each method's output.
-
-    Args:
-        files: the pair.
-        outputs: method -> output file (None when the method has no output for this pair).
-        center: crop centre, (x, y) in [0, 1] of the HR image.
-        crop: crop side in HR pixels.
-        zoom: nearest-neighbour enlargement of the HR-sized crops; the LR crop is enlarged
-            ``zoom * scale`` so that every panel shows the same region at the same size.
-
-    Returns:
-        (box in HR pixels, {"LR": array, "HR": array, method: array or an error message}).
-        Each array is (crop*zoom, crop*zoom, 3) uint8. A method output whose size differs from
-        the HR image gets a message naming both sizes (never a silent resize).
-    """
-    from benchmark.images import read_image
-
-    lr = read_image(files.lr).array
-    hr = read_image(files.hr).array if files.hr is not None else None
-    s = files.scale
-    hr_size = (hr.shape[1], hr.shape[0]) if hr is not None else (lr.shape[1] * s, lr.shape[0] * s)
-    box = crop_box(hr_size, center, crop, multiple=s)
-    lr_box = tuple(v // s for v in box)
-    panels: dict[str, np.ndarray | str] = {"LR": zoom_crop(lr, lr_box, zoom * s)}  # type: ignore[arg-type]
-    if hr is not None:
-        panels["HR"] = zoom_crop(hr, box, zoom)
-    for method, path in outputs.items():
-        if path is None:
-            panels[method] = f"no output of {method!r} for {files.id!r} in its outputs folder"
-            continue
-        try:
-            sr = read_image(path).array
-        except (FileNotFoundError, ValueError) as exc:
-            panels[method] = str(exc)
-            continue
-        if (sr.shape[1], sr.shape[0]) != hr_size:
-            panels[method] = (
-                f"{path} is {sr.shape[1]}x{sr.shape[0]} but the HR image is {hr_size[0]}x{hr_size[1]}: not shown "
-                "(outputs are never resized)"
-            )
-            continue
-        panels[method] = zoom_crop(sr, box, zoom)
-    return box, panels
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Lossless PNG bytes of an (H, W, 3) uint8 image, no metadata."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -880,56 +737,101 @@ def method_info(board: Board, name: str) -> MethodInfo:
 
 # --------------------------------------------------------------------------- Streamlit glue
 
-BOARD_TTL_S = 60
-"""How long the pages reuse a loaded ``Board``: new results appear within a minute."""
+BOARD_TTL_S = 60.0
+"""After this many seconds a loaded ``Board`` is refreshed in the background: new results appear
+within about a minute (``$SCREENSR_BOARD_TTL`` overrides it, in seconds)."""
 
-_CACHED: dict[str, object] = {}
+
+class BoardCache:
+    """One store's ``Board``, kept in memory and refreshed in the background once stale.
+
+    Stale-while-revalidate: only the very first read (or the first after ``clear``) waits for
+    ``loader``; later reads return at once, and a read that finds the board older than ``ttl``
+    starts one background reload whose result replaces it. A failed background reload keeps the
+    previous board (and says so on stderr) rather than breaking pages.
+
+    Args:
+        loader: ``() -> Board`` (e.g. ``lambda: load_board(url)``).
+        ttl: seconds after which the board is reloaded.
+        clock: monotonic clock (tests pass a fake one).
+    """
+
+    def __init__(self, loader, ttl: float, clock=None) -> None:
+        import threading
+        import time
+
+        self._loader = loader
+        self.ttl = float(ttl)
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._board: Board | None = None
+        self._loaded_at = 0.0
+        self._refreshing: threading.Thread | None = None
+
+    def get(self) -> Board:
+        """The board: loaded now if there is none, else the current one (refreshing if stale)."""
+        import threading
+
+        board = self._board
+        if board is None:
+            with self._lock:  # concurrent first visitors wait for one load, not one each
+                if self._board is None:
+                    self._store(self._loader())
+                return self._board  # type: ignore[return-value]
+        if self._clock() - self._loaded_at > self.ttl:
+            with self._lock:
+                if self._refreshing is None or not self._refreshing.is_alive():
+                    self._refreshing = threading.Thread(target=self._refresh, daemon=True)
+                    self._refreshing.start()
+        return board
+
+    def wait_refresh(self, timeout: float | None = None) -> None:
+        """Block until a running background reload has finished (tests, shutdown)."""
+        thread = self._refreshing
+        if thread is not None:
+            thread.join(timeout)
+
+    def clear(self) -> None:
+        """Forget the board: the next ``get`` loads synchronously (after a submission)."""
+        with self._lock:
+            self._board = None
+
+    def _store(self, board: Board) -> None:
+        self._board = board
+        self._loaded_at = self._clock()
+
+    def _refresh(self) -> None:
+        import sys
+
+        try:
+            board = self._loader()
+        except Exception as exc:  # keep serving the previous board; the next stale read retries
+            print(f"warning: refreshing the leaderboard failed, keeping the previous data: {exc}", file=sys.stderr)
+            return
+        with self._lock:
+            if self._board is not None:  # a clear() meanwhile wins: the next get loads afresh
+                self._store(board)
+
+
+_CACHES: dict[str, BoardCache] = {}
 
 
 def cached_board(url: str | None = None) -> Board:
-    """``load_board`` behind ``st.cache_resource`` with a ``BOARD_TTL_S`` time-to-live.
-
-    A resource (shared, not copied per rerun) because the frames are large and the pages only
-    read them. The cached function is created on first use, not at import.
-    """
-    import streamlit as st
-
-    fn = _CACHED.get("board")
-    if fn is None:
-        fn = st.cache_resource(ttl=BOARD_TTL_S, show_spinner="Loading results…", max_entries=4)(
-            _load_board_for_cache
-        )
-        _CACHED["board"] = fn
-    return fn(store_url(url))  # type: ignore[operator]
+    """The ``Board`` of ``url`` (default ``$SCREENSR_STORE``), shared by every session of this
+    server process and refreshed in the background (``BoardCache``); the pages only read it."""
+    target = store_url(url)
+    cache = _CACHES.get(target)
+    if cache is None:
+        ttl = float(os.environ.get("SCREENSR_BOARD_TTL", BOARD_TTL_S))
+        cache = _CACHES.setdefault(target, BoardCache(lambda: load_board(target), ttl))
+    return cache.get()
 
 
-def _load_board_for_cache(url: str) -> Board:
-    return load_board(url)
-
-
-def cached_dataset_images(board: Board, dataset: str) -> dict[str, ImageFiles]:
-    """``dataset_images`` behind ``st.cache_resource`` (listing a dataset folder once per TTL)."""
-    import streamlit as st
-
-    fn = _CACHED.get("images")
-    if fn is None:
-        fn = st.cache_resource(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(_images_for_cache)
-        _CACHED["images"] = fn
-    rows = board.datasets[board.datasets["name"] == dataset]
-    key = tuple(rows[["root", "layout", "scale"]].astype(str).iloc[0]) if len(rows) else ()
-    return fn(board.url, dataset, key, board.datasets)  # type: ignore[operator]
-
-
-def _images_for_cache(url: str, dataset: str, key: tuple, _datasets: pd.DataFrame) -> dict[str, ImageFiles]:
-    # the leading underscore keeps Streamlit from hashing the frame: (url, dataset, key) identify it
-    return dataset_images(_datasets, dataset)
-
-
-def clear_board_cache() -> None:
-    """Drop the cached ``Board`` (after a submission, so its scores show at once)."""
-    fn = _CACHED.get("board")
-    if fn is not None:
-        fn.clear()  # type: ignore[attr-defined]
+def clear_board_cache(url: str | None = None) -> None:
+    """Drop the cached ``Board`` of ``url`` (all stores when None), so new scores show at once."""
+    for key, cache in list(_CACHES.items()):
+        if url is None or key == store_url(url):
+            cache.clear()
 
 
 def store_url(url: str | None = None) -> str:
@@ -946,7 +848,8 @@ def board_or_stop(url: str | None = None) -> Board:
 
     target = store_url(url)
     try:
-        board = cached_board(target)
+        with st.spinner("Loading results…"):
+            board = cached_board(target)
     except (FileNotFoundError, ValueError) as exc:
         st.error(f"Cannot open the results store: {exc}")
         st.stop()

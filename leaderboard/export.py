@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leaderboard import data
+from leaderboard import crops, data
+from leaderboard.submissions import is_web_link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,7 +358,7 @@ def _crops_section(
     if options.crops <= 0 or options.methods_per_crop <= 0:
         return ""
     try:
-        images = data.dataset_images(board.datasets, dataset)
+        images = crops.dataset_images(board.datasets, dataset)
     except (KeyError, FileNotFoundError, ValueError) as exc:
         return f"<p><em>No comparison crops: {html.escape(str(exc))}</em></p>"
     top = [m for m in table["method"]][: options.methods_per_crop]
@@ -372,8 +373,8 @@ def _crops_section(
         outputs = {}
         for m in top:
             row = board.methods[board.methods["name"] == m]
-            outputs[m] = data.method_output(str(row["outputs"].iloc[0]) if len(row) else "", files)
-        box, panels = data.comparison_crops(files, outputs, (0.5, 0.5), options.crop_size, options.zoom)
+            outputs[m] = crops.method_output(str(row["outputs"].iloc[0]) if len(row) else "", files)
+        box, panels = crops.comparison_crops(files, outputs, (0.5, 0.5), options.crop_size, options.zoom)
         figs = []
         for name, panel in panels.items():
             label = {"LR": "LR input", "HR": "HR reference"}.get(name, name)
@@ -381,7 +382,7 @@ def _crops_section(
                 figs.append(f"<figure><figcaption>{html.escape(label)}: {html.escape(panel)}</figcaption></figure>")
                 continue
             rel = f"crops/{slug(dataset)}/{slug(image)}/{slug(name)}.png"
-            write_if_changed(out / rel, data.png_bytes(panel))
+            write_if_changed(out / rel, crops.png_bytes(panel))
             figs.append(
                 f"<figure><img src='{rel}' width='{panel.shape[1]}' height='{panel.shape[0]}' "
                 f"alt='{html.escape(label)}'><figcaption>{html.escape(label)}</figcaption></figure>"
@@ -397,7 +398,10 @@ def _methods_body(board: data.Board) -> str:
     parts = ["<h1>Methods</h1><p><a href='index.html'>Back to the leaderboard</a></p>"]
     for name in data.filter_methods(board.methods):
         info = data.method_info(board, name)
-        links = "".join(f"<li><a href='{html.escape(u)}'>{html.escape(u)}</a></li>" for u in info.links)
+        links = "".join(
+            f"<li><a href='{html.escape(u)}'>{html.escape(u)}</a></li>" if is_web_link(u) else f"<li>{html.escape(u)}</li>"
+            for u in info.links
+        )  # only http(s) becomes a link: a stored javascript: URL must not run in a published page
         parts.append(
             f"<h2 id='{slug(name)}'>{html.escape(name)}</h2>"
             f"<p><b>Family</b>: {html.escape(info.family)} · <b>Version</b>: {html.escape(info.version or '–')}</p>"

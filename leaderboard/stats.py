@@ -338,13 +338,16 @@ def luce_strengths(votes: pd.DataFrame, methods: list[str], criteria: list[str],
     return pd.DataFrame(rows, columns=["method", "criterion", "strength"])
 
 
-def participant_table(votes: pd.DataFrame) -> pd.DataFrame:
+def participant_table(votes: pd.DataFrame, min_dwell_s: float = 1.0, min_gold_accuracy: float = 0.5) -> pd.DataFrame:
     """Per participant: votes, dwell times (seconds from first serve to vote) and gold accuracy.
 
     Columns: ``participant, votes, median_dwell_s, mean_dwell_s, gold_votes, gold_correct,
-    gold_accuracy`` (NaN without gold votes).
+    gold_accuracy`` (NaN without gold votes) and ``flagged``: a median dwell under
+    ``min_dwell_s`` (clicking through) or gold accuracy under ``min_gold_accuracy`` (careless);
+    flagged voters are reported for the analyst to judge, never dropped silently.
     """
-    cols = ["participant", "votes", "median_dwell_s", "mean_dwell_s", "gold_votes", "gold_correct", "gold_accuracy"]
+    cols = ["participant", "votes", "median_dwell_s", "mean_dwell_s", "gold_votes", "gold_correct", "gold_accuracy",
+            "flagged"]  # fmt: skip
     if votes.empty:
         return pd.DataFrame(columns=cols)
     is_gold = votes["is_gold"].astype(bool) if "is_gold" in votes else pd.Series(False, index=votes.index)
@@ -361,6 +364,7 @@ def participant_table(votes: pd.DataFrame) -> pd.DataFrame:
         }
     )
     out["gold_accuracy"] = np.where(out["gold_votes"] > 0, out["gold_correct"] / out["gold_votes"].clip(lower=1), np.nan)
+    out["flagged"] = (out["median_dwell_s"] < min_dwell_s) | (out["gold_accuracy"] < min_gold_accuracy)
     return out.reset_index()[cols]
 
 
@@ -477,12 +481,14 @@ def plot_votes(table: pd.DataFrame, title: str = "") -> Any:
         # clipped: at a share of exactly 0 or 1 the Wilson bound equals it up to rounding
         err = np.clip(np.vstack([(sub["share"] - sub["ci_low"]) * n, (sub["ci_high"] - sub["share"]) * n]), 0, None)
         bars = ax.barh(sub["method"], sub["votes"], xerr=np.nan_to_num(err), color="#4c72b0", capsize=3)
-        for bar, (_, r) in zip(bars, sub.iterrows(), strict=True):
+        for bar, (_, r), upper in zip(bars, sub.iterrows(), err[1], strict=True):
             label = f"{r['votes']} ({100 * r['share']:.1f}%)" if n else "0"
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f"  {label}", va="center", fontsize=9)
+            # placed past the interval's end so the error bar never crosses the label
+            ax.text(bar.get_width() + upper, bar.get_y() + bar.get_height() / 2, f"  {label}", va="center",
+                    fontsize=9)  # fmt: skip
         ax.set_title(f"{criterion} (n = {n})")
         ax.set_xlabel("votes")
-        ax.set_xlim(0, max(1, sub["votes"].max() if len(sub) else 1) * 1.35)
+        ax.set_xlim(0, max(1, (sub["votes"] + err[1]).max() if len(sub) else 1) * 1.4)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -197,8 +197,8 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
     Accepted layout (the ``images`` block may also be written flat as ``lr:``/``hr:``/``images:``)::
 
         name: vosr-multistep
-        images: {lr: data/lr, hr: data/hr, ids: [img_001, img_002]}   # or {dataset: data/}
-        methods: {VOSR-1.4B-ms: out/vosr, SeeSR: out/seesr}
+        images: {lr: data/lr, hr: data/hr, ids: [img_001, img_002]}   # or dataset: FOLDER_OR_NAME
+        methods: {VOSR-1.4B-ms: out/vosr, SeeSR: out/seesr, Bicubic: {method: bicubic}}
         criteria: [{key: perceptual, question: ...}, {key: consistency, question: ...}]
         votes_per_participant: 30
         gold: {images: [img_001], distractor: bicubic, per_participant: 1}

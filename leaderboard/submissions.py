@@ -188,6 +188,14 @@ def _untar(blob: Path, into: Path, archive: str) -> None:
 # --------------------------------------------------------------------------- validation
 
 
+def is_web_link(text: str) -> bool:
+    """Whether ``text`` is an absolute http(s) URL (the only links pages and exports render)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(text.strip())
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc) and not any(c.isspace() for c in text.strip())
+
+
 def validate_submission(sub: Submission, folder: Path, store: ResultsStore) -> CheckedSubmission:
     """Check a folder of SR outputs against the dataset ``sub.dataset`` and the store.
 
@@ -217,6 +225,9 @@ def validate_submission(sub: Submission, folder: Path, store: ResultsStore) -> C
         problems.append(f"method name {GT!r} is reserved for the ground truth; pick another name")
     if sub.family not in FAMILIES:
         problems.append(f"family {sub.family!r} is not one of {', '.join(FAMILIES)}")
+    for link in sub.links:
+        if not is_web_link(link):
+            problems.append(f"link {link!r} is not an http(s) URL; give paper / code links as https://...")
 
     datasets = store.datasets_frame()
     row = datasets[datasets["name"] == sub.dataset]

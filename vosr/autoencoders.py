@@ -53,30 +53,34 @@ AUTOENCODERS: dict[str, tuple[str, int]] = {
 LIGHT_DECODER_FILE = "sd21_lwdecoder.pth"
 
 # what ``vosr.weights.weight_files`` lists for the autoencoders (path = $SCREENSR_HOME/vosr/name)
-AUTOENCODER_FILES = [
-    {
-        "name": f"sd21-vae/{f}",
-        "url": f"https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/vae/{f}",
-        "used_by": ["vosr-0.5b-ms", "vosr-0.5b-os"],
-        "description": "SD2.1 KL VAE (diffusers folder): structural latent of VOSR-0.5B",
-    }
-    for f in ("config.json", "diffusion_pytorch_model.safetensors")
-] + [
-    {
-        "name": LIGHT_DECODER_FILE,
-        "url": f"https://huggingface.co/CSWRY/VOSR/resolve/main/{LIGHT_DECODER_FILE}",
-        "used_by": ["vosr-0.5b-ms", "vosr-0.5b-os"],
-        "description": "VOSR light decoder for SD2.1 latents (the official 0.5B inference decoder)",
-    }
-] + [
-    {
-        "name": f"Qwen-Image-vae-2d/{f}",
-        "url": f"https://huggingface.co/CSWRY/VOSR/resolve/main/Qwen-Image-vae-2d/{f}",
-        "used_by": ["vosr-1.4b-ms", "vosr-1.4b-os"],
-        "description": "Qwen-Image VAE, image-only 2-D variant (diffusers folder): latent of VOSR-1.4B",
-    }
-    for f in ("config.json", "diffusion_pytorch_model.safetensors")
-]
+AUTOENCODER_FILES = (
+    [
+        {
+            "name": f"sd21-vae/{f}",
+            "url": f"https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/vae/{f}",
+            "used_by": ["vosr-0.5b-ms", "vosr-0.5b-os"],
+            "description": "SD2.1 KL VAE (diffusers folder): structural latent of VOSR-0.5B",
+        }
+        for f in ("config.json", "diffusion_pytorch_model.safetensors")
+    ]
+    + [
+        {
+            "name": LIGHT_DECODER_FILE,
+            "url": f"https://huggingface.co/CSWRY/VOSR/resolve/main/{LIGHT_DECODER_FILE}",
+            "used_by": ["vosr-0.5b-ms", "vosr-0.5b-os"],
+            "description": "VOSR light decoder for SD2.1 latents (the official 0.5B inference decoder)",
+        }
+    ]
+    + [
+        {
+            "name": f"Qwen-Image-vae-2d/{f}",
+            "url": f"https://huggingface.co/CSWRY/VOSR/resolve/main/Qwen-Image-vae-2d/{f}",
+            "used_by": ["vosr-1.4b-ms", "vosr-1.4b-os"],
+            "description": "Qwen-Image VAE, image-only 2-D variant (diffusers folder): latent of VOSR-1.4B",
+        }
+        for f in ("config.json", "diffusion_pytorch_model.safetensors")
+    ]
+)
 
 
 def _need_diffusers():
@@ -316,7 +320,9 @@ def load_light_decoder(path: str | os.PathLike[str]) -> nn.Module:
     except Exception as exc:
         raise ValueError(f"{path}: cannot read the light decoder ({exc})") from exc
     if not isinstance(blob, dict) or "config" not in blob or "model_state_dict" not in blob:
-        raise ValueError(f"{path}: expected a dict with 'config' and 'model_state_dict' (the released layout)")
+        raise ValueError(
+            f"{path}: expected a dict with 'config' and 'model_state_dict' (the released layout)"
+        )
     decoder = build_light_decoder(dict(blob["config"]))
     load_state_dict_strict(decoder, blob["model_state_dict"], source=str(path))
     return decoder.eval()
@@ -356,7 +362,12 @@ def _inflate_2d_to_3d(state: dict[str, torch.Tensor], model: nn.Module) -> dict[
     out = {}
     for key, value in state.items():
         target = own.get(key)
-        if target is not None and value.ndim == 4 and target.ndim == 5 and target.shape[:2] == value.shape[:2]:
+        if (
+            target is not None
+            and value.ndim == 4
+            and target.ndim == 5
+            and target.shape[:2] == value.shape[:2]
+        ):
             kernel = torch.zeros(target.shape, dtype=value.dtype)
             kernel[:, :, -1] = value
             value = kernel
@@ -427,7 +438,9 @@ def load_autoencoder(
         if name == "sd21" and decoder in ("default", "light"):
             from vosr.weights import find_path, vosr_home
 
-            light = load_light_decoder(find_path(LIGHT_DECODER_FILE, vosr_home() / LIGHT_DECODER_FILE, weights_dir))
+            light = load_light_decoder(
+                find_path(LIGHT_DECODER_FILE, vosr_home() / LIGHT_DECODER_FILE, weights_dir)
+            )
         elif decoder == "light":
             light_path = folder / LIGHT_DECODER_FILE
             light = load_light_decoder(light_path)

@@ -173,7 +173,10 @@ _QWEN_AE = ("qwen", "qwen-image", "qwen_image", "qwenimage")
 
 
 def config_from_official_args(
-    args: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None, *, source: str = "args.json"
+    args: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    *,
+    source: str = "args.json",
 ) -> ModelConfig:
     """The ``ModelConfig`` of a released run from its ``args.json`` (an argparse dump).
 
@@ -221,7 +224,9 @@ def config_from_official_args(
         one_step = str(args.get("distill_type", "")).lower() in ("onestep", "one_step", "rc", "shortcut")
     autoencoder = "qwen-image" if ae_type in _QWEN_AE or (not ae_type and channels == 16) else "sd21"
     if autoencoder == "sd21" and channels != 4:
-        raise ConfigError(f"{source}: ae_type {ae_type!r} with {channels} latent channels is not a known pairing")
+        raise ConfigError(
+            f"{source}: ae_type {ae_type!r} with {channels} latent channels is not a known pairing"
+        )
     name = {1024: "vosr-0.5b", 1536: "vosr-1.4b"}.get(hidden, "custom")
     return ModelConfig(
         name=name,
@@ -301,7 +306,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
             metadata = dict(f.metadata() or {})
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{weights}: not a readable safetensors file ({exc}); re-download or re-save it") from exc
+        raise ValueError(
+            f"{weights}: not a readable safetensors file ({exc}); re-download or re-save it"
+        ) from exc
     state = _strip_prefixes(state)
     if METADATA_KEY in metadata:
         try:

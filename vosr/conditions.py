@@ -149,7 +149,9 @@ class SemanticEncoder(nn.Module):
     def __init__(self, vit: nn.Module, block: int, image_size: int) -> None:
         super().__init__()
         if not 0 <= block < len(vit.blocks):
-            raise ConfigError(f"semantic block {block} out of range: the encoder has {len(vit.blocks)} blocks")
+            raise ConfigError(
+                f"semantic block {block} out of range: the encoder has {len(vit.blocks)} blocks"
+            )
         self.vit = vit
         self.block = block
         self.image_size = image_size
@@ -174,7 +176,9 @@ def build_semantic_encoder(spec: SemanticEncoderSpec | str, block: int, image_si
         raise ImportError("the VOSR semantic encoder needs timm: pip install 'screensr[vosr]'") from exc
     spec = semantic_encoder_spec(spec) if isinstance(spec, str) else spec
     if image_size % spec.patch_size:
-        raise ConfigError(f"semantic image size {image_size} is not a multiple of the patch {spec.patch_size}")
+        raise ConfigError(
+            f"semantic image size {image_size} is not a multiple of the patch {spec.patch_size}"
+        )
     vit = VisionTransformer(
         img_size=image_size,
         patch_size=spec.patch_size,
@@ -190,11 +194,14 @@ def build_semantic_encoder(spec: SemanticEncoderSpec | str, block: int, image_si
     return SemanticEncoder(vit, block, image_size)
 
 
-def semantic_weights_path(spec: SemanticEncoderSpec, weights_dir: str | os.PathLike[str] | None = None) -> Path:
+def semantic_weights_path(
+    spec: SemanticEncoderSpec, weights_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """Where the encoder's checkpoint is looked for (first existing, else the default path).
 
-    Search order: ``weights_dir/<file>``, ``weights_dir/hub/checkpoints/<file>``, then
-    ``$TORCH_HOME/hub/checkpoints/<file>`` (the torch-hub cache the official code uses).
+    Search order: ``weights_dir/<file>``, ``weights_dir/hub/checkpoints/<file>``,
+    ``weights_dir/<name>.safetensors``, then ``$TORCH_HOME/hub/checkpoints/<file>`` (the
+    torch-hub cache the official code uses).
     """
     from vosr.weights import torch_hub_checkpoints
 
@@ -202,6 +209,8 @@ def semantic_weights_path(spec: SemanticEncoderSpec, weights_dir: str | os.PathL
     if weights_dir is not None:
         wd = Path(weights_dir).expanduser()
         candidates += [wd / spec.weights_file, wd / "hub" / "checkpoints" / spec.weights_file]
+        # the same tensors converted to safetensors (as some VOSR bundles ship them)
+        candidates.append(wd / f"{spec.name}.safetensors")
     default = torch_hub_checkpoints() / spec.weights_file
     candidates.append(default)
     for c in candidates:
@@ -218,7 +227,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read the semantic encoder weights ({exc}); re-download the file") from exc
+        raise ValueError(
+            f"{path}: cannot read the semantic encoder weights ({exc}); re-download the file"
+        ) from exc
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state

@@ -250,4 +250,3 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
         raise ConfigError(f"unknown VOSR model {name!r}{did_you_mean(name, list(MODEL_SIZES))}")
     base = MODEL_SIZES[name]
     return base.replace(**overrides) if overrides else base
-

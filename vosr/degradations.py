@@ -264,7 +264,7 @@ def add_noise(
             noise = torch.randn(shape, generator=g, device=x.device, dtype=x.dtype) * float(amount[i])
         else:
             base = _quantize(_gray(x) if bool(gray[i]) else x)
-            vals = 2 ** math.ceil(math.log2(max(len(torch.unique(base)), 2)))
+            vals = 2 ** math.ceil(math.log2(len(torch.unique(base))))
             noise = (torch.poisson(base * vals, generator=g) / vals - base) * float(amount[i])
         out.append(torch.clamp(x + noise, 0, 1))
     return torch.cat(out)

@@ -39,15 +39,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument("-u", "--upscale", type=float, default=4, help="upscaling factor (default 4)")
     p.add_argument("--steps", type=int, help="sampling steps (default: 25 multi-step, 1 one-step)")
-    p.add_argument("--guidance", type=float, help="omega of partial-condition guidance (multi-step; default 0.5)")
+    p.add_argument(
+        "--guidance", type=float, help="omega of partial-condition guidance (multi-step; default 0.5)"
+    )
     p.add_argument("--weak-strength", type=float, help="w of the partial condition (default 0.15)")
     p.add_argument("--tile", type=int, help="latent tile side (image px / 8) for large images, e.g. 64")
     p.add_argument("--tile-overlap", type=int, help="latent pixels shared by tiles (default min(16, tile/4))")
+    p.add_argument("--tile-batch", type=int, default=1, help="latent tiles per network pass (GPU speed)")
     p.add_argument("--vae-tile", type=int, help="image-space tile side for the autoencoder, e.g. 1024")
     p.add_argument("--color-fix", choices=["adain", "wavelet", "none"], default="adain", help="default adain")
     p.add_argument("--decoder", choices=["default", "light", "vae"], default="default",
                    help="SD2.1 checkpoints: light decoder (default, as released) or the full VAE decoder")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="base seed; each image's noise also depends on its name")
+    p.add_argument(
+        "--posterior",
+        choices=["sample", "mean"],
+        default="sample",
+        help="structural latent from a VAE posterior sample (default, as released) or its mean",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="base seed; each image's noise also depends on its name"
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
     p.add_argument("--weights-dir", type=Path, help="folder searched first for every weight file")
@@ -149,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         decoder=args.decoder,
         dtype=args.dtype,
         progress=len(todo) == 1,
+        sample_posterior=args.posterior == "sample",
+        tile_batch=args.tile_batch,
     )
     args.output.mkdir(parents=True, exist_ok=True)
     # the settings that produced these outputs, saved next to them; a folder never mixes settings

@@ -48,7 +48,11 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
             f"{what}: dtype {image.dtype}, expected uint8; convert 16-bit / float images to 8-bit RGB first"
         )
     if image.ndim != 3 or image.shape[2] != 3:
-        kind = "grayscale" if image.ndim == 2 or image.shape[-1] == 1 else ("RGBA" if image.shape[-1] == 4 else "")
+        kind = (
+            "grayscale"
+            if image.ndim == 2 or image.shape[-1] == 1
+            else ("RGBA" if image.shape[-1] == 4 else "")
+        )
         raise ValueError(
             f"{what}: shape {image.shape}{' (' + kind + ')' if kind else ''}, expected (H, W, 3) RGB; "
             "convert it to 3-channel RGB first"
@@ -66,6 +70,7 @@ def adain_color_fix(image: torch.Tensor, reference: torch.Tensor, eps: float = 1
 
     std = sqrt(unbiased variance + eps). Images (B, 3, H, W) in [0, 1]; result clamped to [0, 1].
     """
+
     def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flat = x.flatten(2)
         return flat.mean(-1)[..., None, None], (flat.var(-1, unbiased=True) + eps).sqrt()[..., None, None]
@@ -133,6 +138,9 @@ class VOSRUpscaler:
         tile_overlap: latent pixels shared by neighbouring tiles (default min(16, tile // 4)).
         dtype: ``fp32`` (default), ``bf16`` or ``fp16`` for the networks.
         progress: show a tqdm bar over sampling steps.
+        sample_posterior: draw c_str from the VAE posterior (the official behaviour) or use its
+            mean (deterministic structure).
+        tile_batch: latent tiles per network pass when tiling (more is faster on a GPU).
     """
 
     def __init__(
@@ -152,6 +160,8 @@ class VOSRUpscaler:
         tile_overlap: int | None = None,
         dtype: str | torch.dtype = "fp32",
         progress: bool = False,
+        sample_posterior: bool = True,
+        tile_batch: int = 1,
     ) -> None:
         from vosr.autoencoders import load_autoencoder
         from vosr.checkpoints import load_checkpoint
@@ -182,6 +192,7 @@ class VOSRUpscaler:
             vae_tile=vae_tile,
             color_fix=color_fix,  # type: ignore[arg-type]
             seed=seed,
+            sample_posterior=sample_posterior,
         ).resolved(one_step=cfg.one_step)
         self.autoencoder = load_autoencoder(
             cfg.autoencoder, weights_dir=weights_dir, decoder=decoder, device=self.device, dtype=dtype
@@ -199,6 +210,9 @@ class VOSRUpscaler:
                 f"{cfg.semantic_encoder} gives {self.encoder.embed_dim}-d tokens but the checkpoint expects "
                 f"{cfg.semantic_dim}"
             )
+        if int(tile_batch) < 1:
+            raise ConfigError(f"tile_batch must be >= 1, got {tile_batch}")
+        self.tile_batch = int(tile_batch)
         self.nfe_last = 0
 
     @property
@@ -254,17 +268,16 @@ class VOSRUpscaler:
             base = GuidedVelocity(self.model, c_str, semantic, s.guidance, s.weak_strength)
         velocity = base
         if s.tile is not None:
+
             def semantic_for_box(y: int, x0: int, h: int, w: int) -> torch.Tensor:
                 crop = x[:, :, y * down : (y + h) * down, x0 * down : (x0 + w) * down]
                 return self._semantic(crop)
 
-            velocity = tiled(base, c_str, semantic_for_box, s.tile, s.tile_overlap)
+            velocity = tiled(base, c_str, semantic_for_box, s.tile, s.tile_overlap, batch=self.tile_batch)
         sampler = sample_two_time if self.info.config.one_step else sample_euler
         z0 = sampler(velocity, noise, s.steps, callback)
         self.nfe_last = int(getattr(velocity, "nfe", 0))
-        out = self.autoencoder.decode(
-            z0, tile=None if s.vae_tile is None else max(8, s.vae_tile // down)
-        )
+        out = self.autoencoder.decode(z0, tile=None if s.vae_tile is None else max(8, s.vae_tile // down))
         return out[:, :, :H, :W].float()
 
     def __call__(self, image: np.ndarray, upscale: float = 4, *, name: str | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ __all__ = [
     "TiledVelocity",
     "Tile",
     "tile_boxes",
+    "tiled",
     "gaussian_weights",
     "time_grid",
     "sample_euler",
@@ -171,31 +172,64 @@ class TiledVelocity:
 
     Each tile's adapter carries that tile's c_str crop and semantic tokens (computed from the
     tile's image region), so conditions are local like the model saw in training, while the
-    noise and the Euler update stay global.
+    noise and the Euler update stay global. With ``batch > 1``, that many equally sized tiles
+    go through the network in one batched pass (faster on GPUs; the same numbers up to float
+    rounding, since every layer is per sample).
     """
 
-    def __init__(self, tiles: Sequence[Tile], latent_hw: tuple[int, int]) -> None:
+    def __init__(self, tiles: Sequence[Tile], latent_hw: tuple[int, int], batch: int = 1) -> None:
         self.tiles = list(tiles)
         self.latent_hw = latent_hw
+        self.batch = max(1, int(batch))
         self._weights: dict[tuple[int, int], torch.Tensor] = {}
+        self._groups: list[tuple[list[Tile], Velocity]] | None = None
 
     @property
     def nfe(self) -> float:
         """Network passes summed over the tiles (a guided step over k tiles costs 2k)."""
-        return sum(getattr(t.velocity, "nfe", 0) for t in self.tiles)
+        if self.batch == 1:
+            return sum(getattr(t.velocity, "nfe", 0) for t in self.tiles)
+        return sum(getattr(adapter, "nfe", 0) * len(group) for group, adapter in self.groups())
+
+    def groups(self) -> list[tuple[list[Tile], Velocity]]:
+        """Tiles in batches of equal size, each with one adapter holding the stacked conditions."""
+        if self._groups is None:
+            by_size: dict[tuple[int, int], list[Tile]] = {}
+            for tile in self.tiles:
+                by_size.setdefault((tile.h, tile.w), []).append(tile)
+            self._groups = []
+            for same in by_size.values():
+                for i in range(0, len(same), self.batch):
+                    group = same[i : i + self.batch]
+                    first = group[0].velocity
+                    c_str = torch.cat([t.velocity.c_str for t in group], 0)  # type: ignore[attr-defined]
+                    sem = torch.cat([t.velocity.semantic for t in group], 0)  # type: ignore[attr-defined]
+                    self._groups.append((group, first.with_conditions(c_str, sem)))  # type: ignore[attr-defined]
+        return self._groups
+
+    def _accumulate(self, out, norm, tile: Tile, v: torch.Tensor) -> None:
+        key = (tile.h, tile.w)
+        if key not in self._weights:
+            self._weights[key] = gaussian_weights(tile.h, tile.w).to(v.device)
+        wgt = self._weights[key]
+        out[:, :, tile.y : tile.y + tile.h, tile.x : tile.x + tile.w] += v.float() * wgt
+        norm[tile.y : tile.y + tile.h, tile.x : tile.x + tile.w] += wgt
 
     def __call__(self, z: torch.Tensor, t: float, r: float | None = None) -> torch.Tensor:
         out = torch.zeros_like(z, dtype=torch.float32)
         norm = torch.zeros(z.shape[-2:], dtype=torch.float32, device=z.device)
-        for tile in self.tiles:
-            key = (tile.h, tile.w)
-            if key not in self._weights:
-                self._weights[key] = gaussian_weights(tile.h, tile.w).to(z.device)
-            wgt = self._weights[key]
-            sl = (slice(None), slice(None), slice(tile.y, tile.y + tile.h), slice(tile.x, tile.x + tile.w))
-            v = tile.velocity(z[sl], t, r)
-            out[sl] += v.float() * wgt
-            norm[sl[2:]] += wgt
+
+        def crop(tile: Tile) -> torch.Tensor:
+            return z[:, :, tile.y : tile.y + tile.h, tile.x : tile.x + tile.w]
+
+        if self.batch == 1:
+            for tile in self.tiles:
+                self._accumulate(out, norm, tile, tile.velocity(crop(tile), t, r))
+        else:
+            for group, adapter in self.groups():
+                vs = adapter(torch.cat([crop(tile) for tile in group], 0), t, r).split(z.shape[0])
+                for tile, v in zip(group, vs, strict=True):
+                    self._accumulate(out, norm, tile, v)
         return (out / norm).to(z.dtype)
 
 
@@ -205,6 +239,7 @@ def tiled(
     semantic_for_box: Callable[[int, int, int, int], torch.Tensor],
     tile: int,
     overlap: int,
+    batch: int = 1,
 ) -> Velocity:
     """Wrap ``base`` into a ``TiledVelocity`` over c_str's latent grid.
 
@@ -213,6 +248,7 @@ def tiled(
         c_str: (B, C, H, W) global structural latent.
         semantic_for_box: (y, x, h, w) latent box -> (B, N, E) semantic tokens of that region.
         tile: latent tile side; overlap: latent pixels shared by neighbours.
+        batch: tiles per network pass.
     Returns ``base`` itself (no tiling) when one tile covers the latent.
     """
     H, W = c_str.shape[-2:]
@@ -225,7 +261,7 @@ def tiled(
             h, w = min(tile, H), min(tile, W)
             crop = c_str[:, :, y : y + h, x : x + w]
             tiles.append(Tile(y, x, h, w, base.with_conditions(crop, semantic_for_box(y, x, h, w))))
-    return TiledVelocity(tiles, (H, W))
+    return TiledVelocity(tiles, (H, W), batch=batch)
 
 
 # --- samplers -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ never imports ``benchmark``.
 from __future__ import annotations
 
 import argparse
+import sys
 
 EVAL_GROUP = "screensr.training_eval"
 
@@ -123,6 +124,11 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         raise TrainError(f"recipe {args.recipe!r} is a {base.mode} recipe; use `screensr vosr {other}`")
     over = _overrides(args, mode)
     over["mode"] = mode
+    if args.eval_data is None and args.eval_every is None and base.eval_every:
+        # the recipe's evaluation period needs a dataset; without one, say so and train on
+        print(f"note: recipe {base.name!r} evaluates every {base.eval_every} steps but no --eval-data "
+              "was given; periodic evaluation is off for this run", file=sys.stderr)
+        over["eval_every"] = 0
     cfg = load_recipe(args.recipe, over)
     callback = None
     if cfg.eval_every:
@@ -137,7 +143,13 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         device=args.device, resume=not args.no_resume, progress=not args.no_progress,
         weights_dir=args.weights_dir,
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():  # torchrun: leave the process group cleanly
+            dist.destroy_process_group()
     if trainer.info.main:
         print(f"{mode}: step {result.step}, loss {result.loss:.5f}; checkpoints in {result.run_dir} "
               f"(screensr vosr infer -c {result.run_dir} ...)")

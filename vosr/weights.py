@@ -46,7 +46,9 @@ RELEASES: dict[str, str] = {
 
 def screensr_home() -> Path:
     """``$SCREENSR_HOME`` or ``~/.cache/screensr``."""
-    return Path(os.path.expanduser(os.environ.get("SCREENSR_HOME") or os.path.join("~", ".cache", "screensr")))
+    return Path(
+        os.path.expanduser(os.environ.get("SCREENSR_HOME") or os.path.join("~", ".cache", "screensr"))
+    )
 
 
 def vosr_home() -> Path:
@@ -81,7 +83,9 @@ def release_dir(tag: str, weights_dir: str | os.PathLike[str] | None = None) -> 
     return find_path(folder, vosr_home() / folder, weights_dir)
 
 
-def resolve_checkpoint(spec: str | os.PathLike[str], weights_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_checkpoint(
+    spec: str | os.PathLike[str], weights_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """A checkpoint argument -> a path: a release tag (``vosr-0.5b-os``) or a file / folder.
 
     Raises:
@@ -94,9 +98,9 @@ def resolve_checkpoint(spec: str | os.PathLike[str], weights_dir: str | os.PathL
         if not weights.is_file() or not (path / "args.json").is_file():
             raise FileNotFoundError(
                 f"released checkpoint {s} not found: expected {path / 'args.json'} and {weights}. "
-                f"Download the folder {RELEASES[s]}/ from {HF_VOSR.format(RELEASES[s])} "
-                f"(or ModelScope LULALULALU/VOSR_CKPT) into {path.parent}, or pass "
-                f"--weights-dir DIR containing {RELEASES[s]}/"
+                f"Download the folder {RELEASES[s]}/ of https://huggingface.co/CSWRY/VOSR "
+                f"(or ModelScope LULALULALU/VOSR_CKPT) into {path.parent}, or point to a folder "
+                f"containing {RELEASES[s]}/ with --weights-dir DIR (bench method specs: {s}@weights_dir=DIR)"
             )
         return path
     path = Path(s).expanduser()

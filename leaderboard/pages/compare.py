@@ -7,7 +7,7 @@ than Streamlit's 1460 px limit so it never resizes them either.
 
 import streamlit as st
 
-from leaderboard import data
+from leaderboard import crops, data
 
 MAX_PANEL_PX = 1456  # Streamlit resizes (bilinear) any image wider than 1460 px: stay below
 PANEL_ROW_PX = 1200  # panels per row chosen so that a row fits a wide-layout page
@@ -18,7 +18,7 @@ st.title("Compare")
 top = st.columns([1, 2])
 dataset = top[0].selectbox("Dataset", board.dataset_names(), key="cmp_dataset")
 try:
-    images = data.cached_dataset_images(board, dataset)
+    images = crops.cached_dataset_images(board, dataset)
 except (KeyError, FileNotFoundError, ValueError) as exc:
     st.error(str(exc))
     st.stop()
@@ -48,9 +48,9 @@ outputs = {}
 for m in methods:
     row = board.methods[board.methods["name"] == m]
     location = str(row["outputs"].iloc[0]) if len(row) else ""
-    outputs[m] = data.method_output(location, files)
+    outputs[m] = crops.method_output(location, files)
 try:
-    box, panels = data.comparison_crops(files, outputs, (cx, cy), int(crop), int(zoom))
+    box, panels = crops.comparison_crops(files, outputs, (cx, cy), int(crop), int(zoom))
 except (FileNotFoundError, ValueError) as exc:
     st.error(str(exc))
     st.stop()
@@ -60,7 +60,7 @@ st.caption(
     f"Region x {box[0]}-{box[2]}, y {box[1]}-{box[3]} of the HR image ({box[2] - box[0]} px square), shown at "
     f"{side} px: every pixel is a {zoom}x{zoom} block (LR: {zoom * files.scale}x{zoom * files.scale}); lossless PNG."
 )
-per_row = max(1, min(4, PANEL_ROW_PX // max(side, 1)))
+per_row = max(1, min(6, PANEL_ROW_PX // max(side, 1)))
 names = list(panels)
 for start in range(0, len(names), per_row):
     cells = st.columns(per_row)
@@ -72,7 +72,7 @@ for start in range(0, len(names), per_row):
                 st.markdown(f"**{label}**")
                 st.error(panel)
             else:
-                st.image(data.png_bytes(panel), caption=label, output_format="PNG")
+                st.image(crops.png_bytes(panel), caption=label, output_format="PNG")
 
 st.subheader("Scores of this image")
 table = data.image_scores(board.scores, dataset, image, [*methods, data.GT_METHOD])

@@ -6,6 +6,7 @@
 import streamlit as st
 
 from leaderboard import data
+from leaderboard.submissions import is_web_link
 
 board = data.board_or_stop()
 st.title("Methods")
@@ -29,7 +30,8 @@ st.markdown(info.description or "_No description recorded._")
 
 if info.links:
     st.subheader("Links")
-    st.markdown("\n".join(f"- [{link}]({link})" for link in info.links))
+    # only http(s) URLs become links; anything else stored there is shown as code, never followed
+    st.markdown("\n".join(f"- [{link}]({link})" if is_web_link(link) else f"- `{link}`" for link in info.links))
 
 st.subheader("Results")
 if info.coverage.empty:

@@ -44,8 +44,8 @@ if points.empty:
     st.info("No method has both metrics on this dataset.")
 else:
     points = points.assign(on_front=points["pareto"].map({True: "Pareto front", False: "dominated"}))
-    x_enc = alt.X("x:Q", title=x_col.header, scale=alt.Scale(zero=False, reverse=not x_col.higher_is_better))
-    y_enc = alt.Y("y:Q", title=y_col.header, scale=alt.Scale(zero=False, reverse=not y_col.higher_is_better))
+    x_enc = alt.X("x:Q", title=x_col.header, scale=alt.Scale(zero=False, padding=24, reverse=not x_col.higher_is_better))
+    y_enc = alt.Y("y:Q", title=y_col.header, scale=alt.Scale(zero=False, padding=24, reverse=not y_col.higher_is_better))
     tooltip = [
         alt.Tooltip("method:N"),
         alt.Tooltip("family:N"),

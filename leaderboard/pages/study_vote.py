@@ -17,6 +17,8 @@ from leaderboard.study_db import StudyStore, default_store_url
 
 ZOOMS = [1, 2, 4, 8]
 PER_ROW = 4
+# st.image resamples anything wider than this (streamlit's MAXIMUM_CONTENT_WIDTH, 1460 px)
+MAX_FULL_WIDTH = 1400
 
 
 @st.cache_resource(show_spinner=False)
@@ -31,15 +33,23 @@ def _images() -> ImageCache:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _crops(study: str, image_id: str, shown: tuple[str, ...], cx: int, cy: int, zoom: int) -> tuple[bytes, list[bytes]]:
+def _crops(
+    study: str, config_hash: str, image_id: str, shown: tuple[str, ...], cx: int, cy: int, zoom: int
+) -> tuple[bytes, list[bytes]]:
+    # config_hash is part of the cache key: it pins the files (a same-named study in another store)
     config = _store(default_store_url()).study(study).config
     return trial_pngs(config, image_id, shown, center=(cx / 100, cy / 100), zoom=zoom, cache=_images())
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _full_png(study: str, image_id: str, candidate: str) -> bytes:
+def _full_png(study: str, config_hash: str, image_id: str, candidate: str) -> bytes:
     config = _store(default_store_url()).study(study).config
     return png_bytes(candidate_image(config, image_id, candidate, _images()))
+
+
+def _png_width(png: bytes) -> int:
+    # the IHDR chunk starts every PNG: width is the big-endian int at bytes 16..20
+    return int.from_bytes(png[16:20], "big")
 
 
 def _flash(kind: str, text: str) -> None:
@@ -87,7 +97,8 @@ def main() -> None:
         st.title("User study")
         st.error("This link is not valid. Please use the exact link you were given.")
         return
-    config = store.study(participant.study_name).config
+    info = store.study(participant.study_name)
+    config = info.config
     st.title(config.title)
     flash = st.session_state.pop("study_flash", None)
     if flash is not None:
@@ -108,10 +119,15 @@ def main() -> None:
     st.subheader(f"Comparison {view.order + 1} of {view.total}")
     labels = [position_label(i) for i in range(len(view.shown))]
     c1, c2, c3 = st.columns([1, 2, 2])
-    zoom = c1.selectbox("Zoom", ZOOMS, index=1, key="zoom")
+    zooms = [z for z in ZOOMS if config.crop * z <= MAX_FULL_WIDTH] or [1]  # never resampled by st.image
+    zoom = c1.selectbox("Zoom", zooms, index=min(1, len(zooms) - 1), key="zoom")
     cx = c2.slider("Horizontal position (%)", 0, 100, 50, key="cx")
     cy = c3.slider("Vertical position (%)", 0, 100, 50, key="cy")
-    lr_png, crops = _crops(participant.study_name, view.image_id, view.shown, cx, cy, zoom)
+    try:
+        lr_png, crops = _crops(participant.study_name, info.config_hash, view.image_id, view.shown, cx, cy, zoom)
+    except (OSError, ValueError) as exc:  # images moved or changed since the study was created
+        st.error(f"The images of this comparison cannot be shown ({exc}). Please tell the study's organiser.")
+        return
     tiles = [("LR input", lr_png)] + [(f"Result {label}", png) for label, png in zip(labels, crops, strict=True)]
     for start in range(0, len(tiles), PER_ROW):
         cols = st.columns(PER_ROW)
@@ -119,8 +135,12 @@ def main() -> None:
             col.image(png, caption=caption, output_format="PNG")
     with st.expander("Full-size results"):
         for label, candidate in zip(labels, view.shown, strict=True):
-            st.image(_full_png(participant.study_name, view.image_id, candidate), caption=f"Result {label}",
-                     output_format="PNG")  # fmt: skip
+            png = _full_png(participant.study_name, info.config_hash, view.image_id, candidate)
+            if _png_width(png) > MAX_FULL_WIDTH:
+                # st.image would downscale (resample) it: show only the exact crops above instead
+                st.caption(f"Result {label} is too wide to show unscaled here; use the zoomed crops.")
+            else:
+                st.image(png, caption=f"Result {label}", output_format="PNG")
     for criterion in config.criteria:
         if criterion.key in view.criteria_done:
             st.success(f"{criterion.question} Answer recorded.")

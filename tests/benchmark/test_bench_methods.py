@@ -106,6 +106,34 @@ def test_vosr_specs_are_lazy(tmp_path):
     ckpt.write_bytes(b"abc")
     c = create_method(f"vosr:{ckpt}")
     assert c.name == "my" and "checkpoint_sha256" in c.config()  # identified by content
+    o = create_method("vosr-0.5b-ms@steps=8@color_fix=wavelet")
+    assert o.options == {"steps": 8, "color_fix": "wavelet"} and o.name == "vosr-0.5b-ms"
+    assert o.method_hash != create_method("vosr-0.5b-ms").method_hash
+    with pytest.raises(MethodError, match="key=value"):
+        create_method("vosr-0.5b-ms@steps")
+
+
+def test_vosr_adapter_calls_the_contract(tmp_path, monkeypatch, lr):
+    """The adapter builds VOSRUpscaler(checkpoint, device=..., **options) once and calls
+    upscaler(image, upscale=scale); a stand-in module proves the plumbing (the vosr engineer's
+    end-to-end test covers the real model)."""
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    built = []
+
+    class FakeUpscaler:
+        def __init__(self, checkpoint, *, device="cpu", **options):
+            built.append((checkpoint, device, options))
+
+        def __call__(self, image, upscale=4, *, name=None):
+            return np.repeat(np.repeat(image, upscale, 0), upscale, 1)
+
+    pipeline = types.ModuleType("vosr.pipeline")
+    pipeline.VOSRUpscaler = FakeUpscaler
+    monkeypatch.setitem(sys.modules, "vosr.pipeline", pipeline)
+    m = create_method("vosr-0.5b-os@steps=1", device="cpu")
+    a = m.upscale(lr.array, 4)
+    m.upscale(lr.array, 4)
+    assert a.shape == (48, 40, 3) and built == [("vosr-0.5b-os", "cpu", {"steps": 1})]
 
 
 def test_realesrgan_ncnn_tiled_equals_untiled():

@@ -161,3 +161,66 @@ def test_crop32_policy_and_inputs_are_copied():
     assert spec.settings["size_policy"] == "crop32"
     with pytest.raises(ValueError, match="at least 32x32"):
         model(torch.rand(1, 3, 20, 40))
+
+
+def _write_random(metric: str, make_state: dict) -> None:
+    """Random weights at every cache path ``metric`` reads (file name -> state-dict factory)."""
+    from benchmark.weights import metric_weight_files
+
+    for wf in metric_weight_files(metric):
+        if not wf.present:
+            wf.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(make_state[wf.name](), wf.path)
+
+
+def _random_timm_backbone(metric: str, timm_name: str) -> None:
+    """Random timm backbone weights laid out as a Hugging Face cache snapshot (offline load)."""
+    import timm
+    from safetensors.torch import save_file
+
+    from benchmark.weights import metric_weight_files
+
+    for wf in metric_weight_files(metric):
+        if wf.hf_repo is not None and not wf.present:
+            wf.path.parent.mkdir(parents=True, exist_ok=True)
+            sd = {k: v.contiguous() for k, v in timm.create_model(timm_name, pretrained=False).state_dict().items()}
+            save_file(sd, str(wf.path))
+            ref = wf.path.parents[2] / "refs" / "main"
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(wf.path.parent.name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["musiq", "dists", "topiq_nr", "maniqa"])
+def test_learned_metrics_with_random_weights_equal_pyiqa(name, tmp_path):
+    """Harness == pyiqa for the same (random, written on purpose) weights and inputs: proves the
+    loading and plumbing of learned metrics. (CLIPIQA and A-FINE load OpenAI CLIP files whose
+    sha256 the loader enforces, so random stand-ins are impossible; they need the real files.)"""
+    import pyiqa
+    import torchvision
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    torch.manual_seed(0)
+    from pyiqa.archs.maniqa_arch import MANIQA
+    from pyiqa.archs.topiq_arch import CFANet
+
+    if name in ("topiq_nr", "maniqa"):
+        _random_timm_backbone(get_metric(name).pyiqa_name, "resnet50" if name == "topiq_nr" else "vit_base_patch8_224")
+    _write_random(get_metric(name).pyiqa_name, {
+        "cfanet_nr_koniq_res50-9a73138b.pth": lambda: {"params": CFANet(
+            semantic_model_name="resnet50", model_name="cfanet_nr_koniq_res50", use_ref=False,
+            pretrained=False).state_dict()},
+        "musiq_koniq_ckpt-e95806b9.pth": lambda: MUSIQ(pretrained=False).state_dict(),
+        "MANIQA_PIPAL-ae6d356b.pth": lambda: MANIQA(train_dataset="pipal", pretrained=False).state_dict(),
+        "vgg16-397923af.pth": lambda: torchvision.models.vgg16().state_dict(),
+        "DISTS_weights-f5e65c96.pth": lambda: {"alpha": torch.rand(1, 1475, 1, 1) * 0.1,
+                                               "beta": torch.rand(1, 1475, 1, 1) * 0.1},
+    })  # fmt: skip
+    spec = get_metric(name)
+    assert check_weights(spec) is None
+    sr = DREALSR / "osediff" / "Canon_10_x1.png"
+    hr = DREALSR / "test_HR" / "Canon_10_x1.png"
+    ours = float(MetricModel(spec)(read_image(sr).tensor(), read_image(hr).tensor() if spec.kind == "FR" else None)[0])
+    ref = pyiqa.create_metric(spec.pyiqa_name, device="cpu", **spec.options)
+    theirs = float(ref(str(sr), str(hr)) if spec.kind == "FR" else ref(str(sr)))
+    assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-6)

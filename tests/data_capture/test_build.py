@@ -263,3 +263,18 @@ def test_extreme_angle_is_rejected_with_reason(source_images):
     assert rec["status"] == "rejected"
     assert rec["qa"].get("anisotropy", 0) > 2.5 or "markers detected" in rec["reason"]
     assert rec["reason"]
+
+
+def test_changed_settings_rebuild_and_removed_photo_is_dropped(tmp_path, sources_dir, canvases_dir, photos_dir):
+    photos = tmp_path / "p"
+    shutil.copytree(photos_dir, photos)
+    out = tmp_path / "ds"
+    build_dataset(sources_dir, canvases_dir, photos, out, BuildConfig(report=False), progress=False)
+    (photos / "chelsea.jpg").unlink()
+    build_dataset(sources_dir, canvases_dir, photos, out,
+                  BuildConfig(pair=PairConfig(scale=2), report=False), progress=False)
+    recs = read_manifest(out)
+    assert [r["id"] for r in recs] == ["astronaut", "coffee"] and {r["scale"] for r in recs} == {2}
+    assert not (out / "hr" / "chelsea.png").exists() and not (out / "records" / "chelsea.json").exists()
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["canvases_without_photo"] == ["chelsea"] and meta["scale"] == 2

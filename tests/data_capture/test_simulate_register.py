@@ -183,3 +183,42 @@ def test_12mp_typical_meets_the_accuracy_goal():
     reg = register(registration_plane(src), registration_plane(photo), layout, det, RegisterConfig())
     e = dense_error(reg, truth, layout)
     assert e["median"] <= 0.05 and e["p95"] <= 0.2, e
+
+
+@pytest.mark.parametrize("s", [2, 4])
+def test_lr_grid_warp_matches_area_downscale(source_images, s):
+    """With exact geometry, warping straight onto the LR grid equals an area downscale of the source."""
+    src = source_images["coffee"]
+    H, W = src.shape[:2]
+    layout = plan_layout((W, H), CanvasConfig(width=800, height=600, display_scale=1.0))
+    canvas = render_canvas(src, layout)
+    from data_capture.register import scale_matrix, warp_to_grid
+
+    reg = Registration(np.eye(3), layout.S, layout.source_size)
+    lr = warp_to_grid(canvas, reg, (W // s, H // s), scale_matrix(1.0 / s), "cubic").astype(np.float32)
+    ref = cv2.resize(src, (W // s, H // s), interpolation=cv2.INTER_AREA).astype(np.float32)
+    err = np.abs(lr - ref)[2:-2, 2:-2].mean()
+    off = np.abs(np.roll(lr, 1, axis=0) - ref)[2:-2, 2:-2].mean()
+    assert err < 4.0 and err < 0.4 * off, (err, off)
+
+
+def test_ecc_failure_is_caught_and_rejects_the_pair(scene, monkeypatch):
+    from data_capture.pair import PairConfig, process_pair
+
+    src, layout, canvas = scene
+    photo, _ = simulate_photo(canvas, preset_config("mild", photo_width=1024, photo_height=768), 7)
+
+    def boom(*a, **k):
+        raise cv2.error("Iterations do not converge")
+
+    monkeypatch.setattr(cv2, "findTransformECCWithMask", boom)
+    rec = process_pair(photo, src, layout, PairConfig()).record
+    assert rec["status"] == "rejected" and "ECC did not converge" in rec["reason"]
+
+
+def test_polyfield_fit_is_exact_on_polynomial_data():
+    rng = np.random.default_rng(1)
+    f = PolyField(3, (300, 200), rng.normal(0, 0.3, (10, 2)))
+    q = rng.uniform(0, [299, 199], (200, 2))
+    g = PolyField.fit(q, f(q), np.ones(len(q)), 3, (300, 200))
+    np.testing.assert_allclose(g.coef, f.coef, atol=1e-8)

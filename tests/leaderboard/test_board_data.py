@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderboard import data
+from leaderboard import crops, data
 
 # --------------------------------------------------------------------------- helpers
 
@@ -314,28 +314,28 @@ def test_filter_methods_and_image_scores():
 
 
 def test_crop_box_clamps_and_aligns_to_scale():
-    assert data.crop_box((512, 512), (0.5, 0.5), 128, multiple=4) == (192, 192, 320, 320)
-    assert data.crop_box((512, 384), (0.0, 1.0), 128, multiple=4) == (0, 256, 128, 384)
-    left, top, right, bottom = data.crop_box((100, 60), (0.9, 0.1), 500, multiple=4)
+    assert crops.crop_box((512, 512), (0.5, 0.5), 128, multiple=4) == (192, 192, 320, 320)
+    assert crops.crop_box((512, 384), (0.0, 1.0), 128, multiple=4) == (0, 256, 128, 384)
+    left, top, right, bottom = crops.crop_box((100, 60), (0.9, 0.1), 500, multiple=4)
     assert (right - left) == (bottom - top) == 60 and left % 4 == 0 and right <= 100
     for cx, cy in itertools.product((0.0, 0.33, 1.0), repeat=2):
-        box = data.crop_box((130, 90), (cx, cy), 32, multiple=4)
+        box = crops.crop_box((130, 90), (cx, cy), 32, multiple=4)
         assert all(v % 4 == 0 for v in box) and box[2] <= 130 and box[3] <= 90
     with pytest.raises(ValueError, match="crop side"):
-        data.crop_box((10, 10), (0.5, 0.5), 0)
+        crops.crop_box((10, 10), (0.5, 0.5), 0)
 
 
 def test_zoom_crop_is_exact_nearest_neighbour():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
-    out = data.zoom_crop(img, (4, 2, 12, 10), 3)
+    out = crops.zoom_crop(img, (4, 2, 12, 10), 3)
     assert out.shape == (24, 24, 3)
     np.testing.assert_array_equal(out[::3, ::3], img[2:10, 4:12])
     np.testing.assert_array_equal(out[2::3, 1::3], img[2:10, 4:12])
     with pytest.raises(ValueError, match="outside the image"):
-        data.zoom_crop(img, (0, 0, 31, 5), 2)
+        crops.zoom_crop(img, (0, 0, 31, 5), 2)
     with pytest.raises(ValueError, match="positive integer"):
-        data.zoom_crop(img, (0, 0, 5, 5), 0)
+        crops.zoom_crop(img, (0, 0, 5, 5), 0)
 
 
 def test_png_bytes_round_trip_is_lossless():
@@ -345,6 +345,71 @@ def test_png_bytes_round_trip_is_lossless():
 
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, size=(17, 23, 3), dtype=np.uint8)
-    raw = data.png_bytes(img)
+    raw = crops.png_bytes(img)
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     np.testing.assert_array_equal(np.asarray(Image.open(BytesIO(raw))), img)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_read_scores_equals_the_stores_latest_rows(tmp_path):
+    """The fast reader returns exactly ``ResultsStore.scores_frame()``'s rows (latest per key)."""
+    from benchmark.store import ResultsStore, ScoreRecord
+
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    store.add_scores([ScoreRecord("D", f"i{k}", m, "psnr", 20.0 + k, "s1", "h1", f"c{k}") for k in range(4) for m in "ab"])
+    # a rerun with new metric settings: a newer row for the same (dataset, image, method, metric)
+    store.add_scores([ScoreRecord("D", "i1", "a", "psnr", 99.0, "s2", "h1", "c1", {"pyiqa": "0.1.16"})])
+    ours = data.read_scores(store).sort_values(["dataset", "method", "metric", "image"]).reset_index(drop=True)
+    theirs = store.scores_frame()[data.SCORE_KEYS]
+    pd.testing.assert_frame_equal(ours, theirs)
+    assert ours.loc[(ours["method"] == "a") & (ours["image"] == "i1"), "value"].item() == 99.0
+    assert sorted(data.method_versions(store.url, "a"), key=len) == [{}, {"pyiqa": "0.1.16"}]
+    store.close()
+
+
+def test_board_cache_serves_stale_while_refreshing_in_background():
+    import threading
+
+    now = [0.0]
+    loads: list[int] = []
+    release = threading.Event()
+
+    def loader():
+        loads.append(len(loads))
+        if len(loads) > 1:
+            release.wait(5)  # the background reload takes a while
+        return f"board-{len(loads)}"
+
+    cache = data.BoardCache(loader, ttl=60, clock=lambda: now[0])
+    assert cache.get() == "board-1" and loads == [0]  # first read: synchronous
+    now[0] = 30.0
+    assert cache.get() == "board-1" and loads == [0]  # fresh: no reload
+    now[0] = 61.0
+    assert cache.get() == "board-1"  # stale: served at once, one reload started
+    assert cache.get() == "board-1"
+    release.set()
+    cache.wait_refresh(5)
+    assert loads == [0, 1] and cache.get() == "board-2"
+    cache.clear()
+    assert cache.get() == "board-3"  # after clear(): synchronous again
+
+
+def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
+    now = [0.0]
+    calls = iter(["first", RuntimeError("database is locked")])
+
+    def loader():
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    cache = data.BoardCache(loader, ttl=1, clock=lambda: now[0])
+    assert cache.get() == "first"
+    now[0] = 5.0
+    assert cache.get() == "first"
+    cache.wait_refresh(5)
+    assert cache.get() == "first"
+    assert "database is locked" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import pytest
 from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
-from leaderboard import data
+from leaderboard import crops, data
 from leaderboard.export import ExportOptions, export_site, write_if_changed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,9 +69,9 @@ def test_crops_are_exact_nearest_neighbour_pixels(site, env):
     assert len(crop_dirs) == 2
     image = crop_dirs[0].name
     hr = np.asarray(Image.open(env.roots["DRealSR"] / "hr" / f"{image}.png"))
-    box = data.crop_box((hr.shape[1], hr.shape[0]), (0.5, 0.5), 32, multiple=4)
+    box = crops.crop_box((hr.shape[1], hr.shape[0]), (0.5, 0.5), 32, multiple=4)
     got_hr = np.asarray(Image.open(crop_dirs[0] / "HR.png"))
-    np.testing.assert_array_equal(got_hr, data.zoom_crop(hr, box, 2))
+    np.testing.assert_array_equal(got_hr, crops.zoom_crop(hr, box, 2))
     # method k's output is HR + (k + 1): the crop carries exactly that
     names = sorted(p.stem for p in crop_dirs[0].glob("m*.png"))
     assert len(names) == 3
@@ -135,7 +135,7 @@ def test_cli_help_and_dry_run(env):
     assert res.returncode == 0, res.stderr
     line = res.stdout
     assert line.startswith(f"SCREENSR_STORE={env.url} ")
-    assert "streamlit run" in line and "--server.port 8765" in line and "--server.address 127.0.0.1" in line
+    assert "launch_streamlit()" in line and " run " in line and "--server.port 8765" in line and "--server.address 127.0.0.1" in line
     assert "--server.headless true" in line and "--server.maxUploadSize 64" in line
 
 

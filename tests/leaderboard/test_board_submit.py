@@ -111,6 +111,7 @@ def test_two_outputs_with_one_name(good, store):
         ({"method": "my method!"}, "method name 'my method!' is not usable"),
         ({"version": ""}, "version '' is not usable"),
         ({"family": "wizardry"}, "family 'wizardry' is not one of"),
+        ({"links": ("javascript:alert(1)",)}, "link 'javascript:alert(1)' is not an http(s) URL"),
         ({"method": "m00", "version": "1.0"}, "method 'm00' version '1.0' is already on the leaderboard"),
     ],
 )
@@ -312,3 +313,32 @@ def test_submission_is_scored_by_the_harness_and_published(admin_app, tmp_path):
 def test_submission_of_all_19_drealsr_pairs(admin_app, tmp_path):
     url, outputs = _drealsr_store(tmp_path, None)
     _end_to_end(admin_app, url, outputs)
+
+
+def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch):
+    """Generated outputs live in the method's cache keyed by the LR file's hash; the compare page
+    must find them and show exactly their pixels."""
+    from board_fixtures import write_image_folders
+    from streamlit.testing.v1 import AppTest
+
+    from benchmark.images import read_image
+    from benchmark.methods import create_method
+    from benchmark.runner import evaluate
+    from leaderboard import crops, data
+
+    root, _ = write_image_folders(tmp_path, "tiny", [], ["a", "b"], hr=64)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    evaluate([str(root)], ["bicubic"], ["psnr"], store=url, progress=False)
+    board = data.load_board(url)
+    files = crops.dataset_images(board.datasets, "tiny")["a"]
+    location = board.methods.set_index("name").loc["bicubic", "outputs"]
+    found = crops.method_output(location, files)
+    assert found is not None and found.parent == Path(location)
+    lr = read_image(files.lr).array
+    np.testing.assert_array_equal(read_image(found).array, create_method("bicubic").upscale(lr, 4))
+
+    monkeypatch.setenv("SCREENSR_STORE", url)
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [c for img in at.get("image") for c in img.captions] == ["LR input", "HR reference", "bicubic"]

@@ -19,7 +19,7 @@ import pytest
 from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
-from leaderboard import data
+from leaderboard import crops, data
 
 pytestmark = pytest.mark.browser
 
@@ -159,7 +159,7 @@ def test_leaderboard_page_in_a_real_browser(server, browser, env, tmp_path):
         ("compare", "Scores of this image", 0.01),
         ("methods", "Configuration", 0.005),
         ("submit", "Submissions are disabled", 0.002),
-        ("study_vote", "User study", 0.002),  # without a participant token: navigation and a title
+        ("study_vote", "User study", 0.001),  # without a participant token: navigation and a title
     ],
 )
 def test_every_page_loads(server, browser, path, text, min_ink):
@@ -179,14 +179,62 @@ def test_compare_serves_exact_lossless_crops(server, browser, env):
     srcs = [images.nth(i).get_attribute("src") for i in range(images.count())]
     assert len(srcs) == 5  # LR, HR and the three default methods
     board = data.load_board(env.url)
-    files = data.dataset_images(board.datasets, "DRealSR")["img000"]
+    files = crops.dataset_images(board.datasets, "DRealSR")["img000"]
     cols = board.columns("DRealSR")
     top = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)["method"].tolist()[:3]
     outputs = {m: env.outputs[m] / "img000.png" for m in top}
-    _, panels = data.comparison_crops(files, outputs, (0.5, 0.5), 128, 2)
+    _, panels = crops.comparison_crops(files, outputs, (0.5, 0.5), 128, 2)
     for src, (name, expected) in zip(srcs, panels.items(), strict=True):
         response = page.request.get(src if src.startswith("http") else f"{server}{src}")
         assert response.headers["content-type"] == "image/png", name
         got = np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
         np.testing.assert_array_equal(got, expected, err_msg=name)
     page.close()
+
+
+def test_static_export_works_offline_in_a_browser(browser, env, tmp_path):
+    """The exported site opens from file://, loads every image without the network, and sorts."""
+    from leaderboard.export import ExportOptions, export_site
+
+    index = export_site(env.url, tmp_path / "site", ExportOptions(crops=1, crop_size=32, zoom=3))
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith("file:") else None)
+    page.goto(index.as_uri())
+    page.wait_for_load_state("load")
+    assert external == []
+    broken = page.eval_on_selector_all("img", "imgs => imgs.filter(i => !i.complete || i.naturalWidth === 0).length")
+    assert broken == 0 and page.locator("img").count() >= 4
+    table = page.locator("table.sortable").first
+    header = table.locator("th", has_text="PSNR ↑")
+
+    def psnr_column() -> list[float]:
+        col = [h.inner_text() for h in table.locator("th").all()].index("PSNR ↑")
+        cells = table.locator("tbody tr").evaluate_all(f"rows => rows.map(r => r.cells[{col}].dataset.v)")
+        return [float(v) for v in cells]
+
+    header.click()
+    assert psnr_column() == sorted(psnr_column())
+    header.click()
+    assert psnr_column() == sorted(psnr_column(), reverse=True)
+    assert_not_blank(page.screenshot(full_page=True), 0.01)
+    page.close()
+
+
+def test_deep_link_as_first_request_uses_the_apps_navigation(env, browser):
+    """A fresh server whose first visitor opens /methods?method=m04 gets the app's navigation
+    (sections and titles from app.py), not Streamlit's pages-folder fallback."""
+    port = free_port()
+    proc = serve(env.url, port)
+    try:
+        wait_healthy(port, proc)
+        page = open_page(browser, f"http://127.0.0.1:{port}/methods?method=m04")
+        wait_done(page, "Configuration")
+        nav = page.inner_text("[data-testid='stSidebarNav']")
+        for title in ("Results", "Leaderboard", "Compare", "User study", "Submit"):
+            assert title in nav, nav
+        assert "study_vote" not in nav and "\napp\n" not in nav
+        assert page.locator("[data-testid='stHeading']", has_text="m04").count() >= 1
+        page.close()
+    finally:
+        stop(proc)

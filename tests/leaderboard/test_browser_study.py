@@ -75,12 +75,25 @@ def app_server(tmp_path: Path):
         log.close()
 
 
-def _wait(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+def _wait(predicate, timeout: float = 30.0, what: str = "condition", page=None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            shown = page.inner_text("body")[-1500:] if page is not None else ""
+            raise AssertionError(f"timed out waiting for {what}; page shows:\n{shown}")
         time.sleep(0.2)
+
+
+def _settle(page, heading: str, open_forms: int) -> None:
+    """Wait until the rerun finished: the trial's heading, its open forms, no stale elements."""
+    page.get_by_text(heading).wait_for(timeout=60_000)
+    _wait(
+        lambda: page.locator("[data-testid='stForm']").count() == open_forms
+        and page.locator("[data-stale='true']").count() == 0,
+        60,
+        f"{open_forms} open form(s) under '{heading}'",
+        page,
+    )
 
 
 def test_participant_votes_in_a_real_browser(app_server) -> None:
@@ -108,18 +121,19 @@ def test_participant_votes_in_a_real_browser(app_server) -> None:
             with Image.open(io.BytesIO(png)) as im:
                 assert im.format == "PNG" and not im.info.get("icc_profile") and "Software" not in im.info
             n_votes = 0
+            n_criteria = len(config.criteria)
             for trial in range(n_trials):
                 if trial == 1:
                     page.reload()  # a refresh resumes at the open trial
                     page.wait_for_selector("[data-testid='stApp']")
-                page.get_by_text(f"Comparison {trial + 1} of {n_trials}").wait_for(timeout=60_000)
-                for _ in config.criteria:
+                for done in range(n_criteria):
+                    _settle(page, f"Comparison {trial + 1} of {n_trials}", n_criteria - done)
                     form = page.locator("[data-testid='stForm']").first
                     form.get_by_text("A", exact=True).click()
                     form.get_by_role("button", name="Submit").click()
                     n_votes += 1
-                    _wait(lambda n=n_votes: store.verify(config.name).n_votes >= n, what=f"vote {n_votes}")
-                    page.get_by_text("Answer recorded.").first.wait_for(timeout=30_000)
+                    _wait(lambda n=n_votes: store.verify(config.name).n_votes >= n, 60, f"vote {n_votes}",
+                          page)  # fmt: skip
             page.get_by_text("You have completed the study").wait_for(timeout=60_000)
         finally:
             browser.close()

@@ -174,6 +174,9 @@ def test_gold_votes_excluded_and_participant_table() -> None:
     people = stats.participant_table(votes).set_index("participant")
     assert people.loc[0, "gold_accuracy"] == 1.0 and people.loc[1, "gold_accuracy"] == 0.0
     assert people.loc[1, "median_dwell_s"] == pytest.approx(2.0) and people.loc[1, "mean_dwell_s"] == pytest.approx(4.0)
+    assert people["flagged"].tolist() == [False, True], "participant 1 failed the gold trial"
+    fast = stats.participant_table(votes, min_dwell_s=3.0).set_index("participant")
+    assert fast.loc[0, "flagged"], "median dwell 2 s < 3 s"
 
 
 def test_unknown_method_in_votes_rejected() -> None:

@@ -130,3 +130,40 @@ def test_help_has_examples() -> None:
         res = subprocess.run([sys.executable, "-m", "screensr.cli", "board", "study", verb, "--help"],
                              capture_output=True, text=True, check=True)  # fmt: skip
         assert "example" in res.stdout and "screensr board study" in res.stdout
+
+
+def test_help_yaml_example_is_a_valid_definition() -> None:
+    import textwrap
+
+    import yaml
+
+    from leaderboard.study import config_from_dict
+
+    res = subprocess.run([sys.executable, "-m", "screensr.cli", "board", "study", "create", "--help"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    block = res.stdout.split("study.yaml:\n", 1)[1].split("\n\n", 1)[0]
+    config = config_from_dict(yaml.safe_load(textwrap.dedent(block)), base=Path("/srv"))
+    assert config.methods["Bicubic"] == "method:bicubic" and len(config.criteria) == 2
+    assert config.votes_per_participant == 30 and config.gold.images == ("img_001",)
+
+
+def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_study_files(tmp_path, methods=("a1", "a2", "a3", "a4"), n_images=4, candidates_per_trial=2)
+    db = str(tmp_path / "v.sqlite")
+    code, out, _ = _run(capsys, "create", str(path), "--store", db, "--participants", "6", "--tokens-only")
+    store = StudyStore(db)
+    rank = {"a1": 0, "a2": 1, "a3": 2, "a4": 3}  # every participant prefers the lower-numbered method
+    for token in out.split():
+        p = store.participant(token)
+        while (view := store.next_trial(p)) is not None:
+            assert len(view.shown) == 2
+            best = min(range(2), key=lambda i: rank[view.shown[i]])
+            for key in ("perceptual", "consistency"):
+                store.record_vote(p, view.assignment_id, key, best)
+    code, out, _ = _run(capsys, "report", "toy-study", "--store", db, "--format", "json", "--bootstrap", "50")
+    payload = json.loads(out)
+    strengths = [r for r in payload["strengths"] if r["criterion"] == "perceptual"]
+    order = [r["method"] for r in sorted(strengths, key=lambda r: -r["strength"])]
+    assert order == ["a1", "a2", "a3", "a4"]
+    shown = {r["method"]: r["shown"] for r in payload["votes"] if r["criterion"] == "perceptual"}
+    assert sum(shown.values()) == 6 * 4 * 2 and max(shown.values()) - min(shown.values()) <= 1

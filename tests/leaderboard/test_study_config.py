@@ -282,3 +282,44 @@ def test_real_dataset_with_folder_and_generated_methods(tmp_path: Path) -> None:
     assert again.files == config.files and again.config_hash() == config.config_hash()
     trials = build_trials(config)
     assert trials[-1].candidates == (HR, "Bicubic")
+
+
+def test_assignment_properties_hold_for_any_design(tmp_path: Path) -> None:
+    """Property: coverage stays balanced, plans are permutations, gold trials appear as configured."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = load_study(make_study_files(tmp_path, methods=("m1", "m2", "m3", "m4"), n_images=7,
+                                       gold={"images": ["img_00", "img_01"]}))  # fmt: skip
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        k=st.integers(1, 7), participants=st.integers(1, 12), subset=st.sampled_from([None, 2, 3, 4]),
+        gold=st.integers(0, 2), seed=st.integers(0, 2**16),
+    )  # fmt: skip
+    def check(k: int, participants: int, subset: int | None, gold: int, seed: int) -> None:
+        import dataclasses
+
+        gold_cfg = dataclasses.replace(base.gold, per_participant=gold) if gold else None
+        config = dataclasses.replace(base, votes_per_participant=k, candidates_per_trial=subset, gold=gold_cfg,
+                                     seed=seed)  # fmt: skip
+        trials = build_trials(config)
+        load: dict[int, int] = {}
+        method_load: dict[str, int] = {}
+        for index in range(participants):
+            plan = assign_trials(config, trials, index, load, method_load)
+            regular = [a for a in plan if trials[a.trial_position].gold_answer is None]
+            assert len(regular) == k and len(plan) == k + gold
+            assert len({a.trial_position for a in plan}) == len(plan), "no trial twice"
+            assert [a.order for a in plan] == list(range(len(plan)))
+            for a in plan:
+                load[a.trial_position] = load.get(a.trial_position, 0) + 1
+                for m in a.shown:
+                    method_load[m] = method_load.get(m, 0) + 1
+                t = trials[a.trial_position]
+                assert set(a.shown) <= set(t.candidates) and len(set(a.shown)) == len(a.shown)
+                assert len(a.shown) == (subset if subset and t.gold_answer is None else len(t.candidates))
+            regular_loads = [load.get(t.position, 0) for t in trials if t.gold_answer is None]
+            assert max(regular_loads) - min(regular_loads) <= 1, "balanced coverage after every participant"
+
+    check()

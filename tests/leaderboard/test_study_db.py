@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import os
 import sqlite3
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -254,3 +255,42 @@ def test_group_commit_isolates_bad_requests(tmp_path: Path) -> None:
     assert not batch[5].outcome.recorded and batch[5].outcome.choice == va.shown[0]
     report = store.verify(config.name)
     assert report.ok and report.n_votes == 2
+
+
+def _vote_and_acknowledge(db: str, tokens: list[str], ack_file: str) -> None:
+    """Vote forever-ish, appending one line per vote the store confirmed (fsynced, like a reply)."""
+    store = StudyStore(db)
+    with open(ack_file, "a") as ack:
+        for token in tokens:
+            p = store.participant(token)
+            while (view := store.next_trial(p)) is not None:
+                store.mark_served(view.assignment_id)
+                for key in ("perceptual", "consistency"):
+                    outcome = store.record_vote(p, view.assignment_id, key, 0)
+                    ack.write(f"{outcome.seq} {outcome.row_hash}\n")
+                    ack.flush()
+                    os.fsync(ack.fileno())
+
+
+def test_killed_writer_loses_no_confirmed_vote(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    store, config = _study(tmp_path, n_images=4)
+    tokens = store.add_participants(config.name, 40)
+    ack_file = tmp_path / "acks.txt"
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_vote_and_acknowledge, args=(str(tmp_path / "votes.sqlite"), tokens, str(ack_file)))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while (not ack_file.exists() or len(ack_file.read_text().splitlines()) < 15) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run, possibly mid-transaction
+    proc.join(10)
+    acked = [line.split() for line in ack_file.read_text().splitlines() if line.strip()]
+    assert len(acked) >= 15, "the writer never got going"
+    frame = store.votes_frame(config.name)
+    stored = dict(zip(frame["seq"].astype(str), frame["row_hash"], strict=True))
+    assert all(stored.get(seq) == row_hash for seq, row_hash in acked), "a confirmed vote is missing"
+    assert len(frame) in (len(acked), len(acked) + 1)  # at most the vote in flight is beyond the acks
+    assert store.verify(config.name).ok

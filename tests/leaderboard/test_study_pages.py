@@ -177,3 +177,36 @@ def test_admin_page_needs_the_secret_then_shows_the_analysis(study) -> None:
     assert metrics["Votes"] == "16" and metrics["Vote chain"] == "verified" and metrics["Completed"] == "2"
     votes_table = at.table[0].value
     assert set(votes_table["method"]) == set(METHODS) and votes_table["votes"].sum() == 2 * 2 * 3
+    assert {d.proto.label for d in at.get("download_button")} >= {"Votes (CSV)", "Votes (Parquet)"}
+    at.toggle[0].set_value(True).run()  # live watching: the dashboard becomes an auto-refreshing fragment
+    assert not at.exception and {m.label: m.value for m in at.metric}["Votes"] == "16"
+
+
+def test_admin_invites_participants(study) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    store, config = study
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/study_admin.py").run()
+    at.text_input[0].input("adm1n")
+    at.button[0].click().run()
+    at.number_input[0].set_value(2)
+    at.button[-1].click().run()
+    assert not at.exception, at.exception
+    links = at.code[0].value.split()
+    assert len(links) == 2 and all("/study_vote?token=" in link for link in links)
+    tokens = [link.split("token=")[1] for link in links]
+    assert all(store.participant(t).study_name == config.name for t in tokens)
+    assert len(store.progress(config.name)) == 2
+
+
+def test_missing_images_give_a_clear_message(study, tmp_path: Path) -> None:
+    store, config = study
+    (token,) = store.add_participants(config.name, 1)
+    view = store.next_trial(store.participant(token))
+    for candidate in ("__lr__", *view.shown):
+        if candidate != "__bicubic__":  # computed from the LR image
+            config.file(candidate, view.image_id).unlink(missing_ok=True)
+    at = _vote_page(token)
+    assert any("cannot be shown" in e.value for e in at.error)

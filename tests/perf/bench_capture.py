@@ -85,7 +85,8 @@ def main() -> int:
             res = process_pair(photo, src, layout, cfg)
             cv2.setNumThreads(0)
             tm = res.record["timings_ms"]
-            times.append({"preset": preset, "decode": t_dec * 1000, **tm})
+            times.append({"preset": preset, "decode": t_dec * 1000, **tm, **{
+                f"reg.{k}": v for k, v in res.record.get("register_ms", {}).items()}})
             # estimators for the accuracy table (same detection as the pipeline)
             det = detect_markers(to_gray(photo), layout, cfg.detect)
             errs = {}
@@ -139,6 +140,10 @@ def main() -> int:
         total = sum(m[k] for k in keys)
         print(f"{preset:8s} " + " ".join(f"{m[k]:9.0f}" for k in keys) + f" {total:9.0f} {m['decode']:9.0f} {m['qa']:9.0f}")
     print("goal: total (detect + register + warp + colour) <= 1500 ms")
+    print("\nregister, split (ms): " + "; ".join(
+        f"{preset}: " + ", ".join(f"{k} {np.mean([t.get(f'reg.{k}', 0.0) for t in times if t['preset'] == preset]):.0f}"
+                                  for k in ("markers", "ecc", "residual"))
+        for preset in args.presets))
     for r in rows:
         if r[3] != "ok":
             print(f"note: {r[0]} seed {r[1]} rejected: {r[4]}")

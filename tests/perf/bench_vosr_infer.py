@@ -71,7 +71,16 @@ def bench_nfe(weights: dict) -> None:
         ("one-step, 4 steps", weights["checkpoint_os"], {"steps": 4}),
         ("multi-step, 25 steps, omega 0.5", weights["checkpoint_ms"], {}),
         ("multi-step, 25 steps, omega 1 (no guidance)", weights["checkpoint_ms"], {"guidance": 1.0}),
-        ("multi-step, 25 steps, omega 0.5, 16-latent tiles", weights["checkpoint_ms"], {"tile": 16, "tile_overlap": 8}),
+        (
+            "multi-step, 25 steps, omega 0.5, 16-latent tiles",
+            weights["checkpoint_ms"],
+            {"tile": 16, "tile_overlap": 8},
+        ),
+        (
+            "multi-step, 25 steps, omega 0.5, 16-latent tiles, 2 tiles per pass",
+            weights["checkpoint_ms"],
+            {"tile": 16, "tile_overlap": 8, "tile_batch": 2},
+        ),
     ]
     rows = []
     base = None
@@ -226,7 +235,12 @@ def bench_memory(weights: dict, sizes: list[int]) -> None:
     for lr in sizes:
         res = {}
         for tiled in (False, True):
-            spec = {"checkpoint": str(weights["checkpoint_os"]), "root": str(weights["root"]), "lr": lr, "tiled": tiled}
+            spec = {
+                "checkpoint": str(weights["checkpoint_os"]),
+                "root": str(weights["root"]),
+                "lr": lr,
+                "tiled": tiled,
+            }
             out = subprocess.run(
                 [sys.executable, str(HERE), "--child", json.dumps(spec)],
                 capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -262,15 +276,25 @@ def bench_gpu(root: Path) -> None:
     AutoencoderKL(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
                   up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4,
                   sample_size=768).save_pretrained(wd / "sd21-vae")  # fmt: skip
-    light = {"in_channels": 4, "out_channels": 3, "block_out_channels": [64, 128, 256, 256], "layers_per_block": 2}
-    torch.save({"config": light, "model_state_dict": build_light_decoder(light).state_dict()}, wd / "sd21_lwdecoder.pth")
+    light = {
+        "in_channels": 4,
+        "out_channels": 3,
+        "block_out_channels": [64, 128, 256, 256],
+        "layers_per_block": 2,
+    }
+    torch.save(
+        {"config": light, "model_state_dict": build_light_decoder(light).state_dict()},
+        wd / "sd21_lwdecoder.pth",
+    )
     vit = build_semantic_encoder("dinov2_vitb14", 8, 518).vit
     state = {k: v for k, v in vit.state_dict().items() if not k.startswith("head")}
     state["mask_token"] = torch.zeros(1, 768)
     torch.save(state, wd / "dinov2_vitb14_pretrain.pth")
     rows = []
     for one_step in (False, True):
-        path = save_checkpoint(create_model("vosr-0.5b", one_step=one_step), wd / f"ck{int(one_step)}.safetensors")
+        path = save_checkpoint(
+            create_model("vosr-0.5b", one_step=one_step), wd / f"ck{int(one_step)}.safetensors"
+        )
         up = VOSRUpscaler(path, device="cuda", dtype="bf16", weights_dir=wd)
         img = _image(128, 128)
         up(img, 4, name="warm")

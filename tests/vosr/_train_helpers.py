@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def write_tiny_weights() -> None:
     """Random ``tiny-kl`` VAE and ``dinov2_tiny`` encoder files where their loaders look.
 
-    The paths come from the environment that tests/conftest.py points at a temporary folder
-    (``SCREENSR_HOME``, ``TORCH_HOME``). Seeded, so every test session gets the same encoders.
+    Delegates to ``vosr.weights.write_random_tiny_weights`` (seeded) with the default caches,
+    which tests/conftest.py points at a temporary folder; written once per session.
     """
-    from diffusers import AutoencoderKL
-    from safetensors.torch import save_file
+    from vosr.weights import torch_hub_checkpoints, vosr_home, write_random_tiny_weights
 
-    from vosr.autoencoders import tiny_kl_config
-    from vosr.conditions import build_semantic_encoder
-    from vosr.weights import torch_hub_checkpoints, vosr_home
-
-    folder = vosr_home() / "tiny-kl-vae"
-    enc_file = torch_hub_checkpoints() / "dinov2_tiny_pretrain.pth"
-    if (folder / "diffusion_pytorch_model.safetensors").is_file() and enc_file.is_file():
+    if (vosr_home() / "tiny-kl-vae").is_dir() and (torch_hub_checkpoints() / "dinov2_tiny_pretrain.pth").is_file():
         return
-    torch.manual_seed(0)
-    vae = AutoencoderKL.from_config(tiny_kl_config())
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(tiny_kl_config()))
-    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(folder / "diffusion_pytorch_model.safetensors"))
-    # the hub file holds a 5x5 "pretraining" grid (70 px), resampled on load like DINOv2's 37x37
-    enc = build_semantic_encoder("dinov2_tiny", 1, 70)
-    enc_file.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(enc.vit.state_dict(), enc_file)
+    write_random_tiny_weights(seed=0)
 
 
 def synthetic_image(seed: int, h: int = 80, w: int = 96) -> np.ndarray:

@@ -42,7 +42,12 @@ def tiny_weights() -> dict[str, Path]:
 
         from vosr.weights import write_random_tiny_weights
 
-        root = Path(tempfile.mkdtemp(prefix="vosr-tiny-", dir=os.environ.get("SCREENSR_HOME") and Path(os.environ["SCREENSR_HOME"]).parent))
+        root = Path(
+            tempfile.mkdtemp(
+                prefix="vosr-tiny-",
+                dir=os.environ.get("SCREENSR_HOME") and Path(os.environ["SCREENSR_HOME"]).parent,
+            )
+        )
         _TINY.update(write_random_tiny_weights(root, seed=0))
         _TINY["root"] = root
     return _TINY

@@ -125,7 +125,9 @@ def test_qwen_image_vae_single_frame(tmp_path: Path, two_d: bool) -> None:
     with torch.no_grad():
         z = ae.encode(images, sample=False)
         ref = vae.encode((images * 2 - 1)[:, :, None]).latent_dist.mode()[:, :, 0]
-        mean = torch.tensor(json.loads((folder / "config.json").read_text())["latents_mean"]).view(1, -1, 1, 1)
+        mean = torch.tensor(json.loads((folder / "config.json").read_text())["latents_mean"]).view(
+            1, -1, 1, 1
+        )
         std = torch.tensor(json.loads((folder / "config.json").read_text())["latents_std"]).view(1, -1, 1, 1)
         torch.testing.assert_close(z, (ref - mean) / std, rtol=1e-4, atol=1e-5)
         assert z.shape == (1, 16, 4, 5)

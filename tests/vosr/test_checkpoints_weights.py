@@ -29,7 +29,10 @@ def test_weight_files_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
             tmp_path / "home" / "vosr" / folder / "checkpoints" / "ema_model.safetensors"
         )
         assert f"{folder}/args.json" in by_name
-    assert by_name["dinov2_vitb14_pretrain.pth"]["path"] == tmp_path / "torch" / "hub" / "checkpoints" / "dinov2_vitb14_pretrain.pth"
+    assert (
+        by_name["dinov2_vitb14_pretrain.pth"]["path"]
+        == tmp_path / "torch" / "hub" / "checkpoints" / "dinov2_vitb14_pretrain.pth"
+    )
     assert "dinov2_vitl14_pretrain.pth" in by_name and "sd21_lwdecoder.pth" in by_name
     assert {"sd21-vae/config.json", "Qwen-Image-vae-2d/diffusion_pytorch_model.safetensors"} <= set(by_name)
     assert not (tmp_path / "home").exists()  # listing creates nothing
@@ -43,12 +46,16 @@ def test_the_lead_catalogue_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert len(entries) == len(weight_files()) and all(e.group == "vosr" for e in entries)
 
 
-def test_release_tags_resolve_in_weights_dir_and_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_release_tags_resolve_in_weights_dir_and_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     run = tmp_path / "usb" / "VOSR_0.5B_os"
     (run / "checkpoints").mkdir(parents=True)
     save_file(golden_weights("one_step"), str(run / "checkpoints" / "ema_model.safetensors"))
-    (run / "args.json").write_text(json.dumps({"dim": 128, "depth": 2, "num_heads": 2, "resolution": 128, "enc_dim": 64}))
+    (run / "args.json").write_text(
+        json.dumps({"dim": 128, "depth": 2, "num_heads": 2, "resolution": 128, "enc_dim": 64})
+    )
     assert resolve_checkpoint("vosr-0.5b-os", weights_dir=tmp_path / "usb") == run
     with pytest.raises(FileNotFoundError, match=r"VOSR_0\.5B_os/args\.json.*--weights-dir"):
         resolve_checkpoint("vosr-0.5b-os")

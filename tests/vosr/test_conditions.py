@@ -39,12 +39,16 @@ def hub_reference_features(state: dict[str, torch.Tensor], images: torch.Tensor,
     x = torch.cat([state["cls_token"].expand(B, -1, -1), x], dim=1)
     pos = state["pos_embed"]
     M = int(math.sqrt(pos.shape[1] - 1))
-    patch_pos = F.interpolate(
-        pos[:, 1:].reshape(1, M, M, E).permute(0, 3, 1, 2),
-        scale_factor=((w0 + 0.1) / M, (h0 + 0.1) / M),
-        mode="bicubic",
-        antialias=False,
-    ).permute(0, 2, 3, 1).reshape(1, -1, E)
+    patch_pos = (
+        F.interpolate(
+            pos[:, 1:].reshape(1, M, M, E).permute(0, 3, 1, 2),
+            scale_factor=((w0 + 0.1) / M, (h0 + 0.1) / M),
+            mode="bicubic",
+            antialias=False,
+        )
+        .permute(0, 2, 3, 1)
+        .reshape(1, -1, E)
+    )
     x = x + torch.cat([pos[:, :1], patch_pos], dim=1)
     for i in range(block + 1):
         p = f"blocks.{i}."
@@ -113,7 +117,9 @@ def test_hub_resampling_differs_from_timm_default() -> None:
     torch.testing.assert_close(ours[:, :1], pos[:, :1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("name", "block", "tokens"), [("dinov2_vitb14", 8, 768), ("dinov2_vitl14", 17, 1024)])
+@pytest.mark.parametrize(
+    ("name", "block", "tokens"), [("dinov2_vitb14", 8, 768), ("dinov2_vitl14", 17, 1024)]
+)
 def test_real_encoder_shapes_on_meta(name: str, block: int, tokens: int) -> None:
     with torch.device("meta"):
         enc = build_semantic_encoder(name, block, 448)
@@ -134,9 +140,24 @@ def test_loads_from_the_torch_hub_cache_and_weights_dir(tmp_path: Path) -> None:
     finally:
         target.unlink()
     assert load_semantic_encoder("dinov2_tiny", 1, 56, weights_dir=tmp_path).block == 1
+    # a safetensors copy of the hub checkpoint in a weights folder gives the same encoder
+    from safetensors.torch import save_file
+
+    st_dir = tmp_path / "st"
+    st_dir.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in torch.load(path).items()}, str(st_dir / "dinov2_tiny.safetensors")
+    )
+    images = torch.rand(1, 3, 30, 30)
+    with torch.no_grad():
+        a = load_semantic_encoder("dinov2_tiny", 1, 56, weights_dir=st_dir)(images)
+        b = load_semantic_encoder("dinov2_tiny", 1, 56, weights_path=path)(images)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match=r"dinov2_tiny_pretrain\.pth not found at .*--weights-dir"):
         load_semantic_encoder("dinov2_tiny", 1, 56)
-    with pytest.raises(FileNotFoundError, match=r"download https://dl\.fbaipublicfiles\.com/dinov2/dinov2_vitb14"):
+    with pytest.raises(
+        FileNotFoundError, match=r"download https://dl\.fbaipublicfiles\.com/dinov2/dinov2_vitb14"
+    ):
         load_semantic_encoder("dinov2_vitb14", 8, 448)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
@@ -147,7 +168,9 @@ def test_loads_from_the_torch_hub_cache_and_weights_dir(tmp_path: Path) -> None:
 def test_preprocessing_range_and_size() -> None:
     x = preprocess_for_semantic(torch.ones(1, 3, 17, 30), 56)
     assert x.shape == (1, 3, 56, 56)
-    torch.testing.assert_close(x[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+    torch.testing.assert_close(
+        x[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    )
 
 
 def test_partial_condition_and_structure() -> None:

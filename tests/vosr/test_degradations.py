@@ -182,3 +182,20 @@ def test_bad_inputs_raise_clear_errors() -> None:
         degrade(torch.rand(2, 3, 32, 32), CFG, [0], 0)
     with pytest.raises(ValueError, match="odd values"):
         DegradationConfig(first=StageConfig(kernel_sizes=(8,)))
+
+
+def test_noise_statistics() -> None:
+    """Gaussian sigma in 8-bit units; Poisson variance img / vals scaled (Real-ESRGAN convention)."""
+    from vosr.degradations import add_noise
+
+    img = torch.full((2, 3, 128, 128), 0.5)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    out = add_noise(img, True, torch.tensor([10 / 255, 10 / 255]), torch.tensor([False, True]), gens)
+    assert abs((out[0] - 0.5).std() - 10 / 255) < 0.002
+    assert torch.equal(out[1, 0], out[1, 1])  # gray noise: one field for all channels
+    # a ramp with 256 distinct 8-bit levels -> vals = 256, Poisson std = sqrt(x / 256) * scale
+    ramp = (torch.arange(256).float() / 255).repeat(3, 256, 1)[None]
+    out = add_noise(ramp, False, torch.tensor([2.0]), torch.tensor([False]), gens[:1])
+    col = 128
+    noise = out[0, :, :, col] - ramp[0, :, :, col]
+    assert abs(noise.std() - (ramp[0, 0, 0, col] / 256).sqrt() * 2.0) < 0.01

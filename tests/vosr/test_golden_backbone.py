@@ -36,7 +36,11 @@ def test_one_step_student_equals_teacher_at_r_equal_t() -> None:
     student = golden_model("one_step")
     teacher = create_model("vosr-tiny")
     teacher.load_state_dict({k: v for k, v in golden_weights("one_step").items() if not k.startswith("r_")})
-    x, t, sem = g["one_step.trained_grid.x"], g["one_step.trained_grid.t"], g["one_step.trained_grid.semantic"]
+    x, t, sem = (
+        g["one_step.trained_grid.x"],
+        g["one_step.trained_grid.t"],
+        g["one_step.trained_grid.semantic"],
+    )
     with torch.no_grad():
         torch.testing.assert_close(student(x, t, sem, r=t), teacher.eval()(x, t, sem), rtol=0, atol=1e-6)
         torch.testing.assert_close(student(x, t, sem), student(x, t, sem, r=t), rtol=0, atol=0)
@@ -85,3 +89,26 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         model(x, t, sem).square().mean().backward()
         grads.append(model.blocks[0].attn.qkv.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tag", ["multi_step", "one_step"])
+def test_backbone_on_cuda_matches_golden(tag: str) -> None:
+    """CPU == GPU: fp32 without TF32 to 1e-4, bf16 to a few percent of the output scale."""
+    if not torch.cuda.is_available():
+        pytest.fail("the gpu marker needs a CUDA device (run `pytest -m gpu` on a GPU machine)")
+    g = golden()
+    pre = f"{tag}.trained_grid."
+    ref = g[pre + "velocity"]
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        model = golden_model(tag).cuda()
+        args = [g[pre + k].cuda() if (pre + k) in g else None for k in ("x", "t", "semantic", "r")]
+        with torch.no_grad():
+            torch.testing.assert_close(model(*args).cpu(), ref, rtol=0, atol=1e-4)
+            half = model.to(torch.bfloat16)
+            v = half(args[0].bfloat16(), args[1], args[2].bfloat16(), args[3]).float().cpu()
+        assert (v - ref).abs().mean() < 0.05 * ref.abs().mean()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev

@@ -33,7 +33,7 @@ def test_cli_folder_to_sr_images(weights: dict, tmp_path: Path, capsys: pytest.C
     sizes = write_lr(tmp_path / "lr")
     out = tmp_path / "sr"
     args = ["vosr", "infer", "-c", str(weights["checkpoint_ms"]), "-i", str(tmp_path / "lr"), "-o", str(out),
-            "-u", "4", "--steps", "2", "--guidance", "-0.5", "--weak-strength", "0.1", "--color-fix", "wavelet",
+            "-u", "4", "--steps", "2", "--guidance", "-0.5", "--weak-strength", "0.1", "--color-fix", "wavelet", "--posterior", "mean",
             "--weights-dir", str(weights["root"])]  # fmt: skip
     assert main(args) == 0
     for name, (h, w) in sizes.items():
@@ -42,6 +42,9 @@ def test_cli_folder_to_sr_images(weights: dict, tmp_path: Path, capsys: pytest.C
     settings = json.loads((out / "vosr_infer_settings.json").read_text())
     assert settings["sampling"]["guidance"] == -0.5 and settings["sampling"]["weak_strength"] == 0.1
     assert settings["sampling"]["steps"] == 2 and settings["upscale"] == 4
+    assert (
+        settings["sampling"]["sample_posterior"] is False and settings["sampling"]["color_fix"] == "wavelet"
+    )
     assert "4 network evaluations per image" in capsys.readouterr().out
     # rerun: nothing recomputed
     before = (out / "a.png").stat().st_mtime_ns
@@ -62,6 +65,9 @@ def test_cli_single_file_one_step_with_tiles(weights: dict, tmp_path: Path) -> N
                  "--weights-dir", str(weights["root"])]) == 0  # fmt: skip
     with Image.open(out / "a.png") as im:
         assert im.size == (56, 40)
+    settings = json.loads((out / "vosr_infer_settings.json").read_text())["sampling"]
+    assert (settings["tile"], settings["tile_overlap"], settings["vae_tile"]) == (4, 1, 64)
+    assert settings["steps"] == 1 and settings["color_fix"] == "none"
 
 
 def test_cli_errors_are_one_line(weights: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,5 +91,13 @@ def test_help_has_examples() -> None:
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert res.returncode == 0
     assert "screensr vosr infer -c vosr-0.5b-os -i lr/ -o sr/ -u 4" in res.stdout
-    for flag in ("--steps", "--guidance", "--weak-strength", "--tile", "--vae-tile", "--color-fix", "--weights-dir"):
+    for flag in (
+        "--steps",
+        "--guidance",
+        "--weak-strength",
+        "--tile",
+        "--vae-tile",
+        "--color-fix",
+        "--weights-dir",
+    ):
         assert flag in res.stdout

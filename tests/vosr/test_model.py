@@ -29,7 +29,9 @@ def test_parameter_counts_equal_reference(name: str, one_step: bool) -> None:
     assert sum(p.numel() for p in model.parameters()) == REFERENCE_PARAMS[(name, one_step)]
 
 
-def reference_layout(D: int, depth: int, C: int, E: int, h: int, one_step: bool) -> dict[str, tuple[int, ...]]:
+def reference_layout(
+    D: int, depth: int, C: int, E: int, h: int, one_step: bool
+) -> dict[str, tuple[int, ...]]:
     """The released key layout, written out from vosr-reference.md section 8."""
     keys: dict[str, tuple[int, ...]] = {
         "x_embedder.proj.weight": (D, 2 * C, 2, 2),
@@ -55,7 +57,9 @@ def reference_layout(D: int, depth: int, C: int, E: int, h: int, one_step: bool)
         "mlp_ca.fc2.bias": (D,),
     }
     if one_step:
-        keys.update({k.replace("t_embedder", "r_embedder"): v for k, v in keys.items() if k.startswith("t_embedder")})
+        keys.update(
+            {k.replace("t_embedder", "r_embedder"): v for k, v in keys.items() if k.startswith("t_embedder")}
+        )
     for i in range(depth):
         b = f"blocks.{i}."
         keys.update(
@@ -105,8 +109,13 @@ def test_released_layout_loads_strictly_and_wrong_ones_fail(name: str) -> None:
 
     # a one-step checkpoint into a multi-step model: unexpected r_embedder keys, with a hint
     with torch.device("meta"):
-        one_step_state = {**state, **{k: torch.empty(s) for k, s in reference_layout(*LAYOUTS[name], True).items()}}
-    with pytest.raises(CheckpointMismatchError, match=r"(?s)unexpected keys \(4\).*r_embedder.*one_step=True"):
+        one_step_state = {
+            **state,
+            **{k: torch.empty(s) for k, s in reference_layout(*LAYOUTS[name], True).items()},
+        }
+    with pytest.raises(
+        CheckpointMismatchError, match=r"(?s)unexpected keys \(4\).*r_embedder.*one_step=True"
+    ):
         load_state_dict_strict(meta_model(name), one_step_state, source="x.safetensors")
 
     # a mis-shaped and a missing tensor are both named
@@ -158,3 +167,21 @@ def test_unknown_size_and_override_errors() -> None:
         model_config("vosr-tiny", hiden_size=64)
     with pytest.raises(ConfigError, match="not divisible"):
         model_config("vosr-tiny", num_heads=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("one_step", [False, True])
+def test_full_size_05b_runs_on_cpu(one_step: bool) -> None:
+    """The real 0.5B network (random init, ~2 GB fp32) runs a small latent end to end."""
+    torch.manual_seed(0)
+    model = create_model("vosr-0.5b", one_step=one_step).eval()
+    with torch.no_grad():
+        for p in model.final_layer.parameters():
+            p.normal_(0, 0.02)
+        v = model(
+            torch.randn(2, 8, 16, 20),
+            torch.tensor([1.0, 0.3]),
+            torch.randn(2, 1024, 768),
+            torch.tensor([0.0, 0.3]),
+        )
+    assert v.shape == (2, 4, 16, 20) and torch.isfinite(v).all() and v.abs().max() > 0

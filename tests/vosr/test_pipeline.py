@@ -53,7 +53,9 @@ def test_noise_depends_on_name_not_order(weights: dict) -> None:
     np.testing.assert_array_equal(first[1], second[0])
     other_name = up(a, 4, name="c.png")
     assert np.abs(other_name.astype(int) - first[0]).max() > 0
-    other_seed = VOSRUpscaler(weights["checkpoint_ms"], steps=2, seed=1, weights_dir=weights["root"])(a, 4, name="a.png")
+    other_seed = VOSRUpscaler(weights["checkpoint_ms"], steps=2, seed=1, weights_dir=weights["root"])(
+        a, 4, name="a.png"
+    )
     assert np.abs(other_seed.astype(int) - first[0]).max() > 0
     assert seed_for(0, "a", "noise") != seed_for(0, "a", "vae") != seed_for(1, "a", "vae")
 
@@ -63,7 +65,7 @@ def test_every_setting_changes_the_output(weights: dict) -> None:
     root = weights["root"]
     base = VOSRUpscaler(weights["checkpoint_ms"], steps=2, weights_dir=root)(img, 4, name="a")
     for kw in ({"steps": 3}, {"guidance": -0.5}, {"weak_strength": 0.25}, {"color_fix": "wavelet"},
-               {"color_fix": "none"}, {"tile": 4, "tile_overlap": 2}):  # fmt: skip
+               {"color_fix": "none"}, {"tile": 4, "tile_overlap": 2}, {"sample_posterior": False}):  # fmt: skip
         out = VOSRUpscaler(weights["checkpoint_ms"], **{"steps": 2, **kw}, weights_dir=root)(img, 4, name="a")
         assert out.shape == base.shape
         assert np.abs(out.astype(int) - base).max() > 0, kw
@@ -73,12 +75,19 @@ def test_tiling_when_one_tile_covers_is_identical(weights: dict) -> None:
     img = lr_image(20, 28)  # 80 x 112 px -> 10 x 14 latent
     root = weights["root"]
     plain = VOSRUpscaler(weights["checkpoint_os"], weights_dir=root)(img, 4, name="a")
-    covered = VOSRUpscaler(weights["checkpoint_os"], tile=16, vae_tile=128, weights_dir=root)(img, 4, name="a")
+    covered = VOSRUpscaler(weights["checkpoint_os"], tile=16, vae_tile=128, weights_dir=root)(
+        img, 4, name="a"
+    )
     np.testing.assert_array_equal(plain, covered)
     tiled = VOSRUpscaler(weights["checkpoint_os"], tile=6, tile_overlap=2, vae_tile=64, weights_dir=root)
     out = tiled(img, 4, name="a")
     # latent 10 x 14, tile 6, overlap 2: rows start at 0, 4 and columns at 0, 4, 8
     assert out.shape == plain.shape and tiled.nfe_last == 2 * 3
+    batched = VOSRUpscaler(
+        weights["checkpoint_os"], tile=6, tile_overlap=2, vae_tile=64, tile_batch=4, weights_dir=root
+    )
+    out_b = batched(img, 4, name="a")
+    assert batched.nfe_last == 6 and np.abs(out_b.astype(int) - out).max() <= 1  # float rounding only
 
 
 def test_color_fixes() -> None:

@@ -33,7 +33,9 @@ def test_guided_multi_step_matches_official_sampler() -> None:
 @pytest.mark.parametrize("steps", [1, 2])
 def test_one_step_sampler_matches_official(steps: int) -> None:
     g = golden()
-    vel = ConditionalVelocity(golden_model("one_step"), g["one_step.sampler.c_str"], g["one_step.sampler.semantic"])
+    vel = ConditionalVelocity(
+        golden_model("one_step"), g["one_step.sampler.c_str"], g["one_step.sampler.semantic"]
+    )
     with torch.no_grad():
         x0 = sample_two_time(vel, g[f"one_step.sampler_{steps}steps.noise"], steps=steps)
     torch.testing.assert_close(x0, g[f"one_step.sampler_{steps}steps.x0"], rtol=0, atol=1e-5)
@@ -123,7 +125,9 @@ def test_tiled_blending_is_exact_for_a_local_field() -> None:
 
     whole = Local(c_str)(z, 0.4)
     tv = tiled(Local(c_str), c_str, lambda y, x, h, w: torch.zeros(1, 1, 1), tile=16, overlap=4)
-    assert isinstance(tv, TiledVelocity) and len(tv.tiles) == len(tile_boxes(40, 16, 4)) * len(tile_boxes(52, 16, 4))
+    assert isinstance(tv, TiledVelocity) and len(tv.tiles) == len(tile_boxes(40, 16, 4)) * len(
+        tile_boxes(52, 16, 4)
+    )
     torch.testing.assert_close(tv(z, 0.4), whole, rtol=0, atol=1e-6)
     assert tv.nfe == len(tv.tiles)
 
@@ -137,10 +141,11 @@ def test_tiled_equals_untiled_when_one_tile_covers() -> None:
 
 
 def test_tiled_model_sampling_close_to_untiled() -> None:
-    """Tiles of the trained 8x8 token grid with the global semantic tokens.
+    """2x2 tiles of 16 latent pixels (the trained 8x8 token grid) over a 24x24 latent, 8 shared.
 
-    Attention is global, so tiles change the result; with 50% overlap on this smooth toy input
-    the blended trajectory stays within 0.15 (max abs, unit-variance latents) of the untiled one.
+    Attention is global, so tiling changes the result; the stated tolerance: the tiled
+    trajectory's mean deviation stays under 10% of the distance the sampler moves the latent
+    (measured: 4.5%), and no latent value moves by more than 0.25 (measured: 0.12).
     """
     g = golden()
     model = golden_model("multi_step")
@@ -152,8 +157,11 @@ def test_tiled_model_sampling_close_to_untiled() -> None:
         full = sample_euler(GuidedVelocity(model, c_str, sem, 0.5, 0.15), noise, 3)
         tv = tiled(GuidedVelocity(model, c_str, sem, 0.5, 0.15), c_str, lambda *_: sem, tile=16, overlap=8)
         tiles = sample_euler(tv, noise, 3)
+    assert len(tv.tiles) == 4 and tv.nfe == 4 * 3 * 2
     assert tiles.shape == full.shape and torch.isfinite(tiles).all()
-    assert (tiles - full).abs().max() < 0.15 * max(1.0, full.abs().max().item())
+    moved = (full - noise).abs().mean()
+    assert (tiles - full).abs().mean() < 0.1 * moved
+    assert (tiles - full).abs().max() < 0.25
 
 
 def test_non_square_latent_sampling() -> None:
@@ -165,3 +173,27 @@ def test_non_square_latent_sampling() -> None:
     with torch.no_grad():
         x0 = sample_two_time(vel, torch.randn(1, 4, 9, 14), 2)
     assert x0.shape == (1, 4, 9, 14) and torch.isfinite(x0).all()
+
+
+@pytest.mark.parametrize("batch", [2, 3, 4])
+def test_batched_tiles_equal_one_by_one(batch: int) -> None:
+    g = golden()
+    model = golden_model("multi_step")
+    torch.manual_seed(2)
+    c_str = torch.randn(2, 4, 24, 40)
+    sem = g[MS + "semantic"]
+    boxes = {}
+
+    def sem_for(y: int, x: int, h: int, w: int) -> torch.Tensor:
+        boxes[(y, x)] = sem + 0.01 * (y + x)  # a different condition per tile
+        return boxes[(y, x)]
+
+    z = torch.randn(2, 4, 24, 40)
+    with torch.no_grad():
+        one = tiled(GuidedVelocity(model, c_str, sem, 0.5, 0.15), c_str, sem_for, tile=16, overlap=4)
+        many = tiled(
+            GuidedVelocity(model, c_str, sem, 0.5, 0.15), c_str, sem_for, tile=16, overlap=4, batch=batch
+        )
+        v1, vb = one(z, 0.6), many(z, 0.6)
+    torch.testing.assert_close(vb, v1, rtol=1e-5, atol=1e-5)
+    assert one.nfe == many.nfe == 2 * len(one.tiles)  # 2 rows x 3 columns of tiles, guided

@@ -149,3 +149,15 @@ def test_existing_run_with_another_recipe_is_refused(images: Path, tmp_path: Pat
         Trainer(load_recipe("tiny", {"ema_decay": 0.5}), [images], run, max_steps=4, progress=False).fit()
     with pytest.raises(TrainError, match="already holds a run"):
         Trainer(load_recipe("tiny"), [images], run, max_steps=4, progress=False, resume=False).fit()
+
+
+def test_tensorboard_logging(images: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "tb"
+    Trainer(load_recipe("tiny", {"tensorboard": True, "log_every": 1}), [images], run, max_steps=2,
+            progress=False).fit()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]

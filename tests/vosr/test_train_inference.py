@@ -84,3 +84,35 @@ def test_trainer_calls_the_eval_callback_and_logs_eval_csv(runs: dict[str, Path]
     Trainer(cfg, [runs["images"]], tmp_path / "r", max_steps=4, eval_callback=callback, progress=False).fit()
     assert seen == [2, 4]
     assert (tmp_path / "r" / "eval.csv").read_text().splitlines() == ["step,metric,value", "2,psnr,22.0", "4,psnr,24.0"]
+
+
+def test_cli_eval_wiring_through_the_entry_point_group(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    """--eval-every finds the provider via importlib.metadata entry points (faked here when the
+    package metadata predates the entry point) and writes eval.csv; without data it fails loudly."""
+    import importlib.metadata as md
+
+    from screensr.cli import main
+    from vosr import train_cli
+
+    data = tmp_path / "pairs"
+    for sub in ("hr", "lr"):
+        (data / sub).mkdir(parents=True)
+    hr = synthetic_image(50, 128, 128)
+    cv2.imwrite(str(data / "hr" / "p.png"), hr[:, :, ::-1])
+    cv2.imwrite(str(data / "lr" / "p.png"), cv2.resize(hr, (32, 32), interpolation=cv2.INTER_AREA)[:, :, ::-1])
+    if not list(md.entry_points(group=train_cli.EVAL_GROUP)):
+        ep = md.EntryPoint("benchmark", "benchmark.training_eval:make_eval_callback", train_cli.EVAL_GROUP)
+        real = md.entry_points
+
+        def fake(**kw):
+            return [ep] if kw.get("group") == train_cli.EVAL_GROUP else real(**kw)
+
+        monkeypatch.setattr(md, "entry_points", fake)
+    run = tmp_path / "r"
+    assert main(["vosr", "train", "--recipe", "tiny", "--data", str(runs["images"]), "--out", str(run),
+                 "--max-steps", "2", "--eval-every", "2", "--eval-data", str(data), "--eval-metrics", "psnr",
+                 "--no-progress"]) == 0
+    lines = (run / "eval.csv").read_text().splitlines()
+    assert lines[0] == "step,metric,value" and lines[1].startswith("2,psnr,")
+    assert main(["vosr", "train", "--recipe", "tiny", "--data", str(runs["images"]), "--out", str(tmp_path / "q"),
+                 "--eval-every", "2"]) == 2  # needs --eval-data

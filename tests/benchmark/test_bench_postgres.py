@@ -1,0 +1,57 @@
+"""The results store on PostgreSQL (any SQLAlchemy URL): a throw-away server in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from bench_helpers import make_generic
+
+from benchmark.runner import evaluate
+from benchmark.store import ResultsStore, ScoreRecord
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pg_url():
+    """Start PostgreSQL (initdb + pg_ctl) on a Unix socket; yields its SQLAlchemy URL."""
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed here")
+    pytest.importorskip("psycopg", reason="pip install 'screensr[postgres]'")
+    # a short path directly under /tmp: the socket path is length-limited, and when the server
+    # has to run as `nobody` (it refuses root) pytest's private tmp folders are not reachable
+    root = Path(tempfile.mkdtemp(prefix="screensr-pg-"))
+    sock = str(root)  # the Unix socket folder
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if os.geteuid() == 0 else []
+    if prefix:
+        os.chmod(root, 0o777)
+    data = root / "data"
+    subprocess.run([*prefix, "initdb", "-D", str(data), "-U", "postgres", "--auth=trust"], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    port = "55439"
+    subprocess.run([*prefix, "pg_ctl", "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {sock} -h ''", "start"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@/postgres?host={sock}&port={port}"
+    finally:
+        subprocess.run([*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgres_store_idempotent_and_runner(pg_url, tmp_path, monkeypatch):
+    store = ResultsStore(pg_url)
+    recs = [ScoreRecord("d", i, "m", "psnr", 1.0, "s", "mh", "c", {"pyiqa": "0.1.16"}) for i in "ab"]
+    assert store.add_scores(recs) == 2 and store.add_scores(recs) == 0
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=3)
+    first = evaluate([str(ds)], ["bicubic"], "psnr,ssim", store=pg_url, progress=False)
+    again = evaluate([str(ds)], ["bicubic"], "psnr,ssim", store=pg_url, progress=False)
+    assert first.attrs["stats"]["computed"] == 6 and again.attrs["stats"]["computed"] == 0
+    two = evaluate([str(ds)], ["lanczos"], "psnr", store=pg_url, workers=2, progress=False)
+    assert len(two) == 3
+    assert set(ResultsStore(pg_url).scores_frame()["method"]) == {"m", "bicubic", "lanczos"}
