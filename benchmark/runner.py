@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 GT_METHOD_HASH = "ground-truth"
 
 
+class WorkerError(RuntimeError):
+    """A sharded run's worker process failed (its traceback is printed above the message)."""
+
+    is_user_error = True
+
+
 class MetricError(RuntimeError):
     """A metric failed on an input; the message names the metric and the files."""
 
@@ -310,6 +316,15 @@ def evaluate(
         for m in meths:
             m.close()
     _barrier()
+    counts = [stats.computed, stats.skipped, stats.pairs]
+    import torch.distributed as dist
+
+    if world > 1 and dist.is_initialized():
+        # totals over all ranks, so every rank reports the whole run
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, counts)
+        counts = [sum(c[i] for c in gathered) for i in range(3)]
+    stats.computed, stats.skipped, stats.pairs = counts
     frame = _result_frame(store, dss, meths, usable, gt)
     frame.attrs["unavailable"] = dict(stats.unavailable)
     frame.attrs["stats"] = {"computed": stats.computed, "skipped": stats.skipped, "pairs": stats.pairs}
@@ -346,17 +361,49 @@ def _result_frame(store, dss, meths, specs, gt) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- workers
+def _start_method(device: str) -> str:
+    """``fork`` on CPU where available: workers inherit the imported libraries (pyiqa takes ~4 s
+    of CPU to import, which would eat the gain of a second process); ``spawn`` for CUDA (a
+    forked child cannot use CUDA) or when ``SCREENSR_START_METHOD`` says so."""
+    import multiprocessing as mp
+
+    override = os.environ.get("SCREENSR_START_METHOD")
+    if override:
+        if override not in mp.get_all_start_methods():
+            raise ValueError(f"SCREENSR_START_METHOD={override!r}: choose one of {mp.get_all_start_methods()}")
+        return override
+    if device.startswith("cuda") or "fork" not in mp.get_all_start_methods():
+        return "spawn"
+    return "fork"
+
+
+def _rank_device(device: str, rank: int) -> str:
+    """``cuda`` without an index: one GPU per rank (round robin); anything else unchanged."""
+    if device == "cuda":
+        import torch
+
+        n = torch.cuda.device_count()
+        return f"cuda:{rank % n}" if n > 1 else device
+    return device
+
+
 def _worker(rank: int, world: int, port: int, kwargs: dict[str, Any], threads: int) -> None:
+    import traceback
+
     import torch
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        evaluate(**kwargs, workers=1)
-    finally:
-        dist.destroy_process_group()
+        evaluate(**{**kwargs, "device": _rank_device(kwargs["device"], rank)}, workers=1)
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        # exit without the group's goodbye: the other ranks see the closed connection and fail at
+        # their next barrier instead of waiting for this rank until the timeout
+        os._exit(1)
+    dist.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -368,7 +415,10 @@ def _free_port() -> int:
 
 
 def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, scale) -> pd.DataFrame:
-    """Run ``evaluate`` in ``workers`` processes (gloo group), each with its share of the cores."""
+    """Run ``evaluate`` as rank 0 of a gloo group here, with ranks 1..N-1 in child processes; each
+    process uses its share of the cores. Returns the whole run's frame (all shards)."""
+    import torch
+    import torch.distributed as dist
     import torch.multiprocessing as tmp
 
     url = store.url if isinstance(store, ResultsStore) else str(store)
@@ -376,11 +426,40 @@ def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, 
         raise ValueError("--workers > 1 needs a shared store (a SQLite file or a server), not an in-memory one")
     if any(not isinstance(x, str) for x in (*datasets, *methods)):
         raise ValueError("with workers > 1 pass datasets and methods as strings (they are rebuilt in each worker)")
+    if dist.is_available() and dist.is_initialized():
+        raise ValueError("workers > 1 inside an existing torch.distributed group: use torchrun's ranks instead")
     spec_text = metrics if isinstance(metrics, str) else [m if isinstance(m, str) else m.name for m in metrics]
-    ResultsStore(url)  # create the tables once, before the workers open the store
+    ResultsStore(url).close()  # create the tables once, before the workers open the store
     threads = max(1, (os.cpu_count() or 1) // workers)
     kwargs = dict(datasets=list(datasets), methods=list(methods), metrics=spec_text, store=url, device=device,
                   progress=progress, gt=gt, scale=scale)  # fmt: skip
-    tmp.spawn(_worker, args=(workers, _free_port(), kwargs, threads), nprocs=workers, join=True)
-    # the workers stored everything; this process only reads (and checks nothing is missing)
-    return evaluate(datasets, methods, metrics, store=url, workers=1, device=device, progress=False, gt=gt, scale=scale)
+    port = _free_port()
+    ctx = tmp.get_context(_start_method(device))
+    procs = [ctx.Process(target=_worker, args=(r, workers, port, kwargs, threads)) for r in range(1, workers)]
+    for p in procs:
+        p.start()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=workers)
+        try:
+            frame = evaluate(**{**kwargs, "device": _rank_device(device, 0)}, workers=1)
+        finally:
+            dist.destroy_process_group()
+    except BaseException as exc:
+        for p in procs:
+            p.join(5)  # a rank that failed has exited: its error is the one to report
+        failed = [f"rank {r}: exit code {p.exitcode}" for r, p in enumerate(procs, 1) if p.exitcode not in (None, 0)]
+        for p in procs:
+            p.terminate()
+        if failed and not isinstance(exc, KeyboardInterrupt):
+            raise WorkerError(f"evaluation worker(s) failed ({'; '.join(failed)}); the traceback is above") from exc
+        raise
+    finally:
+        torch.set_num_threads(before)
+        for p in procs:
+            p.join()
+    failed = [f"rank {r}: exit code {p.exitcode}" for r, p in enumerate(procs, 1) if p.exitcode != 0]
+    if failed:
+        raise WorkerError(f"evaluation worker(s) failed ({'; '.join(failed)}); the traceback is above")
+    return frame

@@ -187,7 +187,7 @@ def _timm(model: str, hub_id: str, used_by: Iterable[str]) -> WeightFile:
         used_by=tuple(used_by),
         description=f"timm {model} backbone ({hub_id})",
         hf_repo=(hub_id, repo_file),
-        source_names=(f"{hub_id.replace('/', '--')}.safetensors",),
+        source_names=(f"{hub_id.replace('/', '--')}.safetensors", f"{hub_id.replace('/', '--')}/{repo_file}"),
     )
 
 
@@ -390,17 +390,12 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise NotADirectoryError(f"--from {source_dir}: not a folder; give the folder that holds the weight files")
-    index: dict[str, Path] = {}
-    for p in source_dir.rglob("*"):
-        if p.is_file():
-            index.setdefault(p.name, p)
-            # also accept "<repo>--<name>/model.safetensors" style layouts for hub files
-            index.setdefault(f"{p.parent.name}.{p.name.split('.')[-1]}", p)
+    found = [p for p in source_dir.rglob("*") if p.is_file()]
     installed = []
     for wf in files:
         if wf.ships_with:
             continue
-        src = next((index[n] for n in wf.accepted_names() if n in index), None)
+        src = _find_source(found, source_dir, wf.accepted_names())
         if src is None:
             continue
         if wf.sha256 is not None and _sha256(src) != wf.sha256:
@@ -418,6 +413,22 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
             ref.write_text("local")
         installed.append((wf, src))
     return installed
+
+
+def _find_source(found: list[Path], root: Path, names: tuple[str, ...]) -> Path | None:
+    """The first file below ``root`` matching one of ``names``.
+
+    A name with a folder part (``VOSR_0.5B_os/checkpoints/ema_model.safetensors``) must match the
+    end of the file's relative path, so files with the same base name in different releases are
+    never confused; a plain name matches the base name.
+    """
+    for name in names:
+        parts = Path(name).parts
+        for p in found:
+            rel = p.relative_to(root).parts
+            if rel[-len(parts) :] == parts:
+                return p
+    return None
 
 
 def download(files: Iterable[WeightFile], progress: bool = True) -> list[WeightFile]:

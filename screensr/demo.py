@@ -195,5 +195,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nskipped {name}: {reason}")
     print(f"\nresults: {result.csv_path} and store {result.store_url}")
     print(f"dataset: {result.dataset_dir}")
+    print(f"view:    screensr board --store {result.store_url}")
     print(f"wall time: {time.perf_counter() - start:.1f} s")
     return 0

@@ -236,7 +236,7 @@ def _sharded_equals_single(tmp_path, metrics: str, n_per_pair: int) -> None:
     one = evaluate([str(ds)], ["bicubic"], metrics, store=ResultsStore("sqlite://"), progress=False)
     url = f"sqlite:///{tmp_path / 'sharded.db'}"
     two = evaluate([str(ds)], ["bicubic"], metrics, store=url, workers=2, progress=False)
-    assert two.attrs["stats"]["computed"] == 0  # the parent only read what the two workers stored
+    assert two.attrs["stats"]["computed"] == 5 * n_per_pair  # totals over both ranks
     cols = ["image", "method", "metric", "value"]
     a = one[cols].sort_values(cols[:3]).reset_index(drop=True)
     b = two[cols].sort_values(cols[:3]).reset_index(drop=True)
@@ -248,6 +248,18 @@ def test_two_process_shards_equal_one_process(tmp_path, monkeypatch):
     """Two spawned processes (gloo group) each take every other pair: same scores as one."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     _sharded_equals_single(tmp_path, "psnr,ssim", 2)
+
+
+def test_failing_worker_fails_the_run(tmp_path, monkeypatch):
+    """An error in another rank's shard (here a missing output) ends the run with that error."""
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=4)
+    outs = tmp_path / "outs"
+    shutil.copytree(ds / "hr", outs)
+    os.remove(outs / "img_3.png")  # rank 1 of 2 takes img_1 and img_3
+    with pytest.raises(Exception, match="worker|img_3|peer"):
+        evaluate([str(ds)], [f"folder:{outs}"], "psnr", store=f"sqlite:///{tmp_path / 'r.db'}", workers=2,
+                 progress=False)  # fmt: skip
 
 
 @pytest.mark.slow

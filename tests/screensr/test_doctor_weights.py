@@ -115,3 +115,25 @@ def test_weights_listing_marks_missing(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["status"] == "missing" for r in rows)
     assert any(r["name"] == "MANIQA_PIPAL-ae6d356b.pth" for r in rows)
+
+
+def test_weights_from_dir_matches_release_folders_by_relative_path(tmp_path):
+    # four releases share the base name ema_model.safetensors: each must land in its own folder
+    from screensr.catalogue import vosr_weight_files
+
+    entries = {wf.name: wf for wf in vosr_weight_files()}
+    src = tmp_path / "downloads"
+    for tag in ("VOSR_0.5B_os", "VOSR_0.5B_ms"):
+        (src / tag / "checkpoints").mkdir(parents=True)
+        (src / tag / "checkpoints" / "ema_model.safetensors").write_bytes(tag.encode())
+        (src / tag / "args.json").write_text("{}")
+    installed = weights.install_from_dir(src, list(entries.values()))
+    assert {wf.name for wf, _ in installed} == {
+        "VOSR_0.5B_os/checkpoints/ema_model.safetensors",
+        "VOSR_0.5B_os/args.json",
+        "VOSR_0.5B_ms/checkpoints/ema_model.safetensors",
+        "VOSR_0.5B_ms/args.json",
+    }
+    for tag in ("VOSR_0.5B_os", "VOSR_0.5B_ms"):
+        assert entries[f"{tag}/checkpoints/ema_model.safetensors"].path.read_bytes() == tag.encode()
+    assert not entries["VOSR_1.4B_os/checkpoints/ema_model.safetensors"].present
