@@ -71,7 +71,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                    help="one method spec (use for specs containing commas, e.g. cmd:...); repeatable")  # fmt: skip
     p.add_argument("--metrics", default="classical", help="comma list of metrics or protocol names (default: classical)")
     _add_store(p)
-    p.add_argument("--workers", type=int, default=1, help="processes to shard images across (torch.distributed)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes to shard images across (torch.distributed, gloo; forked on CPU, "
+                   "SCREENSR_START_METHOD=spawn to change); needs a file or server --store")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] for metric models and VOSR")
     p.add_argument("--no-gt", action="store_true", help="skip the no-reference scores of the ground truth")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -89,8 +91,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     _add_dataset(p)
     p.add_argument("--metrics", default="gt-quality", help="no-reference metrics (default: gt-quality)")
     _add_store(p)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=1, help="processes to shard images across")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] for metric models")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "json"])
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_gt_quality)

@@ -9,9 +9,10 @@ missing. The scores of one pair are written in one transaction: a killed run los
 pair in flight, and a rerun computes only what the store lacks (identity: dataset, image,
 method, metric, settings hash, method hash, content hash).
 
-Sharding: under ``torchrun`` (or :func:`evaluate` with ``workers=N``) each process takes every
-N-th pair (``pairs[rank::world]``) and writes its own rows; the values do not depend on the
-sharding because every score depends on one pair only.
+Sharding: under ``torchrun`` (or :func:`evaluate` with ``workers=N``: this process is rank 0 and
+N-1 forked children join a gloo group) each process takes every N-th pair
+(``pairs[rank::world]``), uses its share of the cores, and writes its own rows; the values do
+not depend on the sharding because every score depends on one pair only.
 
 Example:
     >>> from benchmark.store import ResultsStore
@@ -240,7 +241,9 @@ def evaluate(
         methods: :class:`SRMethod` objects or method specs (``bicubic``, ``folder:PATH``, ...).
         metrics: specs, names, or a comma list / protocol name (``osediff``).
         store: a :class:`ResultsStore` or its URL.
-        workers: processes to shard pairs across (torch.distributed, gloo); 1 runs here.
+        workers: processes to shard pairs across (torch.distributed, gloo); this process is
+            rank 0, the others are forked (spawned for CUDA or with
+            ``SCREENSR_START_METHOD=spawn``). Datasets and methods must then be given as strings.
         device: ``cpu`` or ``cuda[:i]`` for the metric models.
         progress: show tqdm bars (pair count, ETA).
         gt: also score the ground truth with the no-reference metrics (method ``GT``).

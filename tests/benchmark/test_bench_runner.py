@@ -19,7 +19,7 @@ import pytest
 from bench_helpers import DREALSR, make_capture, make_generic, save
 
 from benchmark.images import ImageFormatError
-from benchmark.runner import evaluate
+from benchmark.runner import WorkerError, evaluate
 from benchmark.store import GT, ResultsStore
 from screensr.cli import main as screensr_main
 
@@ -257,7 +257,7 @@ def test_failing_worker_fails_the_run(tmp_path, monkeypatch):
     outs = tmp_path / "outs"
     shutil.copytree(ds / "hr", outs)
     os.remove(outs / "img_3.png")  # rank 1 of 2 takes img_1 and img_3
-    with pytest.raises(Exception, match="worker|img_3|peer"):
+    with pytest.raises(WorkerError, match=r"worker\(s\) failed \(rank 1"):
         evaluate([str(ds)], [f"folder:{outs}"], "psnr", store=f"sqlite:///{tmp_path / 'r.db'}", workers=2,
                  progress=False)  # fmt: skip
 

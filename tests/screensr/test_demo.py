@@ -1,34 +1,53 @@
-"""``screensr demo`` on a reduced setting: real numbers, reproducible, stored, and skipped metrics named."""
+"""``screensr demo`` on a reduced setting: real numbers, reproducible, stored, and skipped metrics named.
+
+The demo runs as a user would run it, through the console script, each time with a fresh, empty
+weight cache: other tests write random stand-in weights into the session cache, and the demo must
+never score with those (nor with any random weights).
+"""
 
 from __future__ import annotations
 
-import math
+import os
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from benchmark.store import ResultsStore
-from screensr.demo import DemoConfig, format_table, run_demo
+from screensr.demo import DemoConfig
 
-SETTING = dict(images=2, size=256)
+SETTING = ["--images", "2", "--size", "256"]
+
+
+def run_cli(out: Path, cache: Path, *extra: str) -> str:
+    env = {**os.environ, "TORCH_HOME": str(cache / "torch"), "HF_HOME": str(cache / "hf")}
+    proc = subprocess.run(
+        ["screensr", "demo", *SETTING, "--out", str(out), "--no-progress", *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo-a")
-    cfg = DemoConfig(out=out, metrics=("psnr", "ssim", "niqe", "lpips"), **SETTING)
-    return cfg, run_demo(cfg, progress=False)
+    cache = tmp_path_factory.mktemp("cache-a")
+    stdout = run_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
+    return out, cache, stdout
 
 
 def test_demo_table_has_three_methods_three_metrics_with_real_values(first_run):
-    cfg, result = first_run
-    table = result.table
+    out, _, stdout = first_run
+    table = pd.read_csv(out / "results.csv")
+    assert list(table.columns[:7]) == ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"]
     sr = table[table["method"] != "GT"]
     assert set(sr["method"]) == {"bicubic", "lanczos", "realesrgan"}
     assert set(sr["metric"]) == {"psnr", "ssim", "niqe"}
     assert (sr["n"] == 2).all()
-    assert all(math.isfinite(v) for v in sr["mean"])
     by = sr.set_index(["method", "metric"])["mean"]
     for m in ("bicubic", "lanczos", "realesrgan"):
         assert 15 < by[(m, "psnr")] < 45
@@ -36,48 +55,41 @@ def test_demo_table_has_three_methods_three_metrics_with_real_values(first_run):
         assert 1 < by[(m, "niqe")] < 30
     # the GT row carries only the no-reference metric (the paper's Table 2)
     assert set(table[table["method"] == "GT"]["metric"]) == {"niqe"}
-    # lpips has no weights in the test cache: skipped with the file and the fix, never scored
-    assert "lpips" in result.skipped and "LPIPS_v0.1_alex" in result.skipped["lpips"]
-    assert "lpips" not in set(table["metric"])
+    # the printed table and the skipped metric, named with its missing file and the fix
+    assert "realesrgan" in stdout and "psnr ↑" in stdout and "niqe ↓" in stdout
+    assert "skipped lpips" in stdout and "LPIPS_v0.1_alex-df73285e.pth" in stdout
+    assert "screensr weights" in stdout
+    assert "wall time:" in stdout
 
 
-def test_demo_writes_csv_and_store(first_run):
-    cfg, result = first_run
-    csv = pd.read_csv(result.csv_path)
-    assert list(csv.columns[:7]) == ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"]
-    scores = ResultsStore(result.store_url).scores_frame()
-    # 2 images x (3 methods x 3 metrics + GT niqe)
+def test_demo_store_holds_every_per_image_score(first_run):
+    out, _, _ = first_run
+    scores = ResultsStore(f"sqlite:///{out / 'results.db'}").scores_frame()
+    # 2 images x (3 methods x 3 metrics + GT niqe); lpips never scored
     assert len(scores) == 2 * (3 * 3 + 1)
-    text = format_table(result.table)
-    assert "realesrgan" in text and "psnr ↑" in text and "niqe ↓" in text
+    assert "lpips" not in set(scores["metric"])
+    means = scores.groupby(["method", "metric"])["value"].mean()
+    table = pd.read_csv(out / "results.csv").set_index(["method", "metric"])["mean"]
+    pd.testing.assert_series_equal(table.sort_index(), means.sort_index(), check_names=False)
 
 
 def test_demo_is_reproducible_from_scratch(first_run, tmp_path):
-    _, a = first_run
-    b = run_demo(DemoConfig(out=tmp_path / "demo-b", **SETTING), progress=False)
-    cols = ["dataset", "method", "metric", "mean", "n"]
-    left = a.table[a.table["metric"] != "lpips"][cols].reset_index(drop=True)
-    pd.testing.assert_frame_equal(left, b.table[cols].reset_index(drop=True), rtol=1e-6)
+    out, _, _ = first_run
+    run_cli(tmp_path / "demo-b", tmp_path / "cache-b")
+    cols = ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"]
+    a = pd.read_csv(out / "results.csv")[cols]
+    b = pd.read_csv(tmp_path / "demo-b" / "results.csv")[cols]
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), rtol=1e-9)
 
 
 def test_demo_rerun_reuses_the_store(first_run):
-    cfg, result = first_run
-    before = ResultsStore(result.store_url).scores_frame()
-    again = run_demo(cfg, progress=False)
-    after = ResultsStore(result.store_url).scores_frame()
-    assert len(after) == len(before)
-    pd.testing.assert_frame_equal(again.table, result.table)
-
-
-def test_demo_cli_prints_table(tmp_path):
-    out = subprocess.run(
-        ["screensr", "demo", "--images", "1", "--size", "256", "--out", str(tmp_path), "--no-progress"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "bicubic" in out and "realesrgan" in out and "psnr" in out
-    assert "wall time:" in out
+    out, cache, _ = first_run
+    store = ResultsStore(f"sqlite:///{out / 'results.db'}")
+    before = store.scores_frame()
+    run_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
+    after = store.scores_frame()
+    # nothing recomputed: the same rows with their original timestamps
+    pd.testing.assert_frame_equal(before, after)
 
 
 def test_demo_rejects_bad_options():
