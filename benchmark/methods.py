@@ -97,6 +97,10 @@ class SRMethod:
         """``(h, w, 3)`` uint8 -> ``(h*scale, w*scale, 3)`` uint8."""
         raise NotImplementedError
 
+    def generate(self, lr: LoadedImage, scale: int) -> np.ndarray:
+        """The SR array for a decoded LR file (methods needing more than the pixels override it)."""
+        return self.upscale(lr.array, scale)
+
     def output_path(self, pair_id: str, lr: LoadedImage) -> Path:
         """Where the SR output of this LR image is (or will be) stored."""
         return cache_dir(self) / f"{lr.sha256[:24]}.png"
@@ -106,7 +110,7 @@ class SRMethod:
         path = self.output_path(pair_id, lr)
         if path.is_file():
             return read_image(path)
-        sr = self.upscale(lr.array, scale)
+        sr = self.generate(lr, scale)
         check_output(sr, lr.array, scale, f"method {self.name!r} on {lr.path}")
         write_png(path, sr)
         return read_image(path)
@@ -374,6 +378,11 @@ class VOSRMethod(SRMethod):
 
     def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
         return self._load()(lr, upscale=scale)
+
+    def generate(self, lr: LoadedImage, scale: int) -> np.ndarray:
+        # The sampler's noise is seeded per image: by the LR file's content hash, the same key the
+        # output cache uses, so each image gets its own noise, independent of order and file name.
+        return self._load()(lr.array, upscale=scale, name=lr.sha256)
 
     def close(self) -> None:
         self._upscaler = None

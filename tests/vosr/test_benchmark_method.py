@@ -54,10 +54,15 @@ def test_bench_run_scores_a_vosr_checkpoint(weights: dict, tmp_path: Path) -> No
     # the scored outputs are the pipeline's outputs for these LR images
     from vosr.pipeline import VOSRUpscaler
 
+    from benchmark.images import read_image
+
     method = create_method(spec)
     up = VOSRUpscaler(weights["checkpoint_os"], weights_dir=weights["root"])
-    lr = np.array(Image.open(ds / "lr" / "img1.png").convert("RGB"))
-    np.testing.assert_array_equal(method.upscale(lr, 4), up(lr, 4))
+    lr = read_image(ds / "lr" / "img1.png")
+    scored = method.output("img1", lr, 4).array  # from the cache the run filled
+    # each image's noise is keyed by its LR content hash (the cache key), not by order or name
+    np.testing.assert_array_equal(scored, up(lr.array, 4, name=lr.sha256))
+    assert not np.array_equal(scored, up(lr.array, 4, name="another image"))
 
     # a rerun recomputes nothing (the store already holds every score)
     assert main(args) == 0
