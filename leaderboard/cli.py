@@ -41,6 +41,13 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         help="sha256 of the admin secret that unlocks the Submit page (without it submissions are disabled)",
     )
     parser.add_argument(
+        "--study-store",
+        default=None,
+        metavar="URL",
+        help="user-study votes store for the Vote / Study admin pages "
+        "(default $SCREENSR_STUDY_STORE, else $SCREENSR_HOME/studies.sqlite)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the streamlit command instead of running it"
     )
     parser.add_argument(
@@ -183,8 +190,13 @@ def _serve(args: argparse.Namespace) -> int:
             else:
                 os.environ[ADMIN_ENV] = saved
     env["SCREENSR_STORE"] = _resolved_store(args.store)
+    if args.study_store:
+        from leaderboard.study_db import ENV_STORE, normalise_url
+
+        env[ENV_STORE] = normalise_url(args.study_store)
     if args.dry_run:
-        print(f"SCREENSR_STORE={env['SCREENSR_STORE']} " + " ".join(cmd))
+        study = f"{ENV_STORE}={env[ENV_STORE]} " if args.study_store else ""
+        print(f"SCREENSR_STORE={env['SCREENSR_STORE']} {study}" + " ".join(cmd))
         return 0
     print(f"serving {env['SCREENSR_STORE']} at http://{args.address}:{args.port}", file=sys.stderr)
     sys.stderr.flush()

@@ -139,6 +139,13 @@ def test_cli_help_and_dry_run(env):
     assert "--server.headless true" in line and "--server.maxUploadSize 64" in line
 
 
+def test_cli_passes_the_study_store_to_the_app(env, tmp_path):
+    votes = tmp_path / "votes.sqlite"
+    res = _cli("board", "--store", env.url, "--study-store", str(votes), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert f"SCREENSR_STUDY_STORE=sqlite:///{votes.resolve()} " in res.stdout
+
+
 def test_cli_rejects_bad_options(env):
     res = _cli("board", "--store", env.url, "--dry-run", "-S", "maxUploadSize")
     assert res.returncode == 2 and "expected KEY=VALUE" in res.stderr
