@@ -52,9 +52,8 @@ def test_bench_run_scores_a_vosr_checkpoint(weights: dict, tmp_path: Path) -> No
     assert (psnr > 5).all() and (psnr < 60).all()
 
     # the scored outputs are the pipeline's outputs for these LR images
-    from vosr.pipeline import VOSRUpscaler
-
     from benchmark.images import read_image
+    from vosr.pipeline import VOSRUpscaler
 
     method = create_method(spec)
     up = VOSRUpscaler(weights["checkpoint_os"], weights_dir=weights["root"])
