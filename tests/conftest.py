@@ -9,16 +9,18 @@ temporary cache; the official NIQE parameters ship with the package.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+_ROOT: Path | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    root = Path(tempfile.mkdtemp(prefix="screensr-tests-"))
+    global _ROOT
+    root = _ROOT = Path(tempfile.mkdtemp(prefix="screensr-tests-"))
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -34,3 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def test_cache_root() -> Path:
     """The temporary cache root that TORCH_HOME, HF_HOME and SCREENSR_HOME live under."""
     return Path(os.environ["SCREENSR_HOME"]).parent
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # the caches hold random stand-in weights written by tests: never leave them behind
+    if _ROOT is not None:
+        shutil.rmtree(_ROOT, ignore_errors=True)

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from bench_helpers import DREALSR, make_generic
-
-# pytest puts tests/ on sys.path (no __init__.py there), so `import benchmark` can resolve to the
-# *folder* tests/benchmark as a namespace package instead of the installed package, and
-# importlib.resources.files("benchmark") then points at the tests. Re-import the real package.
-# (The clean fix is `pythonpath = ["."]` in [tool.pytest.ini_options], owned by the lead.)
-if getattr(sys.modules.get("benchmark"), "__file__", None) is None:
-    sys.modules.pop("benchmark", None)
-    _root = str(Path(__file__).resolve().parents[2])
-    if _root not in sys.path:
-        sys.path.append(_root)
-    importlib.import_module("benchmark")
 
 
 @pytest.fixture
