@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.report import bootstrap_ci, mean_ci  # noqa: F401 (bootstrap_ci re-exported)
+
 # FAMILIES: the method families, in the order the filters show them; GT_METHOD: the pseudo-method
 # under which the store keeps the no-reference scores of the HR images (re-exported for the pages)
 from benchmark.store import FAMILIES  # noqa: F401
@@ -164,49 +166,17 @@ def directions(columns: Iterable[MetricColumn]) -> dict[str, bool | None]:
 # --------------------------------------------------------------------------- aggregation
 
 
-def bootstrap_ci(
-    values: np.ndarray, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap confidence interval of the mean of each row.
-
-    Args:
-        values: (G, n) array, one group of n per-image scores per row (no NaN).
-        confidence: two-sided level in (0, 1).
-        n_boot: bootstrap resamples.
-        seed: the resampling seed (the same seed gives the same interval).
-
-    Returns:
-        (low, high): two (G,) arrays.
-
-    Every row is resampled with the same multinomial resampling weights (B, n); the B resampled
-    means of all G groups are then one matrix product, (G, n) @ (n, B), which keeps the whole
-    leaderboard (thousands of groups) well under a second. Sharing the resampling indices
-    across groups changes nothing for each group's own interval.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"values must be a (groups, n) array, got shape {values.shape}")
-    g, n = values.shape
-    if n == 1:
-        return values[:, 0].copy(), values[:, 0].copy()
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # (B, n)
-    means = values @ weights.T / n  # (G, B)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=1)
-    return low, high
-
-
 def summarize(
     scores: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """Mean and bootstrap CI of each (dataset, method, metric) over its images.
 
+    The computation is :func:`benchmark.report.mean_ci` (vectorised percentile bootstrap), so the
+    leaderboard and ``screensr bench report`` show the same intervals for the same seed.
+
     Args:
         scores: tidy scores with columns ``dataset, image, method, metric, value``.
-        confidence, n_boot, seed: see ``bootstrap_ci``.
+        confidence, n_boot, seed: see :func:`benchmark.report.bootstrap_ci`.
 
     Returns:
         One row per (dataset, method, metric): ``dataset, method, metric, mean, ci_low,
@@ -222,38 +192,7 @@ def summarize(
         True
     """
     _require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
-    keys = ["dataset", "method", "metric"]
-    frame = scores.loc[np.isfinite(scores["value"].to_numpy(dtype=np.float64)), [*keys, "value"]]
-    if frame.empty:
-        return pd.DataFrame(
-            {
-                "dataset": pd.Series(dtype=object),
-                "method": pd.Series(dtype=object),
-                "metric": pd.Series(dtype=object),
-                "mean": pd.Series(dtype=float),
-                "ci_low": pd.Series(dtype=float),
-                "ci_high": pd.Series(dtype=float),
-                "n": pd.Series(dtype=int),
-            }
-        )
-    frame = frame.sort_values(keys, kind="stable")
-    group_id = frame.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
-    values = frame["value"].to_numpy(dtype=np.float64)
-    starts = np.flatnonzero(np.r_[True, group_id[1:] != group_id[:-1]])
-    sizes = np.diff(np.r_[starts, len(values)])
-    out = frame.iloc[starts][keys].reset_index(drop=True)
-    out["mean"] = np.add.reduceat(values, starts) / sizes
-    low = np.empty(len(starts))
-    high = np.empty(len(starts))
-    # groups of equal size are resampled together (one matrix product per size)
-    for size in np.unique(sizes):
-        idx = np.flatnonzero(sizes == size)
-        block = values[starts[idx, None] + np.arange(size)[None, :]]  # (groups, size)
-        low[idx], high[idx] = bootstrap_ci(block, confidence=confidence, n_boot=n_boot, seed=seed)
-    out["ci_low"] = low
-    out["ci_high"] = high
-    out["n"] = sizes.astype(int)
-    return out
+    return mean_ci(scores, confidence=confidence, n_boot=n_boot, seed=seed)
 
 
 def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | None]) -> pd.DataFrame:

@@ -92,8 +92,8 @@ def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
 
 
 def test_summarize_agrees_with_benchmark_report_summary():
-    """Same means and counts as the benchmark's report; the same percentile-bootstrap interval up to
-    Monte-Carlo error (the leaderboard resamples all groups in one matrix product for speed)."""
+    """The leaderboard and the benchmark's report aggregate through one implementation
+    (``benchmark.report.mean_ci``): same means, counts and intervals."""
     from benchmark import report
 
     rng = np.random.default_rng(8)
