@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import importlib.util
 import json
 import os
@@ -64,6 +63,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from core.secrets import check_secret, hash_secret  # noqa: F401  (re-exported for the pages and CLI)
 from leaderboard.study import StudyConfig, StudyConfigError, assign_trials, build_trials, config_from_dict
 
 ENV_STORE = "SCREENSR_STUDY_STORE"
@@ -214,24 +214,6 @@ def app_version() -> str:
 def hash_token(token: str) -> str:
     """sha256 of a participant token; tokens are 144 random bits, so a fast hash suffices."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    """Salted scrypt hash of an admin secret (which a person may choose, so a slow hash)."""
-    salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def check_secret(secret: str, stored: str) -> bool:
-    """Whether ``secret`` matches a :func:`hash_secret` value (constant-time comparison)."""
-    try:
-        scheme, salt_hex, _ = stored.split("$")
-    except ValueError:
-        return False
-    if scheme != "scrypt":
-        return False
-    return hmac.compare_digest(hash_secret(secret, bytes.fromhex(salt_hex)), stored)
 
 
 def canonical_vote(row: dict[str, Any], study_name: str) -> str:

@@ -224,3 +224,29 @@ def test_pixel_limit_is_checked_on_the_header(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(UserError, match="junk.png: not a readable image"):
         check_image_pixels(tmp_path / "junk.png", limit=10**9)
+
+
+# ---------------------------------------------------------------------------------- secrets
+
+
+def test_secrets_are_salted_and_attempts_are_limited() -> None:
+    from core.secrets import AttemptLimiter, check_secret, hash_secret
+
+    a, b = hash_secret("s3cret"), hash_secret("s3cret")
+    assert a != b and check_secret("s3cret", a) and check_secret("s3cret", b)
+    assert (
+        not check_secret("S3cret", a) and not check_secret("s3cret", "sha256$x") and not check_secret("x", "")
+    )
+    now = [0.0]
+    slept: list[float] = []
+    limiter = AttemptLimiter(
+        max_failures=3, lockout_s=60, delay_s=0.5, clock=lambda: now[0], sleep=slept.append
+    )
+    for _ in range(3):
+        assert not limiter.check("session-1", "guess", a)
+    assert slept == [0.5, 0.5, 0.5]
+    assert limiter.locked_for("session-1") == 60
+    assert not limiter.check("session-1", "s3cret", a)  # locked out: even the right secret is refused
+    assert limiter.check("session-2", "s3cret", a)  # other sessions are unaffected
+    now[0] = 61.0
+    assert limiter.check("session-1", "s3cret", a)
