@@ -44,7 +44,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--study-store",
         default=None,
         metavar="URL",
-        help="user-study votes store for the Vote / Study admin pages "
+        help="user-study votes store for the Study admin page "
         "(default $SCREENSR_STUDY_STORE, else $SCREENSR_HOME/studies.sqlite)",
     )
     parser.add_argument(
