@@ -278,10 +278,9 @@ def _postgres_guard_ddl() -> list[str]:
 
 def _install_guards(conn: Connection) -> None:
     """Create the freezing triggers of the tables above (after they exist)."""
-    statements = _sqlite_guard_ddl() if conn.dialect.name == "sqlite" else _postgres_guard_ddl()
     if conn.dialect.name not in ("sqlite", "postgresql"):
         return  # other databases: the chain still detects edits; no triggers to offer
-    for statement in statements:
+    for statement in _sqlite_guard_ddl() if conn.dialect.name == "sqlite" else _postgres_guard_ddl():
         conn.exec_driver_sql(statement)
 
 
