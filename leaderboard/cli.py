@@ -78,7 +78,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     study = verbs.add_parser(
         "study",
-        help="user studies: create, report, verify, export",
+        help="user studies: create, serve the voting app, report, verify, export",
         description="User studies of SR outputs (votes, statistics, integrity).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  screensr board study --help\n",
