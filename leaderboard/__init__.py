@@ -8,7 +8,9 @@ Modules:
     ``export``       the static site (``screensr board export``).
     ``cli``          ``screensr board`` (serve), ``export`` and ``study`` verbs.
     ``app``          the Streamlit entry point; pages live in ``pages/``.
-    ``study``, ``study_db``, ``stats``, ``study_cli``: user studies (votes and their statistics).
+    ``study``, ``study_db``, ``study_chain``, ``stats``, ``study_cli``: user studies (definitions,
+                     the vote store, its hash chain, statistics, the ``study`` verbs).
+    ``voter``        the voter-only app (``screensr board study serve``): the vote page alone.
 
 Nothing is imported here: ``import leaderboard`` stays free of Streamlit and pandas.
 """

@@ -17,10 +17,9 @@ pages = {
         st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
         st.Page("pages/methods.py", title="Methods", icon=":material/menu_book:"),
     ],
-    "User study": [
-        st.Page("pages/study_vote.py", title="Vote", icon=":material/how_to_vote:"),
-        st.Page("pages/study_admin.py", title="Study admin", icon=":material/analytics:"),
-    ],
+    # Voting is not offered here: participants use the separate voter-only app
+    # (`screensr board study serve`), which can reach no results page.
+    "User study": [st.Page("pages/study_admin.py", title="Study admin", icon=":material/analytics:")],
     "Admin": [st.Page("pages/submit.py", title="Submit", icon=":material/upload:")],
 }
 

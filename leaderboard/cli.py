@@ -44,7 +44,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--study-store",
         default=None,
         metavar="URL",
-        help="user-study votes store for the Vote / Study admin pages "
+        help="user-study votes store for the Study admin page "
         "(default $SCREENSR_STUDY_STORE, else $SCREENSR_HOME/studies.sqlite)",
     )
     parser.add_argument(
@@ -78,7 +78,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     study = verbs.add_parser(
         "study",
-        help="user studies: create, report, verify, export",
+        help="user studies: create, serve the voting app, report, verify, export",
         description="User studies of SR outputs (votes, statistics, integrity).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  screensr board study --help\n",

@@ -104,7 +104,11 @@ class StudyConfig:
             fewer, each trial shows a random subset and the analysis fits a Luce choice model.
         gold: optional gold trials.
         open_enrolment: whether anyone with the study link may join (otherwise tokens only).
-        seed: seed of the assignment RNG; the permutations drawn are also recorded.
+        seed: seed of the assignment RNG (trial order, candidate order and subsets). ``None`` (the
+            default) makes the store draw a secret seed when it creates the study: with a known
+            seed, anyone who knows a participant's number could recompute which method sits
+            behind each screen position. A fixed seed is for reproducible experiments only. The
+            permutations drawn are recorded either way.
         title: heading of the voting page.
         instructions: Markdown shown above the first trial.
         crop: side of the zoomed crop in SR pixels.
@@ -126,7 +130,7 @@ class StudyConfig:
     candidates_per_trial: int | None = None
     gold: GoldConfig | None = None
     open_enrolment: bool = False
-    seed: int = 0
+    seed: int | None = None
     title: str = "Which result looks best?"
     instructions: str = ""
     crop: int = 128
@@ -300,7 +304,7 @@ def config_from_dict(raw: dict[str, Any], base: Path | None = None, where: str =
         candidates_per_trial=None if cpt is None else _positive_int(cpt, "candidates_per_trial", where),
         gold=gold,
         open_enrolment=_bool(raw.get("open_enrolment", False), "open_enrolment", where),
-        seed=int(raw.get("seed", 0)),
+        seed=None if raw.get("seed") is None else _int(raw["seed"], "seed", where),
         title=str(raw.get("title", StudyConfig.title)),
         instructions=str(raw.get("instructions", "")),
         crop=_positive_int(raw.get("crop", 128), "crop", where),
@@ -326,6 +330,12 @@ def _method_source(source: Any, base: Path, where: str) -> str:
 def _positive_int(value: Any, key: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise StudyConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _int(value: Any, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StudyConfigError(f"{where}: {key} must be a non-negative integer (or left out), got {value!r}")
     return value
 
 
@@ -574,6 +584,8 @@ def assign_trials(
     participant_index: int,
     trial_load: dict[int, int],
     method_load: dict[str, int] | None = None,
+    *,
+    seed: int | None = None,
 ) -> list[PlannedAssignment]:
     """Server-side assignment of trials to one participant.
 
@@ -584,9 +596,18 @@ def assign_trials(
     ``candidates_per_trial`` set, the shown subset favours the least-shown methods (``method_load``).
 
     The RNG is seeded by (study seed, participant index), so the plan is reproducible; the store
-    records it, and the analysis uses what was recorded.
+    records it, and the analysis uses what was recorded. The study seed is ``config.seed`` when the
+    YAML fixes one, else ``seed`` (the secret seed the store drew when it created the study).
+
+    Raises:
+        StudyConfigError: neither ``config.seed`` nor ``seed`` is given.
     """
-    rng = np.random.default_rng([config.seed, participant_index])
+    study_seed = config.seed if config.seed is not None else seed
+    if study_seed is None:
+        raise StudyConfigError(
+            f"study {config.name!r} fixes no seed: pass the secret seed the store drew for it (seed=...)"
+        )
+    rng = np.random.default_rng([study_seed, participant_index])
     regular = [t for t in trials if not t.is_gold]
     gold = [t for t in trials if t.is_gold]
     k = config.votes_per_participant or len(regular)

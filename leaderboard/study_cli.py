@@ -1,4 +1,5 @@
-"""``screensr board study ...``: create a user study, hand out links, report, verify and export votes.
+"""``screensr board study ...``: create a user study, hand out links, serve the voting app, report,
+verify and export votes.
 
 Only the standard library is imported at module level (``--help`` stays instant); the handlers
 import the study modules.
@@ -7,8 +8,11 @@ import the study modules.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from leaderboard.voter.links import DEFAULT_PORT, DEFAULT_URL
 
 _STORE_HELP = (
     "SQLAlchemy URL or SQLite file of the study store (default: $SCREENSR_STUDY_STORE, else "
@@ -20,8 +24,25 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the examples in epilogs as written."""
 
 
+# Streamlit options the voting app is always served with: nothing but the vote page is reachable.
+VOTER_OPTIONS = {
+    "client.toolbarMode": "minimal",  # no developer or viewer menu items
+    "client.showSidebarNavigation": "false",
+    "client.showErrorDetails": "none",  # an uncaught exception shows no message (paths name methods)
+    "server.enableXsrfProtection": "true",
+    "server.enableStaticServing": "false",
+    "browser.gatherUsageStats": "false",
+}
+
+_SERVE_EPILOG = """examples:
+  screensr board study serve --store sqlite:///votes.sqlite          # http://127.0.0.1:8502
+  screensr board study serve --address 0.0.0.0 --port 8600 -S server.baseUrlPath=vote
+  # then: screensr board study create study.yaml --participants 10 --base-url http://HOST:8600/vote
+"""
+
+
 def add_commands(parser: argparse.ArgumentParser) -> None:
-    """Add the study verbs (create, invite, status, report, verify, export) to the ``study`` parser."""
+    """Add the study verbs (create, invite, serve, status, report, verify, export) to the ``study`` parser."""
     parser.set_defaults(_parser=parser)
     sub = parser.add_subparsers(title="verbs", metavar="VERB")
 
@@ -48,13 +69,15 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         formatter_class=_Formatter,
         epilog="example:\n  screensr board study create study.yaml --participants 10 \\\n"
         "      --base-url https://votes.example.org\n"
-        "  # prints 10 links .../study_vote?token=...; the admin secret goes to stderr once\n",
+        "  # prints 10 links https://votes.example.org/?token=...; the admin secret goes to stderr once\n"
+        "  screensr board study serve                # the voting app the links open\n",
     )
     p.add_argument("definition", metavar="STUDY.yaml", help="study definition (see leaderboard/study.py)")
     p.add_argument("--store", default=None, help=_STORE_HELP)
     p.add_argument("--participants", type=int, default=0, metavar="N", help="tokens to issue now (default 0)")
-    p.add_argument("--base-url", default="http://localhost:8501",
-                   help="address of the leaderboard app, for the printed links (default %(default)s)")  # fmt: skip
+    p.add_argument("--base-url", default=DEFAULT_URL,
+                   help="address of the voting app (`screensr board study serve`), for the printed links "
+                        "(default %(default)s)")  # fmt: skip
     p.add_argument("--admin-secret", default=None,
                    help="admin secret to store (hashed); by default a random one is generated and printed")  # fmt: skip
     p.add_argument("--tokens-only", action="store_true", help="print bare tokens instead of links")
@@ -69,9 +92,31 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("study", metavar="STUDY_NAME")
     p.add_argument("--store", default=None, help=_STORE_HELP)
     p.add_argument("--participants", type=int, required=True, metavar="N")
-    p.add_argument("--base-url", default="http://localhost:8501")
+    p.add_argument("--base-url", default=DEFAULT_URL,
+                   help="address of the voting app, for the printed links (default %(default)s)")  # fmt: skip
     p.add_argument("--tokens-only", action="store_true", help="print bare tokens instead of links")
     p.set_defaults(func=_invite)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the voting app that participants' links open (the vote page only)",
+        description="Run the voter-only Streamlit app on a study store: the vote page and nothing else "
+        "(no results, no method names, no admin pages, no navigation or toolbar; every URL path shows "
+        "the vote page). Serve the results board (`screensr board`) separately, for the public and "
+        "the study admins. Errors show voters a neutral message with an error id; the details go to "
+        "this server's log and to the Study admin page.",
+        formatter_class=_Formatter,
+        epilog=_SERVE_EPILOG,
+    )
+    p.add_argument("--store", default=None, help=_STORE_HELP)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 to serve a network)")  # fmt: skip
+    p.add_argument("-S", "--streamlit-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a `streamlit run` option passed through, e.g. -S server.baseUrlPath=vote (repeatable; "
+                        "the options that keep the app closed cannot be changed)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="print the streamlit command instead of running it")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser(
         "status",
@@ -129,11 +174,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _links(tokens: list[str], base_url: str, tokens_only: bool) -> list[str]:
-    from urllib.parse import quote
+    from leaderboard.voter.links import vote_link
 
     if tokens_only:
         return tokens
-    return [f"{base_url.rstrip('/')}/study_vote?token={quote(t)}" for t in tokens]
+    return [vote_link(base_url, t) for t in tokens]
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -150,7 +195,9 @@ def _create(args: argparse.Namespace) -> int:
     else:
         print(f"study {info.name!r} already exists with this definition; nothing changed", file=sys.stderr)
     if config.open_enrolment:
-        print(f"open enrolment link: {args.base_url.rstrip('/')}/study_vote?study={info.name}", file=sys.stderr)
+        from leaderboard.voter.links import enrolment_link
+
+        print(f"open enrolment link: {enrolment_link(args.base_url, info.name)}", file=sys.stderr)
     tokens = store.add_participants(info.name, args.participants) if args.participants else []
     for line in _links(tokens, args.base_url, args.tokens_only):
         print(line)
@@ -226,6 +273,8 @@ def _verify(args: argparse.Namespace) -> int:
     from leaderboard.study_db import StudyStore
 
     report = StudyStore(args.store).verify(args.study, expected_head=args.expect_head)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
     if report.ok:
         print(f"ok: {report.n_votes} votes, head {report.head_hash}")
         return 0
@@ -260,3 +309,63 @@ def _export(args: argparse.Namespace) -> int:
     write_atomic(out.with_name(out.stem + ".study.json"), json.dumps(definition, indent=2))
     print(f"wrote {len(votes)} votes to {out}")
     return 0
+
+
+def voter_command(args: argparse.Namespace) -> list[str]:
+    """The ``streamlit run`` command line that serves the voting app for ``args``.
+
+    Raises:
+        ValueError: a ``-S`` option is not ``KEY=VALUE``, or tries to change one of
+            :data:`VOTER_OPTIONS` (those keep the app closed to anything but voting).
+    """
+    app = Path(__file__).with_name("voter") / "app.py"
+    options = dict(VOTER_OPTIONS)
+    extra: list[str] = []
+    for item in args.streamlit_option or []:
+        key, eq, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not eq or not key:
+            raise ValueError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.baseUrlPath=vote")
+        if key in options and value != options[key]:
+            raise ValueError(
+                f"--streamlit-option {item!r}: the voting app always runs with {key}={options[key]} "
+                f"(it keeps results, method names and admin pages out of voters' reach); drop this option"
+            )
+        if key not in options:
+            extra += [f"--{key}", value]
+    fixed = [arg for key, value in options.items() for arg in (f"--{key}", value)]
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.headless", "true", "--server.port", str(args.port), "--server.address", args.address,
+        *fixed, *extra,
+    ]  # fmt: skip
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import subprocess
+
+    try:
+        import streamlit  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("the voting app needs Streamlit: pip install 'screensr[board]'") from exc
+    from leaderboard.study_db import ENV_STORE, StudyStore
+
+    cmd = voter_command(args)  # first: option errors before anything is opened
+    store = StudyStore(args.store)  # fails early, naming the URL, if it cannot be opened
+    url, names = store.url, store.study_names()
+    store.close()
+    env = dict(os.environ)
+    env[ENV_STORE] = url
+    # The voting process gets no pointer to the results store: nothing it serves can read results.
+    env.pop("SCREENSR_STORE", None)
+    if args.dry_run:
+        print(f"{ENV_STORE}={url} " + " ".join(cmd))
+        return 0
+    if not names:
+        print(f"warning: {url} holds no study yet; create one with `screensr board study create`", file=sys.stderr)
+    print(f"serving the voting app for {url} at http://{args.address}:{args.port}", file=sys.stderr)
+    sys.stderr.flush()
+    if os.name == "posix":
+        # become the server: signals (Ctrl-C, a service manager's SIGTERM) reach Streamlit itself
+        os.execve(cmd[0], cmd, env)
+    return subprocess.call(cmd, env=env)

@@ -7,13 +7,26 @@ What the database itself guarantees, so that no vote is lost and none is counted
   double click, replay, second tab) is recognised and ignored (:meth:`StudyStore.record_vote`
   returns ``recorded=False``);
 * the votes table is append-only: triggers reject UPDATE and DELETE (SQLite and PostgreSQL);
+  studies, trials and participants reject both too, and an assignment accepts only its first
+  ``served_at``;
 * every vote row carries ``row_hash = sha256(prev_hash || canonical row)``, chained per study in
-  ``seq`` order (UNIQUE ``(study, seq)`` and ``(study, prev_hash)`` forbid forks), so editing,
-  deleting or reordering stored rows makes :meth:`StudyStore.verify` fail; the head hash can be
-  published with the results;
+  ``seq`` order (UNIQUE ``(study, seq)`` and ``(study, prev_hash)`` forbid forks). The chain
+  starts at a genesis hash derived from the study's config hash and a hash of its trials
+  (images, candidates, gold answers); each participant's assignments (trial order and the
+  candidates in screen order) are hashed into a plan hash when the participant is created; and
+  each vote's canonical row includes what was shown with it (image, screen order, gold answer)
+  and the participant's plan hash. :meth:`StudyStore.verify` recomputes all of it, so editing,
+  deleting, inserting or reordering votes, or editing the stored config, a trial, a gold answer
+  or what a participant was shown, makes it fail. The head hash can be published with the
+  results; only the published head detects votes removed from the end (see :meth:`verify`);
 * trials are assigned by the server when a participant is created, with the on-screen order of
   the candidates recorded; the client submits only a screen position, which the server maps to
-  the method.
+  the method. Unless the study YAML fixes a seed, the assignment RNG uses a secret seed drawn
+  when the study is created, so nobody can recompute which method sits behind a screen position.
+
+Studies created before trials, plans and shown candidates were chained (chain version 1) keep
+their original chain (their published head hashes stay valid) and verify what it covers: the
+votes and the config; :class:`VerifyReport` says so in ``notes``.
 
 Writers serialise per database: ``BEGIN IMMEDIATE`` on SQLite (behind an in-process lock and an
 OS file lock, so threads and processes queue without SQLite's sleeping busy handler) and
@@ -31,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -46,6 +60,7 @@ from typing import Any
 
 from sqlalchemy import (
     DDL,
+    BigInteger,
     Column,
     ForeignKey,
     Integer,
@@ -57,6 +72,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -65,6 +81,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from core.secrets import check_secret, hash_secret  # noqa: F401  (re-exported for the pages and CLI)
 from leaderboard.study import StudyConfig, StudyConfigError, assign_trials, build_trials, config_from_dict
+from leaderboard.study_chain import (
+    CHAIN_VERSION,
+    VoteContext,
+    canonical_vote,
+    chain_hash,
+    config_digest,
+    genesis_digest,
+    plan_digest,
+    sha256_hex,
+    trials_digest,
+)
 
 ENV_STORE = "SCREENSR_STUDY_STORE"
 
@@ -81,6 +108,11 @@ studies = Table(
     Column("genesis_hash", String(64), nullable=False),
     Column("app_version", String(40), nullable=False),
     Column("created_at", String(40), nullable=False),
+    # Added with chain version 2 (NULL in studies created before): see the module docstring.
+    Column("chain_version", Integer),
+    Column("trials_hash", String(64)),
+    # The secret seed of the assignment RNG when the YAML fixes none (never shown to voters).
+    Column("assignment_seed", BigInteger),
 )
 
 trials = Table(
@@ -104,6 +136,8 @@ participants = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("enrolled_via", String(16), nullable=False),
     Column("created_at", String(40), nullable=False),
+    # sha256 over the participant's assignments (NULL for participants created before chain v2).
+    Column("plan_hash", String(64)),
     UniqueConstraint("study_id", "number"),
 )
 
@@ -143,6 +177,25 @@ votes = Table(
     UniqueConstraint("study_id", "prev_hash", name="uq_study_vote_chain"),
 )
 
+# Errors shown to voters as a neutral message with an id; the details (paths, exceptions) live
+# here for the study admin page. Repeats of one error share a row (``count``), so a broken file
+# seen by every voter on every rerun stays one line.
+study_incidents = Table(
+    "study_incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("error_id", String(16), nullable=False, unique=True),
+    Column("study_id", Integer, ForeignKey("study_studies.id")),
+    Column("fingerprint", String(64), nullable=False),
+    Column("context", String(80), nullable=False),
+    Column("participant", Integer),  # number of the first participant who met it
+    Column("summary", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_at", String(40), nullable=False),
+    Column("last_at", String(40), nullable=False),
+)
+
 # Append-only: the database rejects UPDATE and DELETE on votes, whoever issues them.
 for _op in ("UPDATE", "DELETE"):
     event.listen(
@@ -170,6 +223,70 @@ event.listen(
     ).execute_if(dialect="postgresql"),
 )
 
+# What the chain covers is frozen as well: studies, trials and participants are never changed
+# once written, and an assignment only gets its first ``served_at``. (An attacker with write
+# access to the file can drop these triggers; :meth:`StudyStore.verify` still catches the edit.)
+_ASSIGNMENT_CHANGED = (
+    "NEW.id IS DISTINCT FROM OLD.id OR NEW.participant_id IS DISTINCT FROM OLD.participant_id "
+    "OR NEW.ord IS DISTINCT FROM OLD.ord OR NEW.trial_id IS DISTINCT FROM OLD.trial_id "
+    "OR NEW.shown_json IS DISTINCT FROM OLD.shown_json OR OLD.served_at IS NOT NULL"
+)
+
+
+def _sqlite_guard_ddl() -> list[str]:
+    """SQLite triggers freezing studies, trials, participants and assignments (idempotent DDL)."""
+    out = [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable: {op} rejected'); END"
+        for table in ("study_studies", "study_trials", "study_participants")
+        for op in ("UPDATE", "DELETE")
+    ]
+    changed = _ASSIGNMENT_CHANGED.replace("IS DISTINCT FROM", "IS NOT")  # SQLite's spelling
+    out += [
+        "CREATE TRIGGER IF NOT EXISTS study_assignments_no_delete BEFORE DELETE ON study_assignments "
+        "BEGIN SELECT RAISE(ABORT, 'study_assignments rows are immutable: DELETE rejected'); END",
+        f"CREATE TRIGGER IF NOT EXISTS study_assignments_no_update BEFORE UPDATE ON study_assignments "
+        f"WHEN {changed} "
+        "BEGIN SELECT RAISE(ABORT, 'study_assignments rows are immutable: only a first served_at may be set'); END",
+    ]
+    return out
+
+
+def _postgres_guard_ddl() -> list[str]:
+    """PostgreSQL triggers with the same effect (idempotent: each is dropped and recreated)."""
+    out = [
+        "CREATE OR REPLACE FUNCTION study_rows_frozen() RETURNS trigger AS $$ "
+        # '%%': psycopg reads '%' as a placeholder; PL/pgSQL receives '%'
+        "BEGIN RAISE EXCEPTION '%% rows are immutable: %% rejected', TG_TABLE_NAME, TG_OP; END; $$ LANGUAGE plpgsql"
+    ]
+    for table in ("study_studies", "study_trials", "study_participants"):
+        out += [
+            f"DROP TRIGGER IF EXISTS {table}_frozen ON {table}",
+            f"CREATE TRIGGER {table}_frozen BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION study_rows_frozen()",
+        ]
+    out += [
+        "DROP TRIGGER IF EXISTS study_assignments_no_delete ON study_assignments",
+        "CREATE TRIGGER study_assignments_no_delete BEFORE DELETE ON study_assignments "
+        "FOR EACH ROW EXECUTE FUNCTION study_rows_frozen()",
+        "DROP TRIGGER IF EXISTS study_assignments_no_update ON study_assignments",
+        f"CREATE TRIGGER study_assignments_no_update BEFORE UPDATE ON study_assignments "
+        f"FOR EACH ROW WHEN ({_ASSIGNMENT_CHANGED}) EXECUTE FUNCTION study_rows_frozen()",
+    ]
+    return out
+
+
+def _install_guards(conn: Connection) -> None:
+    """Create the freezing triggers of the tables above (after they exist)."""
+    if conn.dialect.name not in ("sqlite", "postgresql"):
+        return  # other databases: the chain still detects edits; no triggers to offer
+    for statement in _sqlite_guard_ddl() if conn.dialect.name == "sqlite" else _postgres_guard_ddl():
+        conn.exec_driver_sql(statement)
+
+
+# The assignments table is created last of the four (it references the other three).
+event.listen(assignments, "after_create", lambda _t, conn, **_kw: _install_guards(conn))
+
 
 # The vote path's statements, written once as text: building SQLAlchemy expressions (and their
 # cache keys) on every call cost more CPU than the queries themselves.
@@ -179,7 +296,9 @@ _SQL_EXISTING = text(
     "WHERE a.id = :aid AND a.participant_id = :pid AND v.participant_id = :pid AND v.criterion = :crit"
 )
 _SQL_ASSIGNMENT = text(
-    "SELECT participant_id, trial_id, shown_json, served_at FROM study_assignments WHERE id = :aid"
+    "SELECT a.participant_id, a.trial_id, a.shown_json, a.served_at, t.image_id, t.gold_answer, p.plan_hash "
+    "FROM study_assignments a JOIN study_trials t ON t.id = a.trial_id "
+    "JOIN study_participants p ON p.id = a.participant_id WHERE a.id = :aid"
 )
 _SQL_SERVED = text("SELECT served_at FROM study_assignments WHERE id = :aid")
 _SQL_MARK_SERVED = text("UPDATE study_assignments SET served_at = :now WHERE id = :aid AND served_at IS NULL")
@@ -214,30 +333,6 @@ def app_version() -> str:
 def hash_token(token: str) -> str:
     """sha256 of a participant token; tokens are 144 random bits, so a fast hash suffices."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def canonical_vote(row: dict[str, Any], study_name: str) -> str:
-    """The canonical text of a vote that its hash covers (sorted-key compact JSON)."""
-    fields = {
-        "study": study_name,
-        "seq": int(row["seq"]),
-        "participant": int(row["participant_id"]),
-        "trial": int(row["trial_id"]),
-        "assignment": int(row["assignment_id"]),
-        "criterion": row["criterion"],
-        "position": int(row["position"]),
-        "choice": row["choice"],
-        "served_at": row["served_at"],
-        "voted_at": row["voted_at"],
-        "app_version": row["app_version"],
-        "config_hash": row["config_hash"],
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
-
-
-def chain_hash(prev_hash: str, canonical: str) -> str:
-    """``sha256(prev_hash || "\\n" || canonical)`` as hex."""
-    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
 def default_store_url() -> str:
@@ -279,6 +374,8 @@ class StudyInfo:
     config_hash: str
     genesis_hash: str
     created_at: str
+    chain_version: int = CHAIN_VERSION
+    assignment_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -340,12 +437,24 @@ class _WriteRequest:
 
 @dataclass
 class VerifyReport:
-    """Outcome of :meth:`StudyStore.verify`: ``ok`` only when every link of the chain holds."""
+    """Outcome of :meth:`StudyStore.verify`: ``ok`` only when every check holds.
+
+    Attributes:
+        study: the study's name.
+        n_votes: votes in the chain.
+        head_hash: hash of the last vote (the genesis hash when there is none): publish it.
+        chain_version: 2 for studies whose chain covers trials, plans and what was shown; 1 for
+            studies created by an older version (votes and config only).
+        problems: one line per failed check (empty when ``ok``).
+        notes: limits of what was checked (e.g. an older chain version), not failures.
+    """
 
     study: str
     n_votes: int
     head_hash: str
+    chain_version: int = CHAIN_VERSION
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -383,7 +492,7 @@ class StudyStore:
         )
         self._configs: dict[int, StudyInfo] = {}
         self._app_version = app_version()
-        metadata.create_all(self.engine)
+        self._upgrade_schema()
 
     # ----------------------------------------------------------------- engine & transactions
 
@@ -482,6 +591,51 @@ class StudyStore:
         """Release the connection pool."""
         self.engine.dispose()
 
+    # Columns added since the first schema, with their types (all nullable: old rows keep NULL).
+    _ADDED_COLUMNS = {
+        "study_studies": (("chain_version", "INTEGER"), ("trials_hash", "VARCHAR(64)"), ("assignment_seed", "BIGINT")),
+        "study_participants": (("plan_hash", "VARCHAR(64)"),),
+    }
+
+    def _upgrade_schema(self) -> None:
+        """Create the tables, or bring a store written by an older version up to this schema.
+
+        Adds what is missing (tables; the nullable columns of chain version 2; the triggers that
+        freeze studies, trials, participants and assignments) and keeps every row: existing
+        studies keep chain version 1 (NULL). Opening a current store only reads its schema. The
+        changes run in one serialised write transaction that re-checks inside it, so processes
+        opening one old store at the same time upgrade it once (a plain ``create_all`` from
+        several processes fails with "database is locked" when one of them has just written).
+        """
+        if not self._schema_changes(self.engine):
+            return
+        with self._write() as conn:
+            changes = self._schema_changes(conn)
+            if not changes:
+                return
+            metadata.create_all(conn)  # the missing tables (with their triggers)
+            added = False
+            for table, columns in changes.items():
+                for name, sql_type in columns:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+                    added = True
+            if added:  # tables of an older version: give them the triggers new tables get
+                _install_guards(conn)
+
+    def _schema_changes(self, bind: Engine | Connection) -> dict[str, list[tuple[str, str]]]:
+        """Missing tables (``{name: []}``) and missing columns (``{table: [(column, type)]}``)."""
+        insp = inspect(bind)
+        have_tables = set(insp.get_table_names())
+        out: dict[str, list[tuple[str, str]]] = {t: [] for t in metadata.tables if t not in have_tables}
+        for table, columns in self._ADDED_COLUMNS.items():
+            if table not in have_tables:
+                continue  # created whole by create_all
+            have = {c["name"] for c in insp.get_columns(table)}
+            todo = [(name, sql_type) for name, sql_type in columns if name not in have]
+            if todo:
+                out[table] = todo
+        return out
+
     # ----------------------------------------------------------------- studies
 
     def create_study(
@@ -500,23 +654,29 @@ class StudyStore:
         with self._write() as conn:
             row = conn.execute(select(studies).where(studies.c.name == config.name)).mappings().first()
             if row is not None:
-                if row["config_hash"] != config_hash:
+                if not self._same_definition(row, config):
                     raise StudyConfigError(
                         f"study {config.name!r} already exists in {self.url} with a different definition; "
                         f"stored votes are never overwritten, so give the changed study a new name"
                     )
                 return self._info_from_row(row), None, False
             secret = admin_secret or secrets.token_urlsafe(18)
-            genesis = hashlib.sha256(f"screensr-study|{config.name}|{config_hash}".encode()).hexdigest()
+            specs = build_trials(config)
+            trials_hash = trials_digest([(t.position, t.image_id, list(t.candidates), t.gold_answer) for t in specs])
             study_id = conn.execute(
                 studies.insert().values(
                     name=config.name,
                     config_json=json.dumps(config.to_dict(), sort_keys=True),
                     config_hash=config_hash,
                     admin_hash=hash_secret(secret),
-                    genesis_hash=genesis,
+                    genesis_hash=genesis_digest(config.name, config_hash, trials_hash, CHAIN_VERSION),
                     app_version=self._app_version,
                     created_at=utc_now(),
+                    chain_version=CHAIN_VERSION,
+                    trials_hash=trials_hash,
+                    # 63 random bits (a signed BIGINT everywhere); secret: the candidates' screen
+                    # order follows from it and the participant's number
+                    assignment_seed=secrets.randbits(63) if config.seed is None else None,
                 )
             ).inserted_primary_key[0]
             conn.execute(
@@ -529,10 +689,22 @@ class StudyStore:
                         "candidates_json": json.dumps(list(t.candidates)),
                         "gold_answer": t.gold_answer,
                     }
-                    for t in build_trials(config)
+                    for t in specs
                 ],
             )
         return self.study(config.name), secret, True
+
+    @staticmethod
+    def _same_definition(row: Any, config: StudyConfig) -> bool:
+        """Whether ``config`` is the definition stored in ``row`` (re-running ``create`` is a no-op).
+
+        A study created by an older version stored the then default ``seed: 0``; a YAML that
+        still leaves the seed out is the same definition.
+        """
+        if row["config_hash"] == config.config_hash():
+            return True
+        legacy = (row["chain_version"] or 1) == 1
+        return legacy and config.seed is None and row["config_hash"] == dataclasses.replace(config, seed=0).config_hash()
 
     def _info_from_row(self, row: Any) -> StudyInfo:
         cached = self._configs.get(row["id"])
@@ -545,6 +717,8 @@ class StudyStore:
             config_hash=row["config_hash"],
             genesis_hash=row["genesis_hash"],
             created_at=row["created_at"],
+            chain_version=row["chain_version"] or 1,
+            assignment_seed=row["assignment_seed"],
         )
         self._configs[row["id"]] = info
         return info
@@ -577,10 +751,14 @@ class StudyStore:
         with self._read() as conn:
             return list(conn.execute(select(studies.c.name).order_by(studies.c.id)).scalars())
 
+    def admin_hash(self, name: str) -> str | None:
+        """The stored (scrypt) hash of study ``name``'s admin secret; ``None`` for an unknown study."""
+        with self._read() as conn:
+            return conn.execute(select(studies.c.admin_hash).where(studies.c.name == name)).scalar()
+
     def check_admin(self, name: str, secret: str) -> bool:
         """Whether ``secret`` is the admin secret of study ``name``."""
-        with self._read() as conn:
-            stored = conn.execute(select(studies.c.admin_hash).where(studies.c.name == name)).scalar()
+        stored = self.admin_hash(name)
         return stored is not None and bool(secret) and check_secret(secret, stored)
 
     # ----------------------------------------------------------------- participants
@@ -619,16 +797,21 @@ class StudyStore:
             for _ in range(n):
                 number += 1
                 token = secrets.token_urlsafe(18)
+                token_hash = hash_token(token)
+                plan = assign_trials(info.config, specs, number, trial_load, method_load, seed=info.assignment_seed)
+                plan_hash = plan_digest(
+                    info.name, number, token_hash, [(a.order, a.trial_position, list(a.shown)) for a in plan]
+                )
                 pid = conn.execute(
                     participants.insert().values(
                         study_id=info.id,
                         number=number,
-                        token_hash=hash_token(token),
+                        token_hash=token_hash,
                         enrolled_via=enrolled_via,
                         created_at=utc_now(),
+                        plan_hash=plan_hash,
                     )
                 ).inserted_primary_key[0]
-                plan = assign_trials(info.config, specs, number, trial_load, method_load)
                 conn.execute(
                     assignments.insert(),
                     [
@@ -873,37 +1056,244 @@ class StudyStore:
             "config_hash": info.config_hash,
             "prev_hash": prev,
         }
-        row["row_hash"] = chain_hash(prev, canonical_vote(row, info.name))
+        context = None
+        if info.chain_version >= 2:
+            context = VoteContext(arow["image_id"], tuple(shown), arow["gold_answer"], arow["plan_hash"])
+        row["row_hash"] = chain_hash(prev, canonical_vote(row, info.name, context))
         conn.execute(_SQL_INSERT_VOTE, row)
         return VoteOutcome(True, row["choice"], seq, row["row_hash"])
 
     def verify(self, name: str, expected_head: str | None = None) -> VerifyReport:
-        """Recompute the hash chain of a study's votes.
+        """Recompute everything the study's hash chain covers, from the stored rows.
 
-        Detects edited rows (hash mismatch), deleted or inserted rows (broken links or a gap in
-        ``seq``), and, with ``expected_head`` (a published head hash), truncation at the end.
+        Checks (chain version 2; the study's stored rows are read afresh, never from a cache):
+
+        * the stored ``config_json`` against its ``config_hash``, and the trials (images,
+          candidates, gold answers) against the trials hash; the genesis hash must derive from
+          both, and the chain must start at it;
+        * every participant's assignments (trial order, candidates in screen order) against the
+          plan hash stored when the participant was created;
+        * every vote: ``seq`` without gaps, ``prev_hash`` linking to the previous row, and its
+          hash over the vote row plus what was shown with it (image, screen order, gold answer,
+          plan hash), its assignment belonging to the voter and trial, its choice being the
+          candidate at its screen position;
+        * with ``expected_head`` (a published head hash): that the chain still ends there. This is
+          the only check that detects votes removed from the end (a shorter chain is otherwise
+          valid), or a chain rewritten as a whole by someone with write access to the database,
+          who can recompute every hash.
+
+        Studies created by an older version (chain version 1) are checked for what their chain
+        covers, the votes and the config; ``notes`` says so.
+
+        Raises:
+            StudyNotFound: no study called ``name``.
         """
-        info = self.study(name)
-        report = VerifyReport(study=name, n_votes=0, head_hash=info.genesis_hash)
-        prev = info.genesis_hash
-        expected_seq = 1
         with self._read() as conn:
-            result = conn.execute(select(votes).where(votes.c.study_id == info.id).order_by(votes.c.seq)).mappings()
-            for row in result:
-                report.n_votes += 1
-                if row["seq"] != expected_seq:
-                    report.problems.append(f"vote seq {row['seq']}: expected seq {expected_seq} (rows missing)")
-                if row["prev_hash"] != prev:
-                    report.problems.append(f"vote seq {row['seq']}: prev_hash does not match the previous row")
-                recomputed = chain_hash(row["prev_hash"], canonical_vote(dict(row), info.name))
+            srow = conn.execute(select(studies).where(studies.c.name == name)).mappings().first()
+            if srow is None:
+                self.study(name)  # raises StudyNotFound listing the known studies
+            sid = srow["id"]
+            trial_rows = conn.execute(
+                select(trials.c.id, trials.c.position, trials.c.image_id, trials.c.candidates_json, trials.c.gold_answer)
+                .where(trials.c.study_id == sid)
+            ).all()  # fmt: skip
+            people = conn.execute(
+                select(participants.c.id, participants.c.number, participants.c.token_hash, participants.c.plan_hash)
+                .where(participants.c.study_id == sid)
+                .order_by(participants.c.number)
+            ).all()  # fmt: skip
+            plans = conn.execute(
+                select(assignments.c.participant_id, assignments.c.ord, trials.c.position, assignments.c.shown_json)
+                .select_from(assignments.join(trials, assignments.c.trial_id == trials.c.id))
+                .join(participants, assignments.c.participant_id == participants.c.id)
+                .where(participants.c.study_id == sid)
+            ).all()  # fmt: skip
+            vote_rows = conn.execute(
+                select(
+                    votes,
+                    assignments.c.participant_id.label("a_participant"),
+                    assignments.c.trial_id.label("a_trial"),
+                    assignments.c.shown_json.label("a_shown"),
+                    trials.c.image_id.label("t_image"),
+                    trials.c.gold_answer.label("t_gold"),
+                    trials.c.study_id.label("t_study"),
+                    participants.c.plan_hash.label("p_plan"),
+                    participants.c.study_id.label("p_study"),
+                )
+                .select_from(
+                    votes.outerjoin(assignments, votes.c.assignment_id == assignments.c.id)
+                    .outerjoin(trials, assignments.c.trial_id == trials.c.id)
+                    .outerjoin(participants, votes.c.participant_id == participants.c.id)
+                )
+                .where(votes.c.study_id == sid)
+                .order_by(votes.c.seq)
+            ).mappings().all()
+        version = srow["chain_version"] or 1
+        report = VerifyReport(study=name, n_votes=0, head_hash=srow["genesis_hash"], chain_version=version)
+        problems = report.problems
+        config_hash = srow["config_hash"]
+        try:
+            if config_digest(srow["config_json"]) != config_hash:
+                problems.append("study config (config_json) does not match its config_hash (edited)")
+        except ValueError:
+            problems.append("study config (config_json) is not valid JSON (edited)")
+        if version == 1:
+            report.notes.append(
+                f"study {name!r} was created by an older version of ScreenSR (chain version 1): its chain covers "
+                "the votes and the study config, not what each voter was shown nor the gold answers; a study "
+                "created now covers both"
+            )
+            trials_hash = None
+        else:
+            trials_hash = trials_digest([(r[1], r[2], json.loads(r[3]), r[4]) for r in trial_rows])
+            if trials_hash != srow["trials_hash"]:
+                problems.append("trials (images, candidates or gold answers) do not match the study's trials hash (edited)")
+        if genesis_digest(name, config_hash, srow["trials_hash"], version) != srow["genesis_hash"]:
+            problems.append("genesis hash does not derive from the study's config and trials hashes (edited)")
+        self._verify_plans(name, version, people, plans, problems)
+        prev = srow["genesis_hash"]
+        expected_seq = 1
+        chain: list[str] = []
+        for row in vote_rows:
+            report.n_votes += 1
+            seq = row["seq"]
+            if seq != expected_seq:
+                problems.append(f"vote seq {seq}: expected seq {expected_seq} (rows missing)")
+            if row["prev_hash"] != prev:
+                problems.append(f"vote seq {seq}: prev_hash does not match the previous row")
+            context = None
+            if version >= 2:
+                context = self._vote_context(row, sid, problems)
+                if context is None:
+                    problems.append(f"vote seq {seq}: its assignment, trial or participant is missing (deleted)")
+            if row["config_hash"] != config_hash:
+                problems.append(f"vote seq {seq}: cast under config {row['config_hash'][:12]}, not the study's")
+            if version == 1 or context is not None:
+                recomputed = chain_hash(row["prev_hash"], canonical_vote(dict(row), name, context))
                 if recomputed != row["row_hash"]:
-                    report.problems.append(f"vote seq {row['seq']}: content does not match its hash (edited)")
-                prev = row["row_hash"]
-                expected_seq = row["seq"] + 1
+                    problems.append(
+                        f"vote seq {seq}: content does not match its hash (the vote, or what was shown with it, "
+                        f"was edited)"
+                    )
+            prev = row["row_hash"]
+            chain.append(prev)
+            expected_seq = seq + 1
         report.head_hash = prev
         if expected_head is not None and expected_head != prev:
-            report.problems.append(f"head hash {prev} differs from the expected {expected_head}")
+            if expected_head in chain:
+                k = chain.index(expected_head) + 1
+                problems.append(
+                    f"the expected head is vote {k} of {len(chain)}: {len(chain) - k} vote(s) were added after it"
+                )
+            else:
+                problems.append(
+                    f"head hash {prev} differs from the expected {expected_head} (votes removed from the end, "
+                    f"or the chain was rewritten)"
+                )
         return report
+
+    @staticmethod
+    def _verify_plans(name: str, version: int, people: Any, plans: Any, problems: list[str]) -> None:
+        """Each participant's assignments against the plan hash stored at enrolment."""
+        items: dict[int, list[tuple[int, int, list[str]]]] = {}
+        for pid, order, position, shown_json in plans:
+            try:
+                shown = json.loads(shown_json)
+            except ValueError:
+                shown = [f"<invalid: {shown_json[:40]}>"]
+            items.setdefault(pid, []).append((order, position, shown))
+        for pid, number, token_hash, plan_hash in people:
+            if plan_hash is None:
+                if version >= 2:
+                    problems.append(f"participant {number}: no plan hash (its assignments are not covered)")
+                continue  # created by an older version: nothing was hashed
+            if plan_digest(name, number, token_hash, items.get(pid, [])) != plan_hash:
+                problems.append(
+                    f"participant {number}: assignments (trial order or candidates shown) or token do not match "
+                    f"the participant's plan hash (edited)"
+                )
+
+    @staticmethod
+    def _vote_context(row: Any, study_id: int, problems: list[str]) -> VoteContext | None:
+        """What a stored vote was cast on, from the joined rows (``None`` when a row is missing)."""
+        seq = row["seq"]
+        if row["a_shown"] is None or row["t_image"] is None or row["p_study"] is None:
+            return None
+        if row["a_participant"] != row["participant_id"] or row["a_trial"] != row["trial_id"]:
+            problems.append(f"vote seq {seq}: its assignment belongs to another participant or trial")
+        if row["t_study"] != study_id or row["p_study"] != study_id:
+            problems.append(f"vote seq {seq}: its trial or participant belongs to another study")
+        try:
+            shown = tuple(json.loads(row["a_shown"]))
+        except ValueError:
+            problems.append(f"vote seq {seq}: the candidates shown are not valid JSON (edited)")
+            shown = (row["a_shown"],)  # hashed as it is, so the hash check fails too
+        if not (0 <= row["position"] < len(shown) and shown[row["position"]] == row["choice"]):
+            problems.append(f"vote seq {seq}: its choice is not the candidate shown at its position")
+        return VoteContext(row["t_image"], shown, row["t_gold"], row["p_plan"])
+
+    # ----------------------------------------------------------------- incidents (voter-facing errors)
+
+    def record_incident(
+        self, study: str | None, context: str, summary: str, detail: str, participant: int | None = None
+    ) -> str:
+        """Store the details of an error a voter met; returns the error id shown to them.
+
+        A repeat of the same error (same study, context and summary) returns the same id and
+        counts up, so the admin page lists each problem once.
+
+        Args:
+            study: the study's name, or ``None`` when it is not known.
+            context: where it happened (``"serving trial images"``).
+            summary: one line, e.g. ``"FileNotFoundError: [Errno 2] ... /srv/out/SeeSR/img_01.png"``.
+            detail: the full report (traceback).
+            participant: the participant's number, when known.
+        """
+        with self._read() as conn:
+            study_id = (
+                None if study is None else conn.execute(select(studies.c.id).where(studies.c.name == study)).scalar()
+            )
+        fingerprint = sha256_hex(f"{study_id}|{context}|{summary}")
+        now = utc_now()
+        with self._write() as conn:
+            existing = conn.execute(
+                select(study_incidents.c.id, study_incidents.c.error_id).where(study_incidents.c.fingerprint == fingerprint)
+            ).first()
+            if existing is not None:
+                conn.execute(
+                    study_incidents.update()
+                    .where(study_incidents.c.id == existing[0])
+                    .values(count=study_incidents.c.count + 1, last_at=now, detail=detail)
+                )
+                return existing[1]
+            while True:
+                error_id = secrets.token_hex(4)
+                if conn.execute(select(study_incidents.c.id).where(study_incidents.c.error_id == error_id)).first() is None:
+                    break
+            conn.execute(
+                study_incidents.insert().values(
+                    error_id=error_id, study_id=study_id, fingerprint=fingerprint, context=context,
+                    participant=participant, summary=summary, detail=detail, count=1, first_at=now, last_at=now,
+                )
+            )  # fmt: skip
+        return error_id
+
+    def incidents(self, study: str) -> Any:
+        """Errors voters of ``study`` met (``pandas.DataFrame``, newest first).
+
+        Columns: ``error_id, first_at, last_at, count, context, participant, summary, detail``.
+        """
+        import pandas as pd
+
+        info = self.study(study)
+        cols = ["error_id", "first_at", "last_at", "count", "context", "participant", "summary", "detail"]
+        with self._read() as conn:
+            rows = conn.execute(
+                select(*(study_incidents.c[c] for c in cols))
+                .where(study_incidents.c.study_id == info.id)
+                .order_by(study_incidents.c.last_at.desc())
+            ).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=cols)
 
     # ----------------------------------------------------------------- reading for analysis
 

@@ -1,9 +1,12 @@
-"""User-study administration: progress as votes arrive, the analysis, the chain check, exports, invites.
+"""User-study administration: progress as votes arrive, the analysis, the chain check, exports,
+invites, and the errors voters met (by the error id they were shown).
 
 Access needs the study's admin secret (printed once by ``screensr board study create``; stored
-as a salted scrypt hash). The page only calls tested functions of ``leaderboard.study_db`` and
-``leaderboard.stats``. The store is ``$SCREENSR_STUDY_STORE`` (default
-``$SCREENSR_HOME/studies.sqlite``).
+as a salted scrypt hash); after 5 wrong secrets for a study, its login is refused for 5 minutes
+(whoever tries: a new browser session does not reset it). The page only calls tested functions
+of ``leaderboard.study_db`` and ``leaderboard.stats``. The store is ``$SCREENSR_STUDY_STORE``
+(default ``$SCREENSR_HOME/studies.sqlite``). Voting itself is not here: participants' links open
+the separate voting app (``screensr board study serve``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import io
 
 import streamlit as st
 
+from core.secrets import AttemptLimiter
 from leaderboard.stats import figure_png, plot_votes, study_report
 from leaderboard.study_db import StudyStore, default_store_url
+from leaderboard.voter.links import DEFAULT_URL, vote_link
 
 N_BOOT = 1000
 
@@ -21,6 +26,12 @@ N_BOOT = 1000
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> StudyStore:
     return StudyStore(url)
+
+
+@st.cache_resource(show_spinner=False)
+def _limiter() -> AttemptLimiter:
+    # One per server process, keyed by study: every session's guesses count against the study.
+    return AttemptLimiter(max_failures=5, lockout_s=300.0, delay_s=1.0)
 
 
 @st.cache_data(max_entries=16, show_spinner="Analysing votes...")
@@ -47,6 +58,9 @@ def _dashboard(url: str, study: str) -> None:
         st.caption(f"Head hash (publish it with the results): `{check.head_hash}`")
     else:
         st.error("The vote chain does not verify: " + "; ".join(check.problems[:5]))
+    for note in check.notes:
+        st.info(note)
+    _errors(store, study)
     st.subheader("Progress")
     st.dataframe(progress, hide_index=True)
     if check.n_votes == 0:
@@ -84,14 +98,31 @@ def _dashboard(url: str, study: str) -> None:
     d4.download_button("Report (JSON)", report.to_json(), f"{study}-report.json", "application/json")
 
 
+def _errors(store: StudyStore, study: str) -> None:
+    """Errors voters met: they saw only an error id; the details (paths, exceptions) are here."""
+    errors = store.incidents(study)
+    if errors.empty:
+        return
+    st.warning(f"Voters met {int(errors['count'].sum())} error(s) ({len(errors)} distinct); details below.")
+    with st.expander(f"Errors shown to voters ({len(errors)})"):
+        wanted = st.text_input("Error id a voter reported", key="admin_error_id").strip().lower()
+        if wanted:
+            errors = errors[errors["error_id"] == wanted]
+            if errors.empty:
+                st.info(f"No error {wanted!r} in this study.")
+        st.table(errors[["error_id", "first_at", "last_at", "count", "context", "participant", "summary"]])
+        for row in errors.itertuples():
+            st.code(f"error {row.error_id}\n{row.detail}", language=None)
+
+
 def _invite(url: str, study: str) -> None:
     with st.form("invite"):
         n = st.number_input("New participants", min_value=1, max_value=500, value=1, step=1)
-        base = st.text_input("App address for the links", value="http://localhost:8501")
+        base = st.text_input("Voting app address for the links (screensr board study serve)", value=DEFAULT_URL)
         if st.form_submit_button("Issue links"):
             tokens = _store(url).add_participants(study, int(n))
             st.warning("Copy these links now: only their hashes are stored.")
-            st.code("\n".join(f"{base.rstrip('/')}/study_vote?token={t}" for t in tokens), language=None)
+            st.code("\n".join(vote_link(base, t) for t in tokens), language=None)
 
 
 def main() -> None:
@@ -108,7 +139,11 @@ def main() -> None:
         with st.form("admin_login"):
             secret = st.text_input("Admin secret", type="password")
             if st.form_submit_button("Open"):
-                if store.check_admin(study, secret):
+                limiter = _limiter()
+                wait = limiter.locked_for(study)
+                if wait > 0:
+                    st.error(f"Too many wrong secrets for this study: try again in {wait:.0f} s.")
+                elif limiter.check(study, secret, store.admin_hash(study)):
                     unlocked.add(study)
                     st.rerun()
                 else:

@@ -159,7 +159,7 @@ def test_leaderboard_page_in_a_real_browser(server, browser, env, tmp_path):
         ("compare", "Scores of this image", 0.01),
         ("methods", "Configuration", 0.005),
         ("submit", "Submissions are disabled", 0.002),
-        ("study_vote", "User study", 0.001),  # without a participant token: navigation and a title
+        ("study_admin", "User study: administration", 0.001),  # no study yet: navigation and a title
     ],
 )
 def test_every_page_loads(server, browser, path, text, min_ink):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from test_study_fixtures import make_study_files
 
+from leaderboard.study import load_study
 from leaderboard.study_db import StudyStore
 from screensr.cli import main
 
@@ -40,7 +41,7 @@ def created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, li
                           "--base-url", "https://votes.example.org/")  # fmt: skip
     assert code == 0, err
     links = out.split()
-    assert len(links) == 3 and all(link.startswith("https://votes.example.org/study_vote?token=") for link in links)
+    assert len(links) == 3 and all(link.startswith("https://votes.example.org/?token=") for link in links)
     assert "admin secret" in err
     tokens = [parse_qs(urlparse(link).query)["token"][0] for link in links]
     return db, tokens, str(path)
@@ -126,7 +127,7 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_help_has_examples() -> None:
-    for verb in ("create", "report", "verify", "export"):
+    for verb in ("create", "report", "verify", "export", "serve"):
         res = subprocess.run([sys.executable, "-m", "screensr.cli", "board", "study", verb, "--help"],
                              capture_output=True, text=True, check=True)  # fmt: skip
         assert "example" in res.stdout and "screensr board study" in res.stdout
@@ -167,3 +168,39 @@ def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.Capt
     assert order == ["a1", "a2", "a3", "a4"]
     shown = {r["method"]: r["shown"] for r in payload["votes"] if r["criterion"] == "perceptual"}
     assert sum(shown.values()) == 6 * 4 * 2 and max(shown.values()) - min(shown.values()) <= 1
+
+
+def test_serve_runs_the_voter_app_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``serve`` execs Streamlit on the voter-only app with the options that keep it closed, and
+    without the results store in its environment."""
+    import os
+
+    db = tmp_path / "votes.sqlite"
+    StudyStore(db).create_study(load_study(make_study_files(tmp_path)))
+    monkeypatch.setenv("SCREENSR_STORE", "sqlite:///results.db")
+    seen: dict[str, object] = {}
+
+    def fake_exec(path: str, argv: list[str], env: dict[str, str]) -> None:
+        seen.update(path=path, argv=argv, env=env)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", fake_exec)
+    with pytest.raises(SystemExit):
+        main(["board", "study", "serve", "--store", str(db), "--port", "8612", "-S", "server.baseUrlPath=vote"])
+    argv = seen["argv"]
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/voter/app.py")
+    options = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert options["--client.toolbarMode"] == "minimal" and options["--client.showErrorDetails"] == "none"
+    assert options["--client.showSidebarNavigation"] == "false" and options["--server.enableXsrfProtection"] == "true"
+    assert options["--server.port"] == "8612" and options["--server.baseUrlPath"] == "vote"
+    env = seen["env"]
+    assert env["SCREENSR_STUDY_STORE"] == f"sqlite:///{db}" and "SCREENSR_STORE" not in env
+    assert "serving the voting app" in capsys.readouterr().err
+
+
+def test_serve_refuses_options_that_open_the_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "serve", "--store", str(tmp_path / "v.sqlite"), "-S", "client.toolbarMode=developer")
+    assert code == 2 and "always runs with client.toolbarMode=minimal" in err and "Traceback" not in err
+    code, out, _ = _run(capsys, "serve", "--store", str(tmp_path / "v.sqlite"), "--dry-run")
+    assert code == 0 and "SCREENSR_STUDY_STORE=sqlite:///" in out and "voter/app.py" in out

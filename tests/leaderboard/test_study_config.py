@@ -142,6 +142,8 @@ def test_gold_needs_hr_and_known_distractor(tmp_path: Path) -> None:
         ("candidates_per_trial", 1, "between 2 and 3"),
         ("open_enrolment", "yes", "true or false"),
         ("name", "bad name!", "letters, digits"),
+        ("seed", -1, "seed must be a non-negative integer"),
+        ("seed", "7", "seed must be a non-negative integer"),
     ],
 )
 def test_bad_values(tmp_path: Path, key: str, value: object, match: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import sqlite3
@@ -49,6 +50,58 @@ def test_create_is_idempotent_and_refuses_changed_definition(tmp_path: Path) -> 
     with pytest.raises(StudyConfigError, match="different definition; .*new name"):
         store.create_study(changed)
     assert store.study_names() == ["toy-study"]
+
+
+def _without_seed(path: Path) -> Path:
+    data = yaml.safe_load(path.read_text())
+    data.pop("seed")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _plans(store: StudyStore, tokens: list[str]) -> list[list[tuple[str, tuple[str, ...]]]]:
+    return [[(v.image_id, v.shown) for v in store.trial_views(store.participant(t).id)] for t in tokens]
+
+
+def test_candidate_order_uses_a_secret_seed_unless_the_yaml_fixes_one(tmp_path: Path) -> None:
+    from leaderboard.study import assign_trials, build_trials
+
+    config = load_study(_without_seed(make_study_files(tmp_path, n_images=8)))
+    assert config.seed is None
+    with pytest.raises(StudyConfigError, match="fixes no seed"):
+        assign_trials(config, build_trials(config), 0, {})
+    stores = [StudyStore(tmp_path / f"{k}.sqlite") for k in range(2)]
+    infos = [store.create_study(config)[0] for store in stores]
+    seeds = [info.assignment_seed for info in infos]
+    assert None not in seeds and seeds[0] != seeds[1], "a fresh secret seed per study"
+    plans = [_plans(store, store.add_participants(config.name, 2)) for store in stores]
+    assert plans[0] != plans[1], "the same YAML twice: different, unpredictable screen orders"
+    # ...and not the order anyone can recompute from a known seed (the old default was 0)
+    public = assign_trials(config, build_trials(config), 0, {}, seed=0)
+    by_position = {t.position: t.image_id for t in build_trials(config)}
+    assert plans[0][0] != [(by_position[a.trial_position], a.shown) for a in public]
+    # the drawn seed is kept: re-running create changes nothing, later participants use it too
+    again, _, created = stores[0].create_study(config)
+    assert not created and again.assignment_seed == seeds[0]
+    # the secret stays in the store: not in the config that exports and reports carry
+    assert str(seeds[0]) not in json.dumps(stores[0].study(config.name).config.to_dict())
+
+
+def test_a_seed_fixed_in_the_yaml_reproduces_the_order(tmp_path: Path) -> None:
+    from leaderboard.study import assign_trials, build_trials
+
+    config = load_study(make_study_files(tmp_path, n_images=4))  # the fixture fixes seed: 7
+    assert config.seed == 7
+    plans = []
+    for k in range(2):
+        store = StudyStore(tmp_path / f"{k}.sqlite")
+        info, _, _ = store.create_study(config)
+        assert info.assignment_seed is None
+        plans.append(_plans(store, store.add_participants(config.name, 1)))
+    assert plans[0] == plans[1]
+    by_position = {t.position: t.image_id for t in build_trials(config)}
+    expected = [(by_position[a.trial_position], a.shown) for a in assign_trials(config, build_trials(config), 0, {}, {})]
+    assert plans[0][0] == expected
 
 
 def test_unknown_study_lists_known(tmp_path: Path) -> None:

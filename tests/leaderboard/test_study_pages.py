@@ -1,4 +1,4 @@
-"""The voting and admin pages, driven headlessly through the leaderboard app (AppTest)."""
+"""The voting app and the board's study admin page, driven headlessly (AppTest)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from leaderboard.study import load_study
 from leaderboard.study_db import StudyStore
 
 APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
+VOTER_APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "voter" / "app.py")
 METHODS = ("SecretNetV2", "HiddenDiffusion", "CovertGAN")
 
 
@@ -28,13 +29,12 @@ def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[StudyStore, 
 def _vote_page(token: str | None = None, **params: str):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(APP, default_timeout=60)
+    at = AppTest.from_file(VOTER_APP, default_timeout=60)
     if token is not None:
         at.query_params["token"] = token
     for key, value in params.items():
         at.query_params[key] = value
     at.run()
-    at.switch_page("pages/study_vote.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -195,7 +195,7 @@ def test_admin_invites_participants(study) -> None:
     at.button[-1].click().run()
     assert not at.exception, at.exception
     links = at.code[0].value.split()
-    assert len(links) == 2 and all("/study_vote?token=" in link for link in links)
+    assert len(links) == 2 and all(link.startswith("http://localhost:8502/?token=") for link in links)
     tokens = [link.split("token=")[1] for link in links]
     assert all(store.participant(t).study_name == config.name for t in tokens)
     assert len(store.progress(config.name)) == 2

@@ -94,4 +94,14 @@ def test_postgres_store_end_to_end(pg_url: str, tmp_path: Path) -> None:
         conn.execute(text("ALTER TABLE study_votes ENABLE TRIGGER study_votes_no_change"))
     report = store.verify(config.name)  # ...but not hide the edit
     assert not report.ok and any("seq 4" in p for p in report.problems)
+    # what the chain covers beyond the votes is frozen too, and edits to it are caught the same way
+    for statement in ("UPDATE study_trials SET gold_answer = 'alpha'", "DELETE FROM study_participants",
+                      "UPDATE study_assignments SET shown_json = '[]'", "UPDATE study_studies SET config_json = '{}'"):
+        with pytest.raises(DatabaseError, match="immutable"), store.engine.begin() as conn:
+            conn.execute(text(statement))  # fmt: skip
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE study_trials DISABLE TRIGGER study_trials_frozen"))
+        conn.execute(text("UPDATE study_trials SET gold_answer = 'beta' WHERE position = 0"))
+        conn.execute(text("ALTER TABLE study_trials ENABLE TRIGGER study_trials_frozen"))
+    assert any("gold answers" in p for p in store.verify(config.name).problems)
     store.close()
