@@ -42,6 +42,7 @@ __all__ = [
     "KLAutoencoder",
     "QwenImageAutoencoder",
     "load_autoencoder",
+    "import_diffusers",
     "autoencoder_files",
     "light_decoder_path",
     "load_light_decoder",
@@ -91,7 +92,7 @@ AUTOENCODER_FILES = (
 )
 
 
-def _need_diffusers():
+def import_diffusers():
     """``import diffusers`` (the one place the vosr package imports it), without bitsandbytes.
 
     diffusers' quantizer registry, imported with its model classes, runs ``import bitsandbytes``
@@ -313,7 +314,7 @@ def build_light_decoder(config: dict) -> nn.Module:
         config: ``{in_channels, out_channels, block_out_channels, layers_per_block}``; the
             released one is (4, 3, (64, 128, 256, 256), 2), i.e. 3 resnets per up block.
     """
-    _need_diffusers()
+    import_diffusers()
     from diffusers.models.autoencoders.vae import Decoder
 
     known = {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "norm_num_groups"}
@@ -484,7 +485,9 @@ def _remove_temporal_convs(vae: nn.Module) -> list[str]:
     return removed
 
 
-def _read_folder(name: str, weights_dir: str | os.PathLike[str] | None) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+def _read_folder(
+    name: str, weights_dir: str | os.PathLike[str] | None
+) -> tuple[Path, dict, dict[str, torch.Tensor]]:
     cfg_path, weights = autoencoder_files(name, weights_dir)
     from safetensors.torch import load_file
 
@@ -516,7 +519,7 @@ def load_autoencoder(
             decoder; the default), or ``"vae"`` (the full SD2.1 decoder). Other autoencoders
             accept only ``"vae"`` / ``"default"``.
     """
-    diffusers = _need_diffusers()
+    diffusers = import_diffusers()
     from vosr.checkpoints import load_state_dict_strict
 
     light_path = light_decoder_path(name, decoder, weights_dir)
@@ -530,7 +533,11 @@ def load_autoencoder(
             absent = _remove_temporal_convs(vae)
         state = _inflate_2d_to_3d(state, vae)
         report = load_state_dict_strict(
-            vae, state, source=str(weights), absent=absent, absent_reason=QWEN_2D_ABSENT_REASON if absent else ""
+            vae,
+            state,
+            source=str(weights),
+            absent=absent,
+            absent_reason=QWEN_2D_ABSENT_REASON if absent else "",
         )
         ae: Autoencoder = QwenImageAutoencoder(vae.eval(), report)
     else:

@@ -99,7 +99,10 @@ class KeyReport:
 
         lines = []
         if self.absent:
-            lines += [f"  absent by design ({len(self.absent)}): {self.absent_reason}", *names(self.absent, str)]
+            lines += [
+                f"  absent by design ({len(self.absent)}): {self.absent_reason}",
+                *names(self.absent, str),
+            ]
         if self.missing:
             lines += [f"  missing keys ({len(self.missing)}):", *names(self.missing, str)]
         if self.unexpected:

@@ -183,7 +183,12 @@ def qwen_2d_folder(root: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     folder.mkdir(parents=True)
     mean = [round(0.1 * i - 0.7, 4) for i in range(16)]
     std = [round(1.0 + 0.1 * i, 4) for i in range(16)]
-    cfg = {"_class_name": "AutoencoderKLQwenImage2D", **QWEN_TINY_2D, "latents_mean": mean, "latents_std": std}
+    cfg = {
+        "_class_name": "AutoencoderKLQwenImage2D",
+        **QWEN_TINY_2D,
+        "latents_mean": mean,
+        "latents_std": std,
+    }
     (folder / "config.json").write_text(json.dumps(cfg))
     save_file(state, str(folder / "diffusion_pytorch_model.safetensors"))
     return folder, state
@@ -287,7 +292,7 @@ def test_released_qwen_2d_folder_loads_strictly_and_matches_a_2d_reference(tmp_p
 
 
 def test_qwen_2d_folder_still_refuses_other_key_mismatches(tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     folder, state = qwen_2d_folder(tmp_path)
     weights = folder / "diffusion_pytorch_model.safetensors"
