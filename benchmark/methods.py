@@ -12,7 +12,10 @@ Method specs (``--methods`` items; any may be prefixed ``NAME=`` to choose its r
 - ``py:MODULE:FUNCTION`` (or ``MODULE:FUNCTION``): ``FUNCTION(lr_uint8_HxWx3, scale) -> uint8``.
 - ``vosr-0.5b-ms``, ``vosr-0.5b-os``, ``vosr-1.4b-ms``, ``vosr-1.4b-os``, ``vosr:CKPT_PATH``:
   :class:`vosr.pipeline.VOSRUpscaler` (imported lazily); keyword options of the upscaler follow
-  as ``@key=value`` (``vosr-0.5b-ms@steps=8@tile=512``) and are part of the method hash.
+  as ``@key=value`` (``vosr-0.5b-ms@steps=8@tile=64``, ``vosr-0.5b-ms@preset=realsr``). The
+  method hash is that of the resolved settings (every option after defaults, so
+  ``vosr-0.5b-ms`` and ``vosr-0.5b-ms@steps=25`` share outputs) plus the sha256 of every weight
+  file read, so replacing the weights under a release tag never reuses stale outputs.
 
 Generated outputs are cached as PNG under ``$SCREENSR_HOME/outputs/<method>/<config hash>/``,
 keyed by the sha256 of the LR file, so a rerun (or another metric set) never regenerates them.
@@ -350,7 +353,12 @@ VOSR_PRESETS = ("vosr-0.5b-ms", "vosr-0.5b-os", "vosr-1.4b-ms", "vosr-1.4b-os")
 
 @dataclass
 class VOSRMethod(SRMethod):
-    """The VOSR reference model through :class:`vosr.pipeline.VOSRUpscaler` (lazy import)."""
+    """The VOSR reference model through :class:`vosr.pipeline.VOSRUpscaler` (lazy import).
+
+    ``config()`` is ``vosr.pipeline.resolve_settings``: the resolved sampling, model, decoder and
+    dtype settings and the content hash of each weight file (computed once per method object,
+    without loading any network; file hashes are cached by path, size and mtime).
+    """
 
     checkpoint: str = ""
     device: str = "cpu"
@@ -358,14 +366,23 @@ class VOSRMethod(SRMethod):
 
     def __post_init__(self) -> None:
         self._upscaler = None
-        self._ident: dict[str, Any] = {"checkpoint": self.checkpoint}
-        if Path(self.checkpoint).is_file():  # a file: identified by content, not by where it lies
-            from benchmark.images import file_sha256
-
-            self._ident = {"checkpoint_sha256": file_sha256(self.checkpoint)}
+        self._config: dict[str, Any] | None = None
+        if self.options.get("noise") == "release":
+            raise MethodError(
+                f"{self.name}: noise=release replays one generator over a folder in sorted order; the "
+                "benchmark generates and caches each image on its own (resumable, sharded), so it cannot "
+                "keep that order. Run `screensr vosr infer --noise release -i LR_DIR -o OUT` and score "
+                "OUT with folder:OUT"
+            )
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "vosr", **self._ident, **{k: v for k, v in sorted(self.options.items())}}
+        if self._config is None:
+            try:
+                from vosr.pipeline import resolve_settings
+            except ImportError as exc:
+                raise MethodError(f"{self.name}: the vosr package is not usable ({exc}); pip install 'screensr[vosr]'") from exc
+            self._config = {"kind": "vosr", **resolve_settings(self.checkpoint, device=self.device, **self.options)}
+        return self._config
 
     def _load(self):
         if self._upscaler is None:

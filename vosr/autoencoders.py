@@ -11,8 +11,13 @@ at a time and blended with linear ramps over the overlap (``blend_tiles``).
   0.5B inference uses; input latent / 0.18215, no post_quant_conv).
 * ``qwen-image``: the Qwen-Image VAE (C = 16) through diffusers ``AutoencoderKLQwenImage``
   (a causal 3-D VAE run on single frames), latents normalised per channel with the folder's
-  ``latents_mean`` / ``latents_std``. A 2-D checkpoint (4-D conv kernels) is inflated on load:
-  for one frame a causal 3-D conv only uses its last temporal tap, so the 2-D kernel goes there.
+  ``latents_mean`` / ``latents_std``. The released folder is the image-only 2-D variant
+  (``AutoencoderKLQwenImage2D.save_pretrained``): 4-D conv kernels and no temporal convolutions
+  (``time_conv`` of the two temporal down- and the two temporal up-samplers). On load the 4-D
+  kernels are inflated (for one frame a causal 3-D conv only uses its last temporal tap, so the
+  2-D kernel goes there) and the ``time_conv`` weights are removed from the model, since diffusers
+  runs them only from the second frame on; the load stays strict over every other key and the
+  key report (``QwenImageAutoencoder.key_report``) names the removed ones and why.
 * ``tiny-kl``: a tiny ``AutoencoderKL`` folder (random weights) for CPU tests, through the same
   code as ``sd21``.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +42,9 @@ __all__ = [
     "KLAutoencoder",
     "QwenImageAutoencoder",
     "load_autoencoder",
+    "import_diffusers",
+    "autoencoder_files",
+    "light_decoder_path",
     "load_light_decoder",
     "build_light_decoder",
     "blend_tiles",
@@ -83,11 +92,32 @@ AUTOENCODER_FILES = (
 )
 
 
-def _need_diffusers():
+def import_diffusers():
+    """``import diffusers`` (the one place the vosr package imports it), without bitsandbytes.
+
+    diffusers' quantizer registry, imported with its model classes, runs ``import bitsandbytes``
+    at module level whenever bitsandbytes is installed (``diffusers.quantizers.bitsandbytes.utils``);
+    bitsandbytes 0.4x then logs "Failed to load CPU gemm_4bit_forward from kernels-community" on
+    every CPU-only start and imports ``torch._inductor`` (about a second). VOSR never loads
+    bitsandbytes-quantised weights, so the availability flag that guard reads is off while the
+    model modules are first imported, and restored right after (a later bitsandbytes
+    quantisation through diffusers in the same process is then not supported).
+    """
     try:
         import diffusers
+        from diffusers.utils import import_utils
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError("VOSR autoencoders need diffusers: pip install 'screensr[vosr]'") from exc
+    if (
+        "diffusers.models.modeling_utils" not in sys.modules
+        and "bitsandbytes" not in sys.modules
+        and getattr(import_utils, "_bitsandbytes_available", False)
+    ):
+        import_utils._bitsandbytes_available = False
+        try:
+            import diffusers.models.modeling_utils  # noqa: F401  (pulls in the quantizer registry)
+        finally:
+            import_utils._bitsandbytes_available = True
     return diffusers
 
 
@@ -252,9 +282,10 @@ class KLAutoencoder(Autoencoder):
 class QwenImageAutoencoder(Autoencoder):
     """diffusers ``AutoencoderKLQwenImage`` on single frames, per-channel normalised latents."""
 
-    def __init__(self, vae: nn.Module) -> None:
+    def __init__(self, vae: nn.Module, key_report=None) -> None:
         super().__init__()
         self.vae = vae
+        self.key_report = key_report  # vosr.checkpoints.KeyReport of the load (absent keys and why)
         cfg = vae.config
         self.latent_channels = int(cfg.z_dim)
         self.downscale = 2 ** (len(cfg.dim_mult) - 1)
@@ -283,7 +314,7 @@ def build_light_decoder(config: dict) -> nn.Module:
         config: ``{in_channels, out_channels, block_out_channels, layers_per_block}``; the
             released one is (4, 3, (64, 128, 256, 256), 2), i.e. 3 resnets per up block.
     """
-    _need_diffusers()
+    import_diffusers()
     from diffusers.models.autoencoders.vae import Decoder
 
     known = {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "norm_num_groups"}
@@ -356,6 +387,49 @@ def autoencoder_dir(name: str, weights_dir: str | os.PathLike[str] | None = None
     return find_path(folder, vosr_home() / folder, weights_dir)
 
 
+def autoencoder_files(name: str, weights_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """(config.json, diffusion_pytorch_model.safetensors) of autoencoder ``name``; both must exist.
+
+    Raises:
+        FileNotFoundError: naming the missing file and where it goes.
+    """
+    folder = autoencoder_dir(name, weights_dir)
+    cfg_path = folder / "config.json"
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    for p in (cfg_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"autoencoder file {p} is missing: the folder {folder} needs config.json and "
+                "diffusion_pytorch_model.safetensors (see `screensr weights --group vosr`), or pass "
+                f"--weights-dir DIR containing {folder.name}/"
+            )
+    return cfg_path, weights
+
+
+def light_decoder_path(
+    name: str, decoder: str = "default", weights_dir: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """Where the light decoder of autoencoder ``name`` is read from, or None when it is not used.
+
+    ``sd21`` uses ``sd21_lwdecoder.pth`` unless ``decoder == "vae"``; other KL autoencoders use
+    one only on request (``decoder == "light"``, the file inside their folder); ``qwen-image``
+    has none. The path may not exist (``load_light_decoder`` names it then).
+    """
+    if decoder not in ("default", "light", "vae"):
+        raise ConfigError(f"decoder {decoder!r} unknown (choices: light, vae)")
+    if name == "qwen-image":
+        if decoder == "light":
+            raise ConfigError("the light decoder exists for the SD2.1 VAE only; use --decoder vae")
+        return None
+    if name == "sd21" and decoder in ("default", "light"):
+        from vosr.weights import find_path, vosr_home
+
+        return find_path(LIGHT_DECODER_FILE, vosr_home() / LIGHT_DECODER_FILE, weights_dir)
+    if decoder == "light":
+        return autoencoder_dir(name, weights_dir) / LIGHT_DECODER_FILE
+    return None
+
+
 def _inflate_2d_to_3d(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """4-D conv kernels of a 2-D checkpoint -> 5-D causal kernels (2-D kernel at the last tap)."""
     own = model.state_dict()
@@ -366,7 +440,8 @@ def _inflate_2d_to_3d(state: dict[str, torch.Tensor], model: nn.Module) -> dict[
             target is not None
             and value.ndim == 4
             and target.ndim == 5
-            and target.shape[:2] == value.shape[:2]
+            and value.shape[:2] == target.shape[:2]
+            and value.shape[2:] == target.shape[3:]
         ):
             kernel = torch.zeros(target.shape, dtype=value.dtype)
             kernel[:, :, -1] = value
@@ -377,24 +452,51 @@ def _inflate_2d_to_3d(state: dict[str, torch.Tensor], model: nn.Module) -> dict[
     return out
 
 
-def _read_folder(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    cfg_path = folder / "config.json"
-    weights = folder / "diffusion_pytorch_model.safetensors"
-    for p in (cfg_path, weights):
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"autoencoder file {p} is missing: the folder {folder} needs config.json and "
-                "diffusion_pytorch_model.safetensors (see `screensr weights --group vosr`), or pass "
-                f"--weights-dir DIR containing {folder.name}/"
-            )
+# Why the image-only checkpoint lacks the temporal convolutions (shown in the key report).
+QWEN_2D_ABSENT_REASON = (
+    "the image-only 2-D Qwen-Image VAE has no temporal convolutions (time_conv of the temporal "
+    "down/up-samplers); diffusers' 3-D class runs them only from the second frame on, so a single "
+    "image never uses them; they were removed from the model, not filled in"
+)
+
+
+def _refuse_temporal(module: nn.Module, args: tuple) -> None:
+    raise RuntimeError(
+        "this Qwen-Image VAE was loaded from the image-only 2-D checkpoint, which has no temporal "
+        "convolution weights: encode and decode single frames only"
+    )
+
+
+def _remove_temporal_convs(vae: nn.Module) -> list[str]:
+    """Remove the weights of every ``time_conv`` (the 2-D checkpoint has none); returns their keys.
+
+    The modules stay (diffusers sizes its causal-conv feature cache by counting them) but hold no
+    parameters, and calling one raises: only a second frame would, which VOSR never encodes.
+    """
+    removed = []
+    for name, module in vae.named_modules():
+        if name.rpartition(".")[2] != "time_conv":
+            continue
+        for p in ("weight", "bias"):
+            if getattr(module, p, None) is not None:
+                removed.append(f"{name}.{p}")
+                setattr(module, p, None)  # nn.Module turns this into an unregistered (None) parameter
+        module.register_forward_pre_hook(_refuse_temporal)
+    return removed
+
+
+def _read_folder(
+    name: str, weights_dir: str | os.PathLike[str] | None
+) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+    cfg_path, weights = autoencoder_files(name, weights_dir)
     from safetensors.torch import load_file
 
     try:
         config = json.loads(cfg_path.read_text())
         state = load_file(str(weights))
     except Exception as exc:
-        raise ValueError(f"{folder}: unreadable autoencoder files ({exc})") from exc
-    return config, state
+        raise ValueError(f"{cfg_path.parent}: unreadable autoencoder files ({exc})") from exc
+    return weights, config, state
 
 
 def _from_config(cls, config: dict):
@@ -417,33 +519,31 @@ def load_autoencoder(
             decoder; the default), or ``"vae"`` (the full SD2.1 decoder). Other autoencoders
             accept only ``"vae"`` / ``"default"``.
     """
-    diffusers = _need_diffusers()
+    diffusers = import_diffusers()
     from vosr.checkpoints import load_state_dict_strict
 
-    folder = autoencoder_dir(name, weights_dir)
-    config, state = _read_folder(folder)
-    if decoder not in ("default", "light", "vae"):
-        raise ConfigError(f"decoder {decoder!r} unknown (choices: light, vae)")
+    light_path = light_decoder_path(name, decoder, weights_dir)
+    weights, config, state = _read_folder(name, weights_dir)
+    folder = weights.parent
     if name == "qwen-image":
-        if decoder == "light":
-            raise ConfigError("the light decoder exists for the SD2.1 VAE only; use --decoder vae")
         vae = _from_config(diffusers.AutoencoderKLQwenImage, config)
+        temporal = [k for k in vae.state_dict() if k.rpartition(".")[0].endswith(".time_conv")]
+        absent: list[str] = []
+        if temporal and not any(k in state for k in temporal):  # the image-only 2-D layout
+            absent = _remove_temporal_convs(vae)
         state = _inflate_2d_to_3d(state, vae)
-        load_state_dict_strict(vae, state, source=str(folder / "diffusion_pytorch_model.safetensors"))
-        ae: Autoencoder = QwenImageAutoencoder(vae.eval())
+        report = load_state_dict_strict(
+            vae,
+            state,
+            source=str(weights),
+            absent=absent,
+            absent_reason=QWEN_2D_ABSENT_REASON if absent else "",
+        )
+        ae: Autoencoder = QwenImageAutoencoder(vae.eval(), report)
     else:
         vae = _from_config(diffusers.AutoencoderKL, config)
-        load_state_dict_strict(vae, state, source=str(folder / "diffusion_pytorch_model.safetensors"))
-        light = None
-        if name == "sd21" and decoder in ("default", "light"):
-            from vosr.weights import find_path, vosr_home
-
-            light = load_light_decoder(
-                find_path(LIGHT_DECODER_FILE, vosr_home() / LIGHT_DECODER_FILE, weights_dir)
-            )
-        elif decoder == "light":
-            light_path = folder / LIGHT_DECODER_FILE
-            light = load_light_decoder(light_path)
+        load_state_dict_strict(vae, state, source=str(weights))
+        light = load_light_decoder(light_path) if light_path is not None else None
         ae = KLAutoencoder(vae.eval(), light)
     expected = AUTOENCODERS[name][1]
     if ae.latent_channels != expected:

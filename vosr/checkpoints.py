@@ -46,6 +46,7 @@ __all__ = [
     "config_from_official_args",
     "find_weights_file",
     "read_checkpoint",
+    "read_checkpoint_config",
     "load_checkpoint",
     "save_checkpoint",
     "save_run_folder",
@@ -70,11 +71,18 @@ class CheckpointMismatchError(ValueError):
 
 @dataclass
 class KeyReport:
-    """Differences between a state dict and a model's own ``state_dict()``."""
+    """Differences between a state dict and a model's own ``state_dict()``.
+
+    ``absent`` lists keys the architecture defines but the checkpoint's layout lacks *by design*
+    (the caller removed those weights from the model before loading, so they are neither missing
+    nor filled in); ``absent_reason`` says why. They never make the report fail.
+    """
 
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+    absent_reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -90,6 +98,11 @@ class KeyReport:
             return lines
 
         lines = []
+        if self.absent:
+            lines += [
+                f"  absent by design ({len(self.absent)}): {self.absent_reason}",
+                *names(self.absent, str),
+            ]
         if self.missing:
             lines += [f"  missing keys ({len(self.missing)}):", *names(self.missing, str)]
         if self.unexpected:
@@ -149,20 +162,30 @@ def load_state_dict_strict(
     *,
     source: str = "state dict",
     assign: bool = False,
-) -> None:
+    absent: list[str] | None = None,
+    absent_reason: str = "",
+) -> KeyReport:
     """``model.load_state_dict(state_dict, strict=True)`` with a readable report on mismatch.
 
+    Args:
+        absent: keys the caller removed from ``model`` because the checkpoint's layout has no
+            such weights (recorded in the report with ``absent_reason``; any key still in the
+            model must be in ``state_dict``, so nothing is dropped silently).
+    Returns:
+        The key report (``ok``; with ``absent`` filled in when given).
     Raises:
         CheckpointMismatchError: naming ``source`` and every missing/unexpected/mis-shaped key.
     """
     state_dict = _strip_prefixes(state_dict)
     report = check_state_dict(model, state_dict)
+    report.absent, report.absent_reason = sorted(absent or []), absent_reason
     if not report.ok:
         raise CheckpointMismatchError(
             f"{source} does not match the {type(model).__name__} it is loaded into:\n{report.format()}",
             report,
         )
     model.load_state_dict(state_dict, strict=True, assign=assign)
+    return report
 
 
 # --- configs -------------------------------------------------------------------------------
@@ -297,26 +320,44 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 
     The self-describing metadata wins over an ``args.json`` (it was written with the weights).
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    info = read_checkpoint_config(path)
+    try:
+        state = load_file(str(info.path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{info.path}: not a readable safetensors file ({exc}); re-download or re-save it"
+        ) from exc
+    return _strip_prefixes(state), info
+
+
+def read_checkpoint_config(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """The checkpoint's ``CheckpointInfo`` from its header alone (no tensor is read).
+
+    Same rules as ``read_checkpoint`` (metadata first, else ``args.json`` plus the key names and
+    the patch-embedding shape), for callers that only need the config: the benchmark's method
+    identity, settings files.
+    """
+    from safetensors import SafetensorError, safe_open
 
     weights, args_path = find_weights_file(path)
     try:
         with safe_open(str(weights), framework="pt") as f:
             metadata = dict(f.metadata() or {})
-        state = load_file(str(weights))
+            # shapes only, on the meta device: enough for config_from_official_args
+            shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(
             f"{weights}: not a readable safetensors file ({exc}); re-download or re-save it"
         ) from exc
-    state = _strip_prefixes(state)
     if METADATA_KEY in metadata:
         try:
-            cfg_dict = json.loads(metadata[METADATA_KEY])
+            cfg = ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]), source=f"{weights} metadata")
         except json.JSONDecodeError as exc:
             raise ValueError(f"{weights}: metadata {METADATA_KEY!r} is not JSON ({exc})") from exc
-        cfg = ModelConfig.from_dict(cfg_dict, source=f"{weights} metadata")
-        return state, CheckpointInfo(weights, cfg, "self-describing", args_path, metadata)
+        return CheckpointInfo(weights, cfg, "self-describing", args_path, metadata)
     if args_path is None:
         raise FileNotFoundError(
             f"{weights} has no {METADATA_KEY!r} metadata and no args.json beside it or one folder up; "
@@ -327,8 +368,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         args = json.loads(args_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{args_path}: not valid JSON ({exc})") from exc
-    cfg = config_from_official_args(args, state, source=str(args_path))
-    return state, CheckpointInfo(weights, cfg, "released", args_path, metadata)
+    cfg = config_from_official_args(args, shapes, source=str(args_path))
+    return CheckpointInfo(weights, cfg, "released", args_path, metadata)
 
 
 def load_checkpoint(

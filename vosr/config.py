@@ -27,6 +27,9 @@ __all__ = [
     "ConfigError",
     "ModelConfig",
     "SamplingConfig",
+    "SAMPLING_PRESETS",
+    "RELEASE_SEED",
+    "RELEASE_TILE_OVERLAP_PX",
     "MODEL_SIZES",
     "list_models",
     "model_config",
@@ -147,50 +150,129 @@ class ModelConfig:
 
 
 ColorFix = Literal["adain", "wavelet", "none"]
+Quantize = Literal["release", "round"]
+NoiseMode = Literal["per-image", "release"]
+TileLayout = Literal["release", "rect"]
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "color_fix": ("adain", "wavelet", "none"),
+    "quantize": ("release", "round"),
+    "noise": ("per-image", "release"),
+    "tile_layout": ("release", "rect"),
+}
+
+# The released scripts' --tile_overlap defaults in image pixels: inference_vosr.py (multi-step)
+# and inference_vosr_onestep.py (one-step).
+RELEASE_TILE_OVERLAP_PX = {False: 4, True: 32}
+# The released scripts' --seed default (one global torch.manual_seed for the whole run).
+RELEASE_SEED = 42
+# Named guidance presets: the omega of the paper's benchmark settings (multi-step only).
+SAMPLING_PRESETS: dict[str, dict[str, float]] = {"screensr": {"guidance": 0.5}, "realsr": {"guidance": -0.5}}
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """Inference settings. ``None`` means "the checkpoint's default" (see ``resolved``).
 
-    Multi-step checkpoints default to 25 Euler steps with guidance omega = 0.5 (the ScreenSR
-    preset; RealSR used -0.5) and weak structural strength 0.15 (the official code's value);
-    one-step checkpoints default to 1 step without guidance.
+    Multi-step checkpoints default to 25 Euler steps with guidance omega = 0.5 and weak
+    structural strength 0.15 (the official code's value); one-step checkpoints default to 1 step
+    without guidance. omega = 0.5 is the released README's practical default (and the ScreenSR
+    benchmark preset; RealSR used -0.5); the released script's own ``--cfg_scale`` default, 2.0,
+    is not what its README recommends.
+
+    The defaults of ``tile_layout``, ``quantize`` and ``color_fix`` reproduce the released
+    inference scripts; ``noise`` defaults to per-image seeding (order independent), ``release``
+    replays the released script's single global generator.
     """
 
     steps: int | None = None
     guidance: float | None = None  # omega in v = v_p + omega (v_c - v_p); 1 = plain conditional
     weak_strength: float | None = None  # w in the partial condition (w * c_str, zero semantics)
+    preset: str | None = None  # a SAMPLING_PRESETS name: fills guidance when it is not given
     tile: int | None = None  # latent tile side (pixels / 8); None = no tiling
-    tile_overlap: int | None = None  # latent pixels shared by tiles; None = min(16, tile // 4)
+    # latent pixels shared by tiles; None = the layout's default (see ``resolved``)
+    tile_overlap: int | None = None
+    tile_layout: TileLayout = "release"  # release: square tiles as released; rect: per-axis tiles
     vae_tile: int | None = None  # image-space tile side for VAE encode/decode; None = whole image
     color_fix: ColorFix = "adain"
-    seed: int = 0
+    quantize: Quantize = "release"  # release: truncate to 8 bits before and after the colour fix
+    noise: NoiseMode = "per-image"
+    seed: int | None = None  # None = 0 (per-image noise) or 42 (release noise, the released default)
     sample_posterior: bool = True  # the official code samples the VAE posterior, not its mode
 
     def __post_init__(self) -> None:
         if self.steps is not None and int(self.steps) < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.color_fix not in ("adain", "wavelet", "none"):
+        for key, choices in _CHOICES.items():
+            value = getattr(self, key)
+            if value not in choices:
+                raise ConfigError(f"{key} {value!r} unknown{did_you_mean(str(value), list(choices))}")
+        if self.preset is not None and self.preset not in SAMPLING_PRESETS:
             raise ConfigError(
-                f"color_fix {self.color_fix!r} unknown{did_you_mean(str(self.color_fix), ['adain', 'wavelet', 'none'])}"
+                f"preset {self.preset!r} unknown{did_you_mean(str(self.preset), list(SAMPLING_PRESETS))}"
             )
-        if self.tile is not None and self.tile < 4:
-            raise ConfigError(f"tile must be at least 4 latent pixels, got {self.tile}")
-        if self.tile is not None and self.tile_overlap is not None and not 0 <= self.tile_overlap < self.tile:
-            raise ConfigError(f"tile_overlap {self.tile_overlap} must be in [0, tile={self.tile})")
+        if self.tile is not None and int(self.tile) < 2:
+            raise ConfigError(f"tile must be at least 2 latent pixels, got {self.tile}")
+        if self.tile_overlap is not None:
+            if self.tile is None:
+                raise ConfigError(
+                    "tile_overlap is set but tiling is off: give tile too (or drop tile_overlap)"
+                )
+            if not 0 <= int(self.tile_overlap) < int(self.tile):
+                raise ConfigError(f"tile_overlap {self.tile_overlap} must be in [0, tile={self.tile})")
         if self.vae_tile is not None and self.vae_tile < 64:
             raise ConfigError(f"vae_tile must be at least 64 pixels, got {self.vae_tile}")
 
-    def resolved(self, one_step: bool) -> SamplingConfig:
-        """A copy with every ``None`` default filled in for a multi- or one-step checkpoint."""
+    def resolved(self, one_step: bool, patch_size: int = 2) -> SamplingConfig:
+        """A copy with every default filled in for a multi- or one-step checkpoint.
+
+        Values get canonical types (``steps=25`` and ``steps=25.0`` resolve alike) and the preset
+        is folded into ``guidance``, so equal resolved configs mean equal outputs.
+
+        Tiles (latent pixels; the released scripts take pixels T and use T // 8):
+
+        * ``release``: tile = max(tile // patch * patch, patch); overlap = max(tile_overlap,
+          tile // 8) with tile_overlap defaulting to the released ``--tile_overlap`` // 8
+          (4 px multi-step -> 0, 32 px one-step -> 4). Per image, ``vosr.sampling.tile_grid``
+          then uses square tiles of min(tile, h, w) and overlap min(overlap, tile - 1).
+        * ``rect``: tile as given, overlap = tile_overlap or min(16, tile // 4), tiles of
+          min(tile, h) x min(tile, w).
+        """
         if one_step:
-            defaults = {"steps": 1, "guidance": 1.0, "weak_strength": 0.15}
+            defaults: dict[str, Any] = {"steps": 1, "guidance": 1.0, "weak_strength": 0.15}
         else:
             defaults = {"steps": 25, "guidance": 0.5, "weak_strength": 0.15}
-        if self.tile is not None:
-            defaults["tile_overlap"] = min(16, self.tile // 4)
+        if self.preset is not None:
+            if one_step:
+                raise ConfigError(
+                    f"preset {self.preset!r} sets the guidance of multi-step sampling; a one-step "
+                    "(distilled) checkpoint has its guidance distilled in: drop the preset"
+                )
+            defaults.update(SAMPLING_PRESETS[self.preset])
         values = {k: (getattr(self, k) if getattr(self, k) is not None else v) for k, v in defaults.items()}
+        values = {
+            "steps": int(values["steps"]),
+            "guidance": float(values["guidance"]),
+            "weak_strength": float(values["weak_strength"]),
+            "preset": None,
+            "seed": int(
+                self.seed if self.seed is not None else (RELEASE_SEED if self.noise == "release" else 0)
+            ),
+        }
+        if self.tile is not None:
+            tile = int(self.tile)
+            if self.tile_layout == "release":
+                tile = max(tile // patch_size * patch_size, patch_size)
+                given = (
+                    self.tile_overlap
+                    if self.tile_overlap is not None
+                    else RELEASE_TILE_OVERLAP_PX[one_step] // 8
+                )
+                overlap = max(int(given), tile // 8)
+            else:
+                overlap = int(self.tile_overlap) if self.tile_overlap is not None else min(16, tile // 4)
+            values.update(tile=tile, tile_overlap=min(overlap, tile - 1))
+        if self.vae_tile is not None:
+            values["vae_tile"] = int(self.vae_tile)
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,14 +11,26 @@ from pathlib import Path
 
 EPILOG = """examples:
   screensr vosr infer -c vosr-0.5b-os -i lr/ -o sr/ -u 4
+  screensr vosr infer -c vosr-0.5b-ms -i lr/ -o sr/ --preset realsr          # omega -0.5
   screensr vosr infer -c ~/.cache/screensr/vosr/VOSR_0.5B_ms -i photo.png -o sr/ --steps 25 --guidance 0.5
+  screensr vosr infer -c vosr-0.5b-ms -i lr/ -o sr/ --noise release         # the released script's draws
   screensr vosr infer -c runs/tiny/checkpoints/ema_model.safetensors -i lr/ -o sr/ --tile 64 --vae-tile 1024
   screensr vosr infer -c vosr-1.4b-os -i lr/ -o sr/ --weights-dir /media/usb/vosr --device cuda --dtype bf16
+
+Defaults reproduce the released inference scripts (inference_vosr.py, inference_vosr_onestep.py)
+where they define the outputs: 8-bit conversion by truncation with the colour fix applied to the
+8-bit image (--quantize release), the released AdaIN / "wavelet" formulas, the released tile layout
+(--tile-layout release) and weak strength 0.15. They differ from the released CLI in three places:
+guidance defaults to 0.5 (the released README's practical value; the released script's own
+--cfg_scale default is 2.0), each image's noise is seeded from (seed, file name) so outputs do not
+depend on which files are processed together (--noise release replays the released single global
+generator, seed 42), and any image size works.
 
 CHECKPOINT is a release tag (vosr-0.5b-ms, vosr-0.5b-os, vosr-1.4b-ms, vosr-1.4b-os, looked up under
 $SCREENSR_HOME/vosr or --weights-dir), a run folder (args.json + checkpoints/ema_model.safetensors)
 or a .safetensors file. Outputs keep each input's file name (as PNG); existing outputs are skipped
-unless --overwrite. `screensr weights --group vosr` lists the weight files and where they go.
+unless --overwrite. Inputs must be 8-bit RGB (16-bit, grayscale and alpha images are refused unless
+--convert-inputs). `screensr weights --group vosr` lists the weight files and where they go.
 """
 
 SETTINGS_FILE = "vosr_infer_settings.json"
@@ -40,14 +52,57 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-u", "--upscale", type=float, default=4, help="upscaling factor (default 4)")
     p.add_argument("--steps", type=int, help="sampling steps (default: 25 multi-step, 1 one-step)")
     p.add_argument(
-        "--guidance", type=float, help="omega of partial-condition guidance (multi-step; default 0.5)"
+        "--guidance",
+        type=float,
+        help="omega of partial-condition guidance (multi-step). Default 0.5, the released README's "
+        "practical default; the released script's --cfg_scale default, 2.0, differs from its README",
+    )
+    p.add_argument(
+        "--preset",
+        choices=["screensr", "realsr"],
+        help="the paper's benchmark guidance: screensr = 0.5, realsr = -0.5 (an explicit --guidance wins)",
     )
     p.add_argument("--weak-strength", type=float, help="w of the partial condition (default 0.15)")
-    p.add_argument("--tile", type=int, help="latent tile side (image px / 8) for large images, e.g. 64")
-    p.add_argument("--tile-overlap", type=int, help="latent pixels shared by tiles (default min(16, tile/4))")
+    p.add_argument(
+        "--tile", type=int, help="latent tile side (image px / 8; the release's --tile_size T is T/8)"
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        help="latent pixels shared by tiles; release layout: at least tile/8, default the released "
+        "4 px (multi-step) / 32 px (one-step) / 8; rect layout: default min(16, tile/4)",
+    )
+    p.add_argument(
+        "--tile-layout",
+        choices=["release", "rect"],
+        default="release",
+        help="release (default): square tiles of min(tile, h, w) as released; rect: min(tile, h) x min(tile, w)",
+    )
     p.add_argument("--tile-batch", type=int, default=1, help="latent tiles per network pass (GPU speed)")
     p.add_argument("--vae-tile", type=int, help="image-space tile side for the autoencoder, e.g. 1024")
-    p.add_argument("--color-fix", choices=["adain", "wavelet", "none"], default="adain", help="default adain")
+    p.add_argument(
+        "--color-fix",
+        choices=["adain", "wavelet", "none"],
+        default="adain",
+        help="adain (default; mean and unbiased std + 1e-5 per channel) or wavelet (the released "
+        "Gaussian sigma-5 low/high split), against the bicubic image",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["release", "round"],
+        default="release",
+        help="release (default): truncate to 8 bits, fix colours on the 8-bit image, truncate again, "
+        "as released; round: fix in float and round once",
+    )
+    p.add_argument(
+        "--noise",
+        choices=["per-image", "release"],
+        default="per-image",
+        help="per-image (default): noise from (seed, file name); release: one generator seeded once "
+        "(seed 42 unless --seed) drawing posterior sample then initial noise per file in sorted order, "
+        "as the released script (its draws on a GPU; on a CPU-only machine the released script's "
+        "model construction consumes its generator first)",
+    )
     p.add_argument("--decoder", choices=["default", "light", "vae"], default="default",
                    help="SD2.1 checkpoints: light decoder (default, as released) or the full VAE decoder")  # fmt: skip
     p.add_argument(
@@ -56,8 +111,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default="sample",
         help="structural latent from a VAE posterior sample (default, as released) or its mean",
     )
+    p.add_argument("--seed", type=int, default=None, help="base seed (default 0; 42 with --noise release)")
     p.add_argument(
-        "--seed", type=int, default=0, help="base seed; each image's noise also depends on its name"
+        "--convert-inputs",
+        action="store_true",
+        help="convert 16-bit (rounded to 8 bits), grayscale (replicated) and alpha (dropped) inputs "
+        "to 8-bit RGB, with a note per file, instead of refusing them",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="network precision")
@@ -78,8 +137,61 @@ def list_inputs(path: Path) -> list[Path]:
     return files
 
 
-def read_rgb8(path: Path):
-    """An 8-bit RGB array from ``path``; other modes raise an error naming the file and the fix."""
+def _bit_depth(path: Path, im) -> int:
+    """Bits per channel as stored. Pillow opens 48-bit PNG / TIFF as 8-bit "RGB" (keeping the high
+    byte), so the depth is read from the header: PNG IHDR byte 24, TIFF BitsPerSample."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24]
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None and 258 in tags:
+        bits = tags[258]
+        return int(max(bits) if isinstance(bits, tuple) else bits)
+    return 16 if im.mode.startswith("I;16") else 8
+
+
+def _convert_to_rgb8(path: Path, im, depth: int):
+    """An explicit 8-bit RGB version of a 16-bit / grayscale / alpha image, and what was done."""
+    import numpy as np
+
+    done = []
+    if depth > 8:
+        import cv2
+
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps all 16 bits (Pillow does not)
+        if raw is None or raw.dtype != np.uint16:
+            raise ValueError(f"{path}: cannot read its {depth}-bit data; convert it to 8-bit RGB first")
+        arr = ((raw.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)  # round v * 255 / 65535
+        done.append(f"{depth}-bit -> 8-bit (rounded)")
+        if arr.ndim == 3:  # OpenCV's BGR(A) -> RGB(A)
+            arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]
+    else:
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode not in ("RGB", "RGBA", "L", "LA", "1"):
+            raise ValueError(
+                f"{path}: image mode {mode!r} cannot be converted to 8-bit RGB; convert it first"
+            )
+        arr = np.array(im.convert("L") if im.mode == "1" else im)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[..., :-1]
+        done.append("alpha channel dropped (colours as stored, not composited)")
+    if arr.ndim == 2 or arr.shape[2] == 1:
+        arr = np.repeat(arr.reshape(arr.shape[0], arr.shape[1], 1), 3, axis=2)
+        done.append("grayscale -> RGB (channel replicated)")
+    return np.ascontiguousarray(arr), done
+
+
+def read_rgb8(path: Path, convert: bool = False):
+    """An 8-bit RGB array from ``path``.
+
+    16-bit, grayscale and alpha images raise an error naming the file and the fix (the benchmark
+    refuses them too), unless ``convert``: then they are converted explicitly (16-bit rounded to
+    8 bits, gray replicated, alpha dropped) and a note naming the file is printed to stderr.
+    A palette image without transparency is expanded losslessly.
+    """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -87,15 +199,39 @@ def read_rgb8(path: Path):
         with Image.open(path) as im:
             im.load()
             mode = im.mode
+            depth = _bit_depth(path, im)
+            if mode == "RGB" and depth == 8:
+                return np.array(im)
             if mode == "P" and "transparency" not in im.info:
-                im = im.convert("RGB")  # a palette is lossless to expand
-            elif mode != "RGB":
-                raise ValueError(
-                    f"{path}: image mode {mode!r} ({'grayscale' if mode in ('L', 'I', 'I;16', 'F') else 'not 8-bit RGB'}); "
-                    "VOSR takes 8-bit RGB: convert it first, e.g. "
-                    "python -c \"from PIL import Image; Image.open('in').convert('RGB').save('out.png')\""
-                )
-            return np.array(im)
+                return np.array(im.convert("RGB"))  # a palette is lossless to expand
+            if convert:
+                arr, done = _convert_to_rgb8(path, im, depth)
+                print(f"note: {path}: converted to 8-bit RGB: {'; '.join(done)}", file=sys.stderr)
+                return arr
+            if depth > 8:
+                kind = f"{depth}-bit per channel"
+            elif mode in ("L", "1", "I", "F") or mode.startswith("I;16"):
+                kind = "grayscale"
+            elif mode in ("RGBA", "LA", "PA", "P"):
+                kind = "has an alpha channel"
+            else:
+                kind = "not 8-bit RGB"
+            raise ValueError(
+                f"{path}: image mode {mode!r} ({kind}); VOSR takes 8-bit RGB: pass --convert-inputs to "
+                "convert it explicitly, or convert it first, e.g. "
+                "python -c \"from PIL import Image; Image.open('in').convert('RGB').save('out.png')\""
+            )
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
+
+
+def image_hw(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
 
@@ -151,17 +287,21 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         guidance=args.guidance,
         weak_strength=args.weak_strength,
+        preset=args.preset,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
+        tile_layout=args.tile_layout,
+        tile_batch=args.tile_batch,
         vae_tile=args.vae_tile,
         color_fix=args.color_fix,
+        quantize=args.quantize,
+        noise=args.noise,
         seed=args.seed,
         weights_dir=args.weights_dir,
         decoder=args.decoder,
         dtype=args.dtype,
         progress=len(todo) == 1,
         sample_posterior=args.posterior == "sample",
-        tile_batch=args.tile_batch,
     )
     args.output.mkdir(parents=True, exist_ok=True)
     # the settings that produced these outputs, saved next to them; a folder never mixes settings
@@ -176,8 +316,16 @@ def run(args: argparse.Namespace) -> int:
                 "write to another folder or pass --overwrite to recompute them all"
             )
     write_text_atomic(json.dumps(settings, indent=2, sort_keys=True), settings_path)
-    for path in tqdm(todo, desc="vosr infer", unit="img", disable=len(todo) == 1, file=sys.stderr):
-        image = read_rgb8(path)
+    release_noise = upscaler.sampling.noise == "release"
+    pending = set(todo)
+    # release noise: every file in sorted order draws from the one generator; finished ones are
+    # skipped by drawing what they would have drawn, so the rest get the released script's noise
+    order = inputs if release_noise else todo
+    for path in tqdm(order, desc="vosr infer", unit="img", disable=len(todo) == 1, file=sys.stderr):
+        if path not in pending:
+            upscaler.skip_noise(image_hw(path), args.upscale)
+            continue
+        image = read_rgb8(path, convert=args.convert_inputs)
         sr = upscaler(image, args.upscale, name=path.name)
         write_png_atomic(sr, outputs[path])
     print(f"wrote {len(todo)} image(s) to {args.output} ({upscaler.nfe_last} network evaluations per image)")

@@ -2,13 +2,19 @@
 
 LR (uint8 H x W x 3) -> PIL bicubic x upscale -> pad to a multiple of 8 -> autoencoder latent
 c_str -> DINOv2 tokens of the same upsampled image (per latent tile when tiling) -> sample
-(multi-step guided Euler, or one/few-step for distilled checkpoints) -> decode -> crop -> colour
-fix against the bicubic image -> uint8 (H*u) x (W*u) x 3.
+(multi-step guided Euler, or one/few-step for distilled checkpoints) -> decode -> crop -> 8-bit
+conversion and colour fix against the bicubic image (``vosr.colorfix``) -> uint8 (H*u) x (W*u) x 3.
 
-Unlike the official script: any size (not only square), latent and VAE tiling, every setting a
-real parameter, ``args.json`` never silently overridden (explicit arguments win and are
-recorded in ``settings``), and each image's noise seeded from (seed, name) so results do not
-depend on file order.
+Defaults reproduce the released inference scripts where they define the outputs: truncating
+8-bit conversion and the released AdaIN / "wavelet" formulas (``quantize="release"``), the
+released tile layout (``tile_layout="release"``). Unlike the official scripts: any size (not only
+square), latent and VAE tiling, every setting a real parameter, ``args.json`` never silently
+overridden (explicit arguments win and are recorded in ``settings``), and by default each image's
+noise seeded from (seed, name) so results do not depend on file order (``noise="release"``
+replays the released script's one global generator instead).
+
+``settings`` (and ``resolve_settings`` without loading anything) is every option after defaults
+are applied plus the content hash of each weight file read: equal settings mean equal outputs.
 
 Example:
     >>> up = VOSRUpscaler("vosr-0.5b-os", device="cuda")          # doctest: +SKIP
@@ -18,17 +24,28 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vosr.config import ConfigError, SamplingConfig
+from vosr.config import ConfigError, SamplingConfig, did_you_mean
 
-__all__ = ["VOSRUpscaler", "adain_color_fix", "gaussian_color_fix", "color_fix", "seed_for", "check_image"]
+__all__ = [
+    "VOSRUpscaler",
+    "PipelinePlan",
+    "plan_pipeline",
+    "resolve_settings",
+    "seed_for",
+    "check_image",
+    "upsampled_size",
+]
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,58 +79,159 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
     return image
 
 
-# --- colour fix ----------------------------------------------------------------------------
+def upsampled_size(h: int, w: int, upscale: float) -> tuple[int, int]:
+    """(H, W) of the bicubic-upsampled image for an h x w input (round(h * u), round(w * u))."""
+    if not upscale or float(upscale) <= 0:
+        raise ValueError(f"upscale must be positive, got {upscale!r}")
+    return round(h * float(upscale)), round(w * float(upscale))
 
 
-def adain_color_fix(image: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Match each channel's mean and std to the reference's (AdaIN; StableSR's colour fix).
+# --- the plan: every setting and weight file, resolved without loading a network -------------
 
-    std = sqrt(unbiased variance + eps). Images (B, 3, H, W) in [0, 1]; result clamped to [0, 1].
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """What an upscaler will do: the checkpoint, resolved sampling settings and weight files."""
+
+    info: Any  # vosr.checkpoints.CheckpointInfo (config read from the header only)
+    sampling: SamplingConfig  # resolved (no None defaults left)
+    decoder: str  # "light" or "vae"
+    dtype: torch.dtype
+    tile_batch: int
+    device: torch.device
+    weights_dir: Path | None
+    files: dict[str, Path] = field(default_factory=dict)  # role -> weight file read
+
+    def settings(self) -> dict[str, Any]:
+        """Every output-defining option after defaults, plus each weight file's sha256.
+
+        Paths are left out (moving a file changes nothing); the noise device is recorded only for
+        ``noise="release"``, whose draws come from the device's own generator.
+        """
+        from vosr.weights import file_sha256
+
+        out: dict[str, Any] = {
+            "model": self.info.config.to_dict(),
+            "sampling": self.sampling.to_dict(),
+            "decoder": self.decoder,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            # tiles per pass change the numbers by float rounding only, and nothing without tiles
+            "tile_batch": self.tile_batch if self.sampling.tile is not None else 1,
+            "files": {role: file_sha256(path) for role, path in sorted(self.files.items())},
+        }
+        if self.sampling.noise == "release":
+            out["noise_device"] = self.device.type
+        return out
+
+
+def plan_pipeline(
+    checkpoint: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    steps: int | None = None,
+    guidance: float | None = None,
+    weak_strength: float | None = None,
+    preset: str | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    tile_layout: str = "release",
+    tile_batch: int = 1,
+    vae_tile: int | None = None,
+    color_fix: str = "adain",
+    quantize: str = "release",
+    noise: str = "per-image",
+    seed: int | None = None,
+    sample_posterior: bool = True,
+    weights_dir: str | os.PathLike[str] | None = None,
+    decoder: str = "default",
+    dtype: str | torch.dtype = "fp32",
+) -> PipelinePlan:
+    """Resolve a checkpoint and options into a ``PipelinePlan`` (reads headers and configs only).
+
+    Arguments as ``VOSRUpscaler``. Raises the loaders' errors for missing weight files, and
+    ``ConfigError`` for bad options.
     """
+    from vosr.autoencoders import autoencoder_files, light_decoder_path
+    from vosr.checkpoints import read_checkpoint_config
+    from vosr.conditions import load_semantic_encoder, semantic_encoder_spec, semantic_weights_path
+    from vosr.weights import resolve_checkpoint
 
-    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x.flatten(2)
-        return flat.mean(-1)[..., None, None], (flat.var(-1, unbiased=True) + eps).sqrt()[..., None, None]
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ConfigError(f"dtype {dtype!r} unknown (choices: fp32, bf16, fp16)")
+        dtype = _DTYPES[dtype]
+    if int(tile_batch) < 1:
+        raise ConfigError(f"tile_batch must be >= 1, got {tile_batch}")
+    if not isinstance(sample_posterior, bool):  # a string such as "False" must not read as true
+        raise ConfigError(f"sample_posterior must be true or false, got {sample_posterior!r}")
+    info = read_checkpoint_config(resolve_checkpoint(checkpoint, weights_dir))
+    cfg = info.config
+    if cfg.one_step and guidance is not None and float(guidance) != 1.0:
+        raise ConfigError(
+            f"guidance={guidance}: {info.path} is a one-step (distilled) checkpoint, whose "
+            "guidance is distilled in; leave --guidance unset (or use a multi-step checkpoint)"
+        )
+    sampling = SamplingConfig(
+        steps=steps,
+        guidance=guidance,
+        weak_strength=weak_strength,
+        preset=preset,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tile_layout=tile_layout,  # type: ignore[arg-type]
+        vae_tile=vae_tile,
+        color_fix=color_fix,  # type: ignore[arg-type]
+        quantize=quantize,  # type: ignore[arg-type]
+        noise=noise,  # type: ignore[arg-type]
+        seed=seed,
+        sample_posterior=sample_posterior,
+    ).resolved(one_step=cfg.one_step, patch_size=cfg.patch_size)
+    files: dict[str, Path] = {"backbone": info.path}
+    files["autoencoder_config"], files["autoencoder"] = autoencoder_files(cfg.autoencoder, weights_dir)
+    light = light_decoder_path(cfg.autoencoder, decoder, weights_dir)
+    if light is not None:
+        if not light.is_file():
+            from vosr.autoencoders import load_light_decoder
 
-    m_x, s_x = stats(image.float())
-    m_r, s_r = stats(reference.float())
-    return ((image.float() - m_x) / s_x * s_r + m_r).clamp(0, 1)
+            load_light_decoder(light)  # raises its FileNotFoundError naming the file and the fix
+        files["light_decoder"] = light
+    spec = semantic_encoder_spec(cfg.semantic_encoder)
+    sem = semantic_weights_path(spec, weights_dir)
+    if not sem.is_file():  # the loader's own message: file, place and fix (it fails before loading)
+        load_semantic_encoder(
+            cfg.semantic_encoder, cfg.semantic_block, cfg.semantic_size, weights_dir=weights_dir
+        )
+    files["semantic_encoder"] = sem
+    return PipelinePlan(
+        info=info,
+        sampling=sampling,
+        decoder="light" if light is not None else "vae",
+        dtype=dtype,
+        tile_batch=int(tile_batch),
+        device=torch.device(device),
+        weights_dir=Path(weights_dir).expanduser() if weights_dir is not None else None,
+        files=files,
+    )
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(np.ceil(3 * sigma))
-    k = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
-    k = torch.exp(-(k**2) / (2 * sigma**2))
-    k = k / k.sum()
-    C = x.shape[1]
-    pad_h, pad_w = min(radius, x.shape[-2] - 1), min(radius, x.shape[-1] - 1)
-    # reflect padding (bounded by the image size), then a separable blur; edges fall back to
-    # replicate where the image is smaller than the kernel
-    x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
-    x = F.pad(x, (radius - pad_w, radius - pad_w, radius - pad_h, radius - pad_h), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+_NOT_SETTINGS = ("checkpoint", "progress")
 
 
-def gaussian_color_fix(image: torch.Tensor, reference: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
-    """The official "wavelet" fix: high frequencies of ``image`` + low frequencies of ``reference``.
+def resolve_settings(checkpoint: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
+    """``VOSRUpscaler(checkpoint, **options).settings`` without loading any network.
 
-    The official code calls it wavelet but splits with a Gaussian (sigma 5); kept so outputs
-    match. Images (B, 3, H, W) in [0, 1]; result clamped.
+    For identities of outputs (the benchmark's method hash, settings files): reads checkpoint
+    headers, configs, and hashes the weight files (cached by path, size and mtime).
+
+    Raises:
+        ConfigError: an option ``VOSRUpscaler`` does not take (with the closest name).
     """
-    image, reference = image.float(), reference.float()
-    return (image - _gaussian_blur(image, sigma) + _gaussian_blur(reference, sigma)).clamp(0, 1)
-
-
-def color_fix(image: torch.Tensor, reference: torch.Tensor, method: str) -> torch.Tensor:
-    """Dispatch ``adain`` / ``wavelet`` / ``none``."""
-    if method == "adain":
-        return adain_color_fix(image, reference)
-    if method == "wavelet":
-        return gaussian_color_fix(image, reference)
-    if method == "none":
-        return image.float().clamp(0, 1)
-    raise ConfigError(f"color fix {method!r} unknown (choices: adain, wavelet, none)")
+    known = [n for n in inspect.signature(plan_pipeline).parameters if n not in _NOT_SETTINGS]
+    for key in options:
+        if key not in known and key != "progress":
+            raise ConfigError(f"unknown VOSR option {key!r}{did_you_mean(key, known)}")
+    options = {k: v for k, v in options.items() if k != "progress"}
+    return plan_pipeline(checkpoint, **options).settings()
 
 
 # --- the upscaler ----------------------------------------------------------------------------
@@ -127,20 +245,31 @@ class VOSRUpscaler:
             (``args.json`` + ``checkpoints/ema_model.safetensors``) or a ``.safetensors`` file.
         device: torch device.
         steps: sampling steps (default 25 for multi-step checkpoints, 1 for one-step ones).
-        guidance: omega of partial-conditioning guidance (multi-step only; default 0.5).
+        guidance: omega of partial-conditioning guidance (multi-step only). Default 0.5, the
+            released README's practical default (its script's ``--cfg_scale`` default is 2.0).
         weak_strength: w of the partial condition (default 0.15, the official code's value).
+        preset: ``screensr`` (omega 0.5) or ``realsr`` (omega -0.5), the paper's benchmark
+            settings; an explicit ``guidance`` wins. Multi-step checkpoints only.
         tile: latent tile side (image pixels / 8) for large images; None = whole image.
-        color_fix: ``adain`` (default), ``wavelet`` (the official Gaussian split) or ``none``.
-        seed: base seed; each image's noise is drawn from (seed, name).
+        tile_overlap: latent pixels shared by neighbouring tiles (default: the layout's, see
+            ``SamplingConfig.resolved``).
+        tile_layout: ``release`` (default: square tiles, overlap at least tile / 8, as released)
+            or ``rect`` (per-axis tiles, overlap min(16, tile / 4) unless given).
+        tile_batch: latent tiles per network pass when tiling (more is faster on a GPU).
+        vae_tile: image-space tile side for the autoencoder; None = whole image.
+        color_fix: ``adain`` (default), ``wavelet`` (the released Gaussian split) or ``none``.
+        quantize: ``release`` (default: truncating 8-bit conversion before and after the colour
+            fix, as released) or ``round`` (fix in float, round once).
+        noise: ``per-image`` (default: each image's noise drawn from (seed, name), independent of
+            order) or ``release`` (one generator seeded once, on ``device``, drawing the posterior
+            sample then the initial noise per image in call order, as the released script).
+        seed: base seed (default 0 per-image, 42 release).
         weights_dir: extra folder searched first for every weight file.
         decoder: SD2.1 checkpoints: ``light`` (default; the official decoder) or ``vae``.
-        vae_tile: image-space tile side for the autoencoder; None = whole image.
-        tile_overlap: latent pixels shared by neighbouring tiles (default min(16, tile // 4)).
         dtype: ``fp32`` (default), ``bf16`` or ``fp16`` for the networks.
         progress: show a tqdm bar over sampling steps.
         sample_posterior: draw c_str from the VAE posterior (the official behaviour) or use its
             mean (deterministic structure).
-        tile_batch: latent tiles per network pass when tiling (more is faster on a GPU).
     """
 
     def __init__(
@@ -151,84 +280,128 @@ class VOSRUpscaler:
         steps: int | None = None,
         guidance: float | None = None,
         weak_strength: float | None = None,
+        preset: str | None = None,
         tile: int | None = None,
+        tile_overlap: int | None = None,
+        tile_layout: str = "release",
+        tile_batch: int = 1,
+        vae_tile: int | None = None,
         color_fix: str = "adain",
-        seed: int = 0,
+        quantize: str = "release",
+        noise: str = "per-image",
+        seed: int | None = None,
         weights_dir: str | os.PathLike[str] | None = None,
         decoder: str = "default",
-        vae_tile: int | None = None,
-        tile_overlap: int | None = None,
         dtype: str | torch.dtype = "fp32",
         progress: bool = False,
         sample_posterior: bool = True,
-        tile_batch: int = 1,
     ) -> None:
         from vosr.autoencoders import load_autoencoder
         from vosr.checkpoints import load_checkpoint
         from vosr.conditions import load_semantic_encoder
-        from vosr.weights import resolve_checkpoint
 
-        if isinstance(dtype, str):
-            if dtype not in _DTYPES:
-                raise ConfigError(f"dtype {dtype!r} unknown (choices: fp32, bf16, fp16)")
-            dtype = _DTYPES[dtype]
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.progress = progress
-        path = resolve_checkpoint(checkpoint, weights_dir)
-        self.model, self.info = load_checkpoint(path, device=self.device, dtype=dtype)
-        cfg = self.info.config
-        if cfg.one_step and guidance is not None and float(guidance) != 1.0:
-            raise ConfigError(
-                f"guidance={guidance}: {self.info.path} is a one-step (distilled) checkpoint, whose "
-                "guidance is distilled in; leave --guidance unset (or use a multi-step checkpoint)"
-            )
-        self.sampling = SamplingConfig(
+        plan = plan_pipeline(
+            checkpoint,
+            device=device,
             steps=steps,
             guidance=guidance,
             weak_strength=weak_strength,
+            preset=preset,
             tile=tile,
             tile_overlap=tile_overlap,
+            tile_layout=tile_layout,
+            tile_batch=tile_batch,
             vae_tile=vae_tile,
-            color_fix=color_fix,  # type: ignore[arg-type]
+            color_fix=color_fix,
+            quantize=quantize,
+            noise=noise,
             seed=seed,
             sample_posterior=sample_posterior,
-        ).resolved(one_step=cfg.one_step)
+            weights_dir=weights_dir,
+            decoder=decoder,
+            dtype=dtype,
+        )
+        self.plan = plan
+        self.device = plan.device
+        self.dtype = plan.dtype
+        self.progress = progress
+        self.sampling = plan.sampling
+        self.tile_batch = plan.tile_batch
+        self.model, self.info = load_checkpoint(plan.files["backbone"], device=self.device, dtype=self.dtype)
+        cfg = self.info.config
         self.autoencoder = load_autoencoder(
-            cfg.autoencoder, weights_dir=weights_dir, decoder=decoder, device=self.device, dtype=dtype
+            cfg.autoencoder,
+            weights_dir=weights_dir,
+            decoder=plan.decoder,
+            device=self.device,
+            dtype=self.dtype,
         )
         self.encoder = load_semantic_encoder(
             cfg.semantic_encoder,
             cfg.semantic_block,
             cfg.semantic_size,
-            weights_dir=weights_dir,
+            weights_path=plan.files["semantic_encoder"],
             device=self.device,
-            dtype=dtype,
+            dtype=self.dtype,
         )
         if self.encoder.embed_dim != cfg.semantic_dim:
             raise ValueError(
                 f"{cfg.semantic_encoder} gives {self.encoder.embed_dim}-d tokens but the checkpoint expects "
                 f"{cfg.semantic_dim}"
             )
-        if int(tile_batch) < 1:
-            raise ConfigError(f"tile_batch must be >= 1, got {tile_batch}")
-        self.tile_batch = int(tile_batch)
         self.nfe_last = 0
+        self.semantic_passes_last = 0
+        self._settings: dict[str, Any] | None = None
+        self._release_generator: torch.Generator | None = None
+        self.reset_noise()
 
     @property
     def settings(self) -> dict[str, Any]:
-        """Everything that defines the outputs (for provenance / method-config hashes)."""
-        return {
-            "checkpoint": str(self.info.path),
-            "model": self.info.config.to_dict(),
-            "sampling": self.sampling.to_dict(),
-            "decoder": "light" if getattr(self.autoencoder, "light_decoder", None) is not None else "vae",
-            "dtype": str(self.dtype).replace("torch.", ""),
-        }
+        """Everything that defines the outputs (``PipelinePlan.settings``; computed once)."""
+        if self._settings is None:
+            self._settings = self.plan.settings()
+        return self._settings
+
+    # -- noise -------------------------------------------------------------------------------
+
+    def reset_noise(self) -> None:
+        """``noise="release"``: restart the global generator at ``seed`` (a new run of the script)."""
+        if self.sampling.noise == "release":
+            self._release_generator = torch.Generator(device=self.device).manual_seed(self.sampling.seed)
+
+    def _generators(self, name: str | None) -> tuple[torch.Generator, torch.Generator]:
+        """(posterior generator, initial-noise generator) for one image."""
+        if self._release_generator is not None:
+            return self._release_generator, self._release_generator
+        s = self.sampling
+        # drawn on the CPU so results are device independent
+        g_vae = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "vae"))
+        g_noise = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "noise"))
+        return g_vae, g_noise
+
+    def _latent_shape(self, H: int, W: int) -> tuple[int, int, int, int]:
+        down = self.autoencoder.downscale
+        return (1, self.autoencoder.latent_channels, -(-H // down), -(-W // down))
+
+    def skip_noise(self, image_hw: tuple[int, int], upscale: float = 4) -> None:
+        """``noise="release"``: advance the generator past one image without computing it.
+
+        Draws what ``__call__`` would draw for an (h, w) input (posterior sample, then initial
+        noise), so a rerun that skips finished outputs gives the remaining images the noise the
+        released script gives them. Nothing happens for per-image noise.
+        """
+        g = self._release_generator
+        if g is None:
+            return
+        shape = self._latent_shape(*upsampled_size(*image_hw, upscale))
+        if self.sampling.sample_posterior:
+            torch.randn(shape, generator=g, device=g.device, dtype=torch.float32)
+        torch.randn(shape, generator=g, device=g.device, dtype=torch.float32)
 
     # -- stages ------------------------------------------------------------------------------
 
     def _semantic(self, images: torch.Tensor) -> torch.Tensor:
+        self.semantic_passes_last += 1
         return self.encoder(images.to(self.device))  # (B, N, E)
 
     @torch.no_grad()
@@ -245,6 +418,7 @@ class VOSRUpscaler:
             GuidedVelocity,
             sample_euler,
             sample_two_time,
+            tile_grid,
             tiled,
         )
 
@@ -255,25 +429,41 @@ class VOSRUpscaler:
         x = lr_up.to(self.device, torch.float32)
         if pad_h or pad_w:  # arbitrary sizes: replicate the edge to the latent grid, crop after
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        g_vae = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "vae"))
-        g_noise = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "noise"))
+        g_vae, g_noise = self._generators(name)
+        self.semantic_passes_last = 0
+        # the released order: posterior sample first, then the initial noise (one generator in
+        # release mode); the trajectory stays fp32
         c_str = self.autoencoder.encode(x, g_vae, sample=s.sample_posterior, tile=s.vae_tile)
-        # global noise, drawn on the CPU (device independent), kept fp32 along the trajectory
-        noise = torch.randn(c_str.shape, generator=g_noise).to(self.device)
+        noise = torch.randn(c_str.shape, generator=g_noise, device=g_noise.device, dtype=torch.float32)
+        noise = noise.to(self.device)
         c_str = c_str.float()
-        semantic = self._semantic(lr_up)  # the official code encodes the unpadded image
+        h_lat, w_lat = c_str.shape[-2:]
+        single = s.tile is None or tile_grid(h_lat, w_lat, s.tile, s.tile_overlap, s.tile_layout)[:2] == (
+            [0],
+            [0],
+        )
+        # whole-image DINOv2 tokens only when they are used: tiles take their own region's tokens
+        semantic = self._semantic(lr_up) if single else None  # the official code encodes the unpadded image
         if self.info.config.one_step:
             base = ConditionalVelocity(self.model, c_str, semantic)
         else:
             base = GuidedVelocity(self.model, c_str, semantic, s.guidance, s.weak_strength)
         velocity = base
-        if s.tile is not None:
+        if not single:
 
             def semantic_for_box(y: int, x0: int, h: int, w: int) -> torch.Tensor:
                 crop = x[:, :, y * down : (y + h) * down, x0 * down : (x0 + w) * down]
                 return self._semantic(crop)
 
-            velocity = tiled(base, c_str, semantic_for_box, s.tile, s.tile_overlap, batch=self.tile_batch)
+            velocity = tiled(
+                base,
+                c_str,
+                semantic_for_box,
+                s.tile,
+                s.tile_overlap,
+                batch=self.tile_batch,
+                layout=s.tile_layout,
+            )
         sampler = sample_two_time if self.info.config.one_step else sample_euler
         z0 = sampler(velocity, noise, s.steps, callback)
         self.nfe_last = int(getattr(velocity, "nfe", 0))
@@ -286,19 +476,19 @@ class VOSRUpscaler:
         Args:
             image: (H, W, 3) uint8.
             upscale: output / input size ratio (the official code uses integer factors).
-            name: the image's identity (file name); seeds its noise.
+            name: the image's identity (file name); seeds its noise (``noise="per-image"``).
         Returns:
             (round(H * upscale), round(W * upscale), 3) uint8.
         """
         from PIL import Image
 
+        from vosr.colorfix import finish
+
         image = check_image(image, name or "image")
-        if not upscale or float(upscale) <= 0:
-            raise ValueError(f"upscale must be positive, got {upscale!r}")
         h, w = image.shape[:2]
-        size = (round(w * float(upscale)), round(h * float(upscale)))
+        H, W = upsampled_size(h, w, upscale)
         # PIL bicubic, as the official inference upsamples before encoding
-        up = np.array(Image.fromarray(image).resize(size, Image.BICUBIC))
+        up = np.array(Image.fromarray(image).resize((W, H), Image.BICUBIC))
         up_t = torch.from_numpy(up).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W) in [0, 1]
         callback = None
         bar = None
@@ -315,5 +505,4 @@ class VOSRUpscaler:
         finally:
             if bar is not None:
                 bar.close()
-        sr = color_fix(sr.cpu(), up_t, self.sampling.color_fix)
-        return (sr[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+        return finish(sr, up, self.sampling.color_fix, self.sampling.quantize)

@@ -32,6 +32,7 @@ __all__ = [
     "TiledVelocity",
     "Tile",
     "tile_boxes",
+    "tile_grid",
     "tiled",
     "gaussian_weights",
     "time_grid",
@@ -141,6 +142,28 @@ def tile_boxes(size: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(starts))
 
 
+def tile_grid(
+    h: int, w: int, tile: int, overlap: int, layout: str = "release"
+) -> tuple[list[int], list[int], int, int]:
+    """The latent tiles over an h x w latent: (row starts, column starts, tile height, tile width).
+
+    Args:
+        tile, overlap: resolved latent tile side and overlap (``SamplingConfig.resolved``).
+        layout: ``release``: square tiles of side min(tile, h, w) with overlap
+            min(overlap, side - 1), as the released scripts (so a non-square image is tiled
+            along its long side even when ``tile`` exceeds it); ``rect``: min(tile, h) x
+            min(tile, w) tiles (one tile when ``tile`` covers the image), overlap as given.
+    Starts follow ``tile_boxes`` on each axis.
+    """
+    if layout == "release":
+        side = max(1, min(tile, h, w))
+        ov = max(0, min(overlap, side - 1))
+        return tile_boxes(h, side, ov), tile_boxes(w, side, ov), side, side
+    if layout == "rect":
+        return tile_boxes(h, tile, overlap), tile_boxes(w, tile, overlap), min(tile, h), min(tile, w)
+    raise ValueError(f"tile layout {layout!r} unknown (choices: release, rect)")
+
+
 def gaussian_weights(h: int, w: int, var: float = 0.01) -> torch.Tensor:
     """(h, w) blending weights peaking at the tile centre.
 
@@ -240,25 +263,27 @@ def tiled(
     tile: int,
     overlap: int,
     batch: int = 1,
+    layout: str = "release",
 ) -> Velocity:
     """Wrap ``base`` into a ``TiledVelocity`` over c_str's latent grid.
 
     Args:
         base: an adapter whose ``with_conditions`` builds a tile's adapter.
         c_str: (B, C, H, W) global structural latent.
-        semantic_for_box: (y, x, h, w) latent box -> (B, N, E) semantic tokens of that region.
+        semantic_for_box: (y, x, h, w) latent box -> (B, N, E) semantic tokens of that region;
+            called once per tile, and never when one tile covers the latent.
         tile: latent tile side; overlap: latent pixels shared by neighbours.
         batch: tiles per network pass.
+        layout: ``release`` or ``rect`` (see ``tile_grid``).
     Returns ``base`` itself (no tiling) when one tile covers the latent.
     """
     H, W = c_str.shape[-2:]
-    ys, xs = tile_boxes(H, tile, overlap), tile_boxes(W, tile, overlap)
+    ys, xs, h, w = tile_grid(H, W, tile, overlap, layout)
     if len(ys) == 1 and len(xs) == 1:
         return base
     tiles = []
     for y in ys:
         for x in xs:
-            h, w = min(tile, H), min(tile, W)
             crop = c_str[:, :, y : y + h, x : x + w]
             tiles.append(Tile(y, x, h, w, base.with_conditions(crop, semantic_for_box(y, x, h, w))))
     return TiledVelocity(tiles, (H, W), batch=batch)

@@ -12,11 +12,19 @@ Locations (computed when asked; nothing is created at import time):
 Every loader also accepts ``weights_dir`` (the CLI's ``--weights-dir``): a folder searched first,
 either in the same relative layout (``DIR/VOSR_0.5B_os/...``, ``DIR/sd21-vae/...``) or holding a
 file by its bare name (``DIR/dinov2_vitb14_pretrain.pth``).
+
+``file_sha256`` gives a weight file's content hash (what identifies a checkpoint in settings and
+the benchmark's method hash), remembered by (path, size, mtime) in
+``$SCREENSR_HOME/vosr/sha256_cache.json`` so multi-GB files are hashed once, not on every run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,7 @@ __all__ = [
     "release_dir",
     "resolve_checkpoint",
     "find_path",
+    "file_sha256",
     "weight_files",
     "write_random_tiny_weights",
 ]
@@ -113,6 +122,64 @@ def resolve_checkpoint(
     return path
 
 
+HASH_CACHE_FILE = "sha256_cache.json"
+
+
+def _hash_cache_path() -> Path:
+    return vosr_home() / HASH_CACHE_FILE
+
+
+def _read_hash_cache(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # only remembered hashes are lost: they are recomputed (and the file rewritten)
+        warnings.warn(
+            f"ignoring the unreadable hash cache {path} ({exc}); hashes are recomputed", stacklevel=3
+        )
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def file_sha256(path: str | os.PathLike[str], *, cache: bool = True) -> str:
+    """Hex sha256 of a file's bytes.
+
+    With ``cache``, the digest is remembered under the file's absolute path together with its size
+    and modification time (ns); any change of either recomputes it, so replacing a weight file
+    always changes the hash while an unchanged multi-GB checkpoint is read once.
+    """
+    p = Path(path).expanduser().absolute()
+    st = p.stat()
+    key = str(p)
+    cache_path = _hash_cache_path()
+    entries = _read_hash_cache(cache_path) if cache else {}
+    hit = entries.get(key)
+    if isinstance(hit, dict) and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
+        return str(hit["sha256"])
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if cache:
+        entries = _read_hash_cache(cache_path)  # re-read: another process may have added entries
+        entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        tmp = None
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{HASH_CACHE_FILE}.", suffix=".tmp", dir=cache_path.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(entries, f, indent=1, sort_keys=True)
+            os.replace(tmp, cache_path)
+        except OSError as exc:  # a read-only cache folder: the hash is still right, just not remembered
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            warnings.warn(f"cannot write the hash cache {cache_path} ({exc})", stacklevel=2)
+    return digest
+
+
 def weight_files() -> list[dict[str, Any]]:
     """One dict per file the vosr package can use: name, path, url, used_by, description."""
     from vosr.autoencoders import AUTOENCODER_FILES
@@ -181,8 +248,9 @@ def write_random_tiny_weights(
     gen_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        from diffusers import AutoencoderKL
+        from vosr.autoencoders import import_diffusers
 
+        AutoencoderKL = import_diffusers().AutoencoderKL
         ae_dir = base / AUTOENCODERS["tiny-kl"][0]
         AutoencoderKL(**tiny_kl_config()).save_pretrained(ae_dir, safe_serialization=True)
 

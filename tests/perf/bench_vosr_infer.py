@@ -4,7 +4,8 @@ Run: ``python tests/perf/bench_vosr_infer.py [--quick] [--gpu]``
 
 1. **Network evaluations per image** (``VOSRUpscaler.nfe_last``) for the tiny pipeline with random
    weights: one-step, few-step, 25 guided steps (2 per step), 25 unguided steps (omega = 1), and
-   tiled sampling (one pass per tile). Baseline: the one-step row.
+   tiled sampling (one pass per tile), with the DINOv2 passes per image (one per tile when
+   tiling, never a whole-image pass). Baseline: the one-step row.
 2. **Time per sampling step** on this CPU of the ``vosr-tiny`` backbone at the trained grid and
    at 4x the tokens, guided (2B) vs conditional (B) (baseline: conditional, 1 thread).
 3. **Full models, analytically** on the ``meta`` device (no weights, no compute): FLOPs of one
@@ -90,9 +91,9 @@ def bench_nfe(weights: dict) -> None:
         up(img, 4, name="nfe.png")
         dt = time.perf_counter() - t0
         base = base or up.nfe_last
-        rows.append([label, up.nfe_last, up.nfe_last / base, dt])
+        rows.append([label, up.nfe_last, up.nfe_last / base, up.semantic_passes_last, dt])
     _table("Network evaluations per image (tiny pipeline, 128x192 px output)",
-           ["configuration", "NFE", "ratio to one-step", "CPU s/image"], rows)  # fmt: skip
+           ["configuration", "NFE", "ratio to one-step", "DINOv2 passes", "CPU s/image"], rows)  # fmt: skip
 
 
 # --- 2. time per step (tiny, CPU) ---------------------------------------------------------------
@@ -263,9 +264,8 @@ def bench_memory(weights: dict, sizes: list[int]) -> None:
 
 def bench_gpu(root: Path) -> None:
     import torch
-    from diffusers import AutoencoderKL
 
-    from vosr.autoencoders import build_light_decoder
+    from vosr.autoencoders import build_light_decoder, import_diffusers
     from vosr.checkpoints import save_checkpoint
     from vosr.conditions import build_semantic_encoder
     from vosr.model import create_model
@@ -273,6 +273,7 @@ def bench_gpu(root: Path) -> None:
 
     wd = root / "gpu-weights"
     wd.mkdir(parents=True, exist_ok=True)
+    AutoencoderKL = import_diffusers().AutoencoderKL
     AutoencoderKL(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
                   up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4,
                   sample_size=768).save_pretrained(wd / "sd21-vae")  # fmt: skip

@@ -7,10 +7,12 @@ scores and that the scored SR images are exactly the pipeline's outputs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _vosr_helpers import tiny_weights
 from PIL import Image
 
@@ -76,3 +78,76 @@ def test_release_tag_without_weights_is_a_clear_error(tmp_path: Path, monkeypatc
     err = capsys.readouterr().err
     assert code != 0
     assert "VOSR_0.5B_os" in err and "ema_model.safetensors" in err
+
+
+def copy_weights(weights: dict, dest: Path) -> Path:
+    """A private copy of the tiny weights (files can then be replaced without touching others)."""
+    import shutil
+
+    shutil.copytree(weights["root"], dest)
+    return dest
+
+
+def test_method_hash_is_the_resolved_settings_plus_weight_hashes(weights: dict, tmp_path: Path) -> None:
+    from benchmark.methods import create_method
+
+    root = copy_weights(weights, tmp_path / "w")
+    ms = root / "vosr-tiny-ms"
+    spec = f"vosr:{ms}@weights_dir={root}"
+    base = create_method(spec)
+    # the default steps, guidance and preset spelled out resolve to the same settings
+    for same in ("@steps=25", "@steps=25@guidance=0.5", "@preset=screensr", "@guidance=0.5@weak_strength=0.15",
+                 "@quantize=release@color_fix=adain@tile_layout=release", "@seed=0"):  # fmt: skip
+        assert create_method(spec + same).method_hash == base.method_hash, same
+    for other in (
+        "@steps=24",
+        "@guidance=1",
+        "@preset=realsr",
+        "@quantize=round",
+        "@color_fix=wavelet",
+        "@tile=4",
+    ):
+        assert create_method(spec + other).method_hash != base.method_hash, other
+    assert (
+        create_method(spec + "@guidance=1").method_hash == create_method(spec + "@guidance=1.0").method_hash
+    )
+    cfg = base.config()
+    assert cfg["sampling"]["steps"] == 25 and cfg["sampling"]["quantize"] == "release"
+    assert set(cfg["files"]) == {"backbone", "autoencoder_config", "autoencoder", "semantic_encoder"}
+    assert str(root) not in json.dumps(cfg)  # identified by content, not by where the files lie
+    # changing a weight file's bytes (same name, same size) changes the identity
+    enc = root / "dinov2_tiny_pretrain.pth"
+    state = torch.load(enc, weights_only=True)
+    state["blocks.0.attn.qkv.weight"] = state["blocks.0.attn.qkv.weight"] + 0.01
+    torch.save(state, enc)
+    assert create_method(spec).method_hash != base.method_hash
+    with pytest.raises(ValueError, match="unknown VOSR option 'stpes'.*did you mean 'steps'"):
+        create_method(spec + "@stpes=4").config()
+
+
+def test_release_tag_is_identified_by_its_weights(weights: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from benchmark.methods import MethodError, create_method
+
+    root = copy_weights(weights, tmp_path / "w")
+    shutil.copytree(root / "vosr-tiny-ms", root / "VOSR_0.5B_ms")  # the tiny run under the release tag
+    tag = create_method(f"vosr-0.5b-ms@weights_dir={root}")
+    by_path = create_method(f"vosr:{root / 'VOSR_0.5B_ms'}@weights_dir={root}")
+    assert tag.method_hash == by_path.method_hash  # the same weights, the same outputs
+    # new weights under the same tag: another identity, so no stale cached output is reused
+    ema = root / "VOSR_0.5B_ms" / "checkpoints" / "ema_model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(ema), framework="pt") as f:
+        metadata = f.metadata()
+    state = load_file(str(ema))
+    state["final_layer.linear.bias"] = state["final_layer.linear.bias"] + 0.1
+    save_file(state, str(ema), metadata=metadata)
+    replaced = create_method(f"vosr-0.5b-ms@weights_dir={root}")
+    assert replaced.method_hash != tag.method_hash
+    assert replaced.config()["files"]["backbone"] != tag.config()["files"]["backbone"]
+    with pytest.raises(MethodError, match="noise=release .*screensr vosr infer --noise release"):
+        create_method(f"vosr-0.5b-ms@weights_dir={root}@noise=release")

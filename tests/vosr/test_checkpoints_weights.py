@@ -66,3 +66,36 @@ def test_release_tags_resolve_in_weights_dir_and_home(
 
     model, info = load_checkpoint(resolve_checkpoint("vosr-0.5b-os"))
     assert model.one_step and info.layout == "released"
+
+
+def test_file_sha256_is_cached_by_path_size_and_mtime(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import hashlib
+    import os
+
+    from vosr.weights import file_sha256
+
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"a" * 1000)
+    digest = file_sha256(f)
+    assert digest == hashlib.sha256(b"a" * 1000).hexdigest()
+    cache = json.loads((tmp_path / "home" / "vosr" / "sha256_cache.json").read_text())
+    assert cache[str(f.absolute())]["sha256"] == digest
+    # same path, size and mtime: the remembered digest is used, the file is not read again
+    st = f.stat()
+    f.write_bytes(b"b" * 1000)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert file_sha256(f) == digest
+    assert file_sha256(f, cache=False) == hashlib.sha256(b"b" * 1000).hexdigest()
+    # a new modification time (or size): hashed again
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert file_sha256(f) == hashlib.sha256(b"b" * 1000).hexdigest()
+    f.write_bytes(b"b" * 999)
+    assert file_sha256(f) == hashlib.sha256(b"b" * 999).hexdigest()
+    # a corrupt cache file is rebuilt, with a warning, never silently trusted
+    (tmp_path / "home" / "vosr" / "sha256_cache.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="unreadable hash cache"):
+        assert file_sha256(f) == hashlib.sha256(b"b" * 999).hexdigest()
+    assert json.loads((tmp_path / "home" / "vosr" / "sha256_cache.json").read_text())

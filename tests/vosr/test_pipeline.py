@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from _vosr_helpers import tiny_weights
+from PIL import Image
 
 from vosr.config import ConfigError
-from vosr.pipeline import VOSRUpscaler, adain_color_fix, check_image, color_fix, gaussian_color_fix, seed_for
+from vosr.pipeline import VOSRUpscaler, check_image, seed_for
 
 
 @pytest.fixture(scope="module")
@@ -75,38 +76,29 @@ def test_tiling_when_one_tile_covers_is_identical(weights: dict) -> None:
     img = lr_image(20, 28)  # 80 x 112 px -> 10 x 14 latent
     root = weights["root"]
     plain = VOSRUpscaler(weights["checkpoint_os"], weights_dir=root)(img, 4, name="a")
-    covered = VOSRUpscaler(weights["checkpoint_os"], tile=16, vae_tile=128, weights_dir=root)(
-        img, 4, name="a"
+    # rect layout: a 16-latent tile covers 10 x 14, the untiled path bit for bit
+    covered = VOSRUpscaler(
+        weights["checkpoint_os"], tile=16, tile_layout="rect", vae_tile=128, weights_dir=root
     )
-    np.testing.assert_array_equal(plain, covered)
-    tiled = VOSRUpscaler(weights["checkpoint_os"], tile=6, tile_overlap=2, vae_tile=64, weights_dir=root)
+    np.testing.assert_array_equal(plain, covered(img, 4, name="a"))
+    assert covered.nfe_last == 1 and covered.semantic_passes_last == 1
+    # a square image covered by one square tile: identical in the release layout too
+    sq = lr_image(16, 16)
+    np.testing.assert_array_equal(
+        VOSRUpscaler(weights["checkpoint_os"], weights_dir=root)(sq, 4, name="a"),
+        VOSRUpscaler(weights["checkpoint_os"], tile=16, weights_dir=root)(sq, 4, name="a"),
+    )
+    tiled = VOSRUpscaler(weights["checkpoint_os"], tile=6, tile_overlap=2, tile_layout="rect", vae_tile=64,
+                         weights_dir=root)  # fmt: skip
     out = tiled(img, 4, name="a")
     # latent 10 x 14, tile 6, overlap 2: rows start at 0, 4 and columns at 0, 4, 8
     assert out.shape == plain.shape and tiled.nfe_last == 2 * 3
     batched = VOSRUpscaler(
-        weights["checkpoint_os"], tile=6, tile_overlap=2, vae_tile=64, tile_batch=4, weights_dir=root
-    )
+        weights["checkpoint_os"], tile=6, tile_overlap=2, tile_layout="rect", vae_tile=64, tile_batch=4,
+        weights_dir=root,
+    )  # fmt: skip
     out_b = batched(img, 4, name="a")
     assert batched.nfe_last == 6 and np.abs(out_b.astype(int) - out).max() <= 1  # float rounding only
-
-
-def test_color_fixes() -> None:
-    torch.manual_seed(0)
-    img = torch.rand(1, 3, 32, 40) * 0.5
-    ref = torch.rand(1, 3, 32, 40) * 0.3 + 0.6
-    fixed = adain_color_fix(img, ref)
-    m = fixed.flatten(2).mean(-1)
-    torch.testing.assert_close(m, ref.flatten(2).mean(-1), rtol=0, atol=2e-3)  # clamping moves it slightly
-    torch.testing.assert_close(fixed.flatten(2).std(-1), ref.flatten(2).std(-1), rtol=0.05, atol=0)
-    # the Gaussian split keeps the reference's low frequencies: a constant image gets ref's blur
-    const = torch.full((1, 3, 32, 40), 0.5)
-    g = gaussian_color_fix(const, ref)
-    smooth_ref = gaussian_color_fix(ref, ref)
-    torch.testing.assert_close(smooth_ref, ref.clamp(0, 1), rtol=0, atol=1e-6)  # image == ref: unchanged
-    assert (g - const).abs().max() > 0.05 and g.std() < ref.std()
-    torch.testing.assert_close(color_fix(img, ref, "none"), img)
-    with pytest.raises(ConfigError, match="color fix 'ada'"):
-        color_fix(img, ref, "ada")
 
 
 def test_bad_inputs_are_named(weights: dict) -> None:
@@ -155,3 +147,145 @@ def test_bf16_networks_stay_close_to_fp32(weights: dict) -> None:
     assert np.abs(out.astype(float) - ref).mean() < 3.0
     with pytest.raises(ConfigError, match="dtype 'fp8' unknown"):
         VOSRUpscaler(weights["checkpoint_os"], dtype="fp8", weights_dir=weights["root"])
+
+
+# --- release parity: noise, 8-bit conversion, tiles, presets ---------------------------------
+
+
+def _released_adain(sr: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """The released adain_color_fix on uint8 images (to_tensor floats, torch.std + 1e-5, to_pil)."""
+    from torchvision.transforms.functional import to_pil_image, to_tensor
+
+    t, s = to_tensor(Image.fromarray(sr))[None], to_tensor(Image.fromarray(ref))[None]
+    tm, ts = t.mean(dim=[2, 3], keepdim=True), t.std(dim=[2, 3], keepdim=True) + 1e-5
+    sm, ss = s.mean(dim=[2, 3], keepdim=True), s.std(dim=[2, 3], keepdim=True) + 1e-5
+    return np.asarray(to_pil_image(torch.clamp(((t - tm) / ts * ss + sm)[0], 0, 1)))
+
+
+def test_release_noise_reenacts_the_released_draw_sequence(weights: dict) -> None:
+    """``noise="release"`` equals the released script's sequence written out by hand: one
+    ``torch.manual_seed(42)``, then per file in sorted order the VAE posterior sample (diffusers'
+    ``latent_dist.sample()`` on the global generator) and ``randn_like`` initial noise, guided
+    Euler, decode, ``ToPILImage`` truncation and the released AdaIN."""
+    from torchvision.transforms.functional import to_pil_image, to_tensor
+
+    root = weights["root"]
+    images = {
+        "b.png": lr_image(16, 20, seed=3),
+        "a.png": lr_image(12, 12, seed=4),
+        "c.png": lr_image(8, 16, seed=5),
+    }
+    up = VOSRUpscaler(weights["checkpoint_ms"], steps=3, noise="release", weights_dir=root)
+    assert up.sampling.seed == 42 and up.settings["noise_device"] == "cpu"
+    ours = {n: up(images[n], 4, name=n) for n in sorted(images)}
+    up.reset_noise()  # deterministic: the same run again gives the same images
+    for n in sorted(images):
+        np.testing.assert_array_equal(up(images[n], 4, name=n), ours[n])
+
+    vae, model, encoder = up.autoencoder.vae, up.model, up.encoder
+    ts = torch.linspace(1.0, 0.0, 4)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(42)
+        for n in sorted(images):
+            h, w = images[n].shape[:2]
+            up_img = Image.fromarray(images[n]).resize((w * 4, h * 4), Image.BICUBIC)
+            lq = to_tensor(up_img)[None] * 2.0 - 1.0
+            lq_latent = vae.encode(lq).latent_dist.sample() * vae.config.scaling_factor  # draw 1
+            z = torch.randn_like(lq_latent)  # draw 2
+            sem = encoder(to_tensor(up_img)[None])
+            for i in range(3):
+                x = torch.cat([torch.cat([lq_latent, z], 1), torch.cat([0.15 * lq_latent, z], 1)])
+                v = model(x, torch.full((2,), float(ts[i])), torch.cat([sem, torch.zeros_like(sem)]))
+                v_cond, v_pcond = v.chunk(2)
+                z = z - (float(ts[i]) - float(ts[i + 1])) * (v_pcond + 0.5 * (v_cond - v_pcond))
+            sr = vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+            sr_img = np.asarray(to_pil_image(sr[0] * 0.5 + 0.5))
+            np.testing.assert_array_equal(ours[n], _released_adain(sr_img, np.asarray(up_img)), err_msg=n)
+
+    # per-image noise (the default) is another, order-independent draw
+    per_image = VOSRUpscaler(weights["checkpoint_ms"], steps=3, weights_dir=root)
+    assert per_image.sampling.seed == 0 and "noise_device" not in per_image.settings
+    assert not np.array_equal(per_image(images["a.png"], 4, name="a.png"), ours["a.png"])
+    # skipping an image draws what it would have drawn: the next image is unchanged
+    up.reset_noise()
+    up.skip_noise(images["a.png"].shape[:2], 4)
+    np.testing.assert_array_equal(up(images["b.png"], 4, name="b.png"), ours["b.png"])
+
+
+def test_default_output_is_the_released_8bit_path(weights: dict) -> None:
+    """Default quantize: the decoded image truncated to 8 bits, the colour fix on that uint8 image,
+    truncated again; ``quantize="round"`` keeps the float fix with one rounding."""
+    root = weights["root"]
+    img = lr_image(12, 16)
+    up = VOSRUpscaler(weights["checkpoint_os"], weights_dir=root)
+    assert (up.sampling.quantize, up.sampling.color_fix) == ("release", "adain")
+    assert up.settings["sampling"]["quantize"] == "release"
+    out = up(img, 4, name="a")
+    bicubic = np.array(Image.fromarray(img).resize((64, 48), Image.BICUBIC))
+    decoded = up.upscale_tensor(torch.from_numpy(bicubic).permute(2, 0, 1)[None].float() / 255.0, name="a")
+    truncated = (decoded[0] * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out, _released_adain(truncated, bicubic))
+    rounded = VOSRUpscaler(weights["checkpoint_os"], quantize="round", color_fix="none", weights_dir=root)
+    plain = VOSRUpscaler(weights["checkpoint_os"], color_fix="none", weights_dir=root)
+    r, t = rounded(img, 4, name="a").astype(int), plain(img, 4, name="a").astype(int)
+    np.testing.assert_array_equal(t, truncated)
+    assert set(np.unique(r - t)) <= {0, 1} and 0.2 < (r - t).mean() < 0.8  # the +0.5 level bias
+    assert rounded.settings["sampling"]["quantize"] == "round"
+
+
+def test_tiles_take_their_own_semantic_tokens_only(weights: dict) -> None:
+    """When tiling, DINOv2 runs once per tile on the tile's region, never on the whole image."""
+    img = lr_image(20, 28)  # 80 x 112 px -> 10 x 14 latent
+    root = weights["root"]
+
+    def spy(up: VOSRUpscaler) -> list[tuple[int, int]]:
+        calls: list[tuple[int, int]] = []
+        encoder = up.encoder
+
+        def counted(x: torch.Tensor) -> torch.Tensor:
+            calls.append(tuple(x.shape[-2:]))
+            return encoder(x)
+
+        up.encoder = counted
+        return calls
+
+    up = VOSRUpscaler(weights["checkpoint_os"], tile=6, tile_overlap=2, weights_dir=root)
+    calls = spy(up)
+    up(img, 4, name="a")
+    assert calls == [(48, 48)] * 6  # rows 0, 4 x columns 0, 4, 8 of 6-latent tiles
+    plain = VOSRUpscaler(weights["checkpoint_os"], weights_dir=root)
+    calls = spy(plain)
+    plain(img, 4, name="a")
+    assert calls == [(80, 112)]
+
+
+def test_release_tile_layout_for_non_square_images(weights: dict) -> None:
+    """Released layout: square tiles of min(tile, h, w); overlap max(32 px / 8, tile / 8) one-step."""
+    img = lr_image(20, 28)  # latent 10 x 14
+    root = weights["root"]
+    up = VOSRUpscaler(weights["checkpoint_os"], tile=16, weights_dir=root)
+    assert (up.sampling.tile, up.sampling.tile_overlap, up.sampling.tile_layout) == (16, 4, "release")
+    out = up(img, 4, name="a")
+    # tile min(16, 10, 14) = 10, overlap min(4, 9) = 4: one row, columns at 0 and 4
+    assert up.nfe_last == 2 and out.shape == (80, 112, 3)
+    rect = VOSRUpscaler(weights["checkpoint_os"], tile=16, tile_layout="rect", weights_dir=root)
+    assert rect.sampling.tile_overlap == 4  # min(16, 16 // 4)
+    rect(img, 4, name="a")
+    assert rect.nfe_last == 1  # a 16-latent rect tile covers 10 x 14
+
+
+def test_guidance_presets(weights: dict) -> None:
+    root = weights["root"]
+    ms = weights["checkpoint_ms"]
+    assert VOSRUpscaler(ms, steps=1, preset="realsr", weights_dir=root).sampling.guidance == -0.5
+    screensr = VOSRUpscaler(ms, steps=1, preset="screensr", weights_dir=root)
+    default = VOSRUpscaler(ms, steps=1, weights_dir=root)
+    assert screensr.sampling.guidance == default.sampling.guidance == 0.5
+    assert screensr.settings == default.settings  # the preset resolves into guidance
+    assert (
+        VOSRUpscaler(ms, steps=1, preset="realsr", guidance=0.25, weights_dir=root).sampling.guidance == 0.25
+    )
+    with pytest.raises(ConfigError, match="preset 'real' unknown.*did you mean 'realsr'"):
+        VOSRUpscaler(ms, preset="real", weights_dir=root)
+    with pytest.raises(ConfigError, match="one-step .*drop the preset"):
+        VOSRUpscaler(weights["checkpoint_os"], preset="realsr", weights_dir=root)

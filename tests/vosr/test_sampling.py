@@ -14,6 +14,7 @@ from vosr.sampling import (
     sample_euler,
     sample_two_time,
     tile_boxes,
+    tile_grid,
     tiled,
     time_grid,
 )
@@ -197,3 +198,57 @@ def test_batched_tiles_equal_one_by_one(batch: int) -> None:
         v1, vb = one(z, 0.6), many(z, 0.6)
     torch.testing.assert_close(vb, v1, rtol=1e-5, atol=1e-5)
     assert one.nfe == many.nfe == 2 * len(one.tiles)  # 2 rows x 3 columns of tiles, guided
+
+
+# --- the released tile layout -------------------------------------------------------------------
+
+
+def released_steps(n: int, tile: int, overlap: int) -> list[int]:
+    """The released scripts' tile starts along one axis (their loop, written out)."""
+    stride = tile - overlap
+    steps = list(range(0, max(n - tile + 1, 1), stride))
+    if n > tile and steps[-1] + tile < n:
+        steps.append(n - tile)
+    return [0] if n <= tile else steps
+
+
+def test_release_tile_grid_square_and_non_square() -> None:
+    # hand-computed: 64 x 96 latent, tile 32, overlap 4 -> stride 28
+    assert tile_grid(64, 96, 32, 4) == ([0, 28, 32], [0, 28, 56, 64], 32, 32)
+    # non-square smaller than the tile: square tiles of the short side, tiled along the long one
+    assert tile_grid(10, 14, 16, 4) == ([0], [0, 4], 10, 10)
+    assert tile_grid(14, 10, 64, 8) == ([0, 2, 4], [0], 10, 10)  # stride 10 - 8 = 2
+    # overlap clamped to tile - 1
+    assert tile_grid(5, 9, 8, 8) == ([0], [0, 1, 2, 3, 4], 5, 5)
+    assert tile_grid(32, 32, 64, 8) == ([0], [0], 32, 32)  # covered: one tile
+    # the rect layout keeps per-axis tiles: one tile when the tile covers the image
+    assert tile_grid(10, 14, 16, 4, "rect") == ([0], [0], 10, 14)
+    assert tile_grid(40, 52, 16, 4, "rect") == (tile_boxes(40, 16, 4), tile_boxes(52, 16, 4), 16, 16)
+    for h, w, t, o in [(37, 50, 16, 2), (64, 64, 32, 4), (100, 33, 24, 3), (9, 70, 12, 1)]:
+        side = min(t, h, w)
+        ov = min(o, side - 1)
+        ys, xs, th, tw = tile_grid(h, w, t, o)
+        assert (ys, xs, th, tw) == (released_steps(h, side, ov), released_steps(w, side, ov), side, side)
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "one_step", "layout", "expected"),
+    [
+        # release: tile = max(T // p * p, p) latent; overlap = max(released px default // 8, tile // 8)
+        (64, None, False, "release", (64, 8)),  # multi-step default 4 px -> 0; 64 // 8 = 8
+        (64, None, True, "release", (64, 8)),  # one-step default 32 px -> 4
+        (16, None, True, "release", (16, 4)),
+        (16, None, False, "release", (16, 2)),
+        (15, None, False, "release", (14, 1)),  # rounded down to the patch grid
+        (3, None, True, "release", (2, 1)),  # at least one patch; overlap at most tile - 1
+        (64, 2, False, "release", (64, 8)),  # an explicit overlap is at least tile // 8 (as released)
+        (64, 12, True, "release", (64, 12)),
+        (64, None, False, "rect", (64, 16)),  # rect: min(16, tile // 4) unless given
+        (15, 2, False, "rect", (15, 2)),
+    ],
+)
+def test_resolved_tile_defaults(tile, overlap, one_step, layout, expected) -> None:
+    from vosr.config import SamplingConfig
+
+    s = SamplingConfig(tile=tile, tile_overlap=overlap, tile_layout=layout).resolved(one_step=one_step)
+    assert (s.tile, s.tile_overlap) == expected
