@@ -656,8 +656,6 @@ def hub_unreachable(repo_id: str, timeout: float = 10.0) -> str | None:
         DatasetNotFoundError: the hub answered that the repository does not exist (or is private
             or gated), or ``repo_id`` is neither a local folder nor a valid repository id.
     """
-    if hf_offline_mode():
-        return "offline mode is on (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)"
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -665,15 +663,21 @@ def hub_unreachable(repo_id: str, timeout: float = 10.0) -> str | None:
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
     )
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)  # a mistyped local path is not a repository: say so, offline too
+    except HFValidationError as exc:
+        raise DatasetNotFoundError(
+            f"hf:{repo_id}: no such folder on this machine, and not a hub repository id ({exc}); check the path"
+        ) from None
+    if hf_offline_mode():
+        return "offline mode is on (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)"
 
     try:
         HfApi().dataset_info(repo_id, timeout=timeout)
     except OfflineModeIsEnabled:
         return "offline mode is on (HF_HUB_OFFLINE is set)"
-    except HFValidationError as exc:
-        raise DatasetNotFoundError(
-            f"hf:{repo_id}: not a folder on this machine, nor a hub repository id ({exc}); check the path"
-        ) from None
     except RepositoryNotFoundError:
         raise DatasetNotFoundError(
             f"hf:{repo_id}: the Hugging Face hub has no dataset {repo_id} (or it is private or gated: "

@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from core.errors import UnknownNameError
 from core.paths import hf_hub_cache_dir, screensr_home, torch_hub_dir
 from core.weights import WeightFile, hf_snapshot_path
 
@@ -199,11 +200,14 @@ def metric_weight_files(metric: str) -> list[WeightFile]:
     """The files ``metric`` needs (pyiqa name, e.g. ``maniqa-pipal``).
 
     Raises:
-        KeyError: the metric is not in the catalogue (the message lists the known names).
+        UnknownNameError: the metric is not in the catalogue (a ``KeyError``, with the closest name).
     """
     catalogue = metric_weight_catalogue()
     if metric not in catalogue:
-        raise KeyError(f"no weight catalogue entry for metric {metric!r}; known: {', '.join(sorted(catalogue))}")
+        raise UnknownNameError(
+            "metric in the weight catalogue", metric, catalogue,
+            hint="metrics outside it download their files through pyiqa on first use",
+        )  # fmt: skip
     return catalogue[metric]
 
 

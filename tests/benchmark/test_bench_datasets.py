@@ -293,3 +293,10 @@ def test_pixel_limit_is_checked_on_the_header(generic_ds, monkeypatch):
     monkeypatch.setenv("SCREENSR_MAX_PIXELS", "1000")  # the HR images are 64x64 = 4096 px
     with pytest.raises(ImageTooLargeError, match=r"img_0\.png: 64x64 = 0\.0 MP exceeds the pixel limit"):
         load_dataset(generic_ds)
+
+
+def test_hf_mistyped_local_path_is_not_reported_as_offline(tmp_path):
+    from benchmark.datasets import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match=r"^hf:/no/such/ScreenSR: no such folder on this machine, and not a hub"):
+        load_dataset("hf:/no/such/ScreenSR")

@@ -248,3 +248,11 @@ def test_learned_metrics_with_random_weights_equal_pyiqa(name, tmp_path):
     ref = pyiqa.create_metric(spec.pyiqa_name, device="cpu", **spec.options)
     theirs = float(ref(str(sr), str(hr)) if spec.kind == "FR" else ref(str(sr)))
     assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-6)
+
+
+def test_weight_catalogue_lookup_is_an_unknown_name_error():
+    from benchmark.weights import metric_weight_files
+
+    with pytest.raises(UnknownNameError) as exc:
+        metric_weight_files("lpip")
+    assert str(exc.value).startswith("unknown metric in the weight catalogue 'lpip' (did you mean 'lpips'?)")
