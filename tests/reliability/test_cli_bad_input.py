@@ -260,9 +260,12 @@ def test_command_and_python_method_specs(tmp_path):
 
 
 # ---------------------------------------------------------------------------- weights
-def test_missing_weights_name_file_path_and_fix(tmp_path):
+def test_missing_weights_name_file_path_and_fix(tmp_path, monkeypatch):
     from benchmark.weights import metric_weight_files
 
+    # empty caches of its own: other tests write random LPIPS weights into the session's caches
+    for var in ("TORCH_HOME", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
     root = pairs(tmp_path / "d", n=1)
     res = _run(tmp_path, "--dataset", str(root), "--no-gt", metrics="psnr,lpips")
     assert res.returncode == 0 and "Traceback" not in res.stderr  # PSNR is scored, LPIPS skipped
