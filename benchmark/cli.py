@@ -31,7 +31,8 @@ def _add_store(p: argparse.ArgumentParser) -> None:
 
 def _add_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", action="append", required=True, metavar="PATH_OR_NAME",
-                   help="dataset folder, name under $SCREENSR_HOME/datasets, or hf:REPO[@split]; repeatable")  # fmt: skip
+                   help="dataset folder, name under $SCREENSR_HOME/datasets (e.g. DRealSR_crops), or "
+                   "hf:REPO[@split]; repeatable; `screensr bench datasets` lists the known sets and layouts")  # fmt: skip
     p.add_argument("--scale", type=int, default=None, help="SR factor (default: inferred from the pairs)")
     p.add_argument("--layout", default=None,
                    help="force a layout: generic, capture, crops, realsr, drealsr, screensr, nr")  # fmt: skip
@@ -134,6 +135,24 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_metrics)
 
     p = sub.add_parser(
+        "datasets",
+        help="known datasets (where each comes from), the folder layouts, and what is present here",
+        description="List the public test sets (ScreenSR, RealSR, DRealSR, and the StableSR/OSEDiff "
+        "centre crops) with their origin and where --dataset NAME looks for them, the folder layouts "
+        "the harness reads, and the datasets present under $SCREENSR_HOME/datasets (and any --dataset "
+        "given). Reads folders only; downloads nothing.",
+        formatter_class=_Fmt,
+        epilog="examples:\n"
+        "  screensr bench datasets\n"
+        "  screensr bench datasets --dataset data/my_pairs --dataset hf:CSWRY/ScreenSR\n"
+        "  screensr bench datasets --json\n",
+    )
+    p.add_argument("--dataset", action="append", default=[], metavar="PATH_OR_NAME",
+                   help="also check this folder, name or hf: dataset (repeatable)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_datasets_list)
+
+    p = sub.add_parser(
         "export",
         help="export per-image scores to CSV, Parquet or JSON",
         formatter_class=_Fmt,
@@ -159,18 +178,48 @@ def _datasets(args):
 def _evaluate(args, methods: list[str], metrics: str, gt: bool):
     from benchmark.runner import evaluate
 
+    # names and options first: a typo in --methods/--metrics is reported before any dataset is read
+    built = _check_methods_and_metrics(methods, metrics, args.device)
     if args.workers > 1:
         # workers rebuild datasets from their paths; load here once to fail early on bad input
-        _datasets(args)
+        _check_outputs_cover(built, _datasets(args))
         if args.name or args.layout:
             raise ValueError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
-        datasets = list(args.dataset)
+        datasets, meths = list(args.dataset), methods
     else:
-        datasets = _datasets(args)
+        datasets, meths = _datasets(args), built
+        _check_outputs_cover(built, datasets)
     from benchmark.store import ResultsStore
 
-    return evaluate(datasets, methods, metrics, store=ResultsStore(args.store), workers=args.workers,
+    return evaluate(datasets, meths, metrics, store=ResultsStore(args.store), workers=args.workers,
                     device=args.device, progress=not args.no_progress, gt=gt, scale=args.scale)  # fmt: skip
+
+
+def _check_methods_and_metrics(methods: list[str], metrics: str, device: str) -> list:
+    """Build every method (models load lazily, so this is cheap) and resolve every metric."""
+    from benchmark.methods import create_method
+    from benchmark.metrics import resolve_metrics
+
+    built = [create_method(m, device=device) for m in methods]
+    resolve_metrics(metrics)
+    return built
+
+
+def _check_outputs_cover(methods: list, datasets: list) -> None:
+    """A folder of precomputed outputs must hold one for every pair, checked before any scoring."""
+    from benchmark.methods import FolderMethod
+
+    for m in methods:
+        if not isinstance(m, FolderMethod):
+            continue
+        for ds in datasets:
+            missing = m.missing_outputs(ds.pairs)
+            if missing:
+                shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+                raise FileNotFoundError(
+                    f"folder:{m.folder}: no SR output for {len(missing)} of the {len(ds)} pairs of {ds.name} "
+                    f"({shown}); outputs are matched by file stem (the pair id or the LR file name)"
+                )
 
 
 def _print_tail(frame, fmt: str) -> None:
@@ -271,6 +320,69 @@ def _metrics(args) -> int:
         print(f"  {name}: {', '.join(members)}")
     print("\n`screensr weights` lists the missing files and how to install them.")
     return 0
+
+
+def _datasets_list(args) -> int:
+    import json
+    from dataclasses import asdict
+
+    from benchmark.dataset_sources import KNOWN_DATASETS, LAYOUT_GUIDE, datasets_home
+    from benchmark.datasets import survey
+
+    found = survey(_split(args.dataset))
+    if args.json:
+        out = {
+            "home": str(datasets_home()),
+            "known": [
+                {**asdict(d), "folder": str(d.folder()), "present": asdict(st)}
+                for d, st in zip(KNOWN_DATASETS.values(), found["known"], strict=True)
+            ],
+            "layouts": {k: asdict(g) for k, g in LAYOUT_GUIDE.items()},
+            "local": [asdict(st) for st in found["local"]],
+            "given": [asdict(st) for st in found["given"]],
+        }
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    print(format_survey(found))
+    return 0
+
+
+def _status_text(st, expected: int | None = None) -> str:
+    """``19 pairs, x4, crops`` / ``absent`` / ``unusable: ...`` for one folder."""
+    if st.error is not None:
+        return f"unusable: {st.error}"
+    if st.path is None:
+        return "absent" + (f" ({st.note})" if st.note else "")
+    text = f"{st.pairs} pairs, x{st.scale}, {st.layout} layout"
+    if st.rejected:
+        text += f" ({st.rejected} rejected)"
+    if expected is not None and st.pairs != expected:
+        text += f"; the published set has {expected}: scores will not match the papers"
+    return text
+
+
+def format_survey(found) -> str:  # noqa: ANN001 (the dict benchmark.datasets.survey returns)
+    """The text of ``screensr bench datasets``."""
+    from benchmark.dataset_sources import KNOWN_DATASETS, LAYOUT_GUIDE, datasets_home, how_to_get
+
+    home = datasets_home()
+    out = [f"Known datasets (--dataset NAME looks in {home}/NAME):", ""]
+    for d, st in zip(KNOWN_DATASETS.values(), found["known"], strict=True):
+        out.append(f"{d.name}  [{d.layout} layout, x{d.scale}]")
+        out.append(f"  {how_to_get(d)}")
+        out.append(f"  here: {_status_text(st, d.pairs)}" + (f" ({st.path})" if st.path else ""))
+        out.append("")
+    out.append("Layouts (detected from the folder; --layout forces one):")
+    for g in LAYOUT_GUIDE.values():
+        out.append(f"  {g.layout:9} {g.summary}")
+        out += [f"  {'':9}   {line}" for line in g.structure]
+    out.append("")
+    out.append(f"Other datasets in {home}:")
+    out += [f"  {st.given}: {_status_text(st)}" for st in found["local"]] or ["  (none)"]
+    if found["given"]:
+        out += ["", "Given with --dataset:"]
+        out += [f"  {st.given}: {_status_text(st)}" + (f" ({st.path})" if st.path else "") for st in found["given"]]
+    return "\n".join(out)
 
 
 def _export(args) -> int:

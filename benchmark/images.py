@@ -140,6 +140,35 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise ImageFormatError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
 
 
+def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(width, height)`` after the checks :func:`read_image` makes that the header allows:
+    8-bit RGB (no grayscale, alpha or 16-bit) and the pixel limit. Decodes no pixel, so a whole
+    dataset is checked in moments, before anything is scored.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImageFormatError: not an image, or not 8-bit RGB.
+        core.imagelimits.ImageTooLargeError: more pixels than ``$SCREENSR_MAX_PIXELS``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from core.imagelimits import check_pixels
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)  # the PNG IHDR (bit depth at byte 24) lies in the first 33 bytes
+        with Image.open(path) as img:
+            _check_mode(img, path, head)
+            size = img.size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageFormatError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
+    check_pixels(size[0], size[1], path)
+    return size
+
+
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB as PNG atomically (temporary file, then ``os.replace``)."""
     from PIL import Image

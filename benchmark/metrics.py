@@ -17,13 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from benchmark.store import MetricRecord, canonical_hash
+from core.errors import ConfigError, UnknownNameError, close_matches, did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +50,9 @@ class MetricSpec:
         inplace_input: the pyiqa model modifies its input tensors (A-FINE normalises in place),
             so it gets copies.
         description: one line for listings.
+        forwarded_options: options pyiqa's network takes through ``**kwargs`` and passes on
+            (PSNR hands ``data_range``, ``eps`` and ``color_space`` to its function); with the
+            network's named parameters they are the options a ``name@key=value`` may set.
     """
 
     name: str
@@ -61,6 +64,7 @@ class MetricSpec:
     batch_exact: bool = False
     inplace_input: bool = False
     description: str = ""
+    forwarded_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("FR", "NR"):
@@ -109,7 +113,8 @@ METRICS: dict[str, MetricSpec] = {
     s.name: s
     for s in (
         MetricSpec("psnr", "psnr", "FR", True, dict(_Y), batch_exact=True,
-                   description="PSNR on BT.601 limited-range Y (BasicSR convention), dB"),
+                   description="PSNR on BT.601 limited-range Y (BasicSR convention), dB",
+                   forwarded_options=("data_range", "eps", "color_space")),
         MetricSpec("ssim", "ssim", "FR", True, dict(_Y), batch_exact=True,
                    description="SSIM on BT.601 limited-range Y (BasicSR convention)"),
         MetricSpec("lpips", "lpips", "FR", False, batch_exact=True, description="LPIPS (AlexNet, v0.1)"),
@@ -154,7 +159,7 @@ def get_metric(name: str, **overrides: Any) -> MetricSpec:
     and direction), so every pyiqa metric can be used.
 
     Raises:
-        KeyError: unknown name (with the closest matches).
+        UnknownNameError: unknown name (a ``KeyError``, with the closest match).
     """
     spec = METRICS.get(name)
     if spec is None:
@@ -162,18 +167,84 @@ def get_metric(name: str, **overrides: Any) -> MetricSpec:
 
         cfg = DEFAULT_CONFIGS.get(name)
         if cfg is None or cfg.get("metric_mode") not in ("FR", "NR") or name in ("fid", "inception_score"):
-            choices = sorted(set(METRICS) | set(DEFAULT_CONFIGS))
-            close = difflib.get_close_matches(name, choices, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise KeyError(
-                f"unknown metric {name!r}{hint} (registered: {', '.join(METRICS)}; "
-                f"protocols: {', '.join(PROTOCOLS)}; any per-image pyiqa metric name works)"
-            )
+            if name in ("fid", "inception_score"):
+                raise UnknownNameError(
+                    "per-image metric", name, [],
+                    hint=f"{name} scores a set of images, not one image, and the harness stores per-image "
+                    "scores; compute it over the output folders with pyiqa directly",
+                )  # fmt: skip
+            # suggest the registered names first: pyiqa's 150 names hold near-misses of them
+            # ("nique" is closer to pyiqa's "unique" than to "niqe")
+            pool = [*METRICS, *PROTOCOLS]
+            if not close_matches(name, pool):
+                pool = [n for n, c in DEFAULT_CONFIGS.items() if c.get("metric_mode") in ("FR", "NR")]
+            raise UnknownNameError(
+                "metric", name, sorted(set(pool) - {"fid", "inception_score"}),
+                hint=f"registered: {', '.join(METRICS)}; protocols: {', '.join(PROTOCOLS)}; any other per-image "
+                "pyiqa metric name works too",
+            )  # fmt: skip
         spec = MetricSpec(name, name, cfg["metric_mode"], not cfg.get("lower_better", False),
                           description=f"pyiqa {name} with its default options")  # fmt: skip
     if overrides:
+        _check_options(spec, overrides)
         spec = replace(spec, options={**spec.options, **overrides})
     return spec
+
+
+def metric_options(spec: MetricSpec) -> list[str] | None:
+    """The option names ``spec`` accepts (its pyiqa network's parameters), or None if unknowable.
+
+    None when the network takes arbitrary ``**kwargs`` that the spec does not describe, or when
+    pyiqa's network class cannot be found.
+    """
+    import inspect
+
+    arch = _arch_class(spec.pyiqa_name)
+    if arch is None:
+        return None
+    params = list(inspect.signature(arch.__init__).parameters.values())[1:]  # drop self
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in params) and spec.name not in METRICS:
+        return None  # an unregistered metric whose **kwargs we have not read: let pyiqa judge
+    # registered networks with **kwargs (LPIPS, DISTS, MANIQA) ignore what they do not name,
+    # except the options the spec says are forwarded (PSNR)
+    return named + [o for o in spec.forwarded_options if o not in named]
+
+
+def _arch_class(pyiqa_name: str) -> type | None:
+    """pyiqa's network class for a metric, imported from its ``pyiqa/archs/<type>_arch.py``."""
+    import importlib
+    import re
+
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from pyiqa.utils.registry import ARCH_REGISTRY
+
+    arch = DEFAULT_CONFIGS.get(pyiqa_name, {}).get("metric_opts", {}).get("type")
+    if arch is None:
+        return None
+    if arch not in ARCH_REGISTRY:
+        snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", arch)).lower()
+        for module in dict.fromkeys((f"pyiqa.archs.{arch.lower()}_arch", f"pyiqa.archs.{snake}_arch")):
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+            if arch in ARCH_REGISTRY:
+                break
+    return ARCH_REGISTRY.get(arch) if arch in ARCH_REGISTRY else None
+
+
+def _check_options(spec: MetricSpec, overrides: dict[str, Any]) -> None:
+    allowed = metric_options(spec)
+    if allowed is None:
+        return
+    for key in overrides:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown option {key!r} for metric {spec.name}{did_you_mean(key, allowed, list_all_below=0)}; "
+                f"pyiqa's {spec.pyiqa_name} takes {', '.join(allowed)}"
+            )
 
 
 def resolve_metrics(text: str | list[str] | tuple[str, ...]) -> list[MetricSpec]:

@@ -31,8 +31,30 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.errors import UnknownNameError
+from core.paths import hf_hub_cache_dir, screensr_home, torch_hub_dir
+from core.weights import WeightFile, hf_snapshot_path
+
+__all__ = [
+    "MissingWeightsError",
+    "DownloadError",
+    "WeightFile",
+    "screensr_home",
+    "torch_hub_dir",
+    "hf_hub_cache_dir",
+    "pyiqa_cache_dir",
+    "metric_weight_catalogue",
+    "metric_weight_files",
+    "sr_weight_files",
+    "all_weight_files",
+    "install_niqe_params",
+    "require_metric_weights",
+    "missing_message",
+    "install_from_dir",
+    "download",
+]
 
 PYIQA_WEIGHTS_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{}"
 TORCHVISION_URL = "https://download.pytorch.org/models/{}"
@@ -55,103 +77,13 @@ class DownloadError(ConnectionError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Cache locations
+# Cache locations and the weight-file record (shared with the vosr catalogue through core)
 # ---------------------------------------------------------------------------------------------
-
-
-def torch_hub_dir() -> Path:
-    """``torch.hub.get_dir()`` computed without importing torch (same rules: TORCH_HOME, XDG)."""
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "torch"
-    )
-    return Path(os.path.expanduser(torch_home)) / "hub"
 
 
 def pyiqa_cache_dir() -> Path:
     """Where pyiqa keeps its checkpoints (``pyiqa.utils.download_util.DEFAULT_CACHE_DIR``)."""
     return torch_hub_dir() / "pyiqa"
-
-
-def hf_hub_cache_dir() -> Path:
-    """The Hugging Face hub cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
-    hf_home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache")), "huggingface"
-    )
-    return Path(os.path.expanduser(hf_home)) / "hub"
-
-
-def screensr_home() -> Path:
-    """The suite's own cache (``SCREENSR_HOME``, default ``~/.cache/screensr``)."""
-    return Path(os.path.expanduser(os.environ.get("SCREENSR_HOME", os.path.join("~", ".cache", "screensr"))))
-
-
-# ---------------------------------------------------------------------------------------------
-# The catalogue
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file a loader reads, where it must be, and where it comes from.
-
-    Attributes:
-        name: the file's name as published (what ``--from DIR`` looks for).
-        group: ``metric``, ``sr`` or ``vosr``.
-        path: the exact location the loader reads.
-        url: the download source, or ``None`` when the file ships with a package.
-        used_by: metric or method names that need it.
-        description: one line for listings.
-        sha256: the checksum the loader enforces, when it enforces one.
-        hf_repo: for files in the Hugging Face cache, ``(repo_id, filename)``; ``path`` is then
-            resolved through the cache's ``refs/main`` and may not exist yet.
-        ships_with: the package that carries the file (nothing to download), if any.
-    """
-
-    name: str
-    group: str
-    path: Path
-    url: str | None
-    used_by: tuple[str, ...]
-    description: str = ""
-    sha256: str | None = None
-    hf_repo: tuple[str, str] | None = None
-    ships_with: str | None = None
-    source_names: tuple[str, ...] = field(default=())
-
-    @property
-    def present(self) -> bool:
-        """Whether the file is where the loader looks (for HF files: resolvable offline)."""
-        if self.hf_repo is not None:
-            return _hf_cached_path(*self.hf_repo) is not None
-        return self.path.is_file()
-
-    @property
-    def resolved_path(self) -> Path:
-        """The concrete file path (the HF snapshot file when cached)."""
-        if self.hf_repo is not None:
-            return _hf_cached_path(*self.hf_repo) or self.path
-        return self.path
-
-    def accepted_names(self) -> tuple[str, ...]:
-        """File names ``--from DIR`` accepts for this entry (the published name first)."""
-        return (self.name, *self.source_names)
-
-
-def _hf_snapshot_path(repo_id: str, filename: str, revision: str = "local") -> Path:
-    """Where a file of a hub repo lives in the cache when installed under ``revision``."""
-    folder = hf_hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
-    return folder / "snapshots" / revision / filename
-
-
-def _hf_cached_path(repo_id: str, filename: str) -> Path | None:
-    folder = hf_hub_cache_dir() / ("models--" + repo_id.replace("/", "--"))
-    ref = folder / "refs" / "main"
-    if not ref.is_file():
-        return None
-    candidate = folder / "snapshots" / ref.read_text().strip() / filename
-    return candidate if candidate.is_file() else None
 
 
 def _pyiqa(name: str, used_by: Iterable[str], description: str) -> WeightFile:
@@ -182,7 +114,7 @@ def _timm(model: str, hub_id: str, used_by: Iterable[str]) -> WeightFile:
     return WeightFile(
         name=f"{hub_id.split('/')[-1]}.safetensors",
         group="metric",
-        path=_hf_snapshot_path(hub_id, repo_file),
+        path=hf_snapshot_path(hub_id, repo_file),
         url=f"https://huggingface.co/{hub_id}/resolve/main/{repo_file}",
         used_by=tuple(used_by),
         description=f"timm {model} backbone ({hub_id})",
@@ -268,11 +200,14 @@ def metric_weight_files(metric: str) -> list[WeightFile]:
     """The files ``metric`` needs (pyiqa name, e.g. ``maniqa-pipal``).
 
     Raises:
-        KeyError: the metric is not in the catalogue (the message lists the known names).
+        UnknownNameError: the metric is not in the catalogue (a ``KeyError``, with the closest name).
     """
     catalogue = metric_weight_catalogue()
     if metric not in catalogue:
-        raise KeyError(f"no weight catalogue entry for metric {metric!r}; known: {', '.join(sorted(catalogue))}")
+        raise UnknownNameError(
+            "metric in the weight catalogue", metric, catalogue,
+            hint="metrics outside it download their files through pyiqa on first use",
+        )  # fmt: skip
     return catalogue[metric]
 
 
@@ -403,7 +338,7 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
                 f"{src}: sha256 does not match the published {wf.name} ({wf.sha256[:12]}...); "
                 "its loader would reject it. Copy the original file."
             )
-        dest = _hf_snapshot_path(*wf.hf_repo) if wf.hf_repo else wf.path
+        dest = hf_snapshot_path(*wf.hf_repo) if wf.hf_repo else wf.path
         if dest.is_file() and dest.stat().st_size == src.stat().st_size:
             continue
         _atomic_copy(src, dest)

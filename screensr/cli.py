@@ -68,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(func(args) or 0)
+        status = int(func(args) or 0)
+        # flush here, not at interpreter exit, so a closed pipe is caught below
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        if not _stdout_broken():
+            raise  # a pipe to something else (a method's subprocess) broke: a real failure
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -79,8 +86,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         # traceback would only hide it. SCREENSR_DEBUG=1 shows the traceback anyway.
         if os.environ.get("SCREENSR_DEBUG") or not is_user_error(exc):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
+
+
+#: The exit status of a command whose reader closed the pipe (``screensr weights | head -1``):
+#: 128 + SIGPIPE, what a shell reports for a tool the signal ended.
+EXIT_BROKEN_PIPE = 141
+
+
+def _stdout_broken() -> bool:
+    """Whether stdout is a pipe (or socket) whose reading end is closed."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # not backed by a descriptor (captured in-process): it cannot be the pipe
+    if not hasattr(select, "poll"):  # Windows: no poll; a broken pipe there is stdout's
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    # the write end of a pipe whose reader has gone reports POLLERR (sockets: POLLHUP)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away: stop quietly (no traceback, no "Exception ignored").
+
+    Python flushes stdout once more at exit, which would raise again; pointing the descriptor at
+    /dev/null makes that flush a no-op (the recipe of the ``signal`` module's documentation).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -88,6 +130,13 @@ def is_user_error(exc: BaseException) -> bool:
     return bool(getattr(exc, "is_user_error", False)) or isinstance(
         exc, (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, KeyError)
     )
+
+
+def user_message(exc: BaseException) -> str:
+    """The message of a user error as written: ``str(KeyError(msg))`` would add quotes."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def group_parser(parser: argparse.ArgumentParser, title: str = "verbs") -> argparse._SubParsersAction:

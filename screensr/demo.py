@@ -110,12 +110,31 @@ def write_sources(folder: Path, images: int, size: int) -> list[Path]:
     return paths
 
 
+def check_config(cfg: DemoConfig) -> None:
+    """Reject unknown methods, metrics and presets before anything is built (seconds, not minutes).
+
+    Raises:
+        UnknownNameError / ConfigError: naming the value, with the closest valid one.
+    """
+    from benchmark.methods import create_method
+    from benchmark.metrics import resolve_metrics
+    from data_capture.simulate import preset_config
+
+    if not cfg.methods:
+        raise ValueError("--methods is empty; e.g. --methods bicubic,lanczos,realesrgan")
+    for spec in cfg.methods:
+        create_method(spec)  # models load on first use: this only checks the name and options
+    resolve_metrics(list(cfg.metrics))
+    preset_config(cfg.preset)
+
+
 def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     """Build the demo dataset, run the methods, score them, write and return the summary."""
     from benchmark.report import summary
     from benchmark.runner import evaluate
     from data_capture.pipeline import make_simulated_dataset
 
+    check_config(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     sources = cfg.out / "sources"
     write_sources(sources, cfg.images, cfg.size)

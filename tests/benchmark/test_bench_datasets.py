@@ -9,6 +9,7 @@ from PIL import Image
 
 from benchmark.datasets import DatasetError, load_dataset
 from benchmark.images import ImageFormatError, read_image
+from core.errors import UnknownNameError
 
 
 def test_drealsr_crops_layout():
@@ -149,5 +150,153 @@ def test_not_a_dataset(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="not a dataset folder"):
         load_dataset(tmp_path / "empty")
-    with pytest.raises(ValueError, match="unknown layout"):
-        load_dataset(DREALSR, layout="weird")
+    with pytest.raises(UnknownNameError, match="unknown layout 'crop' \\(did you mean 'crops'\\?\\)"):
+        load_dataset(DREALSR, layout="crop")
+
+
+# ---------------------------------------------------------------------------- layouts and sources
+def test_empty_folder_says_which_layouts_are_expected(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "empty")
+    msg = str(exc.value)
+    assert msg.startswith(f"{tmp_path / 'empty'}: not a dataset folder (the folder is empty); expected one of ")
+    for signature in ("hr/ + lr/ (generic)", "test_HR/ + test_LR/ (crops)", "manifest.jsonl + hr/ + lr/ (capture)",
+                      "<Camera>/Test/<scale>/*_HR.png (realsr)", "Test_x<scale>/test_HR/ + test_LR/ (drealsr)",
+                      "LR images only (nr)"):  # fmt: skip
+        assert signature in msg
+    assert "\n" not in msg  # one line on the terminal
+
+
+def test_empty_hr_lr_folders_name_the_layout(tmp_path):
+    (tmp_path / "d" / "hr").mkdir(parents=True)
+    (tmp_path / "d" / "lr").mkdir()
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "d")
+    assert str(exc.value) == (
+        f"{tmp_path / 'd'}: no images found; the generic layout (an HR and an LR folder whose files pair by "
+        "stem) expects hr/NAME.png (or gt/, test_HR/); lr/NAME.png (or lq/, test_LR/), same NAMEs as hr/"
+    )
+    (tmp_path / "c" / "test_HR").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"no test_LR/ folder; the crops layout .* expects test_HR/NAME\.png"):
+        load_dataset(tmp_path / "c", layout="crops")
+
+
+def test_test_hr_lr_folders_read_as_generic_too(tmp_path):
+    import shutil
+
+    shutil.copytree(DREALSR / "test_HR", tmp_path / "d" / "test_HR")
+    shutil.copytree(DREALSR / "test_LR", tmp_path / "d" / "test_LR")
+    crops, generic = load_dataset(tmp_path / "d"), load_dataset(tmp_path / "d", layout="generic")
+    assert crops.layout == "crops" and generic.layout == "generic"
+    assert [(p.id, p.hr, p.lr) for p in crops] == [(p.id, p.hr, p.lr) for p in generic]
+
+
+def test_parent_of_datasets_points_at_them(tmp_path):
+    # the StableSR zip unpacks to one folder per test set
+    make_generic(tmp_path / "StableSR_testsets" / "RealSRVal_crop128", n=1)
+    (tmp_path / "StableSR_testsets" / "README.txt").write_text("x")
+    with pytest.raises(DatasetError, match=r"these sub-folders are datasets: RealSRVal_crop128/ \(generic\)"):
+        load_dataset(tmp_path / "StableSR_testsets")
+
+
+def test_missing_known_dataset_says_where_it_comes_from(tmp_path, monkeypatch):
+    from benchmark.datasets import DatasetNotFoundError
+
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    with pytest.raises(DatasetNotFoundError) as exc:
+        load_dataset("DRealSR_crops")
+    msg = str(exc.value)
+    assert isinstance(exc.value, FileNotFoundError)
+    assert msg.startswith("dataset DRealSR_crops is not on this machine: DRealSR test set centre-cropped by StableSR")
+    for part in ("Iceclear/StableSR-TestSets", "DrealSRVal_crop128/", "preset/datasets/benchmark_drealsr/",
+                 f"test_HR/ and test_LR/ folders in {tmp_path / 'home' / 'datasets' / 'DRealSR_crops'}/",
+                 "--dataset DIR"):  # fmt: skip
+        assert part in msg
+    with pytest.raises(DatasetNotFoundError, match="github.com/csjcai/RealSR"):
+        load_dataset("realsr")  # known names are case-insensitive
+    with pytest.raises(DatasetNotFoundError) as exc:
+        load_dataset(str(tmp_path / "nowhere"))
+    assert str(exc.value) == f"dataset {tmp_path / 'nowhere'}: no such folder; check the path"
+
+
+def test_named_datasets_are_found_case_insensitively(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    shutil.copytree(DREALSR, tmp_path / "home" / "datasets" / "DRealSR_crops")
+    assert len(load_dataset("DRealSR_crops")) == len(load_dataset("drealsr_crops")) == 19
+    from benchmark.datasets import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match=r"no named dataset .*DRealSR_crop \(did you mean 'DRealSR_crops'"):
+        load_dataset("DRealSR_crop")  # close to the local folder's name
+
+
+def test_survey_reports_known_local_and_given(tmp_path, monkeypatch):
+    import shutil
+
+    from benchmark.datasets import survey
+
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    shutil.copytree(DREALSR, tmp_path / "home" / "datasets" / "DRealSR_crops")
+    make_generic(tmp_path / "home" / "datasets" / "mine", n=3)
+    (tmp_path / "home" / "datasets" / "broken").mkdir()
+    found = survey([str(DREALSR), "hf:CSWRY/ScreenSR"])
+    known = {st.given: st for st in found["known"]}
+    assert known["DRealSR_crops"].pairs == 19 and known["DRealSR_crops"].layout == "crops"
+    assert known["RealSR_crops"].path is None and known["RealSR_crops"].error is None  # absent
+    local = {st.given: st for st in found["local"]}
+    assert local["mine"].pairs == 3 and local["mine"].scale == 4
+    assert "not a dataset folder (the folder is empty)" in local["broken"].error
+    assert found["given"][0].pairs == 19
+    # a hub dataset is never downloaded by the listing: only its local copy is looked at
+    assert found["given"][1].path is None and "no local copy yet" in found["given"][1].note
+
+
+def test_hf_hub_offline_fails_at_once_with_the_fix(tmp_path, monkeypatch):
+    import time
+
+    from benchmark.datasets import DatasetNotFoundError
+
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))  # HF_HUB_OFFLINE=1 (conftest)
+    start = time.perf_counter()
+    with pytest.raises(DatasetNotFoundError) as exc:
+        load_dataset("hf:CSWRY/ScreenSR")
+    assert time.perf_counter() - start < 10
+    msg = str(exc.value)
+    assert msg.startswith("hf:CSWRY/ScreenSR: offline mode is on (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set), "
+                          f"and there is no local copy at {tmp_path / 'home' / 'datasets' / 'ScreenSR'}.")  # fmt: skip
+    assert "hf download --repo-type dataset CSWRY/ScreenSR --local-dir DIR" in msg and "--dataset hf:DIR" in msg
+
+
+def test_hf_hub_offline_uses_the_copy_made_earlier(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    copy = make_generic(tmp_path / "home" / "datasets" / "ScreenSR", n=2)
+    (copy / ".complete").write_text("fingerprint-of-the-release")
+    ds = load_dataset("hf:CSWRY/ScreenSR")
+    assert ds.root == copy and len(ds) == 2 and ds.name == "ScreenSR"
+    assert "using the copy made earlier" in capsys.readouterr().err
+
+
+def test_images_are_checked_before_scoring(generic_ds):
+    # grayscale, alpha and 16-bit data are refused from the header, when the dataset is opened
+    f = generic_ds / "lr" / "img_3.png"
+    Image.fromarray(np.asarray(Image.open(f).convert("L"))).save(f)
+    with pytest.raises(ImageFormatError, match=r"img_3\.png: is grayscale \(mode L\)"):
+        load_dataset(generic_ds)
+    load_dataset(generic_ds, validate=False)  # only the listing
+
+
+def test_pixel_limit_is_checked_on_the_header(generic_ds, monkeypatch):
+    from core.imagelimits import ImageTooLargeError
+
+    monkeypatch.setenv("SCREENSR_MAX_PIXELS", "1000")  # the HR images are 64x64 = 4096 px
+    with pytest.raises(ImageTooLargeError, match=r"img_0\.png: 64x64 = 0\.0 MP exceeds the pixel limit"):
+        load_dataset(generic_ds)
+
+
+def test_hf_mistyped_local_path_is_not_reported_as_offline(tmp_path):
+    from benchmark.datasets import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError, match=r"^hf:/no/such/ScreenSR: no such folder on this machine, and not a hub"):
+        load_dataset("hf:/no/such/ScreenSR")

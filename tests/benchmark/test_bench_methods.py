@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from bench_helpers import DREALSR, save, smooth_image
 
+from benchmark.datasets import load_dataset
 from benchmark.images import read_image
 from benchmark.methods import (
     FolderMethod,
@@ -17,6 +18,7 @@ from benchmark.methods import (
     VOSRMethod,
     create_method,
 )
+from core.errors import ConfigError, UnknownNameError
 
 
 @pytest.fixture
@@ -93,8 +95,62 @@ def test_folder_method_matches_by_stem():
 
 
 def test_unknown_method_did_you_mean():
-    with pytest.raises(KeyError, match="did you mean bicubic"):
+    with pytest.raises(UnknownNameError) as exc:
         create_method("bicubc")
+    assert isinstance(exc.value, KeyError)  # callers catching KeyError keep working
+    # printed as written: no KeyError quotes around the whole message
+    assert str(exc.value) == (
+        "unknown method 'bicubc' (did you mean 'bicubic'?); "
+        "other forms: folder:PATH, cmd:TEMPLATE, py:MODULE:FUNCTION, vosr:CKPT"
+    )
+    with pytest.raises(UnknownNameError, match=r"^unknown method 'bicubc' \(did you mean 'bicubic'\?\)"):
+        create_method("bicubc@foo=1")  # the name is checked first, then the options
+
+
+def test_folder_given_without_prefix_is_pointed_at(tmp_path):
+    (tmp_path / "outs").mkdir()
+    with pytest.raises(UnknownNameError, match=rf"{tmp_path / 'outs'} is a folder: .* folder:{tmp_path / 'outs'}"):
+        create_method(str(tmp_path / "outs"))
+
+
+def test_builtin_options_are_typed_and_checked():
+    with pytest.raises(ConfigError) as exc:
+        create_method("bicubic@foo=1")
+    assert str(exc.value) == "unknown option 'foo' for bicubic in 'bicubic@foo=1': bicubic takes no options"
+    with pytest.raises(ConfigError) as exc:
+        create_method("realesrgan@tiles=128")
+    assert str(exc.value) == (
+        "unknown option 'tiles' for realesrgan in 'realesrgan@tiles=128' (did you mean 'tile'?); "
+        "realesrgan takes tile, tile_pad, threads"
+    )
+    with pytest.raises(ConfigError, match=r"realesrgan options\.tile: expected an integer, got str 'big'"):
+        create_method("realesrgan@tile=big")
+    with pytest.raises(ConfigError, match="tile=2: use at least 8"):
+        create_method("realesrgan@tile=2")
+    with pytest.raises(ConfigError, match="expected key=value"):
+        create_method("realesrgan@tile")
+    m = create_method("realesrgan@tile=128@tile_pad=8@threads=2")
+    assert (m.tile, m.tile_pad, m.threads) == (128, 8, 2)
+    default = create_method("realesrgan")
+    assert (default.tile, default.tile_pad, default.threads) == (256, 24, 0)
+    # tiling is part of the method's identity; the thread count is not
+    assert m.method_hash != default.method_hash
+    assert create_method("realesrgan@threads=3").method_hash == default.method_hash
+
+
+def test_folder_method_errors_name_the_fix(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MethodError, match=r"folder:.*empty: holds no images"):
+        create_method(f"folder:{tmp_path / 'empty'}")
+    m = create_method(f"folder:{DREALSR / 'osediff'}")
+    lr = read_image(DREALSR / "test_LR" / "Canon_10_x1.png")
+    missing = lr.__class__(tmp_path / "nope.png", lr.array, "0")
+    with pytest.raises(FileNotFoundError) as exc:
+        m.output_path("nope", missing)  # the pair id and the LR stem coincide: named once
+    assert "(looked for nope.*);" in str(exc.value) and "nope.* and" not in str(exc.value)
+    with pytest.raises(FileNotFoundError, match=r"looked for p7\.\* or nope\.\*"):
+        m.output_path("p7", missing)
+    assert m.missing_outputs(load_dataset(DREALSR).pairs) == []
 
 
 def test_vosr_specs_are_lazy(tmp_path, monkeypatch):
@@ -157,3 +213,12 @@ def test_realesrgan_ncnn_tiled_equals_untiled():
     assert np.abs(back - lr).mean() < 12
     with pytest.raises(MethodError, match="x4plus"):
         RealESRGANMethod("realesrgan", "GAN").upscale(lr, 2)
+
+
+def test_empty_screensr_home_means_the_default_not_the_working_directory(monkeypatch, tmp_path):
+    from benchmark.methods import cache_dir
+
+    monkeypatch.setenv("SCREENSR_HOME", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    m = create_method("bicubic")
+    assert cache_dir(m) == tmp_path / ".cache" / "screensr" / "outputs" / "bicubic" / m.method_hash

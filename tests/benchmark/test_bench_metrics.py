@@ -11,6 +11,7 @@ from bench_helpers import CALIBRATION, DREALSR
 
 from benchmark.images import read_image
 from benchmark.metrics import METRICS, PROTOCOLS, MetricModel, check_weights, get_metric, resolve_metrics
+from core.errors import ConfigError, UnknownNameError
 
 
 def _calibration(method: str) -> dict[str, float]:
@@ -34,6 +35,29 @@ def test_registry_directions_and_modes_match_pyiqa():
     assert set(PROTOCOLS["gt-quality"]) == {"niqe", "musiq", "maniqa", "afine_nr", "topiq_nr"}
 
 
+def test_unknown_metric_is_an_unknown_name_error():
+    with pytest.raises(UnknownNameError) as exc:
+        get_metric("psnrr")
+    assert str(exc.value).startswith("unknown metric 'psnrr' (did you mean 'psnr'?); registered: psnr, ssim,")
+    # the registered names are suggested before pyiqa's long tail ("unique" is closer to "nique")
+    with pytest.raises(UnknownNameError, match=r"^unknown metric 'nique' \(did you mean 'niqe'\?\)"):
+        resolve_metrics("psnr,nique")
+    with pytest.raises(UnknownNameError, match="fid scores a set of images, not one image"):
+        get_metric("fid")
+
+
+def test_metric_options_are_checked_against_pyiqa():
+    with pytest.raises(ConfigError) as exc:
+        resolve_metrics("psnr@crop_bordr=4")
+    assert str(exc.value).startswith("unknown option 'crop_bordr' for metric psnr (did you mean 'crop_border'?); ")
+    # PSNR's **kwargs reach its function: data_range is a real option; LPIPS ignores unknown
+    # keywords, so a misspelt one would silently change nothing: rejected as well
+    assert resolve_metrics("psnr@data_range=255")[0].options["data_range"] == 255
+    with pytest.raises(ConfigError, match=r"unknown option 'nett' for metric lpips \(did you mean 'net'\?\)"):
+        resolve_metrics("lpips@nett=vgg")
+    assert resolve_metrics("ssim@downsample=true")[0].options["downsample"] is True
+
+
 def test_resolve_protocols_overrides_and_errors():
     names = [s.name for s in resolve_metrics("osediff")]
     assert names == ["psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa"]
@@ -41,7 +65,7 @@ def test_resolve_protocols_overrides_and_errors():
     assert spec.options["crop_border"] == 4
     assert spec.settings_hash != get_metric("psnr").settings_hash  # a different setting is a different score
     assert get_metric("ms_ssim").kind == "FR"  # any pyiqa per-image metric works
-    with pytest.raises(KeyError, match="did you mean.*psnr"):
+    with pytest.raises(KeyError, match="did you mean 'psnr'"):
         get_metric("psnrr")
     with pytest.raises(ValueError, match="key=value"):
         resolve_metrics("psnr@crop_border")
@@ -224,3 +248,11 @@ def test_learned_metrics_with_random_weights_equal_pyiqa(name, tmp_path):
     ref = pyiqa.create_metric(spec.pyiqa_name, device="cpu", **spec.options)
     theirs = float(ref(str(sr), str(hr)) if spec.kind == "FR" else ref(str(sr)))
     assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-6)
+
+
+def test_weight_catalogue_lookup_is_an_unknown_name_error():
+    from benchmark.weights import metric_weight_files
+
+    with pytest.raises(UnknownNameError) as exc:
+        metric_weight_files("lpip")
+    assert str(exc.value).startswith("unknown metric in the weight catalogue 'lpip' (did you mean 'lpips'?)")

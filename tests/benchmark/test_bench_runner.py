@@ -273,7 +273,7 @@ def test_cli_errors_are_user_errors(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert screensr_main(["bench", "run", "--dataset", str(DREALSR), "--methods", "bicubc",
                           "--store", f"sqlite:///{tmp_path / 'r.db'}"]) == 2  # fmt: skip
-    assert "did you mean bicubic" in capsys.readouterr().err
+    assert "did you mean 'bicubic'" in capsys.readouterr().err
 
 
 def test_help_has_examples():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +63,60 @@ def test_user_error_is_one_line_without_traceback():
     assert proc.returncode == 2
     assert "error: --from /nonexistent/weights-dir: not a folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _parser_raising(exc: BaseException):
+    def build() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="screensr")
+        sub = parser.add_subparsers(dest="command")
+
+        def handler(args):
+            raise exc
+
+        sub.add_parser("boom").set_defaults(func=handler)
+        return parser
+
+    return build
+
+
+def test_key_error_message_is_printed_without_quotes(monkeypatch, capsys):
+    import screensr.cli as cli
+
+    # str(KeyError("unknown thing 'x'")) is "\"unknown thing 'x'\"": the CLI prints the message as written
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(KeyError("unknown thing 'x'; choose y")))
+    assert cli.main(["boom"]) == 2
+    assert capsys.readouterr().err == "error: unknown thing 'x'; choose y\n"
+
+
+def test_broken_pipe_elsewhere_keeps_its_traceback(monkeypatch):
+    import screensr.cli as cli
+
+    # stdout is fine (captured): a broken pipe to some other process is a real failure
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(BrokenPipeError(32, "Broken pipe")))
+    with pytest.raises(BrokenPipeError):
+        cli.main(["boom"])
+
+
+def test_bench_datasets_lists_layouts_sources_and_what_is_here(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from benchmark.dataset_sources import KNOWN_DATASETS, LAYOUT_GUIDE
+
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    data = Path(__file__).resolve().parents[1] / "data" / "drealsr_osediff"
+    shutil.copytree(data, tmp_path / "home" / "datasets" / "DRealSR_crops")
+    assert main(["bench", "datasets", "--dataset", str(tmp_path / "nowhere")]) == 0
+    out = capsys.readouterr().out
+    for d in KNOWN_DATASETS.values():
+        assert f"{d.name}  [{d.layout} layout, x{d.scale}]" in out
+    for g in LAYOUT_GUIDE.values():
+        assert all(line in out for line in g.structure)
+    here = tmp_path / "home" / "datasets" / "DRealSR_crops"
+    assert (f"  here: 19 pairs, x4, crops layout; the published set has 93: scores will not match the papers "
+            f"({here})") in out  # fmt: skip
+    assert "RealSR_crops  [crops layout, x4]\n  RealSR test set" in out and "  here: absent\n" in out
+    assert f"  {tmp_path / 'nowhere'}: unusable: dataset {tmp_path / 'nowhere'}: no such folder; check the path" in out
+    assert main(["bench", "datasets", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [k["name"] for k in listing["known"]] == list(KNOWN_DATASETS)
+    assert listing["known"][2]["present"]["pairs"] == 19 and set(listing["layouts"]) == set(LAYOUT_GUIDE)
