@@ -651,7 +651,9 @@ class ResultsStore:
         """
         frame = self._frame(self.methods, ["config", "links"])
         # newest first within a name; the version breaks ties of equal timestamps deterministically
-        frame = frame.sort_values(["name", "updated", "version"], ascending=[True, False, False], kind="stable")
+        frame = frame.sort_values(
+            ["name", "updated", "version"], ascending=[True, False, False], kind="stable"
+        )
         if not all_versions:
             frame = frame.drop_duplicates("name", keep="first")
         return frame.reset_index(drop=True)
@@ -686,12 +688,16 @@ class ResultsStore:
             .distinct()
         )
         with self.engine.connect() as conn:
-            current = pd.DataFrame(conn.execute(q).fetchall(), columns=["dataset", "method", "method_hash", "image"])
+            current = pd.DataFrame(
+                conn.execute(q).fetchall(), columns=["dataset", "method", "method_hash", "image"]
+            )
         methods = self.methods_frame(all_versions=True)
         columns = ["dataset", "method", "version", "outputs", "images"]
         if current.empty:
             return pd.DataFrame(columns=columns)
-        by_hash = methods.drop_duplicates(["name", "config_hash"], keep="first").set_index(["name", "config_hash"])
+        by_hash = methods.drop_duplicates(["name", "config_hash"], keep="first").set_index(
+            ["name", "config_hash"]
+        )
         only = methods.groupby("name").filter(lambda g: len(g) == 1).set_index("name")
         resolved = []
         for name, mhash in current[["method", "method_hash"]].drop_duplicates().itertuples(index=False):
@@ -706,9 +712,15 @@ class ResultsStore:
         lookup = pd.DataFrame(resolved, columns=["method", "method_hash", "version", "outputs"])
         current = current.merge(lookup, on=["method", "method_hash"], how="left")
         grouped = (
-            current.groupby(["dataset", "method", "version", "outputs"], dropna=False)["image"].nunique().rename("images")
+            current.groupby(["dataset", "method", "version", "outputs"], dropna=False)["image"]
+            .nunique()
+            .rename("images")
         )
-        return grouped.reset_index()[columns].sort_values(["dataset", "method", "version"]).reset_index(drop=True)
+        return (
+            grouped.reset_index()[columns]
+            .sort_values(["dataset", "method", "version"])
+            .reset_index(drop=True)
+        )
 
     def metrics_frame(self) -> pd.DataFrame:
         """Columns ``name, kind (FR|NR), higher_is_better, settings (dict), settings_hash,
