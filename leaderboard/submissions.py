@@ -421,7 +421,9 @@ def validate_submission(sub: Submission, folder: Path, store: ResultsStore) -> C
                 continue
             decode_output(path)
         except (ImageFormatError, ImageTooLargeError, FileNotFoundError) as exc:
-            problems.append(str(exc))
+            # name the file as the submitter knows it: relative to the outputs folder (an
+            # upload's is a temporary folder of the server)
+            problems.append(str(exc).replace(f"{folder}{os.sep}", ""))
 
     if not problems:
         twin = _identical_method(ds, outputs, store)

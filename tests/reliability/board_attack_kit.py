@@ -170,3 +170,28 @@ def rgb_png(size: int = 16, value: int = 7) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- a tiny scored board
+
+
+def tiny_dataset(base: Path, name: str = "tiny", n: int = 3, hr: int = 32) -> Path:
+    """A generic ``hr/`` + ``lr/`` dataset of ``n`` random pairs (x4), ids ``img0..``."""
+    rng = np.random.default_rng(5)
+    root = base / name
+    (root / "hr").mkdir(parents=True, exist_ok=True)
+    (root / "lr").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = rng.integers(0, 200, size=(hr, hr, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / "hr" / f"img{i}.png")
+        Image.fromarray(img[::4, ::4]).save(root / "lr" / f"img{i}.png")
+    return root
+
+
+def outputs_like_hr(root: Path, folder: Path, offset: int) -> Path:
+    """Outputs that are the HR images plus ``offset`` (distinct bytes per offset)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for hr in sorted((root / "hr").glob("*.png")):
+        arr = np.asarray(Image.open(hr)).astype(np.uint8) + np.uint8(offset)
+        Image.fromarray(arr).save(folder / hr.name)
+    return folder
