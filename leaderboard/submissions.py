@@ -167,7 +167,9 @@ def unpack_upload(
             [f"{name}: not a .zip or .tar(.gz) archive; upload an archive of the SR images"]
         )
     into.mkdir(parents=True, exist_ok=True)
-    blob = Path(tempfile.mkstemp(prefix=".upload-", dir=into)[1])
+    fd, blob_name = tempfile.mkstemp(prefix=".upload-", dir=into)
+    os.close(fd)
+    blob = Path(blob_name)
     try:
         if isinstance(source, Path):
             shutil.copyfile(source, blob)
@@ -183,6 +185,19 @@ def unpack_upload(
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]
     return folder
+
+
+def upload_name(name: str) -> str:
+    """The file name of an uploaded image as it may be written (the browser sends the name, so it
+    is client-controlled): its last path component, never empty, ``.`` or ``..``.
+
+    Raises:
+        SubmissionError: a name that cannot be a file name.
+    """
+    base = Path(str(name).replace("\\", "/")).name
+    if base in ("", ".", "..") or "\x00" in base:
+        raise SubmissionError([f"uploaded file name {name!r} is not usable; name each output after its pair"])
+    return base
 
 
 def save_upload(source: bytes | IO[bytes], dest: Path) -> Path:

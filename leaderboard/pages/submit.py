@@ -130,7 +130,7 @@ if submitted:
             else:
                 folder = Path(tmp)
                 for f in files:
-                    submissions.save_upload(f, folder / Path(f.name).name)
+                    submissions.save_upload(f, folder / submissions.upload_name(f.name))
             store = ResultsStore(board.url)
             checked = submissions.validate_submission(sub, folder, store)
         except (submissions.SubmissionError, ValueError, FileNotFoundError) as exc:

@@ -169,3 +169,14 @@ def test_visitors_get_the_viewer_toolbar_unless_asked(capsys, clean_env, tmp_pat
     assert out.count("--client.toolbarMode") == 1 and "--client.toolbarMode viewer" in out
     _, out, _ = _run(capsys, "board", "--store", store, "--dry-run", "-S", "client.toolbarMode=developer")
     assert out.count("--client.toolbarMode") == 1 and "--client.toolbarMode developer" in out
+
+
+def test_the_demo_output_folder_is_ignored_by_git():
+    """``screensr demo`` writes ./screensr-demo by default: never committed by accident."""
+    import shutil
+
+    lines = (REPO / ".gitignore").read_text().splitlines()
+    assert "/screensr-demo/" in lines
+    if shutil.which("git") and (REPO / ".git").exists():
+        res = subprocess.run(["git", "check-ignore", "-q", "screensr-demo/results.db"], cwd=REPO)
+        assert res.returncode == 0
