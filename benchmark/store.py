@@ -10,9 +10,13 @@ Schema (all names are plain strings, so the tables read well from any SQL client
     ``name`` (unique), ``root`` (folder or URI), ``layout`` (``generic``, ``drealsr``, ...),
     ``scale`` (int, SR factor), ``n_pairs`` (int), ``config`` (JSON text), ``updated`` (UTC).
 ``methods``
-    ``name`` (unique), ``family`` (one of :data:`FAMILIES`), ``description``, ``config``
-    (JSON text), ``config_hash`` (sha256 of the canonical config, 16 hex), ``version``,
-    ``outputs`` (where SR outputs are cached or read), ``links`` (JSON list of URLs), ``updated``.
+    ``name``, ``version`` (together unique: a new version of a method is a new row beside the
+    old one), ``family`` (one of :data:`FAMILIES`), ``description``, ``config`` (JSON text),
+    ``config_hash`` (sha256 of the canonical config, 16 hex), ``outputs`` (where SR outputs are
+    cached or read), ``links`` (JSON list of URLs), ``owner`` (who owns the name: ``""`` for the
+    suite and whoever runs ``screensr bench run``, else the submitter's id or contact), ``updated``.
+    Stores written before versions were rows (``name`` alone unique, no ``owner``) are migrated
+    when opened.
 ``metrics``
     ``name`` (unique), ``kind`` (``FR`` or ``NR``), ``higher_is_better`` (bool),
     ``settings`` (JSON text, the pinned pyiqa settings), ``settings_hash``, ``pyiqa_version``.
@@ -122,9 +126,24 @@ class DatasetRecord:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+#: Owner of the methods the suite itself runs (built-ins and ``screensr bench run`` methods).
+SUITE_OWNER = ""
+
+
+class MethodOwnershipError(ValueError):
+    """A method row would reuse a name that belongs to someone else (see ``MethodRecord.owner``)."""
+
+    is_user_error = True
+
+
 @dataclass(frozen=True)
 class MethodRecord:
-    """Description of one SR method (one row of ``methods``)."""
+    """Description of one version of an SR method (one row of ``methods``).
+
+    Attributes:
+        owner: who owns the name: :data:`SUITE_OWNER` (``""``) for the suite's own runs, else
+            the submitter's id or contact. A name has one owner across all its versions.
+    """
 
     name: str
     family: str = "other"
@@ -133,6 +152,7 @@ class MethodRecord:
     version: str = ""
     outputs: str = ""
     links: list[str] = field(default_factory=list)
+    owner: str = SUITE_OWNER
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -164,6 +184,7 @@ def _tables():
         Float,
         Integer,
         MetaData,
+        PrimaryKeyConstraint,
         String,
         Table,
         Text,
@@ -185,15 +206,20 @@ def _tables():
     methods = Table(
         "methods",
         md,
-        Column("name", String(200), primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("version", String(100), nullable=False, default="", server_default=""),
         Column("family", String(30), nullable=False, default="other"),
         Column("description", Text, nullable=False, default=""),
         Column("config", Text, nullable=False, default="{}"),
         Column("config_hash", String(64), nullable=False, default=""),
-        Column("version", String(100), nullable=False, default=""),
         Column("outputs", Text, nullable=False, default=""),
         Column("links", Text, nullable=False, default="[]"),
+        # server default: writers of the earlier schema that do not know the column still insert
+        Column("owner", String(200), nullable=False, default=SUITE_OWNER, server_default=SUITE_OWNER),
         Column("updated", DateTime, nullable=False),
+        # named: PostgreSQL keeps the earlier table's "methods_pkey" name on the renamed table
+        # during the migration, so the new key must not need that name
+        PrimaryKeyConstraint("name", "version", name="pk_methods_name_version"),
     )
     metrics = Table(
         "metrics",
@@ -309,13 +335,69 @@ class ResultsStore:
         for attempt in range(5):
             try:
                 self._md.create_all(self.engine)
-                return
+                break
             except (OperationalError, ProgrammingError, IntegrityError):
                 # "table already exists" / "database is locked" from a concurrent creator:
                 # the next checkfirst pass sees the tables
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+        self._migrate_methods()
+
+    # ------------------------------------------------------------------ migrations
+    _METHODS_KEY = ["name", "version"]
+
+    def _methods_current(self, conn) -> bool:
+        """Whether the ``methods`` table has this schema (an ``owner`` column, (name, version) key)."""
+        from sqlalchemy import inspect
+
+        insp = inspect(conn)
+        columns = {c["name"] for c in insp.get_columns("methods")}
+        key = insp.get_pk_constraint("methods").get("constrained_columns") or []
+        return "owner" in columns and sorted(key) == sorted(self._METHODS_KEY)
+
+    def _migrate_methods(self) -> None:
+        """Rebuild a ``methods`` table of the earlier schema (``name`` unique, no ``owner``).
+
+        Every row is kept, with ``owner`` set to :data:`SUITE_OWNER` (the earlier schema did not
+        record one). The table is renamed, recreated and copied in one transaction taken with the
+        write lock, and the check is repeated under that lock, so two processes opening the same
+        old store migrate it once. A failure leaves the old table as it was.
+        """
+        with self.engine.connect() as conn:
+            if self._methods_current(conn):
+                return
+        if self.engine.dialect.name == "sqlite":
+            # pysqlite runs DDL outside transactions; with the driver in autocommit mode the
+            # explicit BEGIN IMMEDIATE ... COMMIT makes rename + create + copy one transaction
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    if not self._methods_current(conn):
+                        self._rebuild_methods(conn)
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        else:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("LOCK TABLE methods IN ACCESS EXCLUSIVE MODE")
+                if not self._methods_current(conn):
+                    self._rebuild_methods(conn)
+
+    def _rebuild_methods(self, conn) -> None:
+        from sqlalchemy import inspect
+
+        old_columns = {c["name"] for c in inspect(conn).get_columns("methods")}
+        conn.exec_driver_sql("ALTER TABLE methods RENAME TO methods_before_versions")
+        self.methods.create(conn)
+        defaults = {"version": "''", "owner": "''", "links": "'[]'", "config": "'{}'"}
+        names = [c.name for c in self.methods.columns]
+        select_list = [n if n in old_columns and n != "owner" else defaults.get(n, "''") for n in names]
+        conn.exec_driver_sql(
+            f"INSERT INTO methods ({', '.join(names)}) SELECT {', '.join(select_list)} FROM methods_before_versions"
+        )
+        conn.exec_driver_sql("DROP TABLE methods_before_versions")
 
     def __repr__(self) -> str:
         return f"ResultsStore({self.url!r})"
@@ -325,13 +407,15 @@ class ResultsStore:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ writing
-    def _upsert(self, table, key: str, row: dict[str, Any]) -> None:
-        from sqlalchemy import select
+    def _upsert(self, table, key: str | Sequence[str], row: dict[str, Any]) -> None:
+        from sqlalchemy import and_, select
 
+        keys = [key] if isinstance(key, str) else list(key)
+        match = and_(*(table.c[k] == row[k] for k in keys))
         with self.engine.begin() as conn:
-            exists = conn.execute(select(table.c[key]).where(table.c[key] == row[key])).first()
+            exists = conn.execute(select(table.c[keys[0]]).where(match)).first()
             if exists:
-                conn.execute(table.update().where(table.c[key] == row[key]).values(**row))
+                conn.execute(table.update().where(match).values(**row))
             else:
                 conn.execute(table.insert().values(**row))
 
@@ -352,19 +436,38 @@ class ResultsStore:
         )
 
     def upsert_method(self, rec: MethodRecord) -> None:
-        """Insert or update the description of a method."""
+        """Insert or update one version of a method (the row of ``(rec.name, rec.version)``).
+
+        Other versions of the method are left as they are: a new version is a new row.
+
+        Raises:
+            MethodOwnershipError: ``rec.name`` is already registered by another owner (the suite
+                or another submitter); a name keeps its first owner.
+        """
+        from sqlalchemy import select
+
+        m = self.methods.c
+        with self.engine.connect() as conn:
+            owners = set(conn.execute(select(m.owner).where(m.name == rec.name).distinct()).scalars())
+        if owners and owners != {rec.owner}:
+            who = "the suite's own methods" if SUITE_OWNER in owners else "another submitter"
+            raise MethodOwnershipError(
+                f"method name {rec.name!r} belongs to {who}; a method's versions all share one owner, "
+                "so register this one under another name"
+            )
         self._upsert(
             self.methods,
-            "name",
+            self._METHODS_KEY,
             {
                 "name": rec.name,
+                "version": rec.version,
                 "family": rec.family,
                 "description": rec.description,
                 "config": json.dumps(rec.config, sort_keys=True, default=str),
                 "config_hash": rec.config_hash,
-                "version": rec.version,
                 "outputs": rec.outputs,
                 "links": json.dumps(list(rec.links)),
+                "owner": rec.owner,
                 "updated": _now(),
             },
         )
@@ -537,10 +640,87 @@ class ResultsStore:
         """Columns ``name, root, layout, scale, n_pairs, config (dict), updated``."""
         return self._frame(self.datasets, ["config"])
 
-    def methods_frame(self) -> pd.DataFrame:
-        """Columns ``name, family, description, config (dict), config_hash, version, outputs,
-        links (list), updated``."""
-        return self._frame(self.methods, ["config", "links"])
+    def methods_frame(self, *, all_versions: bool = False) -> pd.DataFrame:
+        """The methods: by default one row per name, its current version (the one registered or
+        rescored last); ``all_versions=True`` gives every ``(name, version)`` row, the current
+        version first within each name.
+
+        Columns ``name, version, family, description, config (dict), config_hash, outputs,
+        links (list), owner, updated``, sorted by name. Which version a method's *scores* come
+        from on each dataset is :meth:`score_versions`.
+        """
+        frame = self._frame(self.methods, ["config", "links"])
+        # newest first within a name; the version breaks ties of equal timestamps deterministically
+        frame = frame.sort_values(
+            ["name", "updated", "version"], ascending=[True, False, False], kind="stable"
+        )
+        if not all_versions:
+            frame = frame.drop_duplicates("name", keep="first")
+        return frame.reset_index(drop=True)
+
+    def score_versions(self, dataset: str | None = None) -> pd.DataFrame:
+        """Which version of each method the current scores come from, per dataset.
+
+        The current scores are the latest row per ``(dataset, image, method, metric)`` (what
+        :meth:`scores_frame` and the leaderboard show). Each is matched to the method row whose
+        ``config_hash`` equals the score's ``method_hash`` (the newest such row when versions share
+        a configuration); a method with one version row and no match is that version.
+
+        Returns:
+            Columns ``dataset, method, version, outputs, images`` (images: how many of the
+            dataset's images have current scores from that version), one row per
+            ``(dataset, method, version)``; a method whose scores mix versions (a newer version
+            scored on fewer metrics) has several rows. ``version`` is None where no method row
+            matches (scores written without a method description).
+        """
+        import pandas as pd
+        from sqlalchemy import func, select
+
+        s = self.scores.c
+        latest = select(func.max(s.id).label("id")).group_by(s.dataset, s.image, s.method, s.metric)
+        if dataset is not None:
+            latest = latest.where(s.dataset == dataset)
+        latest = latest.subquery()
+        q = (
+            select(s.dataset, s.method, s.method_hash, s.image)
+            .join(latest, s.id == latest.c.id)
+            .where(s.method != GT)
+            .distinct()
+        )
+        with self.engine.connect() as conn:
+            current = pd.DataFrame(
+                conn.execute(q).fetchall(), columns=["dataset", "method", "method_hash", "image"]
+            )
+        methods = self.methods_frame(all_versions=True)
+        columns = ["dataset", "method", "version", "outputs", "images"]
+        if current.empty:
+            return pd.DataFrame(columns=columns)
+        by_hash = methods.drop_duplicates(["name", "config_hash"], keep="first").set_index(
+            ["name", "config_hash"]
+        )
+        only = methods.groupby("name").filter(lambda g: len(g) == 1).set_index("name")
+        resolved = []
+        for name, mhash in current[["method", "method_hash"]].drop_duplicates().itertuples(index=False):
+            if (name, mhash) in by_hash.index:
+                row = by_hash.loc[(name, mhash)]
+            elif name in only.index:
+                row = only.loc[name]
+            else:
+                resolved.append((name, mhash, None, None))
+                continue
+            resolved.append((name, mhash, str(row["version"]), str(row["outputs"])))
+        lookup = pd.DataFrame(resolved, columns=["method", "method_hash", "version", "outputs"])
+        current = current.merge(lookup, on=["method", "method_hash"], how="left")
+        grouped = (
+            current.groupby(["dataset", "method", "version", "outputs"], dropna=False)["image"]
+            .nunique()
+            .rename("images")
+        )
+        return (
+            grouped.reset_index()[columns]
+            .sort_values(["dataset", "method", "version"])
+            .reset_index(drop=True)
+        )
 
     def metrics_frame(self) -> pd.DataFrame:
         """Columns ``name, kind (FR|NR), higher_is_better, settings (dict), settings_hash,

@@ -14,9 +14,26 @@ _SERVE_EPILOG = """examples:
   screensr board                                   # results.db in this folder, http://127.0.0.1:8501
   screensr board --store sqlite:///runs/results.db --port 8600
   screensr board --store postgresql+psycopg://board@db/screensr --address 0.0.0.0
-  screensr board --admin-secret-sha256 $(printf %s 'SECRET' | sha256sum | cut -d' ' -f1)
+  screensr board --admin-secret-hash "$(screensr board hash-secret < admin-secret.txt)"
   screensr board -S server.maxUploadSize=1024 -S theme.base=light   # streamlit run options
+  screensr board -S client.toolbarMode=developer   # show Streamlit's developer menu (default: viewer)
 """
+
+_HASH_EPILOG = """The secret is read from stdin (typed twice, hidden, on a terminal; else the first line of
+the input), never from the command line where other users could see it in the process list.
+Only the printed hash is given to the board.
+
+examples:
+  screensr board hash-secret                      # type the secret twice
+  screensr board hash-secret < admin-secret.txt
+  screensr board --admin-secret-hash "$(screensr board hash-secret < admin-secret.txt)"
+"""
+
+#: Streamlit options ``screensr board`` sets unless ``-S`` gives them: visitors get the viewer
+#: toolbar (no "Deploy" button, no rerun / clear-cache developer items)
+DEFAULT_STREAMLIT_OPTIONS = {"client.toolbarMode": "viewer"}
+
+MIN_SECRET_CHARS = 8
 
 _EXPORT_EPILOG = """examples:
   screensr board export --out site/
@@ -35,10 +52,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--address", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to serve a network)"
     )
     parser.add_argument(
+        "--admin-secret-hash",
+        default=None,
+        metavar="HASH",
+        help="salted scrypt hash of the admin secret that unlocks the Submit page, made by "
+        "`screensr board hash-secret` (without it submissions are disabled)",
+    )
+    parser.add_argument(
         "--admin-secret-sha256",
         default=None,
-        metavar="HEX",
-        help="sha256 of the admin secret that unlocks the Submit page (without it submissions are disabled)",
+        metavar="HASH",
+        help="deprecated spelling of --admin-secret-hash (one release); an unsalted sha256 is refused",
     )
     parser.add_argument(
         "--study-store",
@@ -68,6 +92,15 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         epilog=_EXPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    hash_secret = verbs.add_parser(
+        "hash-secret",
+        help="print the salted hash of an admin secret (read from stdin) for --admin-secret-hash",
+        description="Hash an admin secret with salted scrypt for `screensr board --admin-secret-hash`.",
+        epilog=_HASH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    hash_secret.set_defaults(func=_hash_secret)
+
     _store_option(export)
     export.add_argument("--out", required=True, type=Path, help="output folder (created; files are replaced atomically)")
     export.add_argument("--crops", type=int, default=2, help="comparison crops per dataset (default 2; 0 for none)")
@@ -101,11 +134,17 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     """The ``streamlit run`` command line that serves the app for ``args``."""
     app = Path(__file__).with_name("app.py")
     extra: list[str] = []
+    given: set[str] = set()
     for item in args.streamlit_option or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.maxUploadSize=1024")
-        extra += [f"--{key.strip().lstrip('-')}", value]
+        key = key.strip().lstrip("-")
+        given.add(key)
+        extra += [f"--{key}", value]
+    for key, value in DEFAULT_STREAMLIT_OPTIONS.items():
+        if key not in given:
+            extra += [f"--{key}", value]
     return [
         sys.executable,
         "-c",
@@ -160,12 +199,85 @@ def _preload_board(url: str) -> None:
         print(f"warning: could not preload the results store {url}: {exc}", file=sys.stderr)
 
 
+class StoreOpenError(RuntimeError):
+    """The results store named on the command line cannot be opened (printed as one line)."""
+
+    is_user_error = True
+
+
 def _resolved_store(url: str | None) -> str:
+    """Open the store once (creating or migrating its tables) and return its normalised URL.
+
+    Raises:
+        StoreOpenError: the database cannot be opened (a file that is not a database, a
+            folder, no permission), naming the URL; the store's own user errors pass unchanged.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from benchmark.store import ResultsStore, default_url
 
-    store = ResultsStore(url or default_url())  # fails early, naming the URL, if it cannot be opened
+    target = url or default_url()
+    try:
+        store = ResultsStore(target)  # fails early, naming the URL, if it cannot be opened
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise StoreOpenError(
+            f"results store {target!r} cannot be opened ({reason}); give --store a SQLite database file "
+            "(created if missing) or a database URL"
+        ) from exc
     store.close()
     return store.url
+
+
+def admin_hash_option(args: argparse.Namespace) -> str | None:
+    """The admin hash from ``--admin-secret-hash`` (or its deprecated spelling), checked.
+
+    Raises:
+        AdminSecretError: an unsalted sha256 or anything but a ``hash-secret`` hash, with the fix.
+        ValueError: both spellings given.
+    """
+    from leaderboard.submissions import parse_admin_hash
+
+    new, old = getattr(args, "admin_secret_hash", None), getattr(args, "admin_secret_sha256", None)
+    if new and old:
+        raise ValueError("give --admin-secret-hash only (--admin-secret-sha256 is its deprecated spelling)")
+    if old:
+        value = parse_admin_hash(old, "--admin-secret-sha256")
+        print("warning: --admin-secret-sha256 is deprecated; use --admin-secret-hash", file=sys.stderr)
+        return value
+    return parse_admin_hash(new, "--admin-secret-hash") if new else None
+
+
+def read_secret(stream=None, *, prompt: bool | None = None) -> str:
+    """The admin secret from ``stream`` (default stdin): typed twice without echo on a terminal,
+    else the first line (its line ending removed).
+
+    Raises:
+        ValueError: empty, shorter than :data:`MIN_SECRET_CHARS`, or the two entries differ.
+    """
+    import getpass
+
+    stream = sys.stdin if stream is None else stream
+    interactive = stream.isatty() if prompt is None else prompt
+    if interactive:
+        secret = getpass.getpass("Admin secret: ")
+        if getpass.getpass("Again: ") != secret:
+            raise ValueError("the two entries differ; run `screensr board hash-secret` again")
+    else:
+        secret = stream.readline().rstrip("\r\n")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"the admin secret has {len(secret)} characters; use at least {MIN_SECRET_CHARS} (a passphrase of "
+            "several words is best)"
+        )
+    return secret
+
+
+def _hash_secret(args: argparse.Namespace) -> int:
+    from core.secrets import hash_secret
+
+    print(hash_secret(read_secret()))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -177,18 +289,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise ImportError("the leaderboard needs Streamlit: pip install 'screensr[board]'") from exc
     cmd = streamlit_command(args)  # first: option errors before anything is opened
     env = dict(os.environ)
-    if args.admin_secret_sha256:
-        from leaderboard.submissions import ADMIN_ENV, admin_hash
+    from leaderboard.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash
 
-        env[ADMIN_ENV] = args.admin_secret_sha256
-        os.environ[ADMIN_ENV], saved = args.admin_secret_sha256, os.environ.get(ADMIN_ENV)
-        try:
-            admin_hash()  # rejects anything but 64 hex digits, with the command that makes one
-        finally:
-            if saved is None:
-                os.environ.pop(ADMIN_ENV, None)
-            else:
-                os.environ[ADMIN_ENV] = saved
+    admin = admin_hash_option(args)  # refuses an unsalted sha256, with the command that makes the hash
+    if admin:
+        env[ADMIN_ENV] = admin
+        env.pop(LEGACY_ADMIN_ENV, None)
+    else:
+        admin_hash()  # a hash from the environment is checked here too, not first on the Submit page
     env["SCREENSR_STORE"] = _resolved_store(args.store)
     if args.study_store:
         from leaderboard.study_db import ENV_STORE, normalise_url

@@ -7,7 +7,7 @@ than Streamlit's 1460 px limit so it never resizes them either.
 
 import streamlit as st
 
-from leaderboard import crops, data
+from leaderboard import crops, data, versions
 
 MAX_PANEL_PX = 1456  # Streamlit resizes (bilinear) any image wider than 1460 px: stay below
 PANEL_ROW_PX = 1200  # panels per row chosen so that a row fits a wide-layout page
@@ -31,7 +31,17 @@ image = top[1].selectbox("Image", ids, key="cmp_image")
 
 ranked = data.leaderboard_table(board.summary, dataset, board.columns(dataset), methods=board.methods)
 available = [m for m in ranked["method"] if m in set(scored.loc[scored["image"] == image, "method"])]
-methods = st.multiselect("Methods", available, default=available[:3], key="cmp_methods")
+# The selection survives a change of dataset or image only where its methods exist there: keep
+# those, or (none left) start again from the top-ranked methods of the new dataset.
+chosen = st.session_state.get("cmp_methods")
+if chosen is not None:
+    kept = [m for m in chosen if m in available] or available[:3]
+    if kept != list(chosen):
+        st.session_state["cmp_methods"] = kept
+methods = st.multiselect(
+    "Methods", available, default=None if "cmp_methods" in st.session_state else available[:3], key="cmp_methods"
+)
+shown = versions.shown_versions(versions.cached_score_versions(board), board.methods, dataset)
 
 controls = st.columns(4)
 cx = controls[0].slider("Crop centre x", 0.0, 1.0, 0.5, 0.01, key="cmp_cx")
@@ -46,8 +56,8 @@ if crop * zoom > MAX_PANEL_PX:
 files = images[image]
 outputs = {}
 for m in methods:
-    row = board.methods[board.methods["name"] == m]
-    location = str(row["outputs"].iloc[0]) if len(row) else ""
+    # the outputs of the version whose scores this dataset shows (not merely the newest version)
+    location = shown[m].outputs if m in shown else ""
     outputs[m] = crops.method_output(location, files)
 try:
     box, panels = crops.comparison_crops(files, outputs, (cx, cy), int(crop), int(zoom))
@@ -60,6 +70,9 @@ st.caption(
     f"Region x {box[0]}-{box[2]}, y {box[1]}-{box[3]} of the HR image ({box[2] - box[0]} px square), shown at "
     f"{side} px: every pixel is a {zoom}x{zoom} block (LR: {zoom * files.scale}x{zoom * files.scale}); lossless PNG."
 )
+labels = [shown[m].label for m in methods if m in shown]
+if labels:
+    st.caption("Versions shown: " + " · ".join(labels))
 per_row = max(1, min(6, PANEL_ROW_PX // max(side, 1)))
 names = list(panels)
 for start in range(0, len(names), per_row):

@@ -5,7 +5,7 @@ Thin: every number comes from ``leaderboard.data`` (tested pure functions).
 
 import streamlit as st
 
-from leaderboard import data
+from leaderboard import data, versions
 
 board = data.board_or_stop()
 st.title("Leaderboard")
@@ -100,6 +100,11 @@ else:
         file_name=f"leaderboard-{dataset}.json",
         mime="application/json",
     )
+
+if not table.empty:  # which version of each method these scores come from (store rows are name + version)
+    shown_versions = versions.shown_versions(versions.cached_score_versions(board), board.methods, dataset)
+    labels = [shown_versions[m].label for m in table["method"] if m in shown_versions]
+    st.caption("Versions shown: " + " · ".join(labels))
 
 st.subheader("Ground-truth quality")
 st.caption("No-reference scores of the HR images themselves (as in the VOSR paper's Table 2).")

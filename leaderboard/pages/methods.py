@@ -1,11 +1,14 @@
-"""Method pages: a method's description, configuration, provenance and links.
+"""Method pages: a method's description, configuration, provenance, links and versions.
+
+A method has one row per version in the results store; the page describes the current version
+and lists every version with the datasets whose board shows it (``leaderboard.versions``).
 
 ``?method=NAME`` in the URL opens that method directly (links from exports and papers).
 """
 
 import streamlit as st
 
-from leaderboard import data
+from leaderboard import data, versions
 from leaderboard.submissions import is_web_link
 
 board = data.board_or_stop()
@@ -24,7 +27,7 @@ info = data.method_info(board, name)
 st.header(name)
 meta = st.columns(3)
 meta[0].metric("Family", info.family)
-meta[1].metric("Version", info.version or "–")
+meta[1].metric("Current version", info.version or "–")
 meta[2].metric("Datasets scored", len(info.coverage))
 st.markdown(info.description or "_No description recorded._")
 
@@ -38,6 +41,11 @@ if info.coverage.empty:
     st.info("No scores for this method yet.")
 else:
     st.dataframe(info.coverage, hide_index=True, key="mt_coverage")
+
+st.subheader("Versions")
+history = versions.version_history(versions.cached_all_versions(board), versions.cached_score_versions(board), name)
+st.caption("Each version is a separate entry: a new version never changes the scores or outputs of an earlier one.")
+st.dataframe(history, hide_index=True, key="mt_versions")
 
 st.subheader("Configuration")
 st.caption(f"Everything that changes the outputs; its hash `{info.config_hash}` is stored with every score.")

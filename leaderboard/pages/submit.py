@@ -1,10 +1,12 @@
 """Submit page (admin): register a method's SR outputs for a dataset; the server scores them.
 
 Only outputs are accepted, never scores: ``leaderboard.submissions`` validates the upload and
-runs the benchmark harness on it. The page needs the admin secret (its sha256 is configured with
-``screensr board --admin-secret-sha256 HEX``).
+runs the benchmark harness on it. The page needs the admin secret, configured as a salted scrypt
+hash (``screensr board --admin-secret-hash "$(screensr board hash-secret)"``); wrong secrets are
+limited per browser session (``submissions.admin_limiter``), each costing a delay.
 """
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -26,16 +28,34 @@ except ValueError as exc:
 if expected is None:
     st.warning(
         "Submissions are disabled: no admin secret is configured. Start the board with "
-        "`screensr board --admin-secret-sha256 $(printf %s 'SECRET' | sha256sum | cut -d' ' -f1)`."
+        '`screensr board --admin-secret-hash "$(screensr board hash-secret)"`.'
     )
     st.stop()
+
+
+def _session_key() -> str:
+    """This browser session's key for counting wrong secrets: a random token kept in its
+    session state (Streamlit's session state lives exactly as long as the browser session)."""
+    import secrets
+
+    return st.session_state.setdefault("board_login_key", secrets.token_hex(16))
+
+
 if not st.session_state.get("board_admin"):
+    limiter = submissions.admin_limiter()
+    key = _session_key()
+    wait = limiter.locked_for(key)
+    if wait > 0:
+        st.error(f"Too many wrong admin secrets from this session: try again in {math.ceil(wait)} s.")
+        st.stop()
     with st.form("admin_login"):
         secret = st.text_input("Admin secret", type="password", key="sub_secret")
         if st.form_submit_button("Unlock"):
-            if submissions.check_admin(secret, expected):
+            if limiter.check(key, secret, expected):
                 st.session_state["board_admin"] = True
                 st.rerun()
+            if limiter.locked_for(key) > 0:
+                st.rerun()  # this failure locked the session out: show the lockout, not the form
             st.error("Wrong admin secret.")
     st.stop()
 
@@ -50,7 +70,8 @@ if not datasets:
     st.stop()
 st.caption(
     "Upload the SR outputs of one dataset (a .zip or .tar.gz of images named after each pair, or the images "
-    "themselves). The server checks them and computes every metric itself; submitted scores are never accepted."
+    "themselves). The server checks them and computes every metric itself; submitted scores are never accepted. "
+    "A method name belongs to its first submitter: later versions must come from the same submitter."
 )
 dataset = st.selectbox("Dataset", datasets, key="sub_dataset")
 on_board = [c.name for c in board.columns(dataset)] if dataset in board.dataset_names() else []
@@ -59,6 +80,12 @@ with st.form("submission"):
     method = cols[0].text_input("Method name", key="sub_method", placeholder="e.g. MySR")
     version = cols[1].text_input("Version", value="1.0", key="sub_version")
     family = cols[2].selectbox("Family", data.FAMILIES, key="sub_family")
+    owner = st.text_input(
+        "Submitter (id or contact)",
+        key="sub_owner",
+        placeholder="e.g. ana@lab.org",
+        help="Recorded as the owner of the method name (not shown on the board); new versions need the same submitter.",
+    )
     description = st.text_area("Description", key="sub_description")
     links = st.text_area("Links (one URL per line)", key="sub_links")
     options = data.order_metrics([*on_board, *list_metrics()])
@@ -67,7 +94,7 @@ with st.form("submission"):
     )
     upload = st.file_uploader(
         "SR outputs (archive or images)",
-        type=["zip", "tar", "gz", "tgz", "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"],
+        type=["zip", "tar", "gz", "tgz", "bz2", "xz", "png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp"],
         accept_multiple_files=True,
         key="sub_upload",
     )
@@ -82,6 +109,7 @@ if submitted:
         family=family,
         description=description.strip(),
         links=tuple(line.strip() for line in links.splitlines() if line.strip()),
+        owner=owner,
     )
     staging = submissions.submissions_home() / ".incoming"
     staging.mkdir(parents=True, exist_ok=True)
@@ -91,15 +119,18 @@ if submitted:
             if files and server_folder.strip():
                 raise submissions.SubmissionError(["give either an upload or a server folder, not both"])
             if not files and not server_folder.strip():
-                raise submissions.SubmissionError(["no outputs given: upload an archive or images, or name a folder"])
+                raise submissions.SubmissionError(
+                    ["no outputs given: upload an archive or images, or name a folder"]
+                )
             if server_folder.strip():
                 folder = Path(server_folder.strip()).expanduser()
             elif len(files) == 1 and Path(files[0].name).suffix.lower() not in IMAGE_SUFFIXES:
-                folder = submissions.unpack_upload(files[0].name, files[0].getvalue(), Path(tmp))
+                # the upload object is streamed to disk in chunks, never copied whole in memory
+                folder = submissions.unpack_upload(files[0].name, files[0], Path(tmp))
             else:
                 folder = Path(tmp)
                 for f in files:
-                    (folder / Path(f.name).name).write_bytes(f.getvalue())
+                    submissions.save_upload(f, folder / submissions.upload_name(f.name))
             store = ResultsStore(board.url)
             checked = submissions.validate_submission(sub, folder, store)
         except (submissions.SubmissionError, ValueError, FileNotFoundError) as exc:
@@ -110,7 +141,9 @@ if submitted:
             f"Validated: {len(checked.outputs)} outputs for {dataset!r}, each exactly the HR size."
             + (" Resuming an interrupted submission." if checked.resume else "")
         )
-        with st.status(f"Computing {', '.join(metrics)} on {len(checked.outputs)} images…", expanded=False) as status:
+        with st.status(
+            f"Computing {', '.join(metrics)} on {len(checked.outputs)} images…", expanded=False
+        ) as status:
             try:
                 frame = submissions.publish_submission(checked, store, metrics=list(metrics))
             except (ValueError, FileNotFoundError, RuntimeError) as exc:

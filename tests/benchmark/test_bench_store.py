@@ -111,3 +111,158 @@ def test_concurrent_writers_sqlite_wal(tmp_path):
         assert p.exitcode == 0
     frame = ResultsStore(url).scores_frame()
     assert len(frame) == 40 * 2 + 40  # shared rows written once
+
+
+# --------------------------------------------------------------------------- method versions
+
+# The methods table as releases before method versions wrote it (``name`` alone unique, no owner).
+OLD_METHODS_DDL = """CREATE TABLE methods (
+    name VARCHAR(200) NOT NULL, family VARCHAR(30) NOT NULL, description TEXT NOT NULL,
+    config TEXT NOT NULL, config_hash VARCHAR(64) NOT NULL, version VARCHAR(100) NOT NULL,
+    outputs TEXT NOT NULL, links TEXT NOT NULL, updated DATETIME NOT NULL, PRIMARY KEY (name))"""
+
+
+def _old_store(path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute(OLD_METHODS_DDL)
+    conn.execute(
+        "INSERT INTO methods VALUES ('bicubic', 'interpolation', 'OpenCV bicubic', '{\"kind\": \"resize\"}', "
+        "'abc', 'opencv 4.10', '/cache/bicubic', '[\"https://x\"]', '2025-01-02 03:04:05')"
+    )
+    conn.execute(
+        "INSERT INTO methods VALUES ('MySR', 'GAN', 'theirs', '{}', 'def', '1.0', '/sub/MySR/1.0', '[]', "
+        "'2025-02-03 04:05:06')"
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_a_new_version_is_a_new_row_beside_the_old_one():
+    store = ResultsStore("sqlite://")
+    v1 = MethodRecord("MySR", "GAN", "first", {"kind": "folder", "folder": "/s/1.0"}, "1.0", "/s/1.0", owner="ana")
+    v2 = MethodRecord("MySR", "GAN", "second", {"kind": "folder", "folder": "/s/2.0"}, "2.0", "/s/2.0", owner="ana")
+    store.upsert_method(v1)
+    store.upsert_method(v2)
+    every = store.methods_frame(all_versions=True)
+    assert every[["name", "version", "outputs", "owner"]].values.tolist() == [
+        ["MySR", "2.0", "/s/2.0", "ana"],  # the current version first
+        ["MySR", "1.0", "/s/1.0", "ana"],
+    ]
+    assert every.set_index("version").loc["1.0", "config_hash"] == v1.config_hash  # untouched by v2
+    current = store.methods_frame()
+    assert current["version"].tolist() == ["2.0"] and current["description"].tolist() == ["second"]
+    store.upsert_method(dataclass_replace(v1, description="first, edited"))  # same (name, version): an update
+    assert len(store.methods_frame(all_versions=True)) == 2
+
+
+def dataclass_replace(rec, **changes):
+    import dataclasses
+
+    return dataclasses.replace(rec, **changes)
+
+
+def test_a_name_keeps_its_owner():
+    from benchmark.store import MethodOwnershipError
+
+    store = ResultsStore("sqlite://")
+    store.upsert_method(MethodRecord("bicubic", "interpolation", version="opencv 4.10"))  # the suite's
+    store.upsert_method(MethodRecord("MySR", "GAN", version="1.0", owner="ana"))
+    with pytest.raises(MethodOwnershipError, match="belongs to the suite's own methods"):
+        store.upsert_method(MethodRecord("bicubic", "GAN", version="2.0", outputs="/evil", owner="eve"))
+    with pytest.raises(MethodOwnershipError, match="belongs to another submitter"):
+        store.upsert_method(MethodRecord("MySR", "GAN", version="1.0", outputs="/evil", owner="eve"))
+    with pytest.raises(MethodOwnershipError, match="belongs to another submitter"):
+        store.upsert_method(MethodRecord("MySR", "GAN", version="9.0"))  # not even the suite's runs
+    every = store.methods_frame(all_versions=True)
+    assert every[["name", "version", "owner", "outputs"]].values.tolist() == [
+        ["MySR", "1.0", "ana", ""],
+        ["bicubic", "opencv 4.10", "", ""],
+    ]
+
+
+def test_a_store_of_the_old_schema_is_migrated_keeping_every_row(tmp_path):
+    from sqlalchemy import inspect
+
+    path = tmp_path / "old.db"
+    _old_store(path)
+    store = ResultsStore(path)
+    frame = store.methods_frame(all_versions=True)
+    assert frame[["name", "version", "family", "outputs", "owner"]].values.tolist() == [
+        ["MySR", "1.0", "GAN", "/sub/MySR/1.0", ""],
+        ["bicubic", "opencv 4.10", "interpolation", "/cache/bicubic", ""],
+    ]
+    assert frame.set_index("name").loc["bicubic", "links"] == ["https://x"]
+    assert str(frame.set_index("name").loc["bicubic", "updated"]) == "2025-01-02 03:04:05"
+    insp = inspect(store.engine)
+    assert insp.get_pk_constraint("methods")["constrained_columns"] == ["name", "version"]
+    assert "methods_before_versions" not in insp.get_table_names()
+    # versions are rows now, and reopening does not migrate twice
+    store.upsert_method(MethodRecord("bicubic", "interpolation", version="opencv 4.11"))
+    store.close()
+    again = ResultsStore(path)
+    assert len(again.methods_frame(all_versions=True)) == 3
+
+
+def test_a_failed_migration_leaves_the_old_table(tmp_path, monkeypatch):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    _old_store(path)
+
+    def broken(self, conn):
+        conn.exec_driver_sql("ALTER TABLE methods RENAME TO methods_before_versions")
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(ResultsStore, "_rebuild_methods", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        ResultsStore(path)
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "methods" in tables and "methods_before_versions" not in tables
+    assert conn.execute("SELECT count(*) FROM methods").fetchone() == (2,)
+    conn.close()
+
+
+def _open_store(url: str) -> None:
+    ResultsStore(url).close()
+
+
+def test_two_processes_opening_an_old_store_migrate_it_once(tmp_path):
+    path = tmp_path / "old.db"
+    _old_store(path)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_open_store, args=(f"sqlite:///{path}",)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    frame = ResultsStore(path).methods_frame(all_versions=True)
+    assert sorted(frame["name"]) == ["MySR", "bicubic"]
+
+
+def test_score_versions_say_which_version_the_current_scores_come_from():
+    store = ResultsStore("sqlite://")
+    v1 = MethodRecord("MySR", "GAN", config={"kind": "folder", "folder": "/s/1.0"}, version="1.0", outputs="/s/1.0", owner="ana")
+    v2 = MethodRecord("MySR", "GAN", config={"kind": "folder", "folder": "/s/2.0"}, version="2.0", outputs="/s/2.0", owner="ana")
+    bic = MethodRecord("bicubic", "interpolation", config={"kind": "resize"}, version="opencv 4.10")
+    for rec in (v1, bic, v2):
+        store.upsert_method(rec)
+    store.add_scores(
+        [_rec(image=i, method="MySR", mh=v1.config_hash) for i in "abc"]
+        + [_rec(image=i, method="MySR", metric="ssim", mh=v1.config_hash) for i in "abc"]
+        + [_rec(image=i, method="bicubic", mh=bic.config_hash) for i in "abc"]
+        + [_rec(image="a", method=GT, metric="niqe")]
+    )
+    got = store.score_versions()
+    assert got[["dataset", "method", "version", "outputs", "images"]].values.tolist() == [
+        ["demo", "MySR", "1.0", "/s/1.0", 3],
+        ["demo", "bicubic", "opencv 4.10", "", 3],
+    ]
+    # version 2.0 rescored psnr only: its psnr is current, 1.0's ssim still is: both are listed
+    store.add_scores([_rec(image=i, method="MySR", mh=v2.config_hash, value=9.0) for i in "abc"])
+    got = store.score_versions("demo")
+    assert got[got["method"] == "MySR"][["version", "images"]].values.tolist() == [["1.0", 3], ["2.0", 3]]
+    assert store.score_versions("other").empty

@@ -25,6 +25,7 @@ def app(env, monkeypatch):
 
     monkeypatch.setenv("SCREENSR_STORE", env.url)
     monkeypatch.delenv("SCREENSR_BOARD_ADMIN_SHA256", raising=False)
+    monkeypatch.delenv("SCREENSR_BOARD_ADMIN_HASH", raising=False)
 
     def start(page: str | None = None, **query):
         at = AppTest.from_file(APP, default_timeout=90)
@@ -238,19 +239,185 @@ def test_submit_is_disabled_without_admin_secret(app):
     assert not at.get("file_uploader")
 
 
-def test_submit_rejects_wrong_secret(app, monkeypatch):
-    monkeypatch.setenv("SCREENSR_BOARD_ADMIN_SHA256", hashlib.sha256(b"right").hexdigest())
-    at = app("pages/submit.py")
-    at.text_input(key="sub_secret").set_value("wrong")
+@pytest.fixture
+def limiter(monkeypatch):
+    """A fresh admin-login limiter (3 failures, 60 s lockout) on a fake clock, recording its delays."""
+    from core.secrets import AttemptLimiter
+    from leaderboard import submissions
+
+    clock = {"now": 1000.0, "slept": []}
+    fresh = AttemptLimiter(
+        max_failures=3, lockout_s=60.0, delay_s=0.5, clock=lambda: clock["now"], sleep=clock["slept"].append
+    )
+    monkeypatch.setattr(submissions, "_limiter", fresh)
+    return clock
+
+
+def _login(at, secret: str):
+    at.text_input(key="sub_secret").set_value(secret)
     at.button[0].click().run()
+    return at
+
+
+def test_submit_rejects_wrong_secret(app, monkeypatch, limiter):
+    from core.secrets import hash_secret
+
+    monkeypatch.setenv("SCREENSR_BOARD_ADMIN_HASH", hash_secret("right-secret"))
+    at = _login(app("pages/submit.py"), "wrong")
     assert any("Wrong admin secret" in e.value for e in at.error)
     assert not at.get("file_uploader")
-    at.text_input(key="sub_secret").set_value("right")
-    at.button[0].click().run()
+    assert limiter["slept"] == [0.5]  # every wrong secret costs the delay
+    _login(at, "right-secret")
     assert at.get("file_uploader")
+
+
+def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatch, limiter):
+    from core.secrets import hash_secret
+
+    monkeypatch.setenv("SCREENSR_BOARD_ADMIN_HASH", hash_secret("right-secret"))
+    at = app("pages/submit.py")
+    for guess in ("a", "b", "c"):
+        _login(at, guess)
+    assert limiter["slept"] == [0.5, 0.5, 0.5]
+    assert [e.value for e in at.error] == ["Too many wrong admin secrets from this session: try again in 60 s."]
+    assert not at.get("text_input")  # the login form is gone while locked out
+    limiter["now"] += 30.0
+    at.run()
+    assert [e.value for e in at.error] == ["Too many wrong admin secrets from this session: try again in 30 s."]
+
+    # the right secret does not help during the lockout; another browser session is not locked
+    other = _login(app("pages/submit.py"), "right-secret")
+    assert other.get("file_uploader")
+    limiter["now"] += 31.0
+    at.run()
+    _login(at, "right-secret")
+    assert at.get("file_uploader")
+
+
+def test_submit_refuses_an_unsalted_sha256_with_the_fix(app, monkeypatch):
+    monkeypatch.setenv("SCREENSR_BOARD_ADMIN_SHA256", hashlib.sha256(b"right").hexdigest())
+    at = app("pages/submit.py")
+    assert any("unsalted sha256" in e.value and "screensr board hash-secret" in e.value for e in at.error)
+    assert not at.get("text_input") and not at.get("file_uploader")
 
 
 def test_every_page_renders(app):
     for page in ("pages/leaderboard.py", "pages/plots.py", "pages/compare.py", "pages/methods.py", "pages/submit.py"):
         at = app(page)
         assert not at.exception and not at.error, (page, [e.value for e in at.error])
+
+
+# --------------------------------------------------------------------------- compare: datasets and versions
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
+    """Datasets A (methods a1, a2; MySR 1.0) and B (b1..b4; MySR 2.0), with outputs on disk.
+
+    MySR's versions have different outputs (1.0 = HR + 3, 2.0 = HR + 5) in folders of their own.
+    """
+    from board_fixtures import register_metrics, write_image_folders
+
+    from benchmark.store import DatasetRecord, MethodRecord, ResultsStore, ScoreRecord
+
+    base = tmp_path_factory.mktemp("two")
+    url = f"sqlite:///{base / 'r.db'}"
+    store = ResultsStore(url)
+    register_metrics(store, ["psnr"])
+    folders = {}
+    for ds, names in (("A", ["a1", "a2", "v1"]), ("B", ["b1", "b2", "b3", "b4", "v2"])):
+        root, outs = write_image_folders(base / ds, ds, names, ["i0", "i1"])
+        folders.update(outs)
+        store.upsert_dataset(DatasetRecord(ds, str(root), "generic", 4, 2))
+        for m in names:
+            if m.startswith("v"):
+                continue
+            store.upsert_method(MethodRecord(m, "GAN", outputs=str(outs[m])))
+            store.add_scores([ScoreRecord(ds, i, m, "psnr", 20.0 + k, "s-psnr", "h", "c") for k, i in enumerate(["i0", "i1"])])
+    for version, ds, key in (("1.0", "A", "v1"), ("2.0", "B", "v2")):
+        rec = MethodRecord("MySR", "GAN", config={"folder": str(folders[key])}, version=version,
+                           outputs=str(folders[key]), owner="ana")  # fmt: skip
+        store.upsert_method(rec)
+        store.add_scores([ScoreRecord(ds, i, "MySR", "psnr", 30.0, "s-psnr", rec.config_hash, "c") for i in ["i0", "i1"]])
+    store.close()
+    return url, folders
+
+
+def test_compare_selects_the_methods_of_the_dataset_switched_to(two_sets, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    at.switch_page("pages/compare.py").run()
+    assert at.multiselect(key="cmp_methods").value == ["MySR", "a1", "a2"]
+    at.multiselect(key="cmp_methods").set_value(["a2"]).run()
+    at.selectbox(key="cmp_dataset").set_value("B").run()
+    assert not at.exception
+    assert at.multiselect(key="cmp_methods").value == ["MySR", "b1", "b2"]  # A's choice exists nowhere in B
+    assert [c for img in at.get("image") for c in img.captions] == ["LR input", "HR reference", "MySR", "b1", "b2"]
+    at.multiselect(key="cmp_methods").set_value(["b2", "MySR"]).run()
+    at.selectbox(key="cmp_dataset").set_value("A").run()
+    assert at.multiselect(key="cmp_methods").value == ["MySR"]  # what of the choice exists in A is kept
+
+
+def test_compare_shows_the_outputs_of_the_version_scored_on_that_dataset(two_sets, monkeypatch):
+    """MySR 2.0 is the newest version, but dataset A's scores are 1.0's: A's crops must be 1.0's
+    pixels (HR + 3), and the page must say which version it shows."""
+    from streamlit.testing.v1 import AppTest
+
+    from leaderboard import crops, versions
+
+    url, folders = two_sets
+    monkeypatch.setenv("SCREENSR_STORE", url)
+    board = data.load_board(url)
+    for dataset, key, version in (("A", "v1", "1.0"), ("B", "v2", "2.0")):
+        shown = versions.shown_versions(_score_versions(url), board.methods, dataset)
+        assert shown["MySR"].versions == (version,) and shown["MySR"].outputs == str(folders[key])
+        files = crops.dataset_images(board.datasets, dataset)["i0"]
+        _, panels = crops.comparison_crops(files, {"MySR": crops.method_output(shown["MySR"].outputs, files)},
+                                           (0.5, 0.5), 16, 1)  # fmt: skip
+        np.testing.assert_array_equal(panels["MySR"], panels["HR"] + np.uint8(_offset(key)))
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    at.switch_page("pages/compare.py").run()
+    assert any("Versions shown: MySR 1.0" in c.value for c in at.caption)
+    at.selectbox(key="cmp_dataset").set_value("B").run()
+    assert any("Versions shown: MySR 2.0" in c.value for c in at.caption)
+
+
+def _score_versions(url):
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(url)
+    try:
+        return store.score_versions()
+    finally:
+        store.close()
+
+
+def _offset(key: str) -> int:
+    # write_image_folders adds k + 1 for the k-th method of its folder list: v1 is 3rd in A, v2 5th in B
+    return {"v1": 3, "v2": 5}[key]
+
+
+def test_methods_page_lists_every_version_and_where_it_is_shown(two_sets, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    at.switch_page("pages/methods.py").run()
+    at.selectbox(key="mt_method").set_value("MySR").run()
+    assert not at.exception
+    assert [m.value for m in at.metric][:2] == ["GAN", "2.0"]  # the current version described
+    history = _frame(at, "Shown on")
+    assert history[["Version", "Shown on"]].values.tolist() == [["2.0", "B"], ["1.0", "A"]]
+    assert history["Outputs"].tolist() == [str(two_sets[1]["v2"]), str(two_sets[1]["v1"])]
+
+
+def test_leaderboard_says_which_version_each_method_shows(two_sets, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert any(c.value == "Versions shown: MySR 1.0 · a1 · a2" for c in at.caption), [c.value for c in at.caption]
+    at.selectbox(key="lb_dataset").set_value("B").run()
+    assert any(c.value.startswith("Versions shown: MySR 2.0 · b1") for c in at.caption)

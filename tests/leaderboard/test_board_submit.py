@@ -46,7 +46,9 @@ def good(env, tmp_path) -> Path:
 
 
 def _sub(**kw) -> Submission:
-    return Submission(**{"dataset": "DRealSR", "method": "fresh", "version": "1.0", "family": "GAN", **kw})
+    return Submission(
+        **{"dataset": "DRealSR", "method": "fresh", "version": "1.0", "family": "GAN", "owner": "tester", **kw}
+    )
 
 
 def _rejects(sub, folder, store, *patterns):
@@ -123,9 +125,28 @@ def test_unknown_dataset_lists_known_ones(good, store):
     _rejects(_sub(dataset="Set14"), good, store, "dataset 'Set14' is unknown to the store; known: DRealSR, RealSR")
 
 
-def test_new_version_of_a_known_method_is_accepted(good, store):
-    checked = validate_submission(_sub(method="m00", version="2.0"), good, store)
-    assert len(checked.outputs) == 8
+def test_new_version_of_ones_own_method_is_accepted(good, store):
+    from benchmark.store import MethodRecord
+
+    store.upsert_method(MethodRecord("Mine", "GAN", version="1.0", owner="tester"))
+    checked = validate_submission(_sub(method="Mine", version="2.0", owner="  Tester "), good, store)
+    assert len(checked.outputs) == 8 and checked.submission.owner == "tester"
+    _rejects(_sub(method="Mine", version="2.0", owner="someone else"), good, store, "another submitter's method")
+    _rejects(_sub(method="MINE", version="2.0"), good, store, "differs only in case from your method 'Mine'")
+
+
+@pytest.mark.parametrize("name", ["m00", "M00"])
+def test_a_name_the_suite_runs_is_refused(good, store, name):
+    _rejects(_sub(method=name, version="2.0"), good, store, f"method name {name!r} is a method the suite runs itself")
+
+
+@pytest.mark.parametrize(("name", "builtin"), [("bicubic", "bicubic"), ("Lanczos", "lanczos"), ("VOSR-0.5B-OS", "vosr-0.5b-os")])
+def test_builtin_names_are_refused_even_before_they_were_run(good, store, name, builtin):
+    _rejects(_sub(method=name), good, store, f"is the suite's built-in method {builtin!r}")
+
+
+def test_a_submitter_is_required(good, store):
+    _rejects(_sub(owner=" "), good, store, "no submitter given")
 
 
 # --------------------------------------------------------------------------- archives
@@ -161,7 +182,7 @@ def test_unsafe_archives_are_refused(tmp_path):
         info.type = tarfile.SYMTYPE
         info.linkname = "/etc/passwd"
         tf.addfile(info)
-    with pytest.raises(SubmissionError, match="link or device"):
+    with pytest.raises(SubmissionError, match="is a link, device"):
         submissions.unpack_upload("links.tar", buf.getvalue(), tmp_path / "b")
     with pytest.raises(SubmissionError, match="not a readable zip"):
         submissions.unpack_upload("broken.zip", b"PK\x03\x04garbage", tmp_path / "c")
@@ -170,16 +191,36 @@ def test_unsafe_archives_are_refused(tmp_path):
 
 
 def test_admin_hash_configuration(monkeypatch):
+    from core.secrets import hash_secret
+
+    monkeypatch.delenv(submissions.LEGACY_ADMIN_ENV, raising=False)
     monkeypatch.setenv(submissions.ADMIN_ENV, "not-a-hash")
-    with pytest.raises(ValueError, match="64-hex-digit sha256"):
+    with pytest.raises(submissions.AdminSecretError, match="screensr board hash-secret"):
         submissions.admin_hash()
-    digest = hashlib.sha256(b"pw").hexdigest()
-    monkeypatch.setenv(submissions.ADMIN_ENV, digest.upper())
-    assert submissions.admin_hash() == digest
-    assert submissions.check_admin("pw", digest) and not submissions.check_admin("pw ", digest)
+    stored = hash_secret("pw-long-enough")
+    monkeypatch.setenv(submissions.ADMIN_ENV, f"  {stored}\n")
+    assert submissions.admin_hash() == stored
+    assert submissions.check_admin("pw-long-enough", stored) and not submissions.check_admin("pw-long-enough ", stored)
+    assert not submissions.check_admin("", stored)
     monkeypatch.delenv(submissions.ADMIN_ENV)
     assert submissions.admin_hash() is None
-    assert submissions.admin_hash({"board_admin_sha256": digest}) == digest
+    assert submissions.admin_hash({"board_admin_hash": stored}) == stored
+
+
+@pytest.mark.parametrize("where", ["env", "secrets"])
+def test_an_unsalted_sha256_no_longer_unlocks_anything(monkeypatch, where):
+    """The earlier configuration (sha256 hex) must fail loudly with the fix, never keep working."""
+    digest = hashlib.sha256(b"pw").hexdigest()
+    monkeypatch.delenv(submissions.ADMIN_ENV, raising=False)
+    secrets = None
+    if where == "env":
+        monkeypatch.setenv(submissions.LEGACY_ADMIN_ENV, digest)
+    else:
+        monkeypatch.delenv(submissions.LEGACY_ADMIN_ENV, raising=False)
+        secrets = {"board_admin_sha256": digest}
+    with pytest.raises(submissions.AdminSecretError, match="unsalted sha256.*screensr board hash-secret"):
+        submissions.admin_hash(secrets)
+    assert not submissions.check_admin("pw", digest)  # and the old hash never matches a secret
 
 
 # --------------------------------------------------------------------------- the Submit page
@@ -189,13 +230,15 @@ def test_admin_hash_configuration(monkeypatch):
 def admin_app(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv(submissions.ADMIN_ENV, hashlib.sha256(b"s3cret").hexdigest())
+    from core.secrets import hash_secret
+
+    monkeypatch.setenv(submissions.ADMIN_ENV, hash_secret("s3cret-admin"))
 
     def start(url: str):
         monkeypatch.setenv("SCREENSR_STORE", url)
         at = AppTest.from_file(APP, default_timeout=120).run()
         at.switch_page("pages/submit.py").run()
-        at.text_input(key="sub_secret").set_value("s3cret")
+        at.text_input(key="sub_secret").set_value("s3cret-admin")
         at.button[0].click().run()
         assert at.get("file_uploader"), [e.value for e in at.error]
         return at
@@ -203,10 +246,13 @@ def admin_app(monkeypatch):
     return start
 
 
-def _submit(at, *, dataset: str, method: str, files, metrics=("psnr", "ssim"), version="1.0", family="GAN"):
+def _submit(
+    at, *, dataset: str, method: str, files, metrics=("psnr", "ssim"), version="1.0", family="GAN", owner="tester"
+):
     at.selectbox(key="sub_dataset").set_value(dataset).run()
     at.selectbox(key="sub_family").set_value(family)
     at.text_input(key="sub_method").set_value(method)
+    at.text_input(key="sub_owner").set_value(owner)
     at.text_input(key="sub_version").set_value(version)
     at.multiselect(key="sub_metrics").set_value(list(metrics))
     at.file_uploader(key="sub_upload").set_value(files)

@@ -238,3 +238,18 @@ def test_deep_link_as_first_request_uses_the_apps_navigation(env, browser):
         page.close()
     finally:
         stop(proc)
+
+
+def test_visitors_get_no_deploy_button_or_developer_menu(server, browser):
+    """``screensr board`` serves visitors Streamlit's viewer toolbar (client.toolbarMode=viewer):
+    even on localhost, where Streamlit's default shows developers a Deploy button and a Rerun /
+    Clear cache menu."""
+    page = open_page(browser, server)
+    wait_done(page, "Best by aggregated rank")
+    assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+    menu = page.locator("[data-testid='stMainMenu']")
+    if menu.count():  # the menu, when there is one, offers only viewer items
+        menu.first.click()
+        items = page.locator("[data-testid='stMainMenuItem']").all_inner_texts()
+        assert not any(word in " ".join(items) for word in ("Deploy", "Rerun", "Clear cache")), items
+    page.close()
