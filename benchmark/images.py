@@ -5,6 +5,10 @@ score) and decoded from the same buffer. Decoding matches pyiqa's own reader
 (``PIL.Image.open(...).convert('RGB')`` then ``to_tensor``), so a harness score equals the score
 pyiqa's command line gives for the same file.
 
+Before any pixel is decoded the header's size is checked against the pixel limit
+(:mod:`core.imagelimits`, ``$SCREENSR_MAX_PIXELS``, default 100 MP): a small file that declares a
+huge image (a "pixel bomb") is refused with an error naming the file instead of costing gigabytes.
+
 Only 8-bit RGB (or palette images without transparency, which are RGB by construction) is
 accepted: grayscale, alpha channels and 16-bit images would be silently converted by pyiqa and
 change the numbers, so they raise :class:`ImageFormatError` naming the file and the fix.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,14 +103,23 @@ def _check_mode(img, path: Path, data: bytes = b"") -> None:
         raise ImageFormatError(f"{path}: unsupported image mode {mode}; {fix}")
 
 
-def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> LoadedImage:
     """Read, check and decode one image file.
+
+    Args:
+        path: the image file.
+        max_pixels: the pixel limit (default :func:`core.imagelimits.max_pixels`), checked on the
+            header before decoding.
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ImageTooLargeError: the header declares more pixels than the limit.
         ImageFormatError: unreadable/truncated file, alpha, grayscale or 16-bit data.
     """
     from PIL import Image, UnidentifiedImageError
+
+    from core.imagelimits import ImageTooLargeError, check_pixels
+    from core.imagelimits import max_pixels as pixel_limit
 
     path = Path(path)
     try:
@@ -114,11 +128,22 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise FileNotFoundError(f"image {path} does not exist") from None
     try:
         with Image.open(io.BytesIO(data)) as img:
+            # Image.open parsed the header only: refuse a pixel bomb before decoding it
+            check_pixels(img.size[0], img.size[1], path, max_pixels)
             _check_mode(img, path, data)
             img.load()  # forces a full decode: truncated files fail here, not later
             rgb = img.convert("RGB")
-    except ImageFormatError:
+    except (ImageFormatError, ImageTooLargeError):
         raise
+    except Image.DecompressionBombError as exc:
+        # PIL's own guard (twice Image.MAX_IMAGE_PIXELS) fired on the header, before ours could:
+        # report the project's limit with the pixel count PIL found
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.1f} MP" if found else "more pixels than PIL allows"
+        raise ImageTooLargeError(
+            f"{path}: declares {size}, over the pixel limit of {pixel_limit(max_pixels) / 1e6:.1f} MP; "
+            "downscale or crop the image"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageFormatError(
             f"{path}: cannot be decoded ({exc}); the file is corrupt or truncated, re-export or "
@@ -144,13 +169,13 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB as PNG atomically (temporary file, then ``os.replace``)."""
     from PIL import Image
 
+    from core.atomic import atomic_path
+
     path = Path(path)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"write_png {path}: expected (H, W, 3) uint8, got {array.shape} {array.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
     return path
 
 
