@@ -192,9 +192,11 @@ def current_scores(
     """Split scores into those of the datasets' current images and stale ones.
 
     Args:
-        frame: per-image scores (one row per dataset, image, method, metric; the latest).
+        frame: per-image scores, one row per (dataset, image, method, metric): the latest, as
+            ``ResultsStore.scores_frame()`` and the leaderboard's reader return them.
         images: the store's ``dataset_images_frame()`` (``dataset, image, has_reference``);
-            None or a dataset without rows: the reference set is the union of scored images.
+            None or a dataset without rows: the reference set is the union of the images that
+            have a finite score for that metric.
         metrics: the store's ``metrics_frame()`` (kinds and directions), optional.
 
     Returns:
@@ -203,41 +205,46 @@ def current_scores(
         ``n_stale`` (scores dropped because their image left the dataset).
     """
     _check(frame)
-    f = frame.drop_duplicates(["dataset", "image", "method", "metric"], keep="last")
+    f = frame
+    keys = ["dataset", "method", "metric"]
     kinds = {m: metric_info(str(m), metrics)[1] for m in f["metric"].unique()}
-    is_fr = f["metric"].map(kinds).eq("FR").to_numpy()
-    recorded: set[str] = set()
-    if images is not None and len(images):
-        recorded = set(images["dataset"])
-        lookup = images.drop_duplicates(["dataset", "image"]).set_index(["dataset", "image"])["has_reference"]
-        has_ref = lookup.reindex(pd.MultiIndex.from_arrays([f["dataset"], f["image"]])).to_numpy()
-        listed = ~pd.isna(has_ref)
-        with_ref = listed & (has_ref == True)  # noqa: E712 (object array with NaN)
+    recorded: set[str] = set(images["dataset"]) if images is not None and len(images) else set()
+    if recorded:
+        listed_images = images.drop_duplicates(["dataset", "image"])
+        lookup = listed_images.set_index(["dataset", "image"])["has_reference"].astype(bool)
+        has_ref = lookup.reindex(pd.MultiIndex.from_arrays([f["dataset"], f["image"]]))
+        listed = has_ref.notna().to_numpy()
+        with_ref = has_ref.fillna(False).astype(bool).to_numpy()
+        is_fr = f["metric"].map(kinds).eq("FR").to_numpy()
         is_rec = f["dataset"].isin(recorded).to_numpy()
         keep = ~is_rec | (listed & (~is_fr | with_ref))
     else:
         keep = np.ones(len(f), dtype=bool)
-    current, stale = f[keep], f[~keep]
+    current = f[keep] if not keep.all() else f
 
-    groups = f[["dataset", "method", "metric"]].drop_duplicates()
-    n_stale = groups.merge(stale.groupby(["dataset", "method", "metric"]).size().rename("n_stale").reset_index(),
-                           how="left", on=["dataset", "method", "metric"])  # fmt: skip
-    n_stale["n_stale"] = n_stale["n_stale"].fillna(0).astype(int)
-
-    pairs = f[["dataset", "metric"]].drop_duplicates().reset_index(drop=True)
-    union = current.groupby(["dataset", "metric"])["image"].nunique().rename("n_union").reset_index()
-    pairs = pairs.merge(union, how="left", on=["dataset", "metric"])
-    if recorded:
-        per_ds = images.drop_duplicates(["dataset", "image"]).groupby("dataset")["has_reference"].agg(["size", "sum"])
-        size = pairs["dataset"].map(per_ds["size"])
-        with_hr = pairs["dataset"].map(per_ds["sum"])
-        fr = pairs["metric"].map(kinds).eq("FR")
-        total = np.where(fr, with_hr, size)
-        pairs["n_total"] = np.where(pairs["dataset"].isin(recorded), total, pairs["n_union"])
+    n_stale = f.groupby(keys, sort=False, observed=True).size().rename("n_stale").reset_index()
+    if keep.all():
+        n_stale["n_stale"] = 0
     else:
-        pairs["n_total"] = pairs["n_union"]
-    pairs["n_total"] = pd.to_numeric(pairs["n_total"]).fillna(0).astype(int)
-    return current.reset_index(drop=True), pairs[["dataset", "metric", "n_total"]], n_stale
+        dropped = f[~keep].groupby(keys, sort=False, observed=True).size()
+        n_stale["n_stale"] = dropped.reindex(pd.MultiIndex.from_frame(n_stale[keys])).fillna(0).astype(int).to_numpy()
+
+    pairs = n_stale[["dataset", "metric"]].drop_duplicates().reset_index(drop=True)
+    total = pd.Series(np.nan, index=pairs.index)
+    rec = pairs["dataset"].isin(recorded)
+    if rec.any():
+        per_ds = listed_images.groupby("dataset")["has_reference"].agg(["size", "sum"])
+        fr = pairs["metric"].map(kinds).eq("FR")
+        sizes = np.where(fr, pairs["dataset"].map(per_ds["sum"]), pairs["dataset"].map(per_ds["size"]))
+        total[rec] = sizes[rec.to_numpy()]
+    if (~rec).any():  # no image list: the union of the images scored (finite values) for the metric
+        rest = current[~current["dataset"].isin(recorded)]
+        rest = rest[np.isfinite(rest["value"].to_numpy(dtype=np.float64))]
+        union = rest.groupby(["dataset", "metric"], observed=True)["image"].nunique()
+        idx = pd.MultiIndex.from_frame(pairs.loc[~rec, ["dataset", "metric"]])
+        total[~rec] = union.reindex(idx).to_numpy()
+    pairs["n_total"] = total.fillna(0).astype(int)
+    return current.reset_index(drop=True), pairs, n_stale
 
 
 def summary(
@@ -312,8 +319,9 @@ def run_problems(runs: pd.DataFrame | None) -> pd.DataFrame:
     if runs is None or runs.empty:
         return pd.DataFrame(columns=cols)
     latest = runs.drop_duplicates(["dataset", "method"], keep="last")
-    bad = latest[latest["status"].isin(_RUN_PROBLEMS)]
-    return bad[cols].sort_values(["dataset", "method"]).reset_index(drop=True)
+    bad = latest[latest["status"].isin(_RUN_PROBLEMS)].reindex(columns=cols)
+    bad["error"] = bad["error"].fillna("").astype(str)
+    return bad.sort_values(["dataset", "method"]).reset_index(drop=True)
 
 
 def compare(
