@@ -70,6 +70,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "  screensr bench run --dataset DRealSR_crops --methods folder:outputs/osediff --metrics osediff \\\n"
         "      --store sqlite:///results.db --workers 2\n"
         "  screensr bench run --dataset data/demo --method 'mine=cmd:python sr.py {input} {output}'\n"
+        "  screensr bench run --dataset data/demo --methods folder:outs --on-error skip --strict\n"
         "  torchrun --nproc_per_node 2 $(which screensr) bench run --dataset data/demo --methods bicubic\n"
         "metric sets: osediff (the OSEDiff/StableSR evaluation), vosr, gt-quality, classical;\n"
         "options per metric: psnr@crop_border=4",
