@@ -39,6 +39,16 @@ def _add_dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", action="append", default=None, help="dataset name in the store (one per --dataset)")
 
 
+def _add_reliability(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--on-error", choices=["stop", "skip"], default="stop",
+                   help="stop (default): the first unreadable image, missing output or failing metric ends the "
+                   "run (recorded as failed with the error); skip: skip that pair for that method, list and "
+                   "count it, store nothing for it")  # fmt: skip
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when anything requested was skipped (metrics without weights, "
+                   "pairs skipped with --on-error skip); the last line says what")  # fmt: skip
+
+
 def add_commands(parser: argparse.ArgumentParser) -> None:
     """Add this group's verbs to ``parser`` (the ``screensr bench`` parser)."""
     parser.set_defaults(_parser=parser)
@@ -61,6 +71,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "  screensr bench run --dataset DRealSR_crops --methods folder:outputs/osediff --metrics osediff \\\n"
         "      --store sqlite:///results.db --workers 2\n"
         "  screensr bench run --dataset data/demo --method 'mine=cmd:python sr.py {input} {output}'\n"
+        "  screensr bench run --dataset data/demo --methods folder:outs --on-error skip --strict\n"
         "  torchrun --nproc_per_node 2 $(which screensr) bench run --dataset data/demo --methods bicubic\n"
         "metric sets: osediff (the OSEDiff/StableSR evaluation), vosr, gt-quality, classical;\n"
         "options per metric: psnr@crop_border=4",
@@ -80,6 +91,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "json"],
                    help="format of the summary printed at the end")  # fmt: skip
+    _add_reliability(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser(
@@ -96,6 +108,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] for metric models")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "json"])
     p.add_argument("--no-progress", action="store_true")
+    _add_reliability(p)
     p.set_defaults(func=_gt_quality)
 
     p = sub.add_parser(
@@ -114,8 +127,10 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", action="append", default=None, help="keep these datasets (repeatable/comma)")
     p.add_argument("--method", action="append", default=None, help="keep these methods (repeatable/comma)")
     p.add_argument("--metric", action="append", default=None, help="keep these metrics (repeatable/comma)")
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--confidence", type=float, default=None,
+                   help="interval level (default: benchmark.report.CONFIDENCE, 0.95, as on the board)")  # fmt: skip
+    p.add_argument("--n-boot", type=int, default=None,
+                   help="bootstrap resamples (default: benchmark.report.N_BOOT, as on the board)")  # fmt: skip
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired comparison of two methods")
     p.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "bootstrap"])
     p.add_argument("--ranks", action="store_true", help="rank aggregation respecting each metric's direction")
@@ -169,8 +184,10 @@ def _datasets(args):
     names = _split(args.name)
     if names and len(names) != len(args.dataset):
         raise ValueError(f"--name given {len(names)} time(s) for {len(args.dataset)} --dataset(s); give one per dataset")
+    # --on-error skip: a pair with an unreadable or mis-sized image is skipped when reached
+    validate = getattr(args, "on_error", "stop") == "stop"
     return [
-        load_dataset(d, scale=args.scale, layout=args.layout, name=names[i] if names else None)
+        load_dataset(d, scale=args.scale, layout=args.layout, name=names[i] if names else None, validate=validate)
         for i, d in enumerate(args.dataset)
     ]
 
@@ -182,17 +199,22 @@ def _evaluate(args, methods: list[str], metrics: str, gt: bool):
     built = _check_methods_and_metrics(methods, metrics, args.device)
     if args.workers > 1:
         # workers rebuild datasets from their paths; load here once to fail early on bad input
-        _check_outputs_cover(built, _datasets(args))
+        loaded = _datasets(args)
+        if args.on_error == "stop":
+            _check_outputs_cover(built, loaded)
         if args.name or args.layout:
             raise ValueError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
         datasets, meths = list(args.dataset), methods
     else:
         datasets, meths = _datasets(args), built
-        _check_outputs_cover(built, datasets)
+        if args.on_error == "stop":  # under skip, a pair without an output is skipped when reached
+            _check_outputs_cover(built, datasets)
     from benchmark.store import ResultsStore
 
-    return evaluate(datasets, meths, metrics, store=ResultsStore(args.store), workers=args.workers,
-                    device=args.device, progress=not args.no_progress, gt=gt, scale=args.scale)  # fmt: skip
+    store = ResultsStore(args.store)
+    frame = evaluate(datasets, meths, metrics, store=store, workers=args.workers, device=args.device,
+                     progress=not args.no_progress, gt=gt, scale=args.scale, on_error=args.on_error)  # fmt: skip
+    return frame, store
 
 
 def _check_methods_and_metrics(methods: list[str], metrics: str, device: str) -> list:
@@ -222,42 +244,56 @@ def _check_outputs_cover(methods: list, datasets: list) -> None:
                 )
 
 
-def _print_tail(frame, fmt: str) -> None:
+def _print_tail(frame, store, fmt: str, strict: bool, table=None) -> int:
+    """The run's summary (stdout), then what was skipped; the very last line (stderr) says it."""
     from benchmark.report import format_table, summary
     from benchmark.runner import dist_context
 
     if dist_context()[0] != 0:
-        return
+        return 0
     stats = frame.attrs.get("stats", {})
-    print(f"computed {stats.get('computed', 0)} score(s), reused {stats.get('skipped', 0)} from the store",
-          file=sys.stderr)  # fmt: skip
-    for name, msg in frame.attrs.get("unavailable", {}).items():
-        print(f"unavailable: {name} (missing weights, see above)", file=sys.stderr)
-        del msg
     if len(frame):
-        sys.stdout.write(format_table(summary(frame), fmt))
+        if table is None:
+            datasets = sorted(set(frame["dataset"]))
+            table = summary(frame, images=store.dataset_images_frame(datasets), runs=store.runs_frame(),
+                            metrics=store.metrics_frame())  # fmt: skip
+        sys.stdout.write(format_table(table, fmt))
+        sys.stdout.flush()
+    for name in frame.attrs.get("unavailable", {}):
+        print(f"unavailable: {name} (missing weights, see above)", file=sys.stderr)
+    skipped = frame.attrs.get("skipped", [])
+    for k in skipped:
+        who = "every method" if k["method"] == "*" else k["method"]
+        print(f"skipped: {k['dataset']}/{k['image']} for {who}: {k['error']}", file=sys.stderr)
+    parts = []
+    if frame.attrs.get("unavailable"):
+        parts.append(f"metric(s) {', '.join(frame.attrs['unavailable'])} (no weights)")
+    if skipped:
+        pairs = sorted({f"{k['dataset']}/{k['image']}" for k in skipped})
+        parts.append(f"{len(pairs)} pair(s) ({', '.join(pairs[:10])}{', ...' if len(pairs) > 10 else ''})")
+    done = f"computed {stats.get('computed', 0)} score(s), reused {stats.get('skipped', 0)} from the store"
+    print(f"{done}; skipped: {'; '.join(parts)}" if parts else f"{done}; nothing skipped", file=sys.stderr)
+    return 1 if strict and parts else 0
 
 
 def _run(args) -> int:
     methods = _split(args.methods) + list(args.method or [])
     if not methods:
         raise ValueError("no methods given; e.g. --methods bicubic,lanczos or --methods folder:PATH")
-    frame = _evaluate(args, methods, args.metrics, gt=not args.no_gt)
-    _print_tail(frame, args.format)
-    return 0
+    frame, store = _evaluate(args, methods, args.metrics, gt=not args.no_gt)
+    return _print_tail(frame, store, args.format, args.strict)
 
 
 def _gt_quality(args) -> int:
     from benchmark.metrics import resolve_metrics
-    from benchmark.report import format_table, gt_quality
+    from benchmark.report import gt_quality
 
     fr = [s.name for s in resolve_metrics(args.metrics) if s.kind == "FR"]
     if fr:
         raise ValueError(f"gt-quality takes no-reference metrics only; drop {', '.join(fr)}")
-    frame = _evaluate(args, [], args.metrics, gt=True)
-    if len(frame):
-        sys.stdout.write(format_table(gt_quality(frame), args.format))
-    return 0
+    frame, store = _evaluate(args, [], args.metrics, gt=True)
+    table = gt_quality(frame, images=store.dataset_images_frame()) if len(frame) else None
+    return _print_tail(frame, store, args.format, args.strict, table=table)
 
 
 def _report(args) -> int:
@@ -271,26 +307,34 @@ def _report(args) -> int:
         dataset=_split(args.dataset) or None, method=_split(args.method) or None, metric=_split(args.metric) or None
     )
     if frame.empty:
-        raise ValueError(f"no scores in {store.url} for these filters; run `screensr bench run` first")
+        raise ValueError(f"no scores in {store.safe_url} for these filters; run `screensr bench run` first")
+    # the comparison rule: current images only, n of N, incomplete methods unranked, failed runs shown
+    images, metrics = store.dataset_images_frame(sorted(set(frame["dataset"]))), store.metrics_frame()
+    runs = store.runs_frame()
+    n_boot = report.N_BOOT if args.n_boot is None else args.n_boot
+    confidence = report.CONFIDENCE if args.confidence is None else args.confidence
     if args.compare:
-        table = report.compare(frame, *args.compare, test=args.test, confidence=args.confidence, n_boot=args.n_boot)
+        table = report.compare(frame, *args.compare, images=images, test=args.test, confidence=confidence,
+                               n_boot=n_boot)  # fmt: skip
     elif args.ranks:
-        table = report.ranks(frame)
+        table = report.ranks(frame, images=images, metrics_frame=metrics)
     elif args.gt:
-        table = report.gt_quality(frame)
+        table = report.gt_quality(frame, images=images)
     else:
-        table = report.summary(frame, confidence=args.confidence, n_boot=args.n_boot)
+        table = report.summary(frame, images=images, runs=runs, metrics=metrics, confidence=confidence,
+                               n_boot=n_boot)  # fmt: skip
     text = report.format_table(table, args.format)
     if args.output:
-        import os
+        from core.atomic import atomic_write_text
 
-        out = Path(args.output)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, out)
-        print(f"wrote {out}", file=sys.stderr)
+        atomic_write_text(Path(args.output), text)
+        print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    problems = report.run_problems(runs[runs["dataset"].isin(set(frame["dataset"]))] if len(runs) else runs)
+    for r in problems.itertuples(index=False):
+        print(f"note: {r.method} on {r.dataset}: last run {r.status}: {r.error}", file=sys.stderr)
+    frame, _, _ = report.current_scores(frame, images, metrics)  # plots show current images only
     if args.plot_pd or args.plot_dist:
         from benchmark import plots
 

@@ -5,6 +5,10 @@ score) and decoded from the same buffer. Decoding matches pyiqa's own reader
 (``PIL.Image.open(...).convert('RGB')`` then ``to_tensor``), so a harness score equals the score
 pyiqa's command line gives for the same file.
 
+Before any pixel is decoded the header's size is checked against the pixel limit
+(:mod:`core.imagelimits`, ``$SCREENSR_MAX_PIXELS``, default 100 MP): a small file that declares a
+huge image (a "pixel bomb") is refused with an error naming the file instead of costing gigabytes.
+
 Only 8-bit RGB (or palette images without transparency, which are RGB by construction) is
 accepted: grayscale, alpha channels and 16-bit images would be silently converted by pyiqa and
 change the numbers, so they raise :class:`ImageFormatError` naming the file and the fix.
@@ -98,14 +102,22 @@ def _check_mode(img, path: Path, data: bytes = b"") -> None:
         raise ImageFormatError(f"{path}: unsupported image mode {mode}; {fix}")
 
 
-def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> LoadedImage:
     """Read, check and decode one image file.
+
+    Args:
+        path: the image file.
+        max_pixels: the pixel limit (default :func:`core.imagelimits.max_pixels`), checked on the
+            header before decoding.
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ImageTooLargeError: the header declares more pixels than the limit.
         ImageFormatError: unreadable/truncated file, alpha, grayscale or 16-bit data.
     """
     from PIL import Image, UnidentifiedImageError
+
+    from core.imagelimits import ImageTooLargeError, check_pixels, pil_bomb_error
 
     path = Path(path)
     try:
@@ -114,11 +126,15 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise FileNotFoundError(f"image {path} does not exist") from None
     try:
         with Image.open(io.BytesIO(data)) as img:
+            # Image.open parsed the header only: refuse a pixel bomb before decoding it
+            check_pixels(img.size[0], img.size[1], path, max_pixels)
             _check_mode(img, path, data)
             img.load()  # forces a full decode: truncated files fail here, not later
             rgb = img.convert("RGB")
-    except ImageFormatError:
+    except (ImageFormatError, ImageTooLargeError):
         raise
+    except Image.DecompressionBombError as exc:
+        raise pil_bomb_error(path, exc, max_pixels) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageFormatError(
             f"{path}: cannot be decoded ({exc}); the file is corrupt or truncated, re-export or "
@@ -152,7 +168,7 @@ def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from core.imagelimits import check_pixels
+    from core.imagelimits import check_pixels, pil_bomb_error
 
     path = Path(path)
     try:
@@ -163,6 +179,8 @@ def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
             size = img.size
     except FileNotFoundError:
         raise FileNotFoundError(f"image {path} does not exist") from None
+    except Image.DecompressionBombError as exc:
+        raise pil_bomb_error(path, exc) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageFormatError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
     check_pixels(size[0], size[1], path)
@@ -173,13 +191,13 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB as PNG atomically (temporary file, then ``os.replace``)."""
     from PIL import Image
 
+    from core.atomic import atomic_path
+
     path = Path(path)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"write_png {path}: expected (H, W, 3) uint8, got {array.shape} {array.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
     return path
 
 

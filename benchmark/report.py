@@ -5,13 +5,34 @@ All functions take the per-image frame of :meth:`benchmark.store.ResultsStore.sc
 (columns ``dataset, image, method, metric, value``) and return data frames; formatting is
 separate (:func:`format_table`), and plots are in :mod:`benchmark.plots`.
 
+**The comparison rule** (one implementation, here; ``screensr bench report``, the leaderboard and
+its static export all call it). Per (dataset, metric) the *reference set* is the images the
+dataset holds now: the ``dataset_images`` the runner records in the store each time it runs the
+dataset (only images with an HR for full-reference metrics). Then:
+
+- scores of images no longer in the dataset are dropped from every summary and counted in
+  ``n_stale`` (they stay in the store as history);
+- a method with a score for every reference image is ``complete`` and ranked, on that full set;
+- a method missing images is ``incomplete``: its ``n`` of ``n_total`` is stated, it gets no rank,
+  and its partial mean never stands beside complete ones without that mark;
+- paired comparisons (:func:`compare`) use the images both methods share;
+- the status of the latest run of each (dataset, method) (``failed``, ``aborted``, ``partial``,
+  ``running``, ``interrupted``) is shown for incomplete methods (:func:`run_problems` lists those runs).
+
+Datasets the store has no image list for (scores written by other tools) fall back to the union
+of the images any method has for that metric: a method that failed half-way is still incomplete.
+
+One bootstrap: every interval comes from :func:`mean_ci` with :data:`N_BOOT` resamples, seed
+:data:`SEED` and level :data:`CONFIDENCE`, over each group's values in image order, so the same
+scores give the same interval in the CLI, on the board and in the export.
+
 Example:
     >>> import pandas as pd
     >>> f = pd.DataFrame({"dataset": "d", "image": ["a", "b", "c"], "method": "m",
     ...                   "metric": "psnr", "value": [20.0, 22.0, 24.0]})
     >>> s = summary(f, n_boot=200)
-    >>> s[["dataset", "method", "metric", "mean", "n"]].values.tolist()
-    [['d', 'm', 'psnr', 22.0, 3]]
+    >>> s[["dataset", "method", "metric", "mean", "n", "n_total", "status"]].values.tolist()
+    [['d', 'm', 'psnr', 22.0, 3, 3, 'complete']]
     >>> bool(s["ci_low"][0] <= 22.0 <= s["ci_high"][0])
     True
 """
@@ -20,14 +41,38 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from benchmark.store import GT
 
-SUMMARY_COLUMNS = ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n", "higher_is_better"]
+#: Bootstrap resamples of every interval the suite shows (CLI report, leaderboard, export).
+N_BOOT = 2000
+#: Two-sided level of those intervals.
+CONFIDENCE = 0.95
+#: Resampling seed (the same scores always give the same interval).
+SEED = 0
+
+SUMMARY_COLUMNS = [
+    "dataset",
+    "method",
+    "metric",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "n_total",
+    "n_stale",
+    "complete",
+    "rank",
+    "status",
+    "higher_is_better",
+]
+
+#: Latest-run statuses that explain why a method is incomplete.
+_RUN_PROBLEMS = ("failed", "aborted", "partial", "running", "interrupted")
 
 
 def direction(metric: str) -> bool | None:
@@ -41,7 +86,7 @@ def direction(metric: str) -> bool | None:
 
 
 def bootstrap_ci(
-    values: np.ndarray, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+    values: np.ndarray, *, confidence: float = CONFIDENCE, n_boot: int = N_BOOT, seed: int = SEED
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap confidence interval of the mean of each row.
 
@@ -61,6 +106,8 @@ def bootstrap_ci(
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be a positive number of resamples, got {n_boot}")
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"values must be a (groups, n) array, got shape {values.shape}")
@@ -68,15 +115,20 @@ def bootstrap_ci(
     if n == 1:
         return values[:, 0].copy(), values[:, 0].copy()
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # (B, n)
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=int(n_boot)).astype(np.float64)  # (B, n)
     means = values @ weights.T / n  # (G, B)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=1)
     return low, high
 
 
-def mean_ci(frame: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def mean_ci(
+    frame: pd.DataFrame, *, confidence: float = CONFIDENCE, n_boot: int = N_BOOT, seed: int = SEED
+) -> pd.DataFrame:
     """Mean and bootstrap CI of each (dataset, method, metric) over its images (finite values only).
+
+    Values enter the bootstrap in image order, so the interval depends only on the scores, never
+    on the order a store or a filter returned them in.
 
     Returns:
         One row per group, sorted by the keys: ``dataset, method, metric, mean, ci_low, ci_high, n``.
@@ -84,12 +136,12 @@ def mean_ci(frame: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 1000
     """
     _check(frame)
     keys = ["dataset", "method", "metric"]
-    finite = frame.loc[np.isfinite(frame["value"].to_numpy(dtype=np.float64)), [*keys, "value"]]
+    finite = frame.loc[np.isfinite(frame["value"].to_numpy(dtype=np.float64)), [*keys, "image", "value"]]
     if finite.empty:
         empty = {k: pd.Series(dtype=object) for k in keys}
         empty.update({c: pd.Series(dtype=float) for c in ("mean", "ci_low", "ci_high")})
         return pd.DataFrame({**empty, "n": pd.Series(dtype=int)})
-    finite = finite.sort_values(keys, kind="stable")
+    finite = finite.astype({"image": str}).sort_values([*keys, "image"], kind="stable")
     group_id = finite.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
     values = finite["value"].to_numpy(dtype=np.float64)
     starts = np.flatnonzero(np.r_[True, group_id[1:] != group_id[:-1]])
@@ -114,24 +166,162 @@ def _check(frame: pd.DataFrame) -> None:
         raise ValueError(f"score frame lacks columns {sorted(missing)}; use ResultsStore.scores_frame()")
 
 
+# ---------------------------------------------------------------------------- the comparison rule
+def metric_info(metric: str, metrics: pd.DataFrame | None = None) -> tuple[bool | None, str]:
+    """``(higher_is_better, "FR"|"NR")`` of ``metric``: from the store's ``metrics`` frame when
+    it has the metric (what the runner recorded), else from :mod:`benchmark.metrics`."""
+    if metrics is not None and len(metrics) and metric in set(metrics["name"]):
+        row = metrics[metrics["name"] == metric].iloc[0]
+        return bool(row["higher_is_better"]), str(row["kind"]).upper()
+    from benchmark.metrics import METRICS
+
+    spec = METRICS.get(metric)
+    if spec is not None:
+        return bool(spec.higher_is_better), spec.kind
+    hib = direction(metric)
+    if hib is None:
+        return None, "NR"
+    from benchmark.metrics import get_metric
+
+    return hib, get_metric(metric).kind
+
+
+def current_scores(
+    frame: pd.DataFrame, images: pd.DataFrame | None = None, metrics: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split scores into those of the datasets' current images and stale ones.
+
+    Args:
+        frame: per-image scores, one row per (dataset, image, method, metric): the latest, as
+            ``ResultsStore.scores_frame()`` and the leaderboard's reader return them.
+        images: the store's ``dataset_images_frame()`` (``dataset, image, has_reference``);
+            None or a dataset without rows: the reference set is the union of the images that
+            have a finite score for that metric.
+        metrics: the store's ``metrics_frame()`` (kinds and directions), optional.
+
+    Returns:
+        ``(current, n_total, n_stale)``: the scores to aggregate; one row per (dataset, metric)
+        with ``n_total`` (the reference set's size); one row per (dataset, method, metric) with
+        ``n_stale`` (scores dropped because their image left the dataset).
+    """
+    _check(frame)
+    f = frame
+    keys = ["dataset", "method", "metric"]
+    kinds = {m: metric_info(str(m), metrics)[1] for m in f["metric"].unique()}
+    recorded: set[str] = set(images["dataset"]) if images is not None and len(images) else set()
+    if recorded:
+        listed_images = images.drop_duplicates(["dataset", "image"])
+        lookup = listed_images.set_index(["dataset", "image"])["has_reference"].astype(bool)
+        has_ref = lookup.reindex(pd.MultiIndex.from_arrays([f["dataset"], f["image"]]))
+        listed = has_ref.notna().to_numpy()
+        with_ref = has_ref.fillna(False).astype(bool).to_numpy()
+        is_fr = f["metric"].map(kinds).eq("FR").to_numpy()
+        is_rec = f["dataset"].isin(recorded).to_numpy()
+        keep = ~is_rec | (listed & (~is_fr | with_ref))
+    else:
+        keep = np.ones(len(f), dtype=bool)
+    current = f[keep] if not keep.all() else f
+
+    n_stale = f.groupby(keys, sort=False, observed=True).size().rename("n_stale").reset_index()
+    if keep.all():
+        n_stale["n_stale"] = 0
+    else:
+        dropped = f[~keep].groupby(keys, sort=False, observed=True).size()
+        n_stale["n_stale"] = dropped.reindex(pd.MultiIndex.from_frame(n_stale[keys])).fillna(0).astype(int).to_numpy()
+
+    pairs = n_stale[["dataset", "metric"]].drop_duplicates().reset_index(drop=True)
+    total = pd.Series(np.nan, index=pairs.index)
+    rec = pairs["dataset"].isin(recorded)
+    if rec.any():
+        per_ds = listed_images.groupby("dataset")["has_reference"].agg(["size", "sum"])
+        fr = pairs["metric"].map(kinds).eq("FR")
+        sizes = np.where(fr, pairs["dataset"].map(per_ds["sum"]), pairs["dataset"].map(per_ds["size"]))
+        total[rec] = sizes[rec.to_numpy()]
+    if (~rec).any():  # no image list: the union of the images scored (finite values) for the metric
+        rest = current[~current["dataset"].isin(recorded)]
+        rest = rest[np.isfinite(rest["value"].to_numpy(dtype=np.float64))]
+        union = rest.groupby(["dataset", "metric"], observed=True)["image"].nunique()
+        idx = pd.MultiIndex.from_frame(pairs.loc[~rec, ["dataset", "metric"]])
+        total[~rec] = union.reindex(idx).to_numpy()
+    pairs["n_total"] = total.fillna(0).astype(int)
+    return current.reset_index(drop=True), pairs, n_stale
+
+
 def summary(
-    frame: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+    frame: pd.DataFrame,
+    *,
+    images: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
+    metrics: pd.DataFrame | None = None,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
 ) -> pd.DataFrame:
-    """Mean per dataset x method x metric with a percentile-bootstrap confidence interval.
+    """Mean per dataset x method x metric with a percentile-bootstrap confidence interval, under
+    the comparison rule (module docstring).
 
     Args:
         frame: per-image scores (non-finite values are left out of ``n``).
+        images: the store's ``dataset_images_frame()`` (the reference sets); see
+            :func:`current_scores` for what happens without it.
+        runs: the store's ``runs_frame()`` (latest run per dataset and method), for ``status``.
+        metrics: the store's ``metrics_frame()`` (directions, FR/NR); default the registry.
         confidence: CI level in (0, 1).
         n_boot: bootstrap resamples.
         seed: resampling seed (reports are reproducible).
 
     Returns:
-        Columns :data:`SUMMARY_COLUMNS` (``higher_is_better`` is None for unknown metrics).
+        Columns :data:`SUMMARY_COLUMNS`: ``mean, ci_low, ci_high`` over the ``n`` current images
+        scored (NaN when ``n`` is 0: only stale scores), ``n_total`` the reference set's size,
+        ``n_stale`` the dropped scores, ``complete`` (``n == n_total``), ``rank`` (1 = best among
+        the complete methods of the dataset and metric, in the metric's direction, ties share the
+        lowest rank; NA for incomplete methods, GT and metrics of unknown direction), ``status``
+        (``complete``, ``incomplete``, or the latest run's ``failed`` / ``aborted`` / ``partial``
+        / ``running`` / ``interrupted`` when the method is incomplete), ``higher_is_better`` (None: unknown).
     """
-    out = mean_ci(frame, confidence=confidence, n_boot=n_boot, seed=seed)
-    dirs = {k: direction(str(k)) for k in out["metric"].unique()}
-    out["higher_is_better"] = out["metric"].map(dirs)
+    current, totals, stale = current_scores(frame, images, metrics)
+    stats = mean_ci(current, confidence=confidence, n_boot=n_boot, seed=seed)
+    keys = ["dataset", "method", "metric"]
+    out = stale.merge(stats, how="left", on=keys).merge(totals, how="left", on=["dataset", "metric"])
+    out["n"] = out["n"].fillna(0).astype(int)
+    out["n_total"] = out["n_total"].fillna(0).astype(int)
+    out["complete"] = (out["n"] >= out["n_total"]) & (out["n"] > 0)
+    dirs = {m: metric_info(str(m), metrics)[0] for m in out["metric"].unique()}
+    out["higher_is_better"] = out["metric"].map(dirs).astype(object)
+    out["rank"] = _ranks(out, dirs)
+    status = np.where(out["complete"], "complete", "incomplete").astype(object)
+    if runs is not None and len(runs):
+        latest = runs.drop_duplicates(["dataset", "method"], keep="last").set_index(["dataset", "method"])["status"]
+        run_status = latest.reindex(pd.MultiIndex.from_arrays([out["dataset"], out["method"]])).to_numpy()
+        explain = ~out["complete"].to_numpy() & pd.Series(run_status).isin(_RUN_PROBLEMS).to_numpy()
+        status[explain] = run_status[explain]
+    out["status"] = status
+    out = out.sort_values(keys, kind="stable").reset_index(drop=True)
     return out[SUMMARY_COLUMNS]
+
+
+def _ranks(out: pd.DataFrame, dirs: Mapping[str, bool | None]) -> pd.Series:
+    """Per (dataset, metric) rank of the complete, non-GT methods (1 = best, ties: lowest rank)."""
+    rank = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    eligible = out["complete"] & (out["method"] != GT) & out["metric"].map(lambda m: dirs.get(m) is not None)
+    part = out[eligible]
+    if part.empty:
+        return rank
+    signed = part["mean"] * part["metric"].map(lambda m: -1.0 if dirs[m] else 1.0)  # smaller = better
+    rank.loc[part.index] = signed.groupby([part["dataset"], part["metric"]]).rank(method="min").astype("Int64")
+    return rank
+
+
+def run_problems(runs: pd.DataFrame | None) -> pd.DataFrame:
+    """Latest runs per (dataset, method) that did not complete: ``dataset, method, status, error,
+    finished`` (a failed run is shown as failed, with its error, never as a silent partial)."""
+    cols = ["dataset", "method", "status", "error", "finished"]
+    if runs is None or runs.empty:
+        return pd.DataFrame(columns=cols)
+    latest = runs.drop_duplicates(["dataset", "method"], keep="last")
+    bad = latest[latest["status"].isin(_RUN_PROBLEMS)].reindex(columns=cols)
+    bad["error"] = bad["error"].fillna("").astype(str)
+    return bad.sort_values(["dataset", "method"]).reset_index(drop=True)
 
 
 def compare(
@@ -139,21 +329,24 @@ def compare(
     a: str,
     b: str,
     *,
+    images: pd.DataFrame | None = None,
     test: str = "wilcoxon",
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
 ) -> pd.DataFrame:
-    """Paired comparison of methods ``a`` and ``b`` on the images both have, per dataset x metric.
+    """Paired comparison of methods ``a`` and ``b`` on the current images both have, per
+    dataset x metric (stale scores are dropped first, see :func:`current_scores`).
 
     Args:
+        images: the store's ``dataset_images_frame()``.
         test: ``wilcoxon`` (signed-rank, scipy) or ``bootstrap`` (paired bootstrap of the mean
             difference; p-value from the CI inversion: twice the smaller tail share).
 
     Returns:
         Columns ``dataset, metric, n, mean_a, mean_b, diff (a - b), ci_low, ci_high (of diff),
         p_value, better`` where ``better`` is ``a``, ``b`` or ``tie`` at 1 - confidence,
-        respecting the metric's direction.
+        respecting the metric's direction; ``n`` is the number of shared images.
     """
     from scipy.stats import wilcoxon
 
@@ -163,11 +356,13 @@ def compare(
     for m in (a, b):
         if m not in set(frame["method"]):
             raise ValueError(f"method {m!r} has no scores; methods present: {sorted(set(frame['method']))}")
-    sub = frame[frame["method"].isin([a, b])]
-    wide = sub.pivot_table(index=["dataset", "metric", "image"], columns="method", values="value").dropna()
+    current, _, _ = current_scores(frame[frame["method"].isin([a, b])], images)
+    wide = current.pivot_table(index=["dataset", "metric", "image"], columns="method", values="value")
+    wide = wide.reindex(columns=[a, b]).dropna()
     rng = np.random.default_rng(seed)
     rows = []
     for (d, k), g in wide.groupby(level=["dataset", "metric"]):
+        g = g.sort_index(level="image")
         x, y = g[a].to_numpy(float), g[b].to_numpy(float)
         diff = x - y
         n = len(diff)
@@ -189,11 +384,20 @@ def compare(
     )
 
 
-def ranks(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Rank aggregation: per dataset and metric, methods ranked by mean (1 = best, respecting the
-    metric's direction; ties share the average rank), then averaged over metrics.
+def ranks(
+    frame: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    *,
+    images: pd.DataFrame | None = None,
+    metrics_frame: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Rank aggregation: per dataset and metric, the complete methods ranked by mean (1 = best,
+    respecting the metric's direction; ties share the average rank), then averaged over metrics.
 
-    Metrics of unknown direction are left out. ``GT`` is not ranked.
+    Metrics of unknown direction are left out; ``GT`` is not ranked. A method is given a
+    ``mean_rank`` only when it is complete (comparison rule) on every ranked metric of the
+    dataset: a missing or partial score is never rewarded. Others come last with ``mean_rank``
+    NaN and ``n_metrics`` = the metrics they are ranked on.
 
     Returns:
         Columns ``dataset, method, mean_rank, n_metrics`` and one ``rank_<metric>`` per metric,
@@ -203,23 +407,32 @@ def ranks(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataF
     f = frame[frame["method"] != GT]
     if metrics is not None:
         f = f[f["metric"].isin(metrics)]
-    means = f.groupby(["dataset", "metric", "method"])["value"].mean().reset_index()
-    means["hib"] = means["metric"].map(direction)
+    if f.empty:
+        return pd.DataFrame(columns=["dataset", "method", "mean_rank", "n_metrics"])
+    current, totals, _ = current_scores(f, images, metrics_frame)
+    means = current.groupby(["dataset", "metric", "method"])["value"].agg(["mean", "size"]).reset_index()
+    means = means.merge(totals, on=["dataset", "metric"], how="left")
+    means["hib"] = means["metric"].map(lambda m: metric_info(str(m), metrics_frame)[0])
     means = means[means["hib"].notna()]
     if means.empty:
         return pd.DataFrame(columns=["dataset", "method", "mean_rank", "n_metrics"])
-    means["rank"] = means.groupby(["dataset", "metric"], group_keys=False).apply(
-        lambda g: g["value"].rank(ascending=not bool(g["hib"].iloc[0]), method="average")
-    )
-    wide = means.pivot_table(index=["dataset", "method"], columns="metric", values="rank")
-    out = pd.DataFrame(
-        {"mean_rank": wide.mean(axis=1), "n_metrics": wide.notna().sum(axis=1)}
-    ).join(wide.add_prefix("rank_"))
-    return out.reset_index().sort_values(["dataset", "mean_rank", "method"]).reset_index(drop=True)
+    complete = means[means["size"] >= means["n_total"]].copy()
+    signed = complete["mean"] * np.where(complete["hib"].astype(bool), -1.0, 1.0)
+    complete["rank"] = signed.groupby([complete["dataset"], complete["metric"]]).rank(method="average")
+    wide = complete.pivot_table(index=["dataset", "method"], columns="metric", values="rank")
+    everyone = means[["dataset", "method"]].drop_duplicates().set_index(["dataset", "method"]).index
+    wide = wide.reindex(everyone)
+    per_ds = means.groupby("dataset")["metric"].nunique()
+    n_metrics = wide.notna().sum(axis=1)
+    full = n_metrics.to_numpy() == per_ds.reindex(wide.index.get_level_values("dataset")).to_numpy()
+    out = pd.DataFrame({"mean_rank": wide.mean(axis=1).where(full), "n_metrics": n_metrics}).join(wide.add_prefix("rank_"))
+    out.columns.name = None
+    return out.reset_index().sort_values(["dataset", "mean_rank", "method"], na_position="last").reset_index(drop=True)
 
 
-def gt_quality(frame: pd.DataFrame) -> pd.DataFrame:
-    """The VOSR paper's Table 2: mean no-reference score of each dataset's ground truth.
+def gt_quality(frame: pd.DataFrame, *, images: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The VOSR paper's Table 2: mean no-reference score of each dataset's ground truth, over the
+    dataset's current images.
 
     Returns:
         One row per dataset, one column per metric, plus ``n`` (images).
@@ -228,6 +441,10 @@ def gt_quality(frame: pd.DataFrame) -> pd.DataFrame:
     g = frame[frame["method"] == GT]
     if g.empty:
         raise ValueError("no GT scores in this store; run `screensr bench gt-quality --dataset ...` first")
+    g, _, _ = current_scores(g, images)
+    if g.empty:
+        raise ValueError("the store's GT scores are all of images no longer in their datasets; rerun "
+                         "`screensr bench gt-quality --dataset ...`")  # fmt: skip
     table = g.pivot_table(index="dataset", columns="metric", values="value", aggfunc="mean")
     table["n"] = g.groupby("dataset")["image"].nunique()
     table.columns.name = None
@@ -239,22 +456,70 @@ FORMATS = ("markdown", "latex", "csv", "json")
 
 
 def _cell(v, digits: int) -> str:
+    if v is None or v is pd.NA:
+        return ""
     if isinstance(v, (float, np.floating)):
         return "" if math.isnan(v) else f"{v:.{digits}f}"
-    if v is None:
-        return ""
     return str(v)
+
+
+def interval_text(mean: float, low: float, high: float, digits: int = 4) -> str:
+    """``"26.9500 [26.5500, 27.3500]"``: a mean and its interval as one cell (empty for NaN)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def readable(df: pd.DataFrame, *, digits: int = 4) -> pd.DataFrame:
+    """The human form of a summary-like table: ``mean, ci_low, ci_high`` as one ``mean [95% CI]``
+    cell, ``n`` / ``n_total`` as one ``images`` cell (``2/3`` when incomplete), ``n_stale`` only
+    when some score is stale, the direction as an arrow after the metric name.
+
+    Tables without those columns come back unchanged. Machine formats (CSV, JSON) keep every
+    number in its own column so they sort.
+    """
+    out = df.copy()
+    if {"mean", "ci_low", "ci_high"} <= set(out.columns):
+        level = f"{round(CONFIDENCE * 100)}% CI"
+        at = list(out.columns).index("mean")
+        text = [interval_text(m, lo, hi, digits) for m, lo, hi in zip(out["mean"], out["ci_low"], out["ci_high"], strict=True)]
+        out = out.drop(columns=["mean", "ci_low", "ci_high"])
+        out.insert(at, f"mean [{level}]", text)
+    if {"n", "n_total"} <= set(out.columns):
+        at = list(out.columns).index("n")
+        text = [str(n) if n >= t else f"{n}/{t}" for n, t in zip(out["n"], out["n_total"], strict=True)]
+        out = out.drop(columns=["n", "n_total"])
+        out.insert(at, "images", text)
+    if "n_stale" in out.columns:
+        if (out["n_stale"] > 0).any():
+            out = out.rename(columns={"n_stale": "stale"})
+        else:
+            out = out.drop(columns=["n_stale"])
+    if "higher_is_better" in out.columns and "metric" in out.columns:
+        arrow = {True: " ↑", False: " ↓"}
+        out["metric"] = [f"{m}{arrow.get(h, '') if h is not None and h is not pd.NA else ''}"
+                         for m, h in zip(out["metric"], out["higher_is_better"], strict=True)]  # fmt: skip
+        out = out.drop(columns=["higher_is_better"])
+    if "complete" in out.columns and "status" in out.columns:
+        out = out.drop(columns=["complete"])
+    return out
 
 
 def format_table(df: pd.DataFrame, fmt: str = "markdown", *, digits: int = 4) -> str:
     """Render a frame as ``markdown``, ``latex`` (booktabs), ``csv`` or ``json`` (records).
 
-    One value per cell (means and CI bounds in their own columns), so every output sorts.
+    CSV and JSON keep one value per cell (means and CI bounds in their own columns), so they
+    sort; Markdown and LaTeX are for reading and show :func:`readable`'s form.
     """
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "json":
         return json.dumps(json.loads(df.to_json(orient="records")), indent=1) + "\n"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    df = readable(df, digits=digits)
     cells = [[_cell(v, digits) for v in row] for row in df.itertuples(index=False)]
     cols = [str(c) for c in df.columns]
     if fmt == "markdown":
@@ -263,10 +528,9 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", *, digits: int = 4) ->
         out = [line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
         out += [line(r) for r in cells]
         return "\n".join(out) + "\n"
-    if fmt == "latex":
-        esc = lambda s: s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
-        out = [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(map(esc, cols)) + r" \\", r"\midrule"]
-        out += [" & ".join(map(esc, r)) + r" \\" for r in cells]
-        out += [r"\bottomrule", r"\end{tabular}"]
-        return "\n".join(out) + "\n"
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    esc = lambda s: s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
+    arrows = lambda s: s.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")  # noqa: E731
+    out = [r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", " & ".join(arrows(esc(c)) for c in cols) + r" \\", r"\midrule"]
+    out += [" & ".join(arrows(esc(v)) for v in r) + r" \\" for r in cells]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(out) + "\n"

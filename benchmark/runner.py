@@ -9,10 +9,18 @@ missing. The scores of one pair are written in one transaction: a killed run los
 pair in flight, and a rerun computes only what the store lacks (identity: dataset, image,
 method, metric, settings hash, method hash, content hash).
 
+Failures are recorded, never silent: every method run (dataset x method of one call) gets a row
+in the store's ``runs`` table, ``running`` until it ends ``complete``, ``partial`` (pairs skipped
+with ``on_error="skip"``, listed), ``failed`` (the error that stopped it, naming the pair and
+file) or ``aborted``. The images each dataset holds are recorded too: the reports compare
+methods on them (:mod:`benchmark.report`). Images are checked against the pixel limit
+(:mod:`core.imagelimits`) before decoding, generated outputs before they are generated.
+
 Sharding: under ``torchrun`` (or :func:`evaluate` with ``workers=N``: this process is rank 0 and
 N-1 forked children join a gloo group) each process takes every N-th pair
 (``pairs[rank::world]``), uses its share of the cores, and writes its own rows; the values do
-not depend on the sharding because every score depends on one pair only.
+not depend on the sharding because every score depends on one pair only. Forked workers die with
+the process that started them (``PR_SET_PDEATHSIG``, or a watchdog thread off Linux).
 
 Example:
     >>> from benchmark.store import ResultsStore
@@ -23,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -35,6 +44,7 @@ from benchmark.images import ImageFormatError, LoadedImage, read_image
 from benchmark.methods import SRMethod, create_method
 from benchmark.metrics import MetricModel, MetricSpec, check_weights, resolve_metrics
 from benchmark.store import GT, ResultsStore, ScoreRecord
+from core.imagelimits import check_pixels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,14 +82,45 @@ def content_hash(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+#: What ``--on-error`` accepts: ``stop`` (the first error on a pair ends the run, the method run
+#: is recorded ``failed`` with the error) or ``skip`` (the pair is skipped for the method it
+#: failed on, listed and counted; nothing is stored for it).
+ON_ERROR = ("stop", "skip")
+
+#: Method name of a skip that concerns the pair's own files (every method of the pair skipped).
+ALL_METHODS = "*"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One pair skipped with ``on_error="skip"``.
+
+    Attributes:
+        dataset, image: the pair.
+        method: the method it was skipped for, :data:`ALL_METHODS` when the pair's own LR/HR
+            could not be used, or :data:`benchmark.store.GT` for the ground-truth scores.
+        error: ``"ExceptionType: message"`` (the message names the file).
+    """
+
+    dataset: str
+    image: str
+    method: str
+    error: str
+
+
 @dataclass
 class RunStats:
     """What a run did (returned in ``frame.attrs['stats']``)."""
 
     computed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # scores already in the store, reused
     pairs: int = 0
     unavailable: dict[str, str] = field(default_factory=dict)
+    skipped_pairs: list[Skipped] = field(default_factory=list)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 # ---------------------------------------------------------------------------- distribution
@@ -152,73 +193,145 @@ def _check_size(sr: LoadedImage, hr: LoadedImage | None, lr: LoadedImage, scale:
         )
 
 
-def _run_pair(
-    ds: PairedDataset,
-    pair: Pair,
-    methods: Sequence[SRMethod],
-    specs: Sequence[MetricSpec],
-    models: _Models,
-    have: dict[str, set[tuple]],
-    store: ResultsStore,
-    vers: dict[str, str],
-    gt_metrics: bool,
-    stats: RunStats,
-) -> None:
-    lr = read_image(pair.lr)
-    hr = read_image(pair.hr) if pair.hr is not None else None
-    if hr is not None and hr.size != (lr.size[0] * ds.scale, lr.size[1] * ds.scale):
-        raise ImageFormatError(
-            f"pair {pair.id!r}: HR {hr.path} is {hr.size[0]}x{hr.size[1]}, LR {lr.path} is "
-            f"{lr.size[0]}x{lr.size[1]}: not x{ds.scale}"
-        )
-    records: list[ScoreRecord] = []
+@dataclass
+class _DatasetRun:
+    """Everything one rank needs to score the pairs of one dataset."""
+
+    ds: PairedDataset
+    methods: Sequence[SRMethod]
+    specs: Sequence[MetricSpec]
+    models: _Models
+    have: dict[str, set[tuple]]
+    store: ResultsStore
+    vers: dict[str, str]
+    gt: bool
+    stats: RunStats
+    on_error: str
+    run_id: str
+
+    def failed(self, pair: Pair, names: Sequence[str] | None, exc: BaseException) -> bool:
+        """Handle an error on ``pair`` (``names``: the methods it concerns, None for all).
+
+        Returns:
+            True when the caller must re-raise (``stop``: the failed runs are recorded first);
+            False when the pair was recorded as skipped (``skip``).
+        """
+        who = list(names) if names is not None else [m.name for m in self.methods] + ([GT] if self.gt else [])
+        text = f"pair {pair.id!r}: {_error_text(exc)}"
+        if self.on_error == "stop":
+            self.store.finish_runs(self.run_id, self.ds.name, who, "failed", error=text)
+            return True
+        method = ALL_METHODS if names is None else None
+        for name in [method] if method else who:
+            self.stats.skipped_pairs.append(Skipped(self.ds.name, pair.id, name, _error_text(exc)))
+        return False
+
+
+def _run_pair(run: _DatasetRun, pair: Pair) -> None:
+    """Score one pair for every method and metric that the store lacks; write it in one go.
+
+    Errors are handled per unit of work (``run.on_error``): the pair's own LR/HR (every method),
+    the ground truth's scores (GT only), each method's output, each method's scores. Under
+    ``skip`` nothing is stored for a unit that failed; under ``stop`` nothing of the pair is.
+    """
+    ds, stats = run.ds, run.stats
+    try:
+        lr = read_image(pair.lr)
+        hr = read_image(pair.hr) if pair.hr is not None else None
+        if hr is not None and hr.size != (lr.size[0] * ds.scale, lr.size[1] * ds.scale):
+            raise ImageFormatError(
+                f"pair {pair.id!r}: HR {hr.path} is {hr.size[0]}x{hr.size[1]}, LR {lr.path} is "
+                f"{lr.size[0]}x{lr.size[1]}: not x{ds.scale}"
+            )
+    except Exception as exc:
+        if run.failed(pair, None, exc):
+            raise
+        return
+    records: dict[str, list[ScoreRecord]] = {}
 
     def rec(method: str, metric: MetricSpec, value: float, mhash: str, chash: str) -> None:
-        records.append(ScoreRecord(ds.name, pair.id, method, metric.name, value, metric.settings_hash, mhash, chash, vers))
+        records.setdefault(method, []).append(
+            ScoreRecord(ds.name, pair.id, method, metric.name, value, metric.settings_hash, mhash, chash, run.vers)
+        )
 
     # ground truth, no-reference metrics: once per dataset image
-    if gt_metrics and hr is not None:
+    if run.gt and hr is not None:
         chash = content_hash(hr.sha256)
-        for spec in specs:
-            if spec.kind != "NR":
-                continue
-            key = (ds.name, pair.id, GT, spec.name, spec.settings_hash, GT_METHOD_HASH, chash)
-            if key in have[GT]:
-                stats.skipped += 1
-                continue
-            rec(GT, spec, _score(models[spec.name], [hr], None, f"GT of pair {pair.id!r}")[0], GT_METHOD_HASH, chash)
+        try:
+            for spec in run.specs:
+                if spec.kind != "NR":
+                    continue
+                key = (ds.name, pair.id, GT, spec.name, spec.settings_hash, GT_METHOD_HASH, chash)
+                if key in run.have[GT]:
+                    stats.skipped += 1
+                    continue
+                model = run.models[spec.name]
+                rec(GT, spec, _score(model, [hr], None, f"GT of pair {pair.id!r}")[0], GT_METHOD_HASH, chash)
+        except Exception as exc:
+            records.pop(GT, None)
+            if run.failed(pair, [GT], exc):
+                raise
 
     # methods: collect the SR outputs that still need some metric, then score per metric
     todo: dict[str, list[tuple[SRMethod, LoadedImage, str]]] = {}
     base = [lr.sha256, hr.sha256 if hr is not None else "-"]
-    for method in methods:
-        sr_pre = method.output(pair.id, lr, ds.scale) if method.precomputed else None
-        chash = content_hash(*base, sr_pre.sha256) if sr_pre is not None else content_hash(*base)
-        need = []
-        for spec in specs:
-            if spec.kind == "FR" and hr is None:
+    for method in run.methods:
+        try:
+            if not method.precomputed:
+                # a generated output is checked before it exists: a huge LR x scale never runs
+                check_pixels(lr.size[0] * ds.scale, lr.size[1] * ds.scale,
+                             f"the x{ds.scale} output of {lr.path} by method {method.name!r}")  # fmt: skip
+            sr_pre = method.output(pair.id, lr, ds.scale) if method.precomputed else None
+            chash = content_hash(*base, sr_pre.sha256) if sr_pre is not None else content_hash(*base)
+            need = []
+            for spec in run.specs:
+                if spec.kind == "FR" and hr is None:
+                    continue
+                key = (ds.name, pair.id, method.name, spec.name, spec.settings_hash, method.method_hash, chash)
+                if key in run.have[method.name]:
+                    stats.skipped += 1
+                else:
+                    need.append(spec)
+            if not need:
                 continue
-            key = (ds.name, pair.id, method.name, spec.name, spec.settings_hash, method.method_hash, chash)
-            if key in have[method.name]:
-                stats.skipped += 1
-            else:
-                need.append(spec)
-        if not need:
+            sr = sr_pre if sr_pre is not None else method.output(pair.id, lr, ds.scale)
+            _check_size(sr, hr, lr, ds.scale, method.name)
+        except Exception as exc:
+            if run.failed(pair, [method.name], exc):
+                raise
             continue
-        sr = sr_pre if sr_pre is not None else method.output(pair.id, lr, ds.scale)
-        _check_size(sr, hr, lr, ds.scale, method.name)
         for spec in need:
             todo.setdefault(spec.name, []).append((method, sr, chash))
-    for spec in specs:
-        items = todo.get(spec.name)
+    broken: set[str] = set()
+    for spec in run.specs:
+        items = [it for it in todo.get(spec.name, []) if it[0].name not in broken]
         if not items:
             continue
-        vals = _score(models[spec.name], [sr for _, sr, _ in items], hr, f"pair {pair.id!r}")
+        model = run.models[spec.name]  # a metric that cannot load fails the run, whatever on_error says
+        try:
+            vals: list[float | BaseException] = list(_score(model, [sr for _, sr, _ in items], hr, f"pair {pair.id!r}"))
+        except Exception as exc:
+            if len(items) == 1:
+                vals = [exc]
+            else:  # one batch for all methods: score each alone to find which output it was
+                vals = []
+                for _, sr, _ in items:
+                    try:
+                        vals.append(_score(model, [sr], hr, f"pair {pair.id!r}")[0])
+                    except Exception as single:  # noqa: PERF203 - the error path only
+                        vals.append(single)
         for (method, _, chash), v in zip(items, vals, strict=True):
+            if isinstance(v, BaseException):
+                broken.add(method.name)
+                records.pop(method.name, None)
+                if run.failed(pair, [method.name], v):
+                    raise v
+                continue
             rec(method.name, spec, v, method.method_hash, chash)
-    if records:
-        store.add_scores(records)  # one transaction per pair: a kill loses at most this pair
-        stats.computed += len(records)
+    rows = [r for name, recs in records.items() if name not in broken for r in recs]
+    if rows:
+        run.store.add_scores(rows)  # one transaction per pair: a kill loses at most this pair
+        stats.computed += len(rows)
     stats.pairs += 1
 
 
@@ -233,6 +346,7 @@ def evaluate(
     progress: bool = True,
     gt: bool = True,
     scale: int | None = None,
+    on_error: str = "stop",
 ) -> pd.DataFrame:
     """Score every method on every dataset with every metric; store and return per-image scores.
 
@@ -243,17 +357,28 @@ def evaluate(
         store: a :class:`ResultsStore` or its URL.
         workers: processes to shard pairs across (torch.distributed, gloo); this process is
             rank 0, the others are forked (spawned for CUDA or with
-            ``SCREENSR_START_METHOD=spawn``). Datasets and methods must then be given as strings.
+            ``SCREENSR_START_METHOD=spawn``) and exit if this process dies. Datasets and methods
+            must then be given as strings.
         device: ``cpu`` or ``cuda[:i]`` for the metric models.
         progress: show tqdm bars (pair count, ETA).
         gt: also score the ground truth with the no-reference metrics (method ``GT``).
         scale: SR factor for datasets given as paths (default: inferred).
+        on_error: ``stop`` (default): the first error on a pair (unreadable or oversized image,
+            missing or wrong-size output, a method or metric failing on it) ends the run, and the
+            method run is recorded as ``failed`` with the error. ``skip``: that pair is skipped
+            for the method it failed on (for every method when its own LR/HR failed), listed in
+            ``frame.attrs['skipped']`` and counted; nothing is stored for it.
+
+    Every dataset's current image ids are recorded in the store (the reference set of the
+    reports), and every method run gets a row in the store's ``runs`` table with its outcome.
 
     Returns:
-        Per-image scores of this run's datasets, methods (and ``GT``) and metrics, with the exact
-        settings and method hashes used: columns ``dataset, image, method, metric, value`` plus
-        provenance. ``frame.attrs['unavailable']`` maps metrics skipped for missing weights to
-        the message naming the files; ``frame.attrs['stats']`` says what was computed/skipped.
+        Per-image scores of this run's datasets (their current pairs), methods (and ``GT``) and
+        metrics, with the exact settings and method hashes used: columns ``dataset, image,
+        method, metric, value`` plus provenance. ``frame.attrs['unavailable']`` maps metrics
+        skipped for missing weights to the message naming the files; ``frame.attrs['skipped']``
+        lists the skipped pairs (:class:`Skipped` as dicts); ``frame.attrs['stats']`` says what
+        was computed, reused and skipped; ``frame.attrs['run_id']`` names the run in the store.
 
     Example:
         >>> from benchmark.store import ResultsStore
@@ -262,13 +387,18 @@ def evaluate(
         ...              store=store, progress=False)                   # doctest: +SKIP
         >>> f[["image", "method", "metric", "value"]].head(1)             # doctest: +SKIP
     """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}: choose one of {', '.join(ON_ERROR)}")
     if workers > 1:
         return _spawn(datasets, methods, metrics, store=store, workers=workers, device=device,
-                      progress=progress, gt=gt, scale=scale)  # fmt: skip
+                      progress=progress, gt=gt, scale=scale, on_error=on_error)  # fmt: skip
     if isinstance(store, str):
         store = ResultsStore(store)
     rank, world = dist_context()
-    dss = [d if isinstance(d, PairedDataset) else load_dataset(d, scale=scale) for d in datasets]
+    # under skip, a pair with an unreadable or mis-sized image is skipped when it is reached, not
+    # refused with the whole dataset up front
+    dss = [d if isinstance(d, PairedDataset) else load_dataset(d, scale=scale, validate=on_error == "stop")
+           for d in datasets]  # fmt: skip
     names = [d.name for d in dss]
     if len(set(names)) != len(names):
         raise ValueError(f"two datasets share a name ({names}); name them apart (name= / --name)")
@@ -287,9 +417,12 @@ def evaluate(
             stats.unavailable[spec.name] = msg
             if rank == 0:
                 print(f"warning: metric {spec.name} unavailable, not computed:\n{msg}", file=sys.stderr)
+    run_id = _shared_run_id(world)
     if rank == 0:
         for d in dss:
             store.upsert_dataset(d.record())
+            # the reference set of every report: the images this dataset holds now
+            store.set_dataset_images(d.name, {p.id: p.hr is not None for p in d.pairs})
         for m in meths:
             store.upsert_method(m.record())
         for s in usable:
@@ -307,31 +440,95 @@ def evaluate(
             if not ds.has_reference and fr and rank == 0:
                 print(f"{ds.name}: no HR images (LR only): full-reference metrics {', '.join(fr)} do not apply",
                       file=sys.stderr)  # fmt: skip
+            gt_here = gt and ds.has_reference and any(s.kind == "NR" for s in usable)
+            runs = [(m.name, m.method_hash) for m in meths] + ([(GT, GT_METHOD_HASH)] if gt_here else [])
+            # every rank registers the runs (insert-or-ignore): a rank that fails at once still
+            # finds its run rows to mark failed
+            store.start_runs(run_id, ds.name, runs, n_pairs=len(ds.pairs), metrics=[s.name for s in usable],
+                             unavailable=sorted(stats.unavailable))  # fmt: skip
             have = {m.name: store.existing_keys(ds.name, m.name) for m in meths}
             have[GT] = store.existing_keys(ds.name, GT)
+            work = _DatasetRun(ds, meths, usable, models, have, store, vers, gt, stats, on_error, run_id)
             shard = ds.pairs[rank::world]
             bar = tqdm(shard, desc=f"{ds.name} [{rank}/{world}]" if world > 1 else ds.name, unit="pair",
                        disable=not progress, position=rank, leave=True, file=sys.stderr)  # fmt: skip
-            for pair in bar:
-                _run_pair(ds, pair, meths, usable, models, have, store, vers, gt, stats)
-                bar.set_postfix(computed=stats.computed, skipped=stats.skipped)
+            first_skip = len(stats.skipped_pairs)
+            try:
+                for pair in bar:
+                    _run_pair(work, pair)
+                    bar.set_postfix(computed=stats.computed, skipped=stats.skipped)
+                skips = _gather(stats.skipped_pairs[first_skip:], world)
+            except BaseException as exc:
+                why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by an error: {_error_text(exc)}"
+                store.finish_runs(run_id, ds.name, [n for n, _ in runs], "aborted", error=why)
+                raise
+            if rank == 0:
+                _finish_dataset(store, run_id, ds.name, [n for n, _ in runs], skips)
     finally:
         for m in meths:
             m.close()
     _barrier()
     counts = [stats.computed, stats.skipped, stats.pairs]
+    skipped = stats.skipped_pairs
     import torch.distributed as dist
 
     if world > 1 and dist.is_initialized():
         # totals over all ranks, so every rank reports the whole run
         gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, counts)
-        counts = [sum(c[i] for c in gathered) for i in range(3)]
+        dist.all_gather_object(gathered, (counts, skipped))
+        counts = [sum(c[0][i] for c in gathered) for i in range(3)]
+        skipped = [s for c in gathered for s in c[1]]
     stats.computed, stats.skipped, stats.pairs = counts
+    skipped = sorted(skipped, key=lambda k: (k.dataset, k.image, k.method))
     frame = _result_frame(store, dss, meths, usable, gt)
     frame.attrs["unavailable"] = dict(stats.unavailable)
-    frame.attrs["stats"] = {"computed": stats.computed, "skipped": stats.skipped, "pairs": stats.pairs}
+    frame.attrs["skipped"] = [dataclasses.asdict(k) for k in skipped]
+    frame.attrs["stats"] = {"computed": stats.computed, "skipped": stats.skipped, "pairs": stats.pairs,
+                            "skipped_pairs": len({(k.dataset, k.image) for k in skipped})}  # fmt: skip
+    frame.attrs["run_id"] = run_id
     return frame
+
+
+def _shared_run_id(world: int) -> str:
+    """A new run id, the same on every rank (rank 0 draws it and broadcasts it)."""
+    import uuid
+
+    run_id = uuid.uuid4().hex
+    if world > 1:
+        import torch.distributed as dist
+
+        box = [run_id]
+        dist.broadcast_object_list(box, src=0)
+        run_id = box[0]
+    return run_id
+
+
+def _gather(items: list[Skipped], world: int) -> list[Skipped]:
+    """``items`` of every rank (all ranks get the union)."""
+    if world == 1:
+        return list(items)
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, list(items))
+    return [s for part in gathered for s in part]
+
+
+def _finish_dataset(store: ResultsStore, run_id: str, dataset: str, names: list[str], skips: list[Skipped]) -> None:
+    """Record each method run's outcome: ``complete``, or ``partial`` with the skipped pairs."""
+    by_method: dict[str, list[Skipped]] = {n: [] for n in names}
+    for k in skips:
+        for n in names if k.method == ALL_METHODS else [k.method]:
+            by_method.setdefault(n, []).append(k)
+    for name, mine in by_method.items():
+        if not mine:
+            store.finish_runs(run_id, dataset, [name], "complete")
+            continue
+        pairs = sorted({k.image for k in mine})
+        listed = "; ".join(f"{k.image}: {k.error}" for k in mine[:20])
+        more = f"; ... and {len(mine) - 20} more" if len(mine) > 20 else ""
+        store.finish_runs(run_id, dataset, [name], "partial", n_skipped=len(pairs),
+                          error=f"skipped {len(pairs)} pair(s) ({', '.join(pairs[:20])}): {listed}{more}")  # fmt: skip
 
 
 def _specs(metrics: Sequence[MetricSpec | str] | str) -> list[MetricSpec]:
@@ -349,6 +546,8 @@ def _specs(metrics: Sequence[MetricSpec | str] | str) -> list[MetricSpec]:
 
 def _result_frame(store, dss, meths, specs, gt) -> pd.DataFrame:
     """This run's rows: exact settings and method hashes (older configs are ignored)."""
+    import pandas as pd
+
     hashes = {m.name: m.method_hash for m in meths}
     if gt:
         hashes[GT] = GT_METHOD_HASH
@@ -359,6 +558,10 @@ def _result_frame(store, dss, meths, specs, gt) -> pd.DataFrame:
     keep = (frame["method"].map(hashes) == frame["method_hash"]) & (
         frame["metric"].map(settings) == frame["settings_hash"]
     )
+    # only the pairs the datasets hold now: scores of removed pairs are history, not this run
+    current = {(d.name, p.id) for d in dss for p in d.pairs}
+    keep &= pd.Series([(d, i) in current for d, i in zip(frame["dataset"], frame["image"], strict=True)],
+                      index=frame.index, dtype=bool)  # fmt: skip
     frame = frame[keep].drop_duplicates(["dataset", "image", "method", "metric"], keep="last")
     return frame.reset_index(drop=True)
 
@@ -390,12 +593,49 @@ def _rank_device(device: str, rank: int) -> str:
     return device
 
 
-def _worker(rank: int, world: int, port: int, kwargs: dict[str, Any], threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker process die as soon as the process that started it does.
+
+    A worker whose rank 0 was killed (SIGKILL, OOM killer) would otherwise keep scoring and
+    writing until its next collective call. On Linux the kernel sends SIGKILL on the parent's
+    death (``prctl(PR_SET_PDEATHSIG)``, linux/prctl.h); elsewhere a daemon thread polls the
+    parent pid once a second. Either way a parent that died before this call is caught by the
+    ``getppid`` check (the orphan was re-parented).
+    """
+    import signal
+    import threading
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1  # linux/prctl.h
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(err)}")
+        armed = True
+    if os.getppid() != parent:
+        os._exit(1)
+    if not armed:
+
+        def watch() -> None:
+            import time
+
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="screensr-parent-watchdog", daemon=True).start()
+
+
+def _worker(rank: int, world: int, port: int, kwargs: dict[str, Any], threads: int, parent: int) -> None:
     import traceback
 
     import torch
     import torch.distributed as dist
 
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -417,7 +657,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, scale) -> pd.DataFrame:
+def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, scale, on_error) -> pd.DataFrame:
     """Run ``evaluate`` as rank 0 of a gloo group here, with ranks 1..N-1 in child processes; each
     process uses its share of the cores. Returns the whole run's frame (all shards)."""
     import torch
@@ -435,10 +675,11 @@ def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, 
     ResultsStore(url).close()  # create the tables once, before the workers open the store
     threads = max(1, (os.cpu_count() or 1) // workers)
     kwargs = dict(datasets=list(datasets), methods=list(methods), metrics=spec_text, store=url, device=device,
-                  progress=progress, gt=gt, scale=scale)  # fmt: skip
+                  progress=progress, gt=gt, scale=scale, on_error=on_error)  # fmt: skip
     port = _free_port()
     ctx = tmp.get_context(_start_method(device))
-    procs = [ctx.Process(target=_worker, args=(r, workers, port, kwargs, threads)) for r in range(1, workers)]
+    procs = [ctx.Process(target=_worker, args=(r, workers, port, kwargs, threads, os.getpid()))
+             for r in range(1, workers)]  # fmt: skip
     for p in procs:
         p.start()
     before = torch.get_num_threads()

@@ -29,6 +29,18 @@ Schema (all names are plain strings, so the tables read well from any SQL client
     ``(dataset, image, method, metric, settings_hash, method_hash, content_hash)``: writing the
     same score twice is a no-op, so reruns and resumed runs are idempotent.
 
+``dataset_images``
+    ``dataset``, ``image``, ``has_reference`` (bool: the pair has an HR image): the images the
+    dataset holds *now*, recorded by the runner each time it runs the dataset. Reports and the
+    leaderboard compare methods on this set (:mod:`benchmark.report`), so a pair removed from the
+    dataset stops counting even though its old scores stay in ``scores``.
+``runs``
+    One row per method run (one dataset x one method in one ``evaluate`` call): ``run_id`` (shared
+    by all ranks of a sharded run), ``dataset``, ``method``, ``method_hash``, ``status`` (one of
+    :data:`RUN_STATUSES`), ``error`` (why it failed or what it skipped), ``n_pairs``, ``n_skipped``
+    (pairs skipped with ``--on-error skip``), ``metrics`` and ``unavailable`` (JSON lists),
+    ``host``, ``pid``, ``started``, ``finished`` (UTC).
+
 If a method's config, a metric's settings or an input image changes, the new score is a new row;
 :meth:`ResultsStore.scores_frame` returns the most recent row per
 ``(dataset, image, method, metric)`` unless ``latest=False``.
@@ -47,11 +59,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+import socket
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from core.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +77,21 @@ GT = "GT"
 
 #: Allowed values of ``methods.family``.
 FAMILIES = ("one-step", "multi-step", "GAN", "regression", "interpolation", "other")
+
+#: Values of ``runs.status``: ``running`` until the run ends; ``complete`` (every pair scored),
+#: ``partial`` (finished, some pairs skipped with ``--on-error skip``: ``error`` lists them),
+#: ``failed`` (an error on this method stopped the run: ``error`` holds it), ``aborted`` (stopped
+#: by another method's error or an interrupt before this method was done). :meth:`ResultsStore.runs_frame`
+#: shows a ``running`` run whose process on this host is gone as ``interrupted`` (killed).
+RUN_STATUSES = ("running", "complete", "partial", "failed", "aborted")
+
+#: Rows per ``IN (...)`` list: well under SQLite's bound-parameter limit.
+_CHUNK = 500
+
+
+class StoreError(UserError):
+    """The results store cannot be opened or used (the message names the URL and the fix)."""
+
 
 SCORE_COLUMNS = [
     "dataset",
@@ -256,7 +286,47 @@ def _tables():
             name="uq_scores_identity",
         ),
     )
-    return md, datasets, methods, metrics, scores
+    dataset_images = Table(
+        "dataset_images",
+        md,
+        Column("dataset", String(200), primary_key=True),
+        Column("image", String(500), primary_key=True),
+        Column("has_reference", Boolean, nullable=False, default=True),
+    )
+    runs = Table(
+        "runs",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", String(32), nullable=False),
+        Column("dataset", String(200), nullable=False),
+        Column("method", String(200), nullable=False),
+        Column("method_hash", String(64), nullable=False, default=""),
+        Column("status", String(20), nullable=False),
+        Column("error", Text, nullable=False, default=""),
+        Column("n_pairs", Integer, nullable=False, default=0),
+        Column("n_skipped", Integer, nullable=False, default=0),
+        Column("metrics", Text, nullable=False, default="[]"),
+        Column("unavailable", Text, nullable=False, default="[]"),
+        Column("host", String(255), nullable=False, default=""),
+        Column("pid", Integer, nullable=False, default=0),
+        Column("started", DateTime, nullable=False),
+        Column("finished", DateTime, nullable=True),
+        UniqueConstraint("run_id", "dataset", "method", name="uq_runs_identity"),
+    )
+    return md, datasets, methods, metrics, scores, dataset_images, runs
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (signal 0 probes without sending)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def default_url() -> str:
@@ -288,8 +358,15 @@ class ResultsStore:
         is_sqlite = url.startswith("sqlite")
         if is_sqlite:
             db_path = url.split(":///", 1)[1] if ":///" in url else ""
+            db_path = db_path.split("?", 1)[0]
             if db_path and db_path != ":memory:":
-                parent = Path(db_path).expanduser().parent
+                target = Path(db_path).expanduser()
+                if target.is_dir():
+                    raise StoreError(
+                        f"results store {url!r}: {target} is a folder, not a database file; give a file "
+                        f"path such as {target / 'results.db'}"
+                    )
+                parent = target.parent
                 if not parent.is_dir():
                     raise FileNotFoundError(
                         f"results store {url!r}: folder {parent} does not exist; create it or pick "
@@ -309,7 +386,7 @@ class ResultsStore:
             self.engine = create_engine(url, **kwargs)
         except (ArgumentError, ImportError) as exc:
             raise ValueError(
-                f"results store URL {url!r} is not usable ({exc}); use sqlite:///PATH.db or "
+                f"results store URL {self.safe_url!r} is not usable ({exc}); use sqlite:///PATH.db or "
                 "postgresql+psycopg://USER@HOST/DB (pip install 'screensr[postgres]')"
             ) from exc
         if is_sqlite:
@@ -323,25 +400,50 @@ class ResultsStore:
                 cur.execute("PRAGMA busy_timeout=60000")
                 cur.close()
 
-        self._md, self.datasets, self.methods, self.metrics, self.scores = _tables()
+        (self._md, self.datasets, self.methods, self.metrics, self.scores, self.dataset_images,
+         self.runs) = _tables()  # fmt: skip
         self._create_tables()
 
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden (for messages and published pages)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:  # an unparsable URL: show none of it rather than a secret
+            return "(unparsable store URL)"
+
     def _create_tables(self) -> None:
-        """Create missing tables; tolerate another process (a shard, a reader) doing it at once."""
+        """Create missing tables; tolerate another process (a shard, a reader) doing it at once.
+
+        Raises:
+            StoreError: the URL names something that is not a database (a PNG, a text file), a
+                server that cannot be reached, or a database that stays locked.
+        """
         import time
 
-        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+        from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 
         for attempt in range(5):
             try:
                 self._md.create_all(self.engine)
                 break
-            except (OperationalError, ProgrammingError, IntegrityError):
-                # "table already exists" / "database is locked" from a concurrent creator:
-                # the next checkfirst pass sees the tables
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                text = str(exc.orig if getattr(exc, "orig", None) is not None else exc).lower()
+                # "table already exists" / "database is locked" / a duplicate catalogue row from a
+                # concurrent creator: the next checkfirst pass sees the tables
+                racing = isinstance(exc, (IntegrityError, ProgrammingError)) or "already exists" in text or "locked" in text
+                if racing and attempt < 4:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                self.engine.dispose()
+                raise StoreError(self._open_error(exc)) from exc
+            except DatabaseError as exc:  # e.g. sqlite3 "file is not a database"
+                self.engine.dispose()
+                raise StoreError(self._open_error(exc)) from exc
+
         self._migrate_methods()
 
     # ------------------------------------------------------------------ migrations
@@ -399,6 +501,14 @@ class ResultsStore:
         )
         conn.exec_driver_sql("DROP TABLE methods_before_versions")
 
+    def _open_error(self, exc: Exception) -> str:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if self.engine.dialect.name == "sqlite":
+            fix = "point --store at a new or existing SQLite results file (e.g. results.db), not another kind of file"
+        else:
+            fix = "check that the database server is running and the URL (host, port, user, database) is right"
+        return f"cannot open the results store {self.safe_url!r}: {reason}; {fix}"
+
     def __repr__(self) -> str:
         return f"ResultsStore({self.url!r})"
 
@@ -407,17 +517,51 @@ class ResultsStore:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ writing
+    def _insert(self, table):
+        """The dialect's INSERT construct with ``on_conflict_*`` (SQLite, PostgreSQL), else None."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+
+            return insert(table)
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+
+            return insert(table)
+        return None
+
     def _upsert(self, table, key: str | Sequence[str], row: dict[str, Any]) -> None:
-        from sqlalchemy import and_, select
+        """Insert ``row`` or update the row with the same ``key`` column(s), race-free.
+
+        A select-then-insert lets two processes that register the same name at the same moment
+        both decide to insert, and the second one fails on the unique key. SQLite and PostgreSQL
+        do it in one statement (``INSERT ... ON CONFLICT (key) DO UPDATE``); other dialects try an
+        update, insert when no row matched, and retry once as an update when a concurrent insert
+        won the race.
+        """
+        from sqlalchemy import and_
+        from sqlalchemy.exc import IntegrityError
 
         keys = [key] if isinstance(key, str) else list(key)
-        match = and_(*(table.c[k] == row[k] for k in keys))
-        with self.engine.begin() as conn:
-            exists = conn.execute(select(table.c[keys[0]]).where(match)).first()
-            if exists:
-                conn.execute(table.update().where(match).values(**row))
-            else:
-                conn.execute(table.insert().values(**row))
+        stmt = self._insert(table)
+        if stmt is not None:
+            stmt = stmt.values(**row)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in row if c not in keys}
+            )
+            with self.engine.begin() as conn:
+                conn.execute(stmt)
+            return
+        where = and_(*(table.c[k] == row[k] for k in keys))
+        for attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    if not conn.execute(table.update().where(where).values(**row)).rowcount:
+                        conn.execute(table.insert().values(**row))
+                return
+            except IntegrityError:
+                if attempt == 1:
+                    raise
 
     def upsert_dataset(self, rec: DatasetRecord) -> None:
         """Insert or update the description of a dataset."""
@@ -487,6 +631,153 @@ class ResultsStore:
             },
         )
 
+    def set_dataset_images(self, dataset: str, images: Mapping[str, bool]) -> None:
+        """Record the images ``dataset`` holds now: ``{image id: has an HR image}``.
+
+        Rows of images no longer listed are removed, new ones inserted (insert-or-ignore, so two
+        processes registering the same dataset at once both succeed), changed flags updated;
+        nothing is written when the set is unchanged. The scores of removed images stay in
+        ``scores`` (they are history) but stop counting in reports (:mod:`benchmark.report`).
+        """
+        from sqlalchemy import and_, select
+
+        t = self.dataset_images
+        want = {str(k): bool(v) for k, v in images.items()}
+        with self.engine.begin() as conn:
+            have = {r.image: bool(r.has_reference) for r in conn.execute(
+                select(t.c.image, t.c.has_reference).where(t.c.dataset == dataset))}  # fmt: skip
+            gone = sorted(set(have) - set(want))
+            for i in range(0, len(gone), _CHUNK):
+                conn.execute(t.delete().where(and_(t.c.dataset == dataset, t.c.image.in_(gone[i : i + _CHUNK]))))
+            for flag in (True, False):
+                changed = sorted(k for k, v in want.items() if k in have and have[k] != v and v is flag)
+                for i in range(0, len(changed), _CHUNK):
+                    conn.execute(t.update().where(and_(t.c.dataset == dataset, t.c.image.in_(changed[i : i + _CHUNK])))
+                                 .values(has_reference=flag))  # fmt: skip
+            fresh = [{"dataset": dataset, "image": k, "has_reference": v} for k, v in sorted(want.items()) if k not in have]
+            if fresh:
+                stmt = self._insert(t)
+                if stmt is not None:
+                    conn.execute(stmt.on_conflict_do_nothing(index_elements=["dataset", "image"]), fresh)
+                else:
+                    conn.execute(t.insert(), fresh)
+
+    def dataset_images_frame(self, dataset: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Columns ``dataset, image, has_reference``: the images each dataset holds now (see
+        :meth:`set_dataset_images`); datasets never registered by the runner have no rows."""
+        import pandas as pd
+        from sqlalchemy import select
+
+        t = self.dataset_images
+        q = select(t.c.dataset, t.c.image, t.c.has_reference).order_by(t.c.dataset, t.c.image)
+        if dataset is not None:
+            q = q.where(t.c.dataset.in_([dataset] if isinstance(dataset, str) else list(dataset)))
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(q).fetchall(), columns=["dataset", "image", "has_reference"])
+        frame["has_reference"] = frame["has_reference"].astype(bool)
+        return frame
+
+    # ------------------------------------------------------------------ method runs
+    def start_runs(
+        self,
+        run_id: str,
+        dataset: str,
+        methods: Sequence[tuple[str, str]],
+        *,
+        n_pairs: int,
+        metrics: Sequence[str],
+        unavailable: Sequence[str] = (),
+    ) -> None:
+        """Record that ``methods`` (``(name, method hash)`` pairs) start on ``dataset`` (status
+        ``running``); a repeated call for the same run is a no-op."""
+        if not methods:
+            return
+        now = _now()
+        rows = [
+            {
+                "run_id": run_id,
+                "dataset": dataset,
+                "method": name,
+                "method_hash": mhash,
+                "status": "running",
+                "error": "",
+                "n_pairs": int(n_pairs),
+                "n_skipped": 0,
+                "metrics": json.dumps(list(metrics)),
+                "unavailable": json.dumps(list(unavailable)),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": now,
+                "finished": None,
+            }
+            for name, mhash in methods
+        ]
+        stmt = self._insert(self.runs)
+        with self.engine.begin() as conn:
+            if stmt is not None:
+                conn.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "dataset", "method"]), rows)
+            else:
+                conn.execute(self.runs.insert(), rows)
+
+    def finish_runs(
+        self,
+        run_id: str,
+        dataset: str,
+        methods: Iterable[str],
+        status: str,
+        *,
+        error: str = "",
+        n_skipped: int | Mapping[str, int] = 0,
+    ) -> int:
+        """Set the final ``status`` of runs that are still ``running`` (the first outcome wins:
+        a worker that recorded ``failed`` is not overwritten by rank 0's later ``aborted``).
+
+        Returns:
+            How many runs changed.
+        """
+        from sqlalchemy import and_
+
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"run status {status!r} is not one of {RUN_STATUSES[1:]}")
+        r = self.runs.c
+        changed = 0
+        now = _now()
+        with self.engine.begin() as conn:
+            for name in methods:
+                skipped = n_skipped.get(name, 0) if isinstance(n_skipped, Mapping) else n_skipped
+                where = and_(r.run_id == run_id, r.dataset == dataset, r.method == name, r.status == "running")
+                res = conn.execute(self.runs.update().where(where).values(
+                    status=status, error=error, n_skipped=int(skipped), finished=now))  # fmt: skip
+                changed += int(res.rowcount or 0)
+        return changed
+
+    def runs_frame(self, *, latest: bool = True) -> pd.DataFrame:
+        """Method runs: columns ``run_id, dataset, method, method_hash, status, error, n_pairs,
+        n_skipped, metrics (list), unavailable (list), host, pid, started, finished``.
+
+        Args:
+            latest: keep only the most recent run per ``(dataset, method)``.
+        """
+        import pandas as pd
+        from sqlalchemy import select
+
+        cols = [c.name for c in self.runs.columns if c.name != "id"]
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(select(*(self.runs.c[c] for c in cols)).order_by(self.runs.c.id)).fetchall(),
+                                 columns=cols)  # fmt: skip
+        if latest and len(frame):
+            frame = frame.drop_duplicates(["dataset", "method"], keep="last")
+        for c in ("metrics", "unavailable"):
+            frame[c] = frame[c].map(json.loads)
+        if len(frame):
+            # a run still "running" whose process on this host is gone was killed (SIGKILL, power
+            # loss): show it as interrupted; runs of other hosts cannot be checked from here
+            here = socket.gethostname()
+            dead = [s == "running" and h == here and not _pid_alive(int(p))
+                    for s, h, p in zip(frame["status"], frame["host"], frame["pid"], strict=True)]  # fmt: skip
+            frame.loc[dead, "status"] = "interrupted"
+        return frame.reset_index(drop=True)
+
     def add_scores(self, records: Iterable[ScoreRecord]) -> int:
         """Write scores in one transaction; rows already stored are left alone.
 
@@ -515,14 +806,10 @@ class ResultsStore:
             )
         if not rows:
             return 0
-        dialect = self.engine.dialect.name
+        insert = self._insert(self.scores)
         with self.engine.begin() as conn:
-            if dialect in ("sqlite", "postgresql"):
-                if dialect == "sqlite":
-                    from sqlalchemy.dialects.sqlite import insert
-                else:
-                    from sqlalchemy.dialects.postgresql import insert
-                stmt = insert(self.scores).on_conflict_do_nothing(
+            if insert is not None:
+                stmt = insert.on_conflict_do_nothing(
                     index_elements=[
                         "dataset",
                         "image",
@@ -734,15 +1021,16 @@ class ResultsStore:
         path = Path(path)
         frame = self.scores_frame(**filters)
         frame["created"] = frame["created"].astype(str)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         suffix = path.suffix.lower()
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        elif suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        elif suffix == ".json":
-            frame.to_json(tmp, orient="records", indent=1)
-        else:
+        if suffix not in (".csv", ".parquet", ".json"):
             raise ValueError(f"export {path}: unknown format {suffix!r}; use .csv, .parquet or .json")
-        os.replace(tmp, path)
+        from core.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            if suffix == ".csv":
+                frame.to_csv(tmp, index=False)
+            elif suffix == ".parquet":
+                frame.to_parquet(tmp, index=False)
+            else:
+                frame.to_json(tmp, orient="records", indent=1)
         return path

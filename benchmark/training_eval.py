@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ def make_eval_callback(
         max_images: evaluate the first N pairs (by id) only, to keep evaluation short.
         vosr_options: keyword options of ``vosr.pipeline.VOSRUpscaler`` (steps, guidance, ...).
 
+    Every step's mean covers all ``max_images`` pairs: a metric that returns a non-finite value on
+    any of them reports NaN for that step (with a warning naming the image), never a mean over
+    fewer images. Images above the pixel limit are refused before decoding (``benchmark.images``).
+
     Raises:
         FileNotFoundError / ValueError: unreadable dataset, unknown metric, missing weights.
     """
@@ -85,7 +90,7 @@ def make_eval_callback(
         method = VOSRMethod(f"step-{step}", "training", "training evaluation", checkpoint=str(checkpoint_dir),
                             device=device, options=dict(vosr_options or {}))  # fmt: skip
         sums = dict.fromkeys(names, 0.0)
-        counts = dict.fromkeys(names, 0)
+        bad: dict[str, str] = {}
         try:
             for pair in pairs:
                 lr, hr = read_image(pair.lr), read_image(pair.hr)
@@ -95,9 +100,15 @@ def make_eval_callback(
                     value = float(model(sr_t, hr.tensor() if spec.kind == "FR" else None)[0])
                     if math.isfinite(value):
                         sums[spec.name] += value
-                        counts[spec.name] += 1
+                    else:
+                        bad.setdefault(spec.name, f"{value} on {pair.id} ({pair.lr})")
         finally:
             method.close()
-        return {n: sums[n] / counts[n] if counts[n] else float("nan") for n in names}
+        # a mean over fewer images than the others would not be comparable across steps: a metric
+        # that failed on any image reports NaN for the step, and says where
+        for name, where in bad.items():
+            print(f"warning: step {step}: metric {name} gave {where}; its value for this step is NaN",
+                  file=sys.stderr)  # fmt: skip
+        return {n: float("nan") if n in bad else sums[n] / len(pairs) for n in names}
 
     return callback

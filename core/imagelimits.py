@@ -16,7 +16,14 @@ from pathlib import Path
 
 from core.errors import UserError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageTooLargeError", "max_pixels", "check_pixels", "check_image_pixels"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageTooLargeError",
+    "max_pixels",
+    "check_pixels",
+    "check_image_pixels",
+    "pil_bomb_error",
+]
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -53,6 +60,17 @@ def check_pixels(width: int, height: int, what: str | os.PathLike[str], limit: i
         )
 
 
+def pil_bomb_error(what: str | os.PathLike[str], exc: Exception, limit: int | None = None) -> ImageTooLargeError:
+    """Our error for PIL's own ``DecompressionBombError`` (raised on the header above twice
+    ``Image.MAX_IMAGE_PIXELS``, before our limit could be checked), with the pixel count PIL found."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)) / 1e6:.1f} MP" if found else "more pixels than PIL allows"
+    return ImageTooLargeError(
+        f"{what}: declares {size}, over the pixel limit of {max_pixels(limit) / 1e6:.1f} MP; "
+        "downscale or crop the image"
+    )
+
+
 def check_image_pixels(path: str | os.PathLike[str], limit: int | None = None) -> tuple[int, int]:
     """Read only the header of the image at ``path`` and enforce the pixel limit.
 
@@ -74,14 +92,7 @@ def check_image_pixels(path: str | os.PathLike[str], limit: int | None = None) -
     except FileNotFoundError:
         raise FileNotFoundError(f"image {path} does not exist") from None
     except Image.DecompressionBombError as exc:
-        # PIL's own guard (twice Image.MAX_IMAGE_PIXELS) fired on the header: report the
-        # project's limit, with the pixel count PIL found
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(found.group(1)) / 1e6:.1f} MP" if found else "more pixels than PIL allows"
-        raise ImageTooLargeError(
-            f"{path}: declares {size}, over the pixel limit of {max_pixels(limit) / 1e6:.1f} MP; "
-            "downscale or crop the image"
-        ) from None
+        raise pil_bomb_error(path, exc, limit) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
     check_pixels(width, height, path, limit)

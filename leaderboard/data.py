@@ -27,7 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.report import bootstrap_ci, mean_ci  # noqa: F401 (bootstrap_ci re-exported)
+from benchmark import report
+from benchmark.report import CONFIDENCE, N_BOOT, SEED, bootstrap_ci  # noqa: F401 (re-exported)
 
 # FAMILIES: the method families, in the order the filters show them; GT_METHOD: the pseudo-method
 # under which the store keeps the no-reference scores of the HR images (re-exported for the pages)
@@ -167,32 +168,46 @@ def directions(columns: Iterable[MetricColumn]) -> dict[str, bool | None]:
 
 
 def summarize(
-    scores: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+    scores: pd.DataFrame,
+    *,
+    images: pd.DataFrame | None = None,
+    runs: pd.DataFrame | None = None,
+    metrics: pd.DataFrame | None = None,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
 ) -> pd.DataFrame:
-    """Mean and bootstrap CI of each (dataset, method, metric) over its images.
+    """Mean and bootstrap CI of each (dataset, method, metric) under the comparison rule.
 
-    The computation is :func:`benchmark.report.mean_ci` (vectorised percentile bootstrap), so the
-    leaderboard and ``screensr bench report`` show the same intervals for the same seed.
+    This is :func:`benchmark.report.summary` (the one implementation of the rule and of the
+    bootstrap), so the leaderboard, its static export and ``screensr bench report`` show the
+    same numbers, ``n`` of ``n_total``, ranks and intervals for the same scores.
 
     Args:
         scores: tidy scores with columns ``dataset, image, method, metric, value``.
+        images: the store's ``dataset_images`` (the images each dataset holds now).
+        runs: the store's latest method runs (their status explains incomplete methods).
+        metrics: the store's metric descriptions (directions, FR/NR).
         confidence, n_boot, seed: see :func:`benchmark.report.bootstrap_ci`.
 
     Returns:
-        One row per (dataset, method, metric): ``dataset, method, metric, mean, ci_low,
-        ci_high, n`` (``n`` = images with a finite value), sorted by the three keys.
+        One row per (dataset, method, metric), columns :data:`benchmark.report.SUMMARY_COLUMNS`
+        (``n`` = current images with a score, ``n_total`` = images in the dataset, ``complete``,
+        ``rank``, ``status``), sorted by the three keys.
 
     Example:
         >>> f = pd.DataFrame({"dataset": "d", "image": ["a", "b", "c"], "method": "m",
         ...                   "metric": "psnr", "value": [20.0, 22.0, 24.0]})
         >>> s = summarize(f, n_boot=200)
-        >>> s[["method", "mean", "n"]].values.tolist()
-        [['m', 22.0, 3]]
+        >>> s[["method", "mean", "n", "n_total", "complete"]].values.tolist()
+        [['m', 22.0, 3, 3, True]]
         >>> bool(s["ci_low"][0] <= 22.0 <= s["ci_high"][0])
         True
     """
     _require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
-    return mean_ci(scores, confidence=confidence, n_boot=n_boot, seed=seed)
+    return report.summary(
+        scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot, seed=seed
+    )
 
 
 def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | None]) -> pd.DataFrame:
@@ -259,6 +274,10 @@ def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_hi
 # --------------------------------------------------------------------------- tables
 
 
+#: Per-metric columns of the wide table, after the mean itself (named ``"<metric> <suffix>"``).
+METRIC_STATS = ("ci_low", "ci_high", "n", "N")
+
+
 def leaderboard_table(
     summary: pd.DataFrame,
     dataset: str,
@@ -266,8 +285,13 @@ def leaderboard_table(
     *,
     methods: pd.DataFrame | None = None,
     include: Iterable[str] | None = None,
+    runs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The wide leaderboard of one dataset: one row per method, three numbers per metric.
+    """The wide leaderboard of one dataset: one row per method, the numbers of each metric.
+
+    The comparison rule (``benchmark.report``) decides what is ranked: a method is ranked only
+    when it is complete (a score for every current image) on every shown metric; the others keep
+    their partial means, marked by ``status`` and by ``<m> n`` < ``<m> N``, and come last.
 
     Args:
         summary: output of ``summarize``.
@@ -275,40 +299,89 @@ def leaderboard_table(
         columns: metrics to show, in order.
         methods: the store's methods frame (``name``, ``family``, ...) to add the family.
         include: keep only these methods (after the filters the page applied); default all.
+        runs: the store's latest runs: a method whose last run failed shows it (``status``,
+            ``note``), and one that failed before any score is listed with empty cells.
 
     Returns:
-        Columns ``rank, method, family, mean_rank`` then, per metric ``m``: ``m`` (mean),
-        ``m ci_low``, ``m ci_high``; plus ``n`` (images). Sorted by rank. The GT pseudo-method
-        is excluded (it has its own table). Empty frame (same columns) when nothing matches.
+        Columns ``rank, method, family, mean_rank, status`` then, per metric ``m``: ``m`` (mean),
+        ``m ci_low``, ``m ci_high``, ``m n`` (images scored), ``m N`` (images in the dataset);
+        then ``n`` (fewest images over the shown metrics), ``n_total`` (images in the dataset)
+        and ``note`` (the last run's error, if it did not complete). ``status`` is ``complete``,
+        ``incomplete``, or the last run's ``failed`` / ``aborted`` / ``partial`` / ``running`` /
+        ``interrupted``. Sorted by rank; the GT pseudo-method is excluded (it has its own
+        table). Empty frame (same columns) when nothing matches.
     """
     _require_columns(summary, ("dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"), "summary")
     names = [c.name for c in columns]
     part = summary[
         (summary["dataset"] == dataset) & (summary["method"] != GT_METHOD) & summary["metric"].isin(names)
     ]
-    if include is not None:
-        part = part[part["method"].isin(list(include))]
-    wide_cols = ["rank", "method", "family", "mean_rank"]
+    keep = None if include is None else set(include)
+    if keep is not None:
+        part = part[part["method"].isin(keep)]
+    wide_cols = ["rank", "method", "family", "mean_rank", "status"]
     for m in names:
-        wide_cols += [m, f"{m} ci_low", f"{m} ci_high"]
-    wide_cols.append("n")
-    if part.empty:
+        wide_cols += [m, *(f"{m} {stat}" for stat in METRIC_STATS)]
+    wide_cols += ["n", "n_total", "note"]
+    problems = report.run_problems(runs)
+    problems = problems[(problems["dataset"] == dataset) & (problems["method"] != GT_METHOD)]
+    if keep is not None:
+        problems = problems[problems["method"].isin(keep)]
+    if part.empty and problems.empty:
         return pd.DataFrame(columns=wide_cols)
-    pivot = part.pivot_table(index="method", columns="metric", values=["mean", "ci_low", "ci_high"], aggfunc="first")
-    table = pd.DataFrame(index=pivot.index)
+    if "n_total" not in part.columns:  # a summary from before the rule: every group counts as complete
+        part = part.assign(n_total=part["n"], complete=part["n"] > 0)
+    index = sorted(set(part["method"]) | set(problems["method"]))
+    table = pd.DataFrame(index=pd.Index(index, name="method"))
+    pivot = part.pivot_table(index="method", columns="metric", values=["mean", "ci_low", "ci_high", "n", "n_total"],
+                             aggfunc="first")  # fmt: skip
     for m in names:
-        for stat, suffix in (("mean", ""), ("ci_low", " ci_low"), ("ci_high", " ci_high")):
-            table[f"{m}{suffix}"] = pivot[(stat, m)] if (stat, m) in pivot.columns else np.nan
-    table["n"] = part.groupby("method")["n"].max()
-    ranks = aggregate_rank(table[names], directions(columns)) if any(
-        c.higher_is_better is not None for c in columns
-    ) else pd.DataFrame({"mean_rank": np.nan, "rank": pd.array([pd.NA] * len(table), "Int64")}, index=table.index)
+        for stat, name in (("mean", m), ("ci_low", f"{m} ci_low"), ("ci_high", f"{m} ci_high"), ("n", f"{m} n"),
+                           ("n_total", f"{m} N")):  # fmt: skip
+            table[name] = pivot[(stat, m)].reindex(table.index) if (stat, m) in pivot.columns else np.nan
+        table[f"{m} n"] = table[f"{m} n"].fillna(0).astype(int)
+        # a metric the method lacks entirely still has the dataset's image count
+        total = part.loc[part["metric"] == m, "n_total"].max() if (part["metric"] == m).any() else 0
+        table[f"{m} N"] = table[f"{m} N"].fillna(total).astype(int)
+    done = pd.DataFrame({m: (table[f"{m} n"] >= table[f"{m} N"]) & (table[f"{m} n"] > 0) for m in names}, index=table.index)
+    complete = done.all(axis=1)
+    table["n"] = table[[f"{m} n" for m in names]].min(axis=1).astype(int)
+    table["n_total"] = table[[f"{m} N" for m in names]].max(axis=1).astype(int)
+    # the rank sees only complete cells: a partial mean never competes with complete ones
+    rankable = table[names].where(done)
+    if any(c.higher_is_better is not None for c in columns) and complete.any():
+        ranks = aggregate_rank(rankable, directions(columns))
+    else:
+        ranks = pd.DataFrame({"mean_rank": np.nan, "rank": pd.array([pd.NA] * len(table), "Int64")}, index=table.index)
     table["mean_rank"] = ranks["mean_rank"]
     table["rank"] = ranks["rank"]
+    run_status = dict(zip(problems["method"], problems["status"], strict=True))
+    notes = dict(zip(problems["method"], problems["error"], strict=True))
+    table["status"] = [
+        "complete" if complete[m] else run_status.get(m, "incomplete") for m in table.index
+    ]
+    table["note"] = [str(notes.get(m, "")) for m in table.index]
     table["family"] = _families(methods, table.index)
-    table = table.reset_index().rename(columns={"index": "method"})
+    table = table.reset_index()
     table = table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
     return table[wide_cols]
+
+
+def cell_text(table: pd.DataFrame, column: MetricColumn, *, ci: bool = True) -> list[str]:
+    """The display text of one metric's cells: ``"26.95 [26.55, 27.35]"`` (mean and interval in
+    one cell; ``ci=False``: the mean alone), followed by ``" (2/3 images)"`` when the method
+    lacks images; empty when there is no score.
+    """
+    d = column.decimals
+    out = []
+    for mean, lo, hi, n, total in zip(table[column.name], table[f"{column.name} ci_low"], table[f"{column.name} ci_high"],
+                                      table[f"{column.name} n"], table[f"{column.name} N"], strict=True):  # fmt: skip
+        if pd.isna(mean):
+            out.append("")
+            continue
+        text = report.interval_text(float(mean), float(lo), float(hi), d) if ci else f"{float(mean):.{d}f}"
+        out.append(text if n >= total else f"{text} ({int(n)}/{int(total)} images)")
+    return out
 
 
 def gt_quality_table(summary: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
@@ -333,12 +406,59 @@ def gt_quality_table(summary: pd.DataFrame, dataset: str | None = None) -> pd.Da
 
 def header_labels(columns: Sequence[MetricColumn]) -> dict[str, str]:
     """Rename map from the wide table's column names to headers with direction arrows."""
-    out: dict[str, str] = {"rank": "Rank", "method": "Method", "family": "Family", "mean_rank": "Mean rank ↓", "n": "Images"}
+    out: dict[str, str] = {"rank": "Rank", "method": "Method", "family": "Family", "status": "Status",
+                           "mean_rank": "Mean rank ↓", "n": "Images", "n_total": "Dataset images",
+                           "note": "Last run"}  # fmt: skip
     for c in columns:
         out[c.name] = c.header
         out[f"{c.name} ci_low"] = f"{c.label} CI low"
         out[f"{c.name} ci_high"] = f"{c.label} CI high"
+        out[f"{c.name} n"] = f"{c.label} images"
+        out[f"{c.name} N"] = f"{c.label} of"
     return out
+
+
+def images_text(table: pd.DataFrame) -> list[str]:
+    """``"130"`` for a complete method, ``"1/3"`` for one that lacks images."""
+    return [str(int(n)) if n >= total else f"{int(n)}/{int(total)}" for n, total in zip(table["n"], table["n_total"], strict=True)]
+
+
+def styled_table(table: pd.DataFrame, columns: Sequence[MetricColumn], *, ci: bool = True):
+    """The wide table as the page shows it: a pandas ``Styler`` over numeric cells.
+
+    Each metric is ONE column whose cells read ``26.95 [26.55, 27.35]`` (mean and interval;
+    ``ci=False``: the mean) with ``(2/3 images)`` appended for an incomplete method, while the
+    underlying value stays the numeric mean, so a click on the header still sorts by number.
+    The interval bounds, per-metric image counts and totals are folded into the text; the CSV and
+    JSON downloads keep them as numbers (``leaderboard_table``).
+
+    Returns:
+        ``pandas.io.formats.style.Styler`` with columns ``Rank, Method, Family, Mean rank ↓,
+        Status``, one header per metric (``PSNR ↑``), ``Images`` (``n`` or ``n/N``) and, when a
+        shown method's last run did not complete, ``Last run`` (its error).
+    """
+    headers = header_labels(columns)
+    keep = ["rank", "method", "family", "mean_rank", "status", *(c.name for c in columns)]
+    shown = table[keep].reset_index(drop=True).rename(columns=headers)
+    shown[headers["n"]] = images_text(table) if len(table) else []
+    if len(table) and table["note"].astype(str).str.len().gt(0).any():
+        shown[headers["note"]] = table["note"].astype(str).to_numpy()
+    styler = shown.style.format("{:.2f}", subset=[headers["mean_rank"]], na_rep="")
+    styler = styler.format(lambda v: "" if pd.isna(v) else str(int(v)), subset=[headers["rank"]])
+    for c in columns:
+        head = headers[c.name]
+        texts = cell_text(table.reset_index(drop=True), c, ci=ci)
+        by_value: dict[float, str] = {}
+        clash: list[int] = []
+        for i, (value, text) in enumerate(zip(shown[head], texts, strict=True)):
+            if pd.isna(value):
+                continue
+            if by_value.setdefault(float(value), text) != text:
+                clash.append(i)  # the same mean with another interval or count: its own formatter
+        styler = styler.format(lambda v, lookup=by_value: "" if pd.isna(v) else lookup.get(float(v), ""), subset=[head])
+        for i in clash:
+            styler = styler.format(lambda _v, text=texts[i]: text, subset=pd.IndexSlice[[i], [head]])
+    return styler
 
 
 def filter_methods(
@@ -388,7 +508,8 @@ def plane_points(
 
     Returns:
         Columns ``method, family, x, y, pareto`` (``pareto``: on the front given both axes'
-        directions); methods missing either metric are dropped.
+        directions); methods missing either metric, or incomplete on either (comparison rule),
+        are dropped.
     """
     if x.higher_is_better is None or y.higher_is_better is None:
         raise ValueError(
@@ -396,6 +517,8 @@ def plane_points(
             "has none"
         )
     part = summary[(summary["dataset"] == dataset) & (summary["method"] != GT_METHOD)]
+    if "complete" in part.columns:  # the comparison rule: partial means are not placed beside complete ones
+        part = part[part["complete"].astype(bool)]
     wide = part.pivot_table(index="method", columns="metric", values="mean", aggfunc="first")
     if x.name not in wide.columns or y.name not in wide.columns:
         return pd.DataFrame(columns=["method", "family", "x", "y", "pareto"])
@@ -425,16 +548,20 @@ def select_metric_set(columns: Sequence[MetricColumn], name: str) -> list[Metric
 
 def sort_table(table: pd.DataFrame, by: str, columns: Sequence[MetricColumn]) -> pd.DataFrame:
     """Sort the wide table best first: by aggregated rank (``by="rank"``) or by one metric in its
-    own direction (a metric of unknown direction sorts descending). Missing values go last."""
+    own direction (a metric of unknown direction sorts descending). Methods incomplete on that
+    metric come after the complete ones (a partial mean never outranks a full one); missing
+    values go last."""
     if by == "rank":
         return table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
     column = next((c for c in columns if c.name == by), None)
     if column is None:
         raise ValueError(f"cannot sort by {by!r}: not one of the shown metrics {[c.name for c in columns]}")
     ascending = column.higher_is_better is False
-    return table.sort_values([by, "method"], ascending=[ascending, True], kind="stable", na_position="last").reset_index(
-        drop=True
-    )
+    partial = (table[f"{by} n"] < table[f"{by} N"]) if f"{by} n" in table.columns else pd.Series(False, index=table.index)
+    keyed = table.assign(_partial=partial.astype(bool))
+    keyed = keyed.sort_values(["_partial", by, "method"], ascending=[True, ascending, True], kind="stable",
+                              na_position="last")  # fmt: skip
+    return keyed.drop(columns="_partial").reset_index(drop=True)
 
 
 def table_json(table: pd.DataFrame, dataset: str, columns: Sequence[MetricColumn]) -> str:
@@ -511,6 +638,8 @@ class Board:
         summary: ``summarize(scores)`` (protocol ``ALL_PROTOCOLS``).
         methods, datasets, metrics: the store's description frames.
         known: ``{metric: (higher_is_better, "FR"|"NR")}`` from the store.
+        images: the store's ``dataset_images`` (the images each dataset holds now).
+        runs: the store's latest run per (dataset, method), with status and error.
     """
 
     url: str
@@ -520,6 +649,8 @@ class Board:
     datasets: pd.DataFrame
     metrics: pd.DataFrame
     known: dict[str, tuple[bool, str]]
+    images: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "image", "has_reference"]))
+    runs: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "method", "status", "error"]))
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def summary_for(self, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
@@ -527,8 +658,21 @@ class Board:
         if protocol == ALL_PROTOCOLS:
             return self.summary
         if protocol not in self._memo:
-            self._memo[protocol] = summarize(protocol_scores(self.scores, protocol))
+            self._memo[protocol] = summarize(protocol_scores(self.scores, protocol), images=self.images,
+                                             runs=self.runs, metrics=self.metrics)  # fmt: skip
         return self._memo[protocol]
+
+    def table(
+        self,
+        dataset: str,
+        columns: Sequence[MetricColumn],
+        *,
+        summary: pd.DataFrame | None = None,
+        include: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """``leaderboard_table`` of ``dataset`` with this board's methods and runs."""
+        return leaderboard_table(self.summary if summary is None else summary, dataset, columns, methods=self.methods,
+                                 include=include, runs=self.runs)  # fmt: skip
 
     def columns(self, dataset: str | None = None, summary: pd.DataFrame | None = None) -> list[MetricColumn]:
         """Metric columns that methods (not only GT) have, on one dataset or all."""
@@ -593,8 +737,9 @@ def method_versions(url: str, method: str) -> list[dict]:
     return [json.loads(t or "{}") for t in sorted(texts)]
 
 
-def load_board(url: str | None = None, *, confidence: float = 0.95, n_boot: int = 1000) -> Board:
-    """Read the results store at ``url`` (default ``$SCREENSR_STORE``) and summarise it."""
+def load_board(url: str | None = None, *, confidence: float = CONFIDENCE, n_boot: int = N_BOOT) -> Board:
+    """Read the results store at ``url`` (default ``$SCREENSR_STORE``) and summarise it under the
+    comparison rule, with the suite's one bootstrap setting (``benchmark.report.N_BOOT``)."""
     from benchmark.store import ResultsStore
 
     store = ResultsStore(url)
@@ -603,10 +748,12 @@ def load_board(url: str | None = None, *, confidence: float = 0.95, n_boot: int 
         methods = store.methods_frame()
         datasets = store.datasets_frame()
         metrics = store.metrics_frame()
+        images = store.dataset_images_frame()
+        runs = store.runs_frame()
     finally:
         store.close()
-    summary = summarize(scores, confidence=confidence, n_boot=n_boot)
-    return Board(store.url, scores, summary, methods, datasets, metrics, known_metrics(metrics))
+    summary = summarize(scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot)
+    return Board(store.url, scores, summary, methods, datasets, metrics, known_metrics(metrics), images, runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -624,7 +771,8 @@ class MethodInfo:
     updated: str
     versions: list[dict]
     coverage: pd.DataFrame
-    """One row per dataset: ``Dataset, Rank, Of, Images, Metrics``."""
+    """One row per dataset: ``Dataset, Rank, Of`` (ranked methods), ``Images`` (``n/N`` when
+    incomplete), ``Status``, ``Metrics``."""
 
 
 def method_info(board: Board, name: str) -> MethodInfo:
@@ -645,15 +793,16 @@ def method_info(board: Board, name: str) -> MethodInfo:
         part = board.summary[(board.summary["dataset"] == dataset) & (board.summary["method"] == name)]
         if part.empty:
             continue
-        table = leaderboard_table(board.summary, dataset, board.columns(dataset), methods=board.methods)
+        table = board.table(dataset, board.columns(dataset))
         mine = table[table["method"] == name]
         rank = mine["rank"].iloc[0] if len(mine) else pd.NA
         coverage.append(
             {
                 "Dataset": dataset,
                 "Rank": rank,
-                "Of": len(table),
-                "Images": int(part["n"].max()),
+                "Of": int(table["rank"].notna().sum()),
+                "Images": images_text(mine)[0] if len(mine) else "0",
+                "Status": str(mine["status"].iloc[0]) if len(mine) else "",
                 "Metrics": ", ".join(order_metrics(part["metric"])),
             }
         )
@@ -670,7 +819,7 @@ def method_info(board: Board, name: str) -> MethodInfo:
         links,
         str(row["updated"]),
         method_versions(board.url, name),
-        pd.DataFrame(coverage, columns=["Dataset", "Rank", "Of", "Images", "Metrics"]),
+        pd.DataFrame(coverage, columns=["Dataset", "Rank", "Of", "Images", "Status", "Metrics"]),
     )
 
 

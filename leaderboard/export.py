@@ -139,7 +139,7 @@ th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:right}
 th{background:#f6f8fa;cursor:pointer;position:sticky;top:0}
 td.t,th.t{text-align:left}
 tr.best td{font-weight:600}
-.ci{color:#656d76;font-size:.8rem}
+td.partial{color:#9a6700;font-style:italic}
 .crops{display:flex;flex-wrap:wrap;gap:.75rem;align-items:flex-start}
 .crops figure{margin:0}
 .crops img{image-rendering:pixelated;image-rendering:crisp-edges;display:block}
@@ -184,33 +184,63 @@ def _fmt(value: Any, decimals: int) -> str:
 
 
 def leaderboard_html(table: pd.DataFrame, columns: Sequence[data.MetricColumn]) -> str:
-    """One dataset's wide table as a sortable HTML table (mean, with the CI below it)."""
-    head = ["<th class='t' title='aggregated rank, 1 = best'>Rank</th>", "<th class='t'>Method</th>",
-            "<th class='t'>Family</th>", "<th title='mean of per-metric ranks'>Mean rank ↓</th>"]  # fmt: skip
+    """One dataset's wide table as a sortable HTML table.
+
+    Each metric is one cell, ``mean [CI low, CI high]`` (sorting uses the mean); a method that
+    lacks images of the dataset shows ``(n/N images)`` in the cell and its status, and has no rank.
+    """
+    head = ["<th class='t' title='aggregated rank, 1 = best; only methods with every image are ranked'>Rank</th>",
+            "<th class='t'>Method</th>", "<th class='t'>Family</th>",
+            "<th title='mean of per-metric ranks'>Mean rank ↓</th>",
+            "<th class='t' title='complete: a score for every image of the dataset'>Status</th>"]  # fmt: skip
     for c in columns:
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[c.higher_is_better]
         unit = f" ({c.unit})" if c.unit else ""
-        head.append(f"<th title='{html.escape(c.label + unit)}: {direction}; 95% CI below'>{html.escape(c.header)}</th>")
+        level = f"{round(data.CONFIDENCE * 100)}%"
+        head.append(f"<th title='{html.escape(c.label + unit)}: {direction}; mean [{level} CI]'>{html.escape(c.header)}</th>")
     head.append("<th>Images</th>")
+    texts = {c.name: data.cell_text(table, c) for c in columns}
+    images = data.images_text(table) if len(table) else []
     rows = []
     for i, r in table.iterrows():
         rank = "" if pd.isna(r["rank"]) else int(r["rank"])
+        status = str(r["status"])
+        note = str(r.get("note", "") or "")
+        status_cell = html.escape(status) if not note else f"<span title='{html.escape(note)}'>{html.escape(status)}</span>"
         cells = [
             f"<td class='t' data-v='{rank}'>{rank}</td>",
             f"<td class='t' data-v='{html.escape(str(r['method']))}'><a href='methods.html#{slug(str(r['method']))}'>"
             f"{html.escape(str(r['method']))}</a></td>",
             f"<td class='t' data-v='{html.escape(str(r['family']))}'>{html.escape(str(r['family']))}</td>",
-            f"<td data-v='{r['mean_rank']}'>{_fmt(r['mean_rank'], 2)}</td>",
+            f"<td data-v='{'' if pd.isna(r['mean_rank']) else r['mean_rank']}'>{_fmt(r['mean_rank'], 2)}</td>",
+            f"<td class='t' data-v='{html.escape(status)}'>{status_cell}</td>",
         ]
         for c in columns:
-            mean, lo, hi = r[c.name], r[f"{c.name} ci_low"], r[f"{c.name} ci_high"]
-            ci = f"<br><span class='ci'>[{_fmt(lo, c.decimals)}, {_fmt(hi, c.decimals)}]</span>" if pd.notna(mean) else ""
-            cells.append(f"<td data-v='{'' if pd.isna(mean) else mean}'>{_fmt(mean, c.decimals)}{ci}</td>")
-        cells.append(f"<td data-v='{r['n']}'>{'' if pd.isna(r['n']) else int(r['n'])}</td>")
-        rows.append(f"<tr{' class=best' if i == 0 else ''}>{''.join(cells)}</tr>")
+            mean = r[c.name]
+            text = texts[c.name][i] or "–"
+            partial = " class='partial'" if pd.notna(mean) and r[f"{c.name} n"] < r[f"{c.name} N"] else ""
+            cells.append(f"<td{partial} data-v='{'' if pd.isna(mean) else mean}'>{html.escape(text)}</td>")
+        cells.append(f"<td data-v='{r['n']}'>{html.escape(images[i])}</td>")
+        best = i == 0 and pd.notna(r["rank"])
+        rows.append(f"<tr{' class=best' if best else ''}>{''.join(cells)}</tr>")
     return (
         f"<div class='scroll'><table class='sortable'><thead><tr>{''.join(head)}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def runs_html(problems: pd.DataFrame) -> str:
+    """The runs that did not complete (failed, aborted, partial, running, interrupted)."""
+    if problems.empty:
+        return ""
+    rows = "".join(
+        f"<tr><td class='t'>{html.escape(str(r.method))}</td><td class='t'>{html.escape(str(r.status))}</td>"
+        f"<td class='t'>{html.escape(str(r.error))}</td></tr>"
+        for r in problems.itertuples(index=False)
+    )
+    return (
+        "<h3>Runs that did not complete</h3><table><thead><tr><th class='t'>Method</th><th class='t'>Status</th>"
+        f"<th class='t'>Error</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
 
@@ -294,7 +324,7 @@ def export_site(
     for dataset in tqdm(board.dataset_names(), desc="export", unit="dataset", disable=not progress):
         d = slug(dataset)
         columns = board.columns(dataset)
-        table = data.leaderboard_table(board.summary, dataset, columns, methods=board.methods)
+        table = board.table(dataset, columns)
         if table.empty:
             continue
         write_if_changed(out / "data" / d / "leaderboard.csv", table.to_csv(index=False))
@@ -304,11 +334,14 @@ def export_site(
         nav.append(f"<a href='#{d}'>{html.escape(dataset)}</a>")
         parts = [
             f"<h2 id='{d}'>{html.escape(dataset)}</h2>",
-            f"<p>{len(table)} methods; mean over images with 95% bootstrap confidence intervals; rank = mean of "
-            "per-metric ranks, each in its metric's direction. Click a header to sort. Download: "
+            f"<p>{len(table)} methods; mean over the dataset's images [{round(data.CONFIDENCE * 100)}% percentile "
+            f"bootstrap interval, {data.N_BOOT} resamples]; rank = mean of per-metric ranks, each in its metric's "
+            "direction, among the methods with a score for every image (others show n/N and are not ranked). "
+            "Click a header to sort. Download: "
             f"<a href='data/{d}/leaderboard.csv'>CSV</a> · <a href='data/{d}/leaderboard.json'>JSON</a> · "
             f"<a href='data/{d}/scores.csv'>per-image scores</a></p>",
             leaderboard_html(table, columns),
+            runs_html(report_problems(board, dataset)),
         ]
         x, y = _plot_axes(columns, options)
         frame = board.scores[board.scores["dataset"] == dataset]
@@ -345,6 +378,14 @@ def export_site(
     write_if_changed(index, _page("ScreenSR leaderboard", body))
     write_if_changed(out / "methods.html", _page("ScreenSR methods", _methods_body(board)))
     return index
+
+
+def report_problems(board: data.Board, dataset: str) -> pd.DataFrame:
+    """The latest runs on ``dataset`` that did not complete (``benchmark.report.run_problems``)."""
+    from benchmark.report import run_problems
+
+    problems = run_problems(board.runs)
+    return problems[(problems["dataset"] == dataset) & (problems["method"] != data.GT_METHOD)]
 
 
 def _crops_section(

@@ -62,34 +62,47 @@ names = data.filter_methods(
 )
 if search:
     names = [n for n in names if search.lower() in n.lower()]
-table = data.leaderboard_table(summary, dataset, columns, methods=board.methods, include=names)
+table = board.table(dataset, columns, summary=summary, include=names)
 table = data.sort_table(table, sort_by, columns)
 
+level = round(data.CONFIDENCE * 100)
 st.caption(
-    f"**{dataset}** · {len(table)} methods · means over images with 95 % bootstrap confidence intervals "
-    "(1000 resamples) · arrows give each metric's direction · the rank averages per-metric ranks, each in its "
-    "own direction · click a header to re-sort."
+    f"**{dataset}** · {len(table)} methods · each cell: mean over the dataset's images [{level} % bootstrap "
+    f"interval, {data.N_BOOT} resamples] · arrows give each metric's direction · only methods with a score for "
+    "every image are ranked (the others show n/N images and come last) · the rank averages per-metric ranks, "
+    "each in its own direction · click a header to re-sort."
 )
 if table.empty:
     st.info("No method matches these filters.")
 else:
-    podium = " · ".join(f"{int(r['rank'])}. **{r['method']}**" for _, r in table.head(3).iterrows())
-    st.markdown(f"Best by aggregated rank: {podium}")
-    shown = table if show_ci else table[[c for c in table.columns if not c.endswith((" ci_low", " ci_high"))]]
+    ranked = table[table["rank"].notna()]
+    if len(ranked):
+        podium = " · ".join(f"{int(r['rank'])}. **{r['method']}**" for _, r in ranked.head(3).iterrows())
+        st.markdown(f"Best by aggregated rank: {podium}")
+    else:
+        st.warning("No method has a score for every image of this dataset with these metrics: nothing is ranked.")
+    unranked = table[table["rank"].isna()]
+    if len(unranked):
+        st.caption(
+            "Not ranked: "
+            + ", ".join(f"{r['method']} ({r['status']}, {r['n']}/{r['n_total']} images)" for _, r in unranked.iterrows())
+        )
     headers = data.header_labels(columns)
     config = {
-        headers["rank"]: st.column_config.NumberColumn(help="aggregated rank, 1 = best", format="%d"),
-        headers["mean_rank"]: st.column_config.NumberColumn(help="mean of the per-metric ranks", format="%.2f"),
-        headers["n"]: st.column_config.NumberColumn(help="images averaged", format="%d"),
+        headers["rank"]: st.column_config.NumberColumn(help="aggregated rank, 1 = best (complete methods only)"),
+        headers["mean_rank"]: st.column_config.NumberColumn(help="mean of the per-metric ranks"),
+        headers["status"]: st.column_config.TextColumn(
+            help="complete: a score for every image; incomplete / failed / partial...: not ranked"
+        ),
+        headers["n"]: st.column_config.TextColumn(help="images averaged (n/N when the method lacks images)"),
     }
     for c in columns:
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[c.higher_is_better]
-        fmt = f"%.{c.decimals}f"
         unit = f" ({c.unit})" if c.unit else ""
-        config[headers[c.name]] = st.column_config.NumberColumn(help=f"{c.label}{unit}: {direction}", format=fmt)
-        for stat in (" ci_low", " ci_high"):
-            config[headers[c.name + stat]] = st.column_config.NumberColumn(format=fmt)
-    st.dataframe(shown.rename(columns=headers), column_config=config, hide_index=True, width="stretch", key="lb_table")
+        ci_help = f"; mean [{level} % CI]" if show_ci else ""
+        config[headers[c.name]] = st.column_config.NumberColumn(help=f"{c.label}{unit}: {direction}{ci_help}")
+    st.dataframe(data.styled_table(table, columns, ci=show_ci), column_config=config, hide_index=True,
+                 width="stretch", key="lb_table")  # fmt: skip
     downloads = st.columns(4)
     downloads[0].download_button(
         "Download CSV", table.to_csv(index=False), file_name=f"leaderboard-{dataset}.csv", mime="text/csv"

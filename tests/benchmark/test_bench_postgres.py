@@ -55,3 +55,42 @@ def test_postgres_store_idempotent_and_runner(pg_url, tmp_path, monkeypatch):
     two = evaluate([str(ds)], ["lanczos"], "psnr", store=pg_url, workers=2, progress=False)
     assert len(two) == 3
     assert set(ResultsStore(pg_url).scores_frame()["method"]) == {"m", "bicubic", "lanczos"}
+
+
+def test_postgres_concurrent_first_registration_and_run_records(pg_url):
+    """Synchronised first registrations on PostgreSQL (INSERT ... ON CONFLICT), the dataset image
+    list and the method runs behave as on SQLite."""
+    import threading
+
+    from benchmark.store import DatasetRecord, MetricRecord
+
+    errors: list[BaseException] = []
+    for k in range(6):
+        barrier = threading.Barrier(6)
+
+        def one(name=f"pg{k}") -> None:
+            store = ResultsStore(pg_url)
+            barrier.wait()
+            try:
+                store.upsert_dataset(DatasetRecord(name, "/d", "generic", 4, 3))
+                store.upsert_metric(MetricRecord(f"metric-{name}", "NR", True, {}, "s", "0.1.16"))
+                store.set_dataset_images(name, {"a": True, "b": True})
+                store.start_runs(f"run-{name}", name, [("m", "h")], n_pairs=2, metrics=["niqe"])
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+    store = ResultsStore(pg_url)
+    assert {f"pg{k}" for k in range(6)} <= set(store.datasets_frame()["name"])
+    assert len(store.dataset_images_frame([f"pg{k}" for k in range(6)])) == 12
+    assert store.finish_runs("run-pg0", "pg0", ["m"], "failed", error="boom") == 1
+    assert store.finish_runs("run-pg0", "pg0", ["m"], "aborted") == 0
+    runs = store.runs_frame().set_index("dataset")
+    assert runs.loc["pg0", "status"] == "failed" and runs.loc["pg1", "status"] == "running"

@@ -81,7 +81,7 @@ def test_formats_round_trip():
     md = report.format_table(s, "markdown").splitlines()
     assert md[0].startswith("| dataset") and set(md[1]) <= {"|", "-"} and len(md) == len(s) + 2
     tex = report.format_table(s, "latex")
-    assert r"\toprule" in tex and r"higher\_is\_better" in tex
+    assert r"\toprule" in tex and r"psnr $\uparrow$" in tex and r"mean [95\% CI]" in tex
     with pytest.raises(ValueError, match="unknown format"):
         report.format_table(s, "html")
 
@@ -96,3 +96,104 @@ def test_pareto_front_and_plots(tmp_path):
     assert plots.distributions(f, tmp_path / "dist.png", metric="niqe").stat().st_size > 1000
     with pytest.raises(ValueError, match="needs scores"):
         plots.perception_distortion(f, tmp_path / "x.png", x="psnr", y="lpips")
+
+
+# --------------------------------------------------------------------------- the comparison rule
+
+
+def _scores(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["dataset", "image", "method", "metric", "value"])
+
+
+def _images(dataset: str, names, has_reference=True) -> pd.DataFrame:
+    return pd.DataFrame({"dataset": dataset, "image": list(names), "has_reference": has_reference})
+
+
+def test_partial_method_is_marked_and_never_ranked_first():
+    """Issue 12.1: a method whose run failed after 1 of 3 pairs was ranked first on PSNR over n=1
+    beside methods with n=3."""
+    f = _scores(
+        [("d", i, "full", "psnr", v) for i, v in zip("abc", (24.0, 25.0, 26.0), strict=True)]
+        + [("d", i, "other", "psnr", v) for i, v in zip("abc", (23.0, 24.0, 25.0), strict=True)]
+        + [("d", "a", "crashed", "psnr", 40.0)]
+    )
+    runs = pd.DataFrame({"dataset": ["d"], "method": ["crashed"], "status": ["failed"],
+                         "error": ["pair 'b': FileNotFoundError: no SR output"], "finished": [None]})  # fmt: skip
+    s = report.summary(f, images=_images("d", "abc"), runs=runs, n_boot=200).set_index("method")
+    assert s.loc["crashed", "n"] == 1 and s.loc["crashed", "n_total"] == 3
+    assert not s.loc["crashed", "complete"] and pd.isna(s.loc["crashed", "rank"])
+    assert s.loc["crashed", "status"] == "failed"
+    assert (s.loc["full", "rank"], s.loc["other", "rank"]) == (1, 2)
+    assert s.loc["full", "status"] == "complete"
+    md = report.format_table(s.reset_index(), "markdown")
+    line = next(x for x in md.splitlines() if "crashed" in x)
+    assert "| 1/3 " in line and "failed" in line  # n/N stated, the failure shown
+    r = report.ranks(f, images=_images("d", "abc"))
+    assert r["method"].tolist()[:2] == ["full", "other"] and np.isnan(r.set_index("method").loc["crashed", "mean_rank"])
+    # without the store's image list, the union of scored images is the reference: still incomplete
+    s2 = report.summary(f, n_boot=200).set_index("method")
+    assert s2.loc["crashed", "n_total"] == 3 and pd.isna(s2.loc["crashed", "rank"])
+
+
+def test_scores_of_images_no_longer_in_the_dataset_are_dropped_and_counted():
+    """Issue 12.1: a pair removed from the dataset kept its scores in summaries (n=3 after it was
+    gone)."""
+    f = _scores([("d", i, "m", "psnr", v) for i, v in zip("abc", (20.0, 22.0, 30.0), strict=True)]
+                + [("d", i, GT, "niqe", v) for i, v in zip("abc", (3.0, 4.0, 9.0), strict=True)])  # fmt: skip
+    now = _images("d", "ab")  # pair c was removed
+    s = report.summary(f, images=now, n_boot=200).set_index(["method", "metric"])
+    row = s.loc[("m", "psnr")]
+    assert (row["n"], row["n_total"], row["n_stale"]) == (2, 2, 1) and row["mean"] == pytest.approx(21.0)
+    assert bool(row["complete"]) and row["rank"] == 1
+    assert report.gt_quality(f, images=now).loc[0, "niqe"] == pytest.approx(3.5)
+    assert report.gt_quality(f, images=now).loc[0, "n"] == 2
+    assert "stale" in report.format_table(s.reset_index(), "markdown").splitlines()[0]
+
+
+def test_full_reference_metrics_count_only_images_with_an_hr():
+    images = pd.DataFrame({"dataset": "d", "image": list("abc"), "has_reference": [True, True, False]})
+    f = _scores([("d", i, "m", "psnr", 25.0) for i in "ab"] + [("d", i, "m", "niqe", 5.0) for i in "abc"])
+    s = report.summary(f, images=images, n_boot=100).set_index("metric")
+    assert s.loc["psnr", "n_total"] == 2 and bool(s.loc["psnr", "complete"])
+    assert s.loc["niqe", "n_total"] == 3 and bool(s.loc["niqe", "complete"])
+
+
+def test_compare_uses_the_current_images_both_methods_share():
+    f = _scores([("d", i, "a", "psnr", v) for i, v in zip("abcd", (20.0, 21.0, 22.0, 99.0), strict=True)]
+                + [("d", i, "b", "psnr", v) for i, v in zip("bcd", (20.0, 20.0, 0.0), strict=True)])  # fmt: skip
+    c = report.compare(f, "a", "b", images=_images("d", "abc"), n_boot=200).iloc[0]
+    # shared and current: b, c (a has no partner, d left the dataset)
+    assert c["n"] == 2 and c["mean_a"] == pytest.approx(21.5) and c["mean_b"] == pytest.approx(20.0)
+
+
+def test_one_bootstrap_setting_and_order_independence():
+    """The interval depends only on the scores: the same group in another row order, or next to
+    other groups, gives the same interval; the default resample count is the one setting."""
+    import inspect
+
+    rng = np.random.default_rng(2)
+    f = _scores([("d", f"i{k:02d}", "m", "psnr", float(v)) for k, v in enumerate(rng.normal(25, 2, 40))])
+    a = report.summary(f)
+    shuffled = f.sample(frac=1.0, random_state=3)
+    extra = pd.concat([shuffled, _scores([("d", f"i{k:02d}", "z", "niqe", 1.0 + k) for k in range(40)])])
+    b = report.summary(extra)
+    b = b[b["method"] == "m"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    for fn in (report.summary, report.mean_ci, report.bootstrap_ci, report.compare):
+        assert inspect.signature(fn).parameters["n_boot"].default == report.N_BOOT
+    # the CI itself is the percentile bootstrap of N_BOOT resamples, by hand
+    vals = f.sort_values("image")["value"].to_numpy()
+    w = np.random.default_rng(report.SEED).multinomial(40, np.full(40, 1 / 40), size=report.N_BOOT)
+    lo, hi = np.quantile(vals @ w.T / 40, [0.025, 0.975])
+    assert a.loc[0, "ci_low"] == pytest.approx(lo, abs=1e-12) and a.loc[0, "ci_high"] == pytest.approx(hi, abs=1e-12)
+
+
+def test_readable_tables_show_one_interval_column():
+    f = _scores([("d", i, "m", "psnr", v) for i, v in zip("abc", (26.5, 27.0, 27.35), strict=True)])
+    s = report.summary(f, n_boot=500)
+    md = report.format_table(s, "markdown", digits=2)
+    head, _, row = md.splitlines()
+    assert "mean [95% CI]" in head and "ci_low" not in head and "psnr ↑" in row
+    assert f"{s.loc[0, 'mean']:.2f} [{s.loc[0, 'ci_low']:.2f}, {s.loc[0, 'ci_high']:.2f}]" in row
+    csv = pd.read_csv(io.StringIO(report.format_table(s, "csv")))
+    assert {"mean", "ci_low", "ci_high", "n", "n_total"} <= set(csv.columns)  # machine formats: one number per cell

@@ -325,3 +325,164 @@ def test_lr_only_dataset_gets_no_reference_scores(tmp_path, monkeypatch, capsys)
     f = evaluate([ds], ["bicubic"], "psnr,niqe", store=ResultsStore("sqlite://"), progress=False, scale=4)
     assert set(f["metric"]) == {"niqe"} and set(f["method"]) == {"bicubic"} and len(f) == 2
     assert "full-reference metrics psnr do not apply" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- partial failure
+
+
+def test_on_error_skip_lists_counts_and_stores_nothing_for_skipped_pairs(tmp_path, monkeypatch):
+    """One corrupt LR and one missing output: with skip, the rest is scored, the two pairs are
+    listed and counted, nothing is stored for them, and the runs say partial."""
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=4)
+    outs = tmp_path / "outs"
+    shutil.copytree(ds / "hr", outs)
+    os.remove(outs / "img_2.png")  # method "outs" has no output for img_2
+    (ds / "lr" / "img_0.png").write_bytes((ds / "lr" / "img_0.png").read_bytes()[:60])  # truncated LR
+    store = ResultsStore(tmp_path / "r.db")
+    f = evaluate([ds], ["bicubic", f"folder:{outs}"], "psnr", store=store, progress=False, gt=False, on_error="skip")
+    got = {(k["image"], k["method"]) for k in f.attrs["skipped"]}
+    assert got == {("img_0", "*"), ("img_2", "outs")}
+    assert f.attrs["stats"]["skipped_pairs"] == 2
+    stored = store.scores_frame()
+    assert sorted(map(tuple, stored[["image", "method"]].values.tolist())) == [
+        ("img_1", "bicubic"), ("img_1", "outs"), ("img_2", "bicubic"), ("img_3", "bicubic"), ("img_3", "outs")]
+    runs = store.runs_frame().set_index("method")
+    assert runs.loc["outs", "status"] == "partial" and runs.loc["outs", "n_skipped"] == 2
+    assert "img_2" in runs.loc["outs", "error"] and "no SR output" in runs.loc["outs", "error"]
+    assert runs.loc["bicubic", "n_skipped"] == 1 and "img_0.png" in runs.loc["bicubic", "error"]
+    # the report: both incomplete (3 and 2 of 4 images), neither ranked
+    from benchmark.report import summary
+
+    s = summary(stored, images=store.dataset_images_frame(), runs=store.runs_frame()).set_index("method")
+    assert s["n"].to_dict() == {"bicubic": 3, "outs": 2} and (s["n_total"] == 4).all()
+    assert s["rank"].isna().all() and set(s["status"]) == {"partial"}
+
+
+def test_on_error_stop_records_the_failed_run_with_its_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=3)
+    outs = tmp_path / "outs"
+    shutil.copytree(ds / "hr", outs)
+    os.remove(outs / "img_1.png")
+    store = ResultsStore(tmp_path / "r.db")
+    with pytest.raises(FileNotFoundError, match="no SR output for pair 'img_1'"):
+        evaluate([ds], ["bicubic", f"folder:{outs}"], "psnr", store=store, progress=False, gt=False)
+    runs = store.runs_frame().set_index("method")
+    assert runs.loc["outs", "status"] == "failed" and "pair 'img_1'" in runs.loc["outs", "error"]
+    assert runs.loc["bicubic", "status"] == "aborted" and "stopped by an error" in runs.loc["bicubic", "error"]
+    # pair img_0 was scored before the failure; the failed method is incomplete, shown as failed
+    from benchmark.report import summary
+
+    s = summary(store.scores_frame(), images=store.dataset_images_frame(), runs=store.runs_frame())
+    row = s.set_index("method").loc["outs"]
+    assert (row["n"], row["n_total"], row["status"]) == (1, 3, "failed") and pd.isna(row["rank"])
+    # a clean rerun completes both; the board and report then rank them
+    shutil.copy(ds / "hr" / "img_1.png", outs / "img_1.png")
+    evaluate([ds], ["bicubic", f"folder:{outs}"], "psnr", store=store, progress=False, gt=False)
+    assert set(store.runs_frame()["status"]) == {"complete"}
+
+
+def test_strict_exit_code_and_the_last_line_says_what_was_skipped(tmp_path, monkeypatch, capsys):
+    """Issue 12.4: a requested metric skipped for missing weights exited 0 and nothing said so at
+    the end; --strict makes it non-zero."""
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=2)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    base = ["bench", "run", "--dataset", str(ds), "--methods", "bicubic", "--store", url, "--no-progress", "--no-gt"]
+    assert screensr_main([*base, "--metrics", "psnr,musiq"]) == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "skipped: metric(s) musiq (no weights)" in last
+    assert screensr_main([*base, "--metrics", "psnr,musiq", "--strict"]) == 1
+    assert "musiq" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert screensr_main([*base, "--metrics", "psnr", "--strict"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("nothing skipped")
+    # a skipped pair counts as well
+    (ds / "lr" / "img_1.png").write_bytes(b"not an image")
+    assert screensr_main([*base, "--metrics", "psnr", "--on-error", "skip", "--strict"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "1 pair(s) (toy/img_1)" in err[-1] and any("skipped: toy/img_1 for every method" in x for x in err)
+    assert screensr_main([*base, "--metrics", "psnr"]) == 2  # default stop: one error line
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_a_pair_removed_from_the_dataset_leaves_the_run_summary(tmp_path, monkeypatch, capsys):
+    """Issue 12.1: after a pair is removed, the run (and the report) reported n=3."""
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=3)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    args = ["bench", "run", "--dataset", str(ds), "--methods", "bicubic", "--metrics", "psnr", "--store", url,
+            "--no-progress", "--no-gt", "--format", "csv"]  # fmt: skip
+    first = pd.read_csv(io.StringIO(_cli(*args)))
+    assert first.loc[0, "n"] == 3
+    for sub in ("hr", "lr"):
+        os.remove(ds / sub / "img_2.png")
+    again = pd.read_csv(io.StringIO(_cli(*args)))
+    kept = ResultsStore(url).scores_frame()
+    assert len(kept) == 3  # history stays in the store
+    assert (again.loc[0, "n"], again.loc[0, "n_total"]) == (2, 2)
+    assert again.loc[0, "mean"] == pytest.approx(kept[kept.image != "img_2"]["value"].mean())
+    rep = pd.read_csv(io.StringIO(_cli("bench", "report", "--store", url, "--format", "csv")))
+    assert (rep.loc[0, "n"], rep.loc[0, "n_stale"], rep.loc[0, "rank"]) == (2, 1, 1)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A few hundred bytes that declare a ``width x height`` RGB PNG (a pixel bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_pixel_bomb_is_refused_before_decoding_naming_the_file(tmp_path, monkeypatch):
+    from benchmark.images import read_image
+    from core.imagelimits import ImageTooLargeError
+
+    bomb = _png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    t0 = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match=r"bomb\.png: declares 400\.0 MP, over the pixel limit of 100\.0 MP"):
+        read_image(bomb)
+    with pytest.raises(ImageTooLargeError, match=r"wide\.png: 15000x7000 = 105\.0 MP exceeds the pixel limit"):
+        read_image(_png_header_only(tmp_path / "wide.png", 15000, 7000))
+    assert time.perf_counter() - t0 < 1.0
+    monkeypatch.setenv("SCREENSR_MAX_PIXELS", "100")
+    with pytest.raises(ImageTooLargeError, match="SCREENSR_MAX_PIXELS"):
+        read_image(DREALSR / "test_LR" / "Canon_10_x1.png")  # 128 x 128 > 100 pixels
+
+
+def test_pixel_limit_in_a_run_dataset_image_and_generated_output(tmp_path, monkeypatch):
+    """A bomb among the dataset's LR images is skipped (skip) or named (stop); a generated output
+    over the limit is refused before the method runs."""
+    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
+    ds = make_generic(tmp_path / "toy", n=3, lr_size=48)  # 192 px outputs: NIQE needs 96 px blocks
+    shutil.rmtree(ds / "hr")
+    _png_header_only(ds / "lr" / "img_1.png", 30000, 30000)
+    store = ResultsStore("sqlite://")
+    f = evaluate([ds], ["bicubic"], "niqe", store=store, progress=False, scale=4, on_error="skip")
+    assert [(k["image"], k["method"]) for k in f.attrs["skipped"]] == [("img_1", "*")]
+    assert "img_1.png: declares 900.0 MP" in f.attrs["skipped"][0]["error"]
+    from core.imagelimits import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match=r"lr/img_1\.png: declares 900\.0 MP"):
+        evaluate([ds], ["bicubic"], "niqe", store=ResultsStore("sqlite://"), progress=False, scale=4)
+    # generated outputs: 16x16 LR -> 64x64 = 4096 px; a 1000 px limit refuses before generating
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "counting_sr.py").write_text(
+        "import numpy as np\nCALLS = []\n"
+        "def up(img, scale):\n    CALLS.append(1)\n    return np.repeat(np.repeat(img, scale, 0), scale, 1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    import counting_sr
+
+    small = make_generic(tmp_path / "small", n=1)
+    shutil.rmtree(small / "hr")  # LR only: the 16x16 LR passes, only the output would be too large
+    monkeypatch.setenv("SCREENSR_MAX_PIXELS", "1000")
+    with pytest.raises(ImageTooLargeError, match=r"the x4 output of .*img_0\.png by method 'c': 64x64"):
+        evaluate([small], ["c=py:counting_sr:up"], "niqe", store=ResultsStore("sqlite://"), progress=False, scale=4)
+    assert counting_sr.CALLS == []

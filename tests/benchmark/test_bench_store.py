@@ -266,3 +266,120 @@ def test_score_versions_say_which_version_the_current_scores_come_from():
     got = store.score_versions("demo")
     assert got[got["method"] == "MySR"][["version", "images"]].values.tolist() == [["1.0", 3], ["2.0", 3]]
     assert store.score_versions("other").empty
+
+
+# --------------------------------------------------------------------------- registration races
+
+
+def _register_at_once(url: str, name: str, n: int) -> list[BaseException]:
+    """``n`` threads open the store and register the same dataset, metric and method at the same
+    moment (a barrier), as the processes of synchronised start-ups do."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        store = ResultsStore(url)
+        barrier.wait()
+        try:
+            store.upsert_dataset(DatasetRecord(name, "/d", "generic", 4, 3))
+            store.upsert_metric(MetricRecord(f"m-{name}", "FR", True, {}, "s", "0.1.16"))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted on below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+def test_concurrent_first_registration_is_race_free(tmp_path):
+    """Select-then-insert let two start-ups both insert the same name (IntegrityError, 39 of 90
+    synchronised start-ups); the upsert is one statement now."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    ResultsStore(url).close()
+    errors = [e for k in range(12) for e in _register_at_once(url, f"ds{k}", 6)]
+    assert errors == []
+    store = ResultsStore(url)
+    assert sorted(store.datasets_frame()["name"]) == sorted(f"ds{k}" for k in range(12))
+    assert len(store.metrics_frame()) == 12
+
+
+def test_upsert_updates_the_description():
+    store = ResultsStore("sqlite://")
+    store.upsert_dataset(DatasetRecord("d", "/a", "generic", 4, 3, {"x": 1}))
+    store.upsert_dataset(DatasetRecord("d", "/b", "capture", 2, 7, {"x": 2}))
+    row = store.datasets_frame().iloc[0]
+    assert (row["root"], row["layout"], row["scale"], row["n_pairs"], row["config"]) == ("/b", "capture", 2, 7, {"x": 2})
+
+
+# --------------------------------------------------------------------------- dataset images and runs
+
+
+def test_dataset_images_are_replaced_not_accumulated():
+    store = ResultsStore("sqlite://")
+    store.set_dataset_images("d", {"a": True, "b": True, "c": False})
+    store.set_dataset_images("e", {"a": True})
+    store.set_dataset_images("d", {"a": True, "c": True, "n": True})  # b removed, c gained an HR
+    got = store.dataset_images_frame("d")
+    assert got[["image", "has_reference"]].values.tolist() == [["a", True], ["c", True], ["n", True]]
+    assert store.dataset_images_frame()["dataset"].tolist().count("e") == 1
+    # 1200 images: more than one IN (...) chunk both ways
+    many = {f"i{k:04d}": True for k in range(1200)}
+    store.set_dataset_images("d", many)
+    assert len(store.dataset_images_frame("d")) == 1200
+    store.set_dataset_images("d", {"i0000": True})
+    assert store.dataset_images_frame("d")["image"].tolist() == ["i0000"]
+
+
+def test_runs_first_outcome_wins_and_killed_runs_show_interrupted():
+    store = ResultsStore("sqlite://")
+    store.start_runs("r1", "d", [("a", "ha"), ("b", "hb")], n_pairs=3, metrics=["psnr"], unavailable=["musiq"])
+    store.start_runs("r1", "d", [("a", "ha")], n_pairs=3, metrics=["psnr"])  # another rank: a no-op
+    assert store.finish_runs("r1", "d", ["a"], "failed", error="pair 'x': boom") == 1
+    assert store.finish_runs("r1", "d", ["a", "b"], "aborted", error="stopped") == 1  # only b was running
+    runs = store.runs_frame().set_index("method")
+    assert runs.loc["a", "status"] == "failed" and runs.loc["a", "error"] == "pair 'x': boom"
+    assert runs.loc["b", "status"] == "aborted" and runs.loc["a", "unavailable"] == ["musiq"]
+    with pytest.raises(ValueError, match="run status"):
+        store.finish_runs("r1", "d", ["a"], "done")
+    # a newer run of the same method replaces it in the latest view; a dead process shows interrupted
+    store.start_runs("r2", "d", [("a", "ha")], n_pairs=3, metrics=["psnr"])
+    from sqlalchemy import update
+
+    with store.engine.begin() as conn:
+        conn.execute(update(store.runs).where(store.runs.c.run_id == "r2").values(pid=2**22 + 12345))
+    latest = store.runs_frame().set_index("method")
+    assert latest.loc["a", "run_id"] == "r2" and latest.loc["a", "status"] == "interrupted"
+    assert len(store.runs_frame(latest=False)) == 3
+
+
+def test_store_url_that_is_not_a_database_is_one_error_line(tmp_path, capsys):
+    from benchmark.store import StoreError
+    from screensr.cli import main
+
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
+    text = tmp_path / "notes.txt"
+    text.write_text("these are notes, not a database\n" * 20)
+    for target, needle in ((png, "not a database"), (text, "not a database"), (tmp_path, "is a folder")):
+        with pytest.raises(StoreError, match=needle):
+            ResultsStore(target)
+        assert main(["bench", "report", "--store", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and needle in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("photo.png-*"))
+
+
+def test_store_error_hides_the_password():
+    from benchmark.store import StoreError
+
+    with pytest.raises((StoreError, ValueError), match=r"u:\*\*\*@") as info:  # ValueError: no psycopg
+        ResultsStore("postgresql+psycopg://u:hunter2@127.0.0.1:1/db")
+    assert "hunter2" not in str(info.value)

@@ -52,6 +52,15 @@ def _lb(at):
     return _frame(at, "Mean rank ↓")
 
 
+def _lb_text(at):
+    """The leaderboard table as the browser draws it (the Styler's display text of each cell)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    frames = [d for d in at.dataframe if "Mean rank ↓" in d.value.columns]
+    assert len(frames) == 1
+    return convert_arrow_bytes_to_pandas_df(frames[0].proto.arrow_data.styler.display_values)
+
+
 # --------------------------------------------------------------------------- leaderboard
 
 
@@ -60,10 +69,19 @@ def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
     table = _lb(at)
     assert sorted(table["Method"]) == env.board.methods
     assert table["Rank"].tolist() == sorted(table["Rank"].tolist())
-    for header in ("PSNR ↑", "SSIM ↑", "LPIPS ↓", "NIQE ↓", "MUSIQ ↑", "PSNR CI low", "PSNR CI high", "Mean rank ↓"):
+    for header in ("PSNR ↑", "SSIM ↑", "LPIPS ↓", "NIQE ↓", "MUSIQ ↑", "Mean rank ↓", "Status", "Images"):
         assert header in table.columns
-    lo, mean, hi = table["PSNR CI low"], table["PSNR ↑"], table["PSNR CI high"]
-    assert ((lo <= mean) & (mean <= hi)).all()
+    # one column per metric, drawn as "mean [low, high]" (the cell's value stays the numeric mean)
+    assert not any("CI" in c for c in table.columns)
+    board = data.load_board(env.url)
+    expected = board.table("DRealSR", data.select_metric_set(board.columns("DRealSR"), "Default"))
+    shown = _lb_text(at)
+    for i, method in enumerate(table["Method"]):
+        row = expected[expected["method"] == method].iloc[0]
+        want = f"{row['psnr']:.2f} [{row['psnr ci_low']:.2f}, {row['psnr ci_high']:.2f}]"
+        assert shown["PSNR ↑"].iloc[i] == want
+        assert row["psnr ci_low"] <= table["PSNR ↑"].iloc[i] <= row["psnr ci_high"]
+    assert set(table["Status"]) == {"complete"}
     # the GT-quality table: NR metrics of the HR images of both datasets
     gt = at.table[0].value
     assert gt["Dataset"].tolist() == ["DRealSR", "RealSR"] and "NIQE ↓" in gt.columns and "PSNR ↑" not in gt.columns
@@ -113,8 +131,9 @@ def test_dataset_sort_search_and_ci_toggle(app):
     at.selectbox(key="lb_sort").set_value("musiq").run()
     musiq = _lb(at)["MUSIQ ↑"].tolist()
     assert musiq == sorted(musiq, reverse=True)
+    assert "[" in _lb_text(at)["MUSIQ ↑"].iloc[0]
     at.toggle(key="lb_ci").set_value(False).run()
-    assert not any("CI" in c for c in _lb(at).columns)
+    assert "[" not in _lb_text(at)["MUSIQ ↑"].iloc[0]  # the mean alone
     at.text_input(key="lb_search").set_value("m0").run()
     assert len(_lb(at)) == 6
     at.text_input(key="lb_search").set_value("m05").run()

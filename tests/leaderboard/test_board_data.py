@@ -99,12 +99,14 @@ def test_summarize_agrees_with_benchmark_report_summary():
     rng = np.random.default_rng(8)
     rows = {("D", m, k): list(rng.normal(loc, 1.0, size=130)) for m, loc in (("a", 0.0), ("b", 3.0)) for k in ("psnr", "niqe")}
     scores = _scores(rows)
-    ours = data.summarize(scores, n_boot=4000).set_index(["dataset", "method", "metric"]).sort_index()
-    theirs = report.summary(scores, n_boot=4000).set_index(["dataset", "method", "metric"]).sort_index()
-    np.testing.assert_allclose(ours["mean"], theirs["mean"], atol=1e-12)
-    np.testing.assert_array_equal(ours["n"], theirs["n"])
-    np.testing.assert_allclose(ours["ci_low"], theirs["ci_low"], atol=0.03)
-    np.testing.assert_allclose(ours["ci_high"], theirs["ci_high"], atol=0.03)
+    ours = data.summarize(scores.sample(frac=1.0, random_state=1)).set_index(["dataset", "method", "metric"]).sort_index()
+    theirs = report.summary(scores).set_index(["dataset", "method", "metric"]).sort_index()
+    # one function, one setting (report.N_BOOT, defaults of both): identical, whatever the row order
+    pd.testing.assert_frame_equal(ours, theirs)
+    import inspect
+
+    for fn in (data.summarize, data.load_board):
+        assert inspect.signature(fn).parameters["n_boot"].default == report.N_BOOT == 2000
 
 
 def test_bootstrap_ci_batch_equals_singles_and_is_deterministic():
@@ -413,3 +415,57 @@ def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
     cache.wait_refresh(5)
     assert cache.get() == "first"
     assert "database is locked" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the comparison rule on the board
+
+
+def _rule_summary():
+    rows = {("D", "full", "psnr"): [24.0, 25.0, 26.0], ("D", "full", "lpips"): [0.3, 0.2, 0.1],
+            ("D", "also", "psnr"): [23.0, 24.0, 25.0], ("D", "also", "lpips"): [0.35, 0.25, 0.15],
+            ("D", "half", "psnr"): [40.0], ("D", "half", "lpips"): [0.01]}  # fmt: skip
+    images = pd.DataFrame({"dataset": "D", "image": ["i0", "i1", "i2"], "has_reference": True})
+    runs = pd.DataFrame({"dataset": ["D", "D"], "method": ["half", "ghost"], "status": ["failed", "failed"],
+                         "error": ["pair 'i1': FileNotFoundError: gone", "pair 'i0': MethodError: crashed"]})  # fmt: skip
+    return data.summarize(_scores(rows), images=images, runs=runs, n_boot=300), runs
+
+
+def test_leaderboard_ranks_only_complete_methods_and_marks_the_others():
+    summary, runs = _rule_summary()
+    cols = [data.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), data.MetricColumn("lpips", "LPIPS", False, "FR")]
+    table = data.leaderboard_table(summary, "D", cols, runs=runs)
+    assert table["method"].tolist() == ["full", "also", "ghost", "half"]  # ranked first, then the rest by name
+    assert table["rank"].tolist()[:2] == [1, 2] and table["rank"].iloc[2:].isna().all()
+    by = table.set_index("method")
+    assert (by.loc["half", "psnr n"], by.loc["half", "psnr N"], by.loc["half", "status"]) == (1, 3, "failed")
+    assert by.loc["half", "psnr"] == 40.0 and "FileNotFoundError" in by.loc["half", "note"]
+    assert by.loc["ghost", "status"] == "failed" and np.isnan(by.loc["ghost", "psnr"])  # failed before any score
+    assert data.images_text(table) == ["3", "3", "0/3", "1/3"]
+    text = data.cell_text(table, cols[0])
+    assert text[0] == f"{by.loc['full', 'psnr']:.2f} [{by.loc['full', 'psnr ci_low']:.2f}, {by.loc['full', 'psnr ci_high']:.2f}]"
+    assert text[3] == "40.00 [40.00, 40.00] (1/3 images)" and text[2] == ""
+    assert data.cell_text(table, cols[0], ci=False)[0] == f"{by.loc['full', 'psnr']:.2f}"
+    # sorting by PSNR: the partial 40 dB never comes first
+    assert data.sort_table(table, "psnr", cols)["method"].tolist()[:2] == ["full", "also"]
+    assert data.sort_table(table, "lpips", cols)["method"].tolist()[:2] == ["full", "also"]
+
+
+def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
+    summary, runs = _rule_summary()
+    cols = [data.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), data.MetricColumn("lpips", "LPIPS", False, "FR")]
+    table = data.leaderboard_table(summary, "D", cols, runs=runs)
+    styler = data.styled_table(table, cols)
+    shown = styler.data
+    assert list(shown.columns) == ["Rank", "Method", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
+                                   "Last run"]  # fmt: skip
+    assert shown["PSNR ↑"].dtype.kind == "f"  # the value under the text is the mean
+    html = styler.to_html()
+    for text in data.cell_text(table, cols[0]) + data.cell_text(table, cols[1]):
+        assert text in html
+    # two methods with the same mean but different intervals keep their own texts
+    twin = table.copy()
+    twin.loc[1, "psnr"] = twin.loc[0, "psnr"]
+    html = data.styled_table(twin, cols).to_html()
+    for text in data.cell_text(twin, cols[0])[:2]:
+        assert text in html
+    assert data.cell_text(twin, cols[0])[0] != data.cell_text(twin, cols[0])[1]

@@ -44,6 +44,7 @@ def test_site_files_and_tables(site, env):
     expected = data.leaderboard_table(board.summary, "DRealSR", board.columns("DRealSR"), methods=board.methods)
     assert table["method"].tolist() == expected["method"].tolist()
     np.testing.assert_allclose(table["psnr"], expected["psnr"])
+    assert (table["psnr n"] == table["psnr N"]).all() and set(table["status"]) == {"complete"}
     meta = json.loads((site / "data/DRealSR/leaderboard.json").read_text())
     directions = {m["name"]: m["higher_is_better"] for m in meta["metrics"]}
     assert directions["lpips"] is False and directions["psnr"] is True
@@ -62,6 +63,19 @@ def test_html_is_self_contained_with_direction_headers(site):
     assert "<script src" not in page and "<link" not in page
     methods = (site / "methods.html").read_text()
     assert "id='m02'" in methods and "https://example.org/m02" in methods and "Synthetic method m02" in methods
+
+
+def test_html_shows_each_metric_as_one_cell_with_its_interval(site, env):
+    """Issue 13.8: a metric reads ``26.95 [26.55, 27.35]`` in one column, not three; the cell's
+    sort key stays the mean; the numbers are the board's (one rule, one bootstrap)."""
+    page = (site / "index.html").read_text()
+    board = data.load_board(env.url)
+    cols = board.columns("DRealSR")
+    table = board.table("DRealSR", cols)
+    psnr = data.metric_column("psnr", board.known)
+    for text, mean in zip(data.cell_text(table, psnr), table["psnr"], strict=True):
+        assert f"<td data-v='{mean}'>{text}</td>" in page
+    assert "CI low" not in page and "Status" in page and f"{data.N_BOOT} resamples" in page
 
 
 def test_crops_are_exact_nearest_neighbour_pixels(site, env):
