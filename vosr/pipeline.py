@@ -166,6 +166,7 @@ class VOSRUpscaler:
         from vosr.autoencoders import load_autoencoder
         from vosr.checkpoints import load_checkpoint
         from vosr.conditions import load_semantic_encoder
+        from vosr.components import run_weights_dir
         from vosr.weights import resolve_checkpoint
 
         if isinstance(dtype, str):
@@ -176,6 +177,7 @@ class VOSRUpscaler:
         self.dtype = dtype
         self.progress = progress
         path = resolve_checkpoint(checkpoint, weights_dir)
+        weights_dir = run_weights_dir(path, weights_dir)  # a training run's recorded components folder
         self.model, self.info = load_checkpoint(path, device=self.device, dtype=dtype)
         cfg = self.info.config
         if cfg.one_step and guidance is not None and float(guidance) != 1.0:
