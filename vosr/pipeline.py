@@ -165,8 +165,8 @@ class VOSRUpscaler:
     ) -> None:
         from vosr.autoencoders import load_autoencoder
         from vosr.checkpoints import load_checkpoint
-        from vosr.conditions import load_semantic_encoder
         from vosr.components import run_weights_dir
+        from vosr.conditions import load_semantic_encoder
         from vosr.weights import resolve_checkpoint
 
         if isinstance(dtype, str):

@@ -153,6 +153,10 @@ class TrainConfig:
     # .safetensors file) with a fresh optimiser and step 0, as the released YAMLs' pretrained_ckpt
     init_from: str = ""
     num_workers: int = 4  # DataLoader workers per rank
+    # torch intra-op threads per process when training on the CPU (0 = torch's default, one per
+    # core). Small models lose to threading overhead: the tiny recipe runs 15x faster with 1 thread
+    # than with 2 on a busy 2-core machine (tests/perf/bench_vosr_train.py)
+    cpu_threads: int = 0
     log_every: int = 10  # steps between metrics.csv rows
     checkpoint_every: int = 5000  # steps between resumable checkpoints (and at the end)
     keep_checkpoints: int = 2  # resumable states kept (the released-layout export is always kept)
@@ -173,6 +177,8 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+        if self.cpu_threads < 0:
+            raise ConfigError(f"cpu_threads must be >= 0 (0 = torch's default), got {self.cpu_threads}")
 
     @property
     def total_steps(self) -> int:

@@ -71,7 +71,7 @@ METRIC_COLUMNS = (
 )
 # Fields that may differ when a run is resumed (they do not change the optimisation).
 RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                  "tensorboard", "wandb_project", "micro_batch")
+                  "tensorboard", "wandb_project", "micro_batch", "cpu_threads")
 
 SEMANTIC_CHOICES = ("none", "clip", "siglip2", "dinov2", "dinov3")
 """The recipe's ``semantic_encoder`` switch (Table 1); see :func:`semantic_overrides`."""

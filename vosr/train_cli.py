@@ -66,6 +66,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="run seed (default: the recipe's)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers per process")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
+    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
+                   help="torch threads per process on the CPU (default: the recipe's; tiny: 1; 0 = one per core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, dotted for sections (e.g. conditions.guidance=cfg); repeatable")
     p.add_argument("--eval-every", type=int, default=None, help="evaluate the EMA weights every N steps (needs --eval-data)")
@@ -106,7 +108,8 @@ def _overrides(args: argparse.Namespace, mode: str) -> dict[str, object]:
         key, value = item.split("=", 1)
         over[key.strip()] = yaml.safe_load(value)
     for key, value in (("micro_batch", args.micro_batch), ("seed", args.seed),
-                       ("num_workers", args.workers), ("eval_every", args.eval_every)):
+                       ("num_workers", args.workers), ("eval_every", args.eval_every),
+                       ("cpu_threads", args.cpu_threads)):
         if value is not None:
             over[key] = value
     if mode == "distill" and getattr(args, "variant", None):
@@ -136,7 +139,7 @@ def find_eval_factory():
 
 def _run(args: argparse.Namespace, mode: str) -> int:
     from vosr.recipes import load_recipe
-    from vosr.train import Trainer, TrainError
+    from vosr.train import TrainError
 
     base = load_recipe(args.recipe)
     if base.mode != mode and base.name != "tiny":  # tiny is the CPU recipe of both verbs
@@ -157,6 +160,21 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         factory = find_eval_factory()
         metrics = [m.strip() for m in args.eval_metrics.split(",")] if args.eval_metrics else None
         callback = factory(args.eval_data, metrics=metrics, device=args.device)
+    import torch
+
+    threads = torch.get_num_threads()
+    on_cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
+    if on_cpu and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)  # a process-wide switch: here in the entry point, undone below
+    try:
+        return _fit(args, mode, cfg, callback)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(args: argparse.Namespace, mode: str, cfg, callback) -> int:
+    from vosr.train import Trainer
+
     trainer = Trainer(
         cfg, args.data, args.out,
         teacher=getattr(args, "teacher", None), max_steps=args.max_steps, eval_callback=callback,

@@ -160,3 +160,33 @@ def test_created_components_are_seeded(tmp_path: Path) -> None:
     assert (tmp_path / "c" / name).read_bytes() != (a / name).read_bytes()
     with pytest.raises(ComponentsError, match="trained weights only"):
         write_random_autoencoder("sd21", tmp_path / "d")
+
+
+def test_tiny_recipe_trains_on_one_cpu_thread_and_restores_the_setting(empty_caches: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from screensr.cli import main
+    from vosr.config import ConfigError
+
+    assert load_recipe("tiny").cpu_threads == 1 and load_recipe("vosr-0.5b-ms").cpu_threads == 0
+    seen: list[int] = []
+    real = Trainer.train_step
+
+    def spy(self, *a, **kw):
+        seen.append(torch.get_num_threads())
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    write_images(empty_caches / "photos", 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        base = ["vosr", "train", "--recipe", "tiny", "--data", "photos", "--max-steps", "1", "--no-progress",
+                "--device", "cpu"]
+        assert main([*base, "--out", "runs/a"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
+        assert main([*base, "--out", "runs/b", "--cpu-threads", "2"]) == 0
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="cpu_threads must be >= 0"):
+        load_recipe("tiny", {"cpu_threads": -1})
