@@ -218,3 +218,18 @@ def test_init_from_errors(tiny_teacher, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="neither a file/folder nor a release tag"):
         Trainer(load_recipe("tiny", {"init_from": "nowhere"}), [images], tmp_path / "c", max_steps=1,
                 progress=False).fit()
+
+
+def test_release_options_are_recipe_overrides() -> None:
+    from vosr.config import ConfigError
+
+    cfg = load_recipe("tiny", {"degradation.jpeg": "opencv", "degradation.kernels": "sample",
+                               "distill.dropout_prob": 0.0, "distill.noise_aug": False})
+    assert (cfg.degradation.jpeg, cfg.degradation.kernels) == ("opencv", "sample")
+    assert cfg.distill.dropout_prob == 0.0 and not cfg.distill.noise_aug
+    default = load_recipe("tiny")
+    assert (default.degradation.jpeg, default.degradation.kernels) == ("diff", "batch")
+    with pytest.raises(ConfigError, match="did you mean 'opencv'"):
+        load_recipe("tiny", {"degradation.jpeg": "opencvv"})
+    with pytest.raises(ConfigError, match="dropout_prob must be in"):
+        load_recipe("tiny", {"distill.dropout_prob": 1.5})
