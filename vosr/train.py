@@ -525,13 +525,11 @@ class Trainer:
 
     def _components(self, mcfg: ModelConfig) -> Any:
         """Resolve (rank 0 creates, when allowed) the autoencoder and encoder; see vosr.components."""
-        from vosr.components import read_record, resolve_components
+        from vosr.components import resolve_components, run_weights_dir
 
         weights_dir = self.weights_dir
-        if weights_dir is None and self.teacher_path is not None:
-            found = read_record(self.teacher_path)  # the student works in its teacher's latent space
-            if found is not None and found[1]["weights_dir"] is not None:
-                weights_dir = (found[0] / found[1]["weights_dir"]).resolve()
+        if self.teacher_path is not None:  # the student works in its teacher's latent space
+            weights_dir = run_weights_dir(self.teacher_path, weights_dir)
         semantic = self.cfg.semantic_encoder != "none" and mcfg.semantic_encoder != "none"
         kw = dict(semantic=semantic, run_dir=self.out, weights_dir=weights_dir, seed=self.cfg.seed, log=self.log)
         # RNG: creating random components must not move the global generator (init and resume use it)
