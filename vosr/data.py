@@ -172,8 +172,8 @@ def resolve_sources(specs: Sequence[str | os.PathLike]) -> list[Source]:
     return out
 
 
-def decode_image(data: bytes, origin: str) -> np.ndarray:
-    """Decode 8- or 16-bit RGB image bytes to float32 (H, W, 3) in [0, 1]."""
+def decode_raw(data: bytes, origin: str) -> tuple[np.ndarray, float]:
+    """Decode 8- or 16-bit RGB image bytes: (H, W, 3) BGR array as stored, and its full-scale value."""
     import cv2
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -191,7 +191,16 @@ def decode_image(data: bytes, origin: str) -> np.ndarray:
         scale = 65535.0
     else:
         raise DataError(f"{origin}: unsupported sample type {arr.dtype}; use 8- or 16-bit RGB images")
+    return arr, scale
+
+
+def _to_float_rgb(arr: np.ndarray, scale: float) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, ::-1], dtype=np.float32) / scale
+
+
+def decode_image(data: bytes, origin: str) -> np.ndarray:
+    """Decode 8- or 16-bit RGB image bytes to float32 (H, W, 3) in [0, 1]."""
+    return _to_float_rgb(*decode_raw(data, origin))
 
 
 def random_crop(img: np.ndarray, size: int, g: torch.Generator) -> np.ndarray:
@@ -235,8 +244,14 @@ class TrainImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, object]:
         ref = self.pick(index)
-        img = decode_image(ref.read_bytes(), str(ref))
-        crop = random_crop(img, self.crop, generator(self.seed, "data-crop", int(index)))
+        raw, scale = decode_raw(ref.read_bytes(), str(ref))
+        g = generator(self.seed, "data-crop", int(index))
+        if min(raw.shape[:2]) < self.crop:  # the upscale works in float
+            crop = random_crop(_to_float_rgb(raw, scale), self.crop, g)
+        else:
+            # crop the stored integers, then convert: the same values as converting the whole
+            # photo first, without a float copy of it (the dominant cost for camera-sized images)
+            crop = _to_float_rgb(random_crop(raw, self.crop, g), scale)
         return {"hq": torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1), "id": int(index)}
 
 

@@ -4,11 +4,24 @@ The VOSR training data synthesis (vosr-reference.md, section 6): a high-quality 
 goes through blur -> resize -> noise -> JPEG twice, then a final resize to HR/4 with a sinc
 filter, and is resized back to the HR size (the structural condition is computed at HR size).
 
+As the released training code does it (the defaults; the alternatives are options):
+
+* JPEG is the differentiable codec with a continuous per-sample quality and float output
+  (kornia's ``jpeg_codec_differentiable``, the DiffJPEG family Real-ESRGAN uses); OpenCV's
+  libjpeg with integer quality and 8-bit input/output is ``jpeg="opencv"``.
+* The image is quantised to 8 bits once, after the final resize back to the HR size (the LR
+  image is never rounded on its own).
+* The blur kernels of both orders and the final sinc filter are drawn once per batch and shared
+  by its images (``kernels="sample"`` draws one per image, as the Real-ESRGAN paper's dataset).
+* The first order resizes by scale factor (``F.interpolate(scale_factor=s)``, whose sampling grid
+  uses ``s`` itself), the second to a size relative to HR/4, as Real-ESRGAN.
+
 Randomness is explicit and reproducible: every per-sample draw comes from a generator keyed by
-``(seed, sample_id)`` and every per-batch draw (resize scale/mode, noise family, blur switch,
-final order) from one keyed by ``(seed, batch_key)``. So the degradation of an image does not
-depend on which other images share its batch or which rank processes it, which is what makes a
-two-process run equal a one-process run with the combined batch.
+``(seed, sample_id)`` and every per-batch draw (kernels, resize scale/mode, noise family, blur
+switch, final order) from one keyed by ``(seed, batch_key)``. The trainer's batch key is the
+optimiser step, so "per batch" means the step's global batch, whatever its split over ranks and
+micro-batches: the degradation of an image does not depend on which rank processes it, which is
+what makes a two-process run equal a one-process run with the combined batch.
 
 The kernel formulas (bivariate Gaussian, generalized Gaussian, plateau, circular low-pass
 ``sinc``) and the parameter ranges are those of the Real-ESRGAN paper and its released
@@ -22,6 +35,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -75,8 +89,14 @@ class DegradationConfig:
     second: StageConfig = field(default_factory=_second_stage)
     final_sinc_prob: float = 0.8
     final_resize_first_prob: float = 0.5  # [resize + sinc] then JPEG, else JPEG then [resize + sinc]
+    jpeg: Literal["diff", "opencv"] = "diff"  # diff: continuous quality, float output (as released)
+    kernels: Literal["batch", "sample"] = "batch"  # one blur / sinc draw per batch (as released) or per image
 
     def __post_init__(self) -> None:
+        if self.jpeg not in ("diff", "opencv"):
+            raise ValueError(f"degradation jpeg must be 'diff' or 'opencv', got {self.jpeg!r}")
+        if self.kernels not in ("batch", "sample"):
+            raise ValueError(f"degradation kernels must be 'batch' or 'sample', got {self.kernels!r}")
         for stage in (self.first, self.second):
             if any(k % 2 == 0 or k < 3 or k > MAX_KERNEL for k in stage.kernel_sizes):
                 raise ValueError(
@@ -270,15 +290,33 @@ def add_noise(
     return torch.cat(out)
 
 
-def jpeg(img: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """JPEG-compress each image of ``img`` (B, 3, H, W, [0, 1]) at its own integer ``quality``.
+def jpeg(img: torch.Tensor, quality: torch.Tensor, backend: str = "diff") -> torch.Tensor:
+    """JPEG-compress each image of ``img`` (B, 3, H, W) at its own ``quality`` (B,).
 
-    Uses OpenCV's libjpeg (4:2:0, as Real-ESRGAN's DiffJPEG) on the CPU; JPEG is not
-    differentiable here, which training does not need. Quality is rounded to an integer.
+    The input is clipped to [0, 1] first and the output lies in [0, 1] (Real-ESRGAN's order).
+
+    * ``diff`` (the released training code's): kornia's differentiable codec, 4:2:0 chroma
+      subsampling, standard tables scaled by the continuous quality, float output (no 8-bit
+      rounding of the image); runs on the input's device.
+    * ``opencv``: libjpeg through OpenCV on the CPU, quality rounded to an integer, 8-bit input
+      and output (the codec a saved JPEG file goes through).
     """
+    img = img.clamp(0, 1)
+    if backend == "diff":
+        try:
+            from kornia.enhance import jpeg_codec_differentiable
+        except ImportError as exc:
+            raise ImportError(
+                "the released degradation's differentiable JPEG needs kornia: pip install 'screensr[vosr]' "
+                "(or set degradation.jpeg: opencv)"
+            ) from exc
+        q = quality.to(device=img.device, dtype=img.dtype).reshape(-1)
+        return jpeg_codec_differentiable(img, q).clamp(0, 1)
+    if backend != "opencv":
+        raise ValueError(f"unknown JPEG backend {backend!r}; choose 'diff' or 'opencv'")
     import cv2
 
-    arr = (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    arr = (img.detach() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     out = []
     for i in range(arr.shape[0]):
         bgr = np.ascontiguousarray(arr[i, :, :, ::-1])
@@ -296,6 +334,18 @@ def resize(img: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     if mode == "area":
         return F.interpolate(img, size=size, mode="area")
     return F.interpolate(img, size=size, mode=mode, align_corners=False)
+
+
+def rescale(img: torch.Tensor, scale: float, mode: str) -> torch.Tensor:
+    """Resize (B, C, H, W) by ``scale`` (output floor(H * scale), sampling grid spaced 1 / scale).
+
+    ``F.interpolate(scale_factor=scale)``, as Real-ESRGAN's first order: the source coordinates
+    use ``scale`` itself, not the ratio of the rounded sizes, so it differs from
+    ``resize(img, floor(H * scale))`` whenever ``H * scale`` is not an integer.
+    """
+    if mode == "area":
+        return F.interpolate(img, scale_factor=scale, mode="area")
+    return F.interpolate(img, scale_factor=scale, mode=mode, align_corners=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,22 +380,33 @@ class DegradationParams:
     back_mode: str
 
 
-def _sample_stage(stage: StageConfig, batch_g: torch.Generator, sample_gs: Sequence[torch.Generator]) -> StageParams:
+def _sample_stage(
+    stage: StageConfig, batch_g: torch.Generator, sample_gs: Sequence[torch.Generator], per_sample_kernels: bool
+) -> StageParams:
     blur = float(torch.rand((), generator=batch_g)) < stage.blur_prob
     kind = _choice(batch_g, stage.resize_probs)
     lo, hi = stage.resize_range
     scale = _uniform(batch_g, 1.0, hi) if kind == 0 else _uniform(batch_g, lo, 1.0) if kind == 1 else 1.0
     mode = RESIZE_MODES[int(torch.randint(len(RESIZE_MODES), (), generator=batch_g))]
     gaussian = float(torch.rand((), generator=batch_g)) < stage.gaussian_noise_prob
+    shared = None if per_sample_kernels else sample_kernel(stage, batch_g)
     kernels, amount, gray, quality = [], [], [], []
     for g in sample_gs:
-        kernels.append(sample_kernel(stage, g))
+        kernels.append(sample_kernel(stage, g) if shared is None else shared)
         amount.append(_uniform(g, *stage.noise_sigma) / 255.0 if gaussian else _uniform(g, *stage.poisson_scale))
         gray.append(float(torch.rand((), generator=g)) < stage.gray_noise_prob)
         quality.append(_uniform(g, *stage.jpeg_quality))
     return StageParams(
         kernels, blur, kind, scale, mode, gaussian, torch.tensor(amount), torch.tensor(gray), torch.tensor(quality)
     )
+
+
+def _final_sinc(cfg: DegradationConfig, g: torch.Generator) -> KernelDraw | None:
+    if float(torch.rand((), generator=g)) >= cfg.final_sinc_prob:
+        return None
+    size = cfg.first.kernel_sizes[int(torch.randint(len(cfg.first.kernel_sizes), (), generator=g))]
+    cutoff = _uniform(g, math.pi / 3, math.pi)
+    return KernelDraw(_pad_kernel(sinc_kernel(size, cutoff)), size, SINC, cutoff=cutoff)
 
 
 def sample_params(
@@ -355,17 +416,13 @@ def sample_params(
     bg = generator(seed, "degradation-batch", batch_key)
     first_gs = [generator(seed, "degradation-1", int(i)) for i in sample_ids]
     second_gs = [generator(seed, "degradation-2", int(i)) for i in sample_ids]
-    first = _sample_stage(cfg.first, bg, first_gs)
-    second = _sample_stage(cfg.second, bg, second_gs)
-    finals: list[KernelDraw | None] = []
-    for i in sample_ids:
-        g = generator(seed, "degradation-final", int(i))
-        if float(torch.rand((), generator=g)) < cfg.final_sinc_prob:
-            size = cfg.first.kernel_sizes[int(torch.randint(len(cfg.first.kernel_sizes), (), generator=g))]
-            cutoff = _uniform(g, math.pi / 3, math.pi)
-            finals.append(KernelDraw(_pad_kernel(sinc_kernel(size, cutoff)), size, SINC, cutoff=cutoff))
-        else:
-            finals.append(None)
+    per_sample = cfg.kernels == "sample"
+    first = _sample_stage(cfg.first, bg, first_gs, per_sample)
+    second = _sample_stage(cfg.second, bg, second_gs, per_sample)
+    if per_sample:
+        finals = [_final_sinc(cfg, generator(seed, "degradation-final", int(i))) for i in sample_ids]
+    else:
+        finals = [_final_sinc(cfg, bg)] * len(sample_ids)
     resize_first = float(torch.rand((), generator=bg)) < cfg.final_resize_first_prob
     final_mode = RESIZE_MODES[int(torch.randint(len(RESIZE_MODES), (), generator=bg))]
     back_mode = RESIZE_MODES[int(torch.randint(len(RESIZE_MODES), (), generator=bg))]
@@ -377,9 +434,10 @@ def _stage(
 ) -> torch.Tensor:
     if p.blur:
         x = filter2d(x, torch.stack([k.kernel for k in p.kernels]))
-    if size is None:  # first order: relative to the current size
-        size = (int(x.shape[2] * p.resize_scale), int(x.shape[3] * p.resize_scale))
-    x = resize(x, size, p.resize_mode)
+    if size is None:  # first order: by scale factor, relative to the current size
+        x = rescale(x, p.resize_scale, p.resize_mode)
+    else:
+        x = resize(x, size, p.resize_mode)
     return add_noise(x, p.gaussian, p.noise_amount, p.gray, gens)
 
 
@@ -396,9 +454,9 @@ def degrade(
         seed: run seed.
 
     Returns:
-        ``(lq, params)``: lq (B, 3, H, W) in [0, 1], quantised to 8-bit levels (the image a user
-        would feed at inference, bicubic-free: resized back with a random mode); ``params`` the
-        draws (None when ``cfg.enabled`` is False).
+        ``(lq, params)``: lq (B, 3, H, W) in [0, 1], quantised to 8-bit levels once, after the
+        resize back to the HR size with a random mode (the LR image itself is kept in float);
+        ``params`` the draws (None when ``cfg.enabled`` is False).
     """
     if hq.ndim != 4 or hq.shape[1] != 3:
         raise ValueError(f"degrade expects (B, 3, H, W) RGB crops, got shape {tuple(hq.shape)}")
@@ -409,14 +467,14 @@ def degrade(
         raise ValueError(f"crop size {h}x{w} must be a multiple of the degradation scale {cfg.scale}")
     lr_size = (h // cfg.scale, w // cfg.scale)
     if not cfg.enabled:
-        lq = _quantize(resize(hq, lr_size, "bicubic").clamp(0, 1))
+        lq = resize(hq, lr_size, "bicubic")
         return _quantize(resize(lq, (h, w), "bicubic").clamp(0, 1)), None
     p = sample_params(cfg, sample_ids, batch_key, seed)
     dev = hq.device
     noise1 = [generator(seed, "noise-1", int(i), device=dev) for i in sample_ids]
     noise2 = [generator(seed, "noise-2", int(i), device=dev) for i in sample_ids]
     x = _stage(hq.float(), p.first, None, noise1)
-    x = jpeg(x, p.first.jpeg_quality)
+    x = jpeg(x, p.first.jpeg_quality, cfg.jpeg)
     s2 = p.second.resize_scale
     x = _stage(x, p.second, (int(h / cfg.scale * s2), int(w / cfg.scale * s2)), noise2)
     pulse = torch.zeros(MAX_KERNEL, MAX_KERNEL, dtype=torch.float64)
@@ -424,10 +482,10 @@ def degrade(
     finals = torch.stack([k.kernel if k is not None else pulse for k in p.final_sinc])
     if p.resize_first:
         x = filter2d(resize(x, lr_size, p.final_mode), finals)
-        x = jpeg(x, p.second.jpeg_quality)
+        x = jpeg(x, p.second.jpeg_quality, cfg.jpeg)
     else:
-        x = jpeg(x, p.second.jpeg_quality)
+        x = jpeg(x, p.second.jpeg_quality, cfg.jpeg)
         x = filter2d(resize(x, lr_size, p.final_mode), finals)
-    lq = _quantize(x.clamp(0, 1))
-    lq = _quantize(resize(lq, (h, w), p.back_mode).clamp(0, 1))
+    # one 8-bit rounding, of the image at HR size (as released), not of the LR image too
+    lq = _quantize(resize(x, (h, w), p.back_mode).clamp(0, 1))
     return lq, p

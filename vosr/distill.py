@@ -1,9 +1,10 @@
 """One-step distillation losses: the guided teacher target, the base loss, RC and shortcut.
 
 Formulas are the VOSR appendix's (vosr-reference.md section 5). The student is any callable
-``student(z, t, r) -> v`` with its conditions already bound (the trainer closes over the full
-structural and semantic conditions); ``z`` (B, C, H, W) latents, ``t``/``r`` (B,) times with
-``0 <= r <= t <= 1``. The variant changes only :func:`consistency_loss`; everything else in the
+``student(z, t, r) -> v`` with its conditions already bound (the trainer binds the released
+ones, ``vosr.train.distill_conditions``: the noise-augmented structural condition, 10% of the
+samples dropped to the partial condition); ``z`` (B, C, H, W) latents, ``t``/``r`` (B,) times
+with ``0 <= r <= t <= 1``. The variant changes only :func:`consistency_loss`; everything else in the
 trainer is shared with multi-step training.
 """
 

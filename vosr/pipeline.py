@@ -153,6 +153,7 @@ def plan_pipeline(
     """
     from vosr.autoencoders import autoencoder_files, light_decoder_path
     from vosr.checkpoints import read_checkpoint_config
+    from vosr.components import run_weights_dir
     from vosr.conditions import load_semantic_encoder, semantic_encoder_spec, semantic_weights_path
     from vosr.weights import resolve_checkpoint
 
@@ -164,7 +165,9 @@ def plan_pipeline(
         raise ConfigError(f"tile_batch must be >= 1, got {tile_batch}")
     if not isinstance(sample_posterior, bool):  # a string such as "False" must not read as true
         raise ConfigError(f"sample_posterior must be true or false, got {sample_posterior!r}")
-    info = read_checkpoint_config(resolve_checkpoint(checkpoint, weights_dir))
+    path = resolve_checkpoint(checkpoint, weights_dir)
+    weights_dir = run_weights_dir(path, weights_dir)  # a training run's recorded components folder
+    info = read_checkpoint_config(path)
     cfg = info.config
     if cfg.one_step and guidance is not None and float(guidance) != 1.0:
         raise ConfigError(
@@ -331,7 +334,7 @@ class VOSRUpscaler:
         cfg = self.info.config
         self.autoencoder = load_autoencoder(
             cfg.autoencoder,
-            weights_dir=weights_dir,
+            weights_dir=plan.weights_dir,
             decoder=plan.decoder,
             device=self.device,
             dtype=self.dtype,

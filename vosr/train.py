@@ -8,6 +8,9 @@ The mode only changes the loss (:meth:`Trainer.multistep_loss` vs :meth:`Trainer
 Run folder layout (``RUN``)::
 
     RUN/train_config.json                 the TrainConfig (checked again on resume)
+    RUN/components.json                   where the autoencoder and semantic encoder live (read by
+                                          inference, so ``infer -c RUN`` needs no --weights-dir)
+    RUN/components/                       random-init test components the command created (vosr-tiny)
     RUN/args.json, RUN/checkpoints/       released layout: ema_model.safetensors, model.safetensors
     RUN/state/step_XXXXXXXX.pt            resumable state (model, EMA, optimiser, scheduler, data, rng)
     RUN/snapshots/step_XXXXXXXX/          released layout of each checkpoint step (infer -c works)
@@ -27,12 +30,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
-import functools
 import io
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,11 +48,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vosr import flow
-from vosr.config import ConfigError, ModelConfig
+from vosr.config import ConfigError, ModelConfig, did_you_mean
 from vosr.data import StepBatches, TrainImages, collate, resolve_sources
 from vosr.degradations import degrade, derive_seed, generator
 from vosr.distill import Conditions, distill_losses, guided_velocity, velocity
-from vosr.recipes import ConditionConfig, TrainConfig, config_from_json
+from vosr.recipes import ConditionConfig, DistillConfig, TrainConfig, config_from_json
 
 EvalCallback = Callable[[int, Path], Mapping[str, float]]
 """``callback(step, checkpoint_dir) -> {metric: value}``; ``checkpoint_dir`` is a released-layout
@@ -68,19 +71,31 @@ METRIC_COLUMNS = (
 )
 # Fields that may differ when a run is resumed (they do not change the optimisation).
 RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                  "tensorboard", "wandb_project", "micro_batch")
+                  "tensorboard", "wandb_project", "micro_batch", "cpu_threads")
 
-SEMANTIC_ABLATIONS: dict[str, dict[str, Any]] = {
-    # Table 1: the semantic encoder. "dinov2" keeps the model size's own encoder; the others
-    # replace it by a name of vosr.conditions.SEMANTIC_ENCODERS with its feature width.
-    "dinov2": {},
-    "clip": {"semantic_encoder": "clip_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8},
-    "siglip2": {"semantic_encoder": "siglip2_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8},
-    "dinov3": {"semantic_encoder": "dinov3_vitb16", "semantic_dim": 768, "semantic_size": 448, "semantic_block": 8},
-    # the encoder is not run and the network sees one zero semantic token; the name is stored
-    # in the model config so inference cannot silently feed DINOv2 features to such a model
-    "none": {"semantic_encoder": "none"},
-}
+SEMANTIC_CHOICES = ("none", "clip", "siglip2", "dinov2", "dinov3")
+"""The recipe's ``semantic_encoder`` switch (Table 1); see :func:`semantic_overrides`."""
+
+
+def semantic_overrides(choice: str, model_name: str) -> dict[str, Any]:
+    """ModelConfig overrides of the Table 1 switch ``choice`` for model size ``model_name``.
+
+    ``dinov2`` keeps the size's own encoder; ``clip`` / ``siglip2`` / ``dinov3`` take the
+    registry entry of ``vosr.conditions.ABLATION_ENCODERS`` (its width, input size and block);
+    ``none`` stores the name ``none`` in the model config (the encoder is not run and the
+    network sees one zero token), so inference cannot silently feed DINOv2 features to it.
+    """
+    from vosr.conditions import ablation_encoder
+
+    if choice not in SEMANTIC_CHOICES:
+        raise ConfigError(f"semantic_encoder {choice!r} unknown{did_you_mean(choice, list(SEMANTIC_CHOICES))}")
+    if choice == "dinov2":
+        return {}
+    if choice == "none":
+        return {"semantic_encoder": "none"}
+    spec = ablation_encoder(choice, model_name)
+    return {"semantic_encoder": spec.name, "semantic_dim": spec.embed_dim, "semantic_size": spec.default_size,
+            "semantic_block": spec.default_block}
 
 
 class TrainError(RuntimeError):
@@ -147,64 +162,22 @@ def _barrier(info: DistInfo) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-TIMM_SEMANTIC: dict[str, str] = {
-    # Table 1 ablation encoders (ViT-B/16 class, timm names with their pretrained tags)
-    "clip_vitb16": "vit_base_patch16_clip_224.openai",
-    "siglip2_vitb16": "vit_base_patch16_siglip_224.v2_webli",
-    "dinov3_vitb16": "vit_base_patch16_dinov3.lvd1689m",
-}
-
-
-class TimmSemanticEncoder(torch.nn.Module):
-    """A timm ViT's block output as semantic tokens, for the encoder ablation (Table 1).
-
-    (B, 3, H, W) in [0, 1] -> resized bicubic to ``size`` (aspect ignored, as the DINOv2 path),
-    normalised with the model's own mean/std -> tokens of block ``block`` before the final norm,
-    prefix tokens dropped: (B, N, E).
-    """
-
-    def __init__(self, name: str, block: int, size: int, pretrained: bool = True) -> None:
-        super().__init__()
-        try:
-            import timm
-        except ImportError as exc:
-            raise ImportError("semantic-encoder ablations need timm: pip install 'screensr[vosr]'") from exc
-        timm_name = TIMM_SEMANTIC[name]
-        try:
-            self.vit = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, img_size=size)
-        except Exception as exc:  # offline without the weights in the Hugging Face cache
-            raise TrainError(
-                f"cannot load the {name} encoder weights ({timm_name}) from the Hugging Face cache: {exc}. "
-                f"Download them once while online (timm.create_model({timm_name!r}, pretrained=True))"
-            ) from exc
-        cfg = self.vit.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
-        self.block, self.size = block, size
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float(), size=(self.size, self.size), mode="bicubic", align_corners=False).clamp(0, 1)
-        x = (x - self.mean) / self.std
-        return self.vit.forward_intermediates(
-            x, indices=[self.block], norm=False, output_fmt="NLC", intermediates_only=True
-        )[0]
-
-
 class ConditionEncoders:
     """The frozen encoders of a model config: VAE latents and semantic tokens.
 
     Uses ``vosr.autoencoders.load_autoencoder`` and ``vosr.conditions.load_semantic_encoder``
-    (the inference side's loaders, so training and inference see identical conditions), plus
-    timm encoders for the Table 1 ablation. Posterior noise is drawn per sample from keyed
-    generators, so a sample's latent does not depend on its batch.
+    (the inference side's loaders and the one semantic-encoder registry, so training and
+    inference see identical conditions for every encoder, ablations included). Posterior noise
+    is drawn per sample from keyed generators, so a sample's latent does not depend on its batch.
 
     Args:
         model_cfg: names the autoencoder and the semantic encoder (block, input size).
-        semantic: the recipe's ``semantic_encoder`` switch (``none`` skips the encoder).
+        semantic: the recipe's ``semantic_encoder`` switch (``none`` skips the encoder; the
+            encoder itself is the model config's).
         device: where the encoders run.
         seed: run seed (posterior noise).
-        weights_dir: extra folder searched first for weight files (the CLI's ``--weights-dir``).
-        pretrained_semantic: False builds ablation encoders with random weights (tests only).
+        weights_dir: extra folder searched first for weight files (the CLI's ``--weights-dir``,
+            or the run's recorded components folder).
     """
 
     def __init__(
@@ -214,7 +187,6 @@ class ConditionEncoders:
         device: torch.device,
         seed: int,
         weights_dir: str | os.PathLike | None = None,
-        pretrained_semantic: bool = True,
     ) -> None:
         from vosr.autoencoders import load_autoencoder
         from vosr.conditions import load_semantic_encoder
@@ -225,16 +197,11 @@ class ConditionEncoders:
         self.autoencoder.requires_grad_(False)
         self.semantic_dim = model_cfg.semantic_dim
         self.encoder: torch.nn.Module | None = None
-        if semantic == "dinov2":
+        if semantic != "none" and model_cfg.semantic_encoder != "none":
             self.encoder = load_semantic_encoder(
                 model_cfg.semantic_encoder, model_cfg.semantic_block, model_cfg.semantic_size,
                 weights_dir=weights_dir, device=device,
             )
-        elif semantic != "none":
-            self.encoder = TimmSemanticEncoder(
-                model_cfg.semantic_encoder, model_cfg.semantic_block, model_cfg.semantic_size, pretrained_semantic
-            ).to(device)
-        if self.encoder is not None:
             self.encoder.requires_grad_(False).eval()
 
     @torch.no_grad()
@@ -302,6 +269,12 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
+def _augment(c_str: torch.Tensor, gens: Sequence[torch.Generator], on: bool, mean: float, std: float) -> torch.Tensor:
+    if not on:
+        return c_str
+    return torch.cat([flow.augment_condition(c_str[i : i + 1], g, mean, std) for i, g in enumerate(gens)])
+
+
 def training_conditions(
     c_str: torch.Tensor,
     semantic: torch.Tensor,
@@ -311,27 +284,27 @@ def training_conditions(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Noise augmentation and condition dropout of one multi-step training batch.
 
+    As the released ``loss_fm``: the kept samples get the noise-augmented structural condition
+    ``a c_str + sqrt(1 - a^2) eps'``; the dropped ones the partial condition built from the
+    **clean** latent, ``(w c_str, 0)``, never from the augmented one.
+
     Args:
-        c_str: (B, C, h, w) structural latents; semantic: (B, N, E) tokens.
-        gens: one generator per sample (augmentation noise and the dropout draw).
+        c_str: (B, C, h, w) clean structural latents; semantic: (B, N, E) tokens.
+        gens: one generator per sample (augmentation noise, then the dropout draw).
         step_gen: the step's generator: the weak strength is drawn once per step and shared
             by the batch (the reference's "per-step" strength).
         cc: the guidance design (Table 4 ablation), see ``ConditionConfig``.
 
     Returns:
-        (c_str', semantic', dropped (B,) bool, w): dropped samples get the partial condition
-        ``(w c_str', 0)`` (``w = 0`` for ``cfg``: fully unconditional); ``full`` drops nothing.
+        (c_str', semantic', dropped (B,) bool, w): dropped samples get ``(w c_str, 0)``
+        (``w = 0`` for ``cfg``: fully unconditional); ``full`` drops nothing.
     """
     from vosr.conditions import partial_condition
 
-    if cc.noise_aug:
-        c_str = torch.cat([
-            flow.augment_condition(c_str[i : i + 1], g, cc.noise_aug_mean, cc.noise_aug_std)
-            for i, g in enumerate(gens)
-        ])
+    c_aug = _augment(c_str, gens, cc.noise_aug, cc.noise_aug_mean, cc.noise_aug_std)
     drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < cc.dropout_prob).to(c_str.device)
     if cc.guidance == "full":
-        return c_str, semantic, torch.zeros_like(drop), 1.0
+        return c_aug, semantic, torch.zeros_like(drop), 1.0
     if cc.guidance == "cfg":
         w = 0.0
     elif cc.guidance == "partial_fixed":
@@ -340,9 +313,46 @@ def training_conditions(
         lo, hi = cc.weak_strength
         w = lo + (hi - lo) * float(torch.rand((), generator=step_gen))
     weak_str, weak_sem = partial_condition(c_str, semantic, w)
-    c_out = torch.where(drop.view(-1, 1, 1, 1), weak_str, c_str)
+    c_out = torch.where(drop.view(-1, 1, 1, 1), weak_str, c_aug)
     s_out = torch.where(drop.view(-1, 1, 1), weak_sem, semantic)
     return c_out, s_out, drop, w
+
+
+@dataclass
+class DistillConditions:
+    """The conditions of one distillation batch (see :func:`distill_conditions`)."""
+
+    teacher: Conditions  # the guided target's conditional branch: (augmented c_str, semantic)
+    teacher_partial: Conditions  # its partial branch: (w c_str, 0), w = distill.weak_strength
+    student: Conditions  # student and roll-outs: the teacher's conditional input, or (w c_str, 0) if dropped
+    dropped: torch.Tensor  # (B,) bool
+
+
+def distill_conditions(
+    c_str: torch.Tensor, semantic: torch.Tensor, gens: Sequence[torch.Generator], dc: DistillConfig
+) -> DistillConditions:
+    """Condition handling of one-step distillation, as the released distillation losses.
+
+    The structural condition is noise-augmented (``a = sigmoid(N(5, 1))``) for the teacher's
+    conditional branch and the student's input; with probability ``dc.dropout_prob`` per sample
+    the student's (and its roll-outs') conditions are dropped to the partial condition
+    ``(w c_str, 0)`` built from the clean latent. The teacher's partial branch is always
+    ``(w c_str, 0)``.
+
+    Args:
+        c_str: (B, C, h, w) clean structural latents; semantic: (B, N, E) tokens.
+        gens: one generator per sample (augmentation noise, then the dropout draw).
+        dc: the distillation settings (``weak_strength`` w, ``noise_aug*``, ``dropout_prob``).
+    """
+    from vosr.conditions import partial_condition
+
+    c_aug = _augment(c_str, gens, dc.noise_aug, dc.noise_aug_mean, dc.noise_aug_std)
+    drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < dc.dropout_prob).to(c_str.device)
+    weak_str, weak_sem = partial_condition(c_str, semantic, dc.weak_strength)
+    student = Conditions(
+        torch.where(drop.view(-1, 1, 1, 1), weak_str, c_aug), torch.where(drop.view(-1, 1, 1), weak_sem, semantic)
+    )
+    return DistillConditions(Conditions(c_aug, semantic), Conditions(weak_str, weak_sem), student, drop)
 
 
 @dataclass
@@ -350,10 +360,11 @@ class TrainResult:
     """What :meth:`Trainer.fit` did: final step, last logged loss, the run folder."""
 
     step: int
-    loss: float
+    loss: float  # the last step's loss; for an already complete run the last logged one (nan if none)
     run_dir: Path
     resumed_from: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    already_complete: bool = False  # the run had reached max_steps before this call: nothing trained
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,7 +387,10 @@ class Trainer:
         progress: show a tqdm bar on rank 0.
         encoders: factory ``(model_cfg, semantic_choice, device, seed)`` of the frozen condition
             encoders; default :class:`ConditionEncoders` (the model config's VAE and encoder).
-        weights_dir: extra folder searched first for the encoders' weight files.
+        weights_dir: extra folder searched first for the encoders' weight files (for
+            distillation, default: the folder the teacher's run recorded).
+        log: where notes for the user go (created components, an already complete run);
+            default: stderr of rank 0.
     """
 
     def __init__(
@@ -393,14 +407,17 @@ class Trainer:
         progress: bool = True,
         encoders: Callable[[ModelConfig, str, torch.device, int], Any] | None = None,
         weights_dir: str | os.PathLike | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if cfg.mode == "distill" and teacher is None:
             raise TrainError("distillation needs a teacher: pass --teacher RUN_OR_SAFETENSORS (a multi-step checkpoint)")
         if cfg.mode == "multistep" and teacher is not None:
             raise TrainError(f"recipe {cfg.name!r} is multi-step; --teacher is only for distillation recipes")
+        if cfg.mode == "distill" and cfg.init_from:
+            raise TrainError(f"init_from={cfg.init_from!r} is for multi-step recipes; a student starts from --teacher")
         if cfg.eval_every and eval_callback is None:
             raise TrainError("eval_every is set but no evaluation callback was given")
-        if cfg.semantic_encoder not in SEMANTIC_ABLATIONS:
+        if cfg.semantic_encoder not in SEMANTIC_CHOICES:
             raise ConfigError(f"semantic_encoder {cfg.semantic_encoder!r} unknown")
         self.cfg = cfg
         self.sources = resolve_sources([str(d) for d in data])
@@ -410,10 +427,22 @@ class Trainer:
         self.eval_callback = eval_callback
         self.resume = resume
         self.progress = progress
-        self._encoders_factory = encoders or functools.partial(ConditionEncoders, weights_dir=weights_dir)
+        self._encoders_factory = encoders
+        self.weights_dir = weights_dir
         self.info = init_distributed(device)
+        self._log_fn = log
         self.step = 0
         self.resumed_from: int | None = None
+        self.components = None
+
+    def log(self, message: str) -> None:
+        """A note for the user (rank 0 only)."""
+        if not self.info.main:
+            return
+        if self._log_fn is not None:
+            self._log_fn(message)
+        else:
+            print(message, file=sys.stderr)
 
     # ---------------------------------------------------------------- setup
 
@@ -427,7 +456,7 @@ class Trainer:
     def _model_config(self) -> ModelConfig:
         from vosr.config import model_config
 
-        over = dict(SEMANTIC_ABLATIONS[self.cfg.semantic_encoder])
+        over = semantic_overrides(self.cfg.semantic_encoder, self.cfg.model)
         over["grad_checkpointing"] = self.cfg.grad_checkpointing
         return model_config(self.cfg.model, **over)
 
@@ -461,7 +490,12 @@ class Trainer:
             model = VOSRDiT(mcfg).to(dev)
         self.model_cfg = mcfg
         self.fsdp = self.info.world > 1 and cfg.parallel == "fsdp"
-        self.encoders = self._encoders_factory(mcfg, cfg.semantic_encoder, dev, cfg.seed)
+        self.components = self._components(mcfg)
+        if self._encoders_factory is not None:
+            self.encoders = self._encoders_factory(mcfg, cfg.semantic_encoder, dev, cfg.seed)
+        else:
+            self.encoders = ConditionEncoders(mcfg, cfg.semantic_encoder, dev, cfg.seed,
+                                              weights_dir=self.components.weights_dir)
         self.ema = copy.deepcopy(model).requires_grad_(False).eval()
         self.raw_model = model
         if self.fsdp:
@@ -489,6 +523,27 @@ class Trainer:
         )
         self.bf16 = self._precision()
 
+    def _components(self, mcfg: ModelConfig) -> Any:
+        """Resolve (rank 0 creates, when allowed) the autoencoder and encoder; see vosr.components."""
+        from vosr.components import resolve_components, run_weights_dir
+
+        weights_dir = self.weights_dir
+        if self.teacher_path is not None:  # the student works in its teacher's latent space
+            weights_dir = run_weights_dir(self.teacher_path, weights_dir)
+        semantic = self.cfg.semantic_encoder != "none" and mcfg.semantic_encoder != "none"
+        kw = dict(semantic=semantic, run_dir=self.out, weights_dir=weights_dir, seed=self.cfg.seed, log=self.log)
+        # RNG: creating random components must not move the global generator (init and resume use it)
+        rng = torch.get_rng_state()
+        try:
+            if self.info.main:
+                comps = resolve_components(mcfg, allow_create=self.cfg.mode != "distill", **kw)
+            _barrier(self.info)
+            if not self.info.main:  # rank 0 has created whatever was missing
+                comps = resolve_components(mcfg, allow_create=False, **kw)
+        finally:
+            torch.set_rng_state(rng)
+        return comps
+
     # ---------------------------------------------------------------- state
 
     def _state_dir(self) -> Path:
@@ -514,6 +569,7 @@ class Trainer:
     def save(self) -> Path:
         """Write the resumable state and the released-layout exports for the current step."""
         from vosr.checkpoints import save_run_folder
+        from vosr.components import write_record
 
         model_sd, ema_sd, optim_sd = self._full_state("model"), self._full_state("ema"), self._optim_state()
         path = self._state_dir() / f"step_{self.step:08d}.pt"
@@ -536,6 +592,7 @@ class Trainer:
             snap = self.out / "snapshots" / f"step_{self.step:08d}"
             for root in (self.out, snap):
                 save_run_folder(ema_sd, root, config=self.model_cfg, args=args)
+                write_record(root, self.components)
             save_run_folder(model_sd, self.out, config=self.model_cfg, args=args, name="model.safetensors")
             self._prune()
         _barrier(self.info)
@@ -554,7 +611,8 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        saved = json.loads(state["config"])
+        # through the typed config, so fields added since the run started compare as their defaults
+        saved = json.loads(config_from_json(state["config"], str(path)).to_json())
         diff = _diff(_comparable(saved), _comparable(json.loads(self.cfg.to_json())))
         if diff:
             raise TrainError(
@@ -583,15 +641,44 @@ class Trainer:
         self.step = int(state["step"])
         self.resumed_from = self.step
 
+    def _init_from(self, spec: str) -> None:
+        """Start from released (or any multi-step) weights: model and EMA, fresh optimiser, step 0."""
+        from vosr.checkpoints import load_checkpoint, load_state_dict_strict
+        from vosr.weights import resolve_checkpoint
+
+        path = resolve_checkpoint(spec, self.weights_dir)
+        model, info = load_checkpoint(path)
+        keys = ("hidden_size", "depth", "num_heads", "latent_channels", "semantic_dim", "autoencoder",
+                "semantic_encoder", "semantic_block", "semantic_size", "one_step")
+        theirs, ours = info.config.to_dict(), self.model_cfg.to_dict()
+        diff = [f"{k}: {theirs[k]!r} (checkpoint) vs {ours[k]!r} (recipe)" for k in keys if theirs[k] != ours[k]]
+        if diff:
+            raise TrainError(f"init_from {spec!r} ({info.path}) does not fit recipe {self.cfg.name!r}: {'; '.join(diff)}")
+        state = model.state_dict()
+        for module in (self.raw_model, self.ema):
+            if self.fsdp:
+                from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+                set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True))
+            else:
+                load_state_dict_strict(module, state, source=str(info.path))
+        self.log(f"{self.cfg.name}: initialised the model and its EMA from {info.path}")
+
     # ---------------------------------------------------------------- losses
 
     def _conditions(self, hq: torch.Tensor, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x0, c_str, semantic) of a batch of HQ crops: degrade, encode both, DINO on the LQ."""
+        """(x0, c_str, semantic) of a batch of HQ crops: degrade, encode both, DINO on the LQ.
+
+        The latents are computed in float32; the semantic encoder runs under the run's bf16
+        autocast when it is on (as the released training code, whose encoder forward sits in
+        ``accelerator.autocast()``), its tokens returned as float32.
+        """
         lq, _ = degrade(hq, self.cfg.degradation, ids, batch_key=("step", self.step), seed=self.cfg.seed)
         x0 = self.encoders.latents(hq, ids, "hq")
         c_str = self.encoders.latents(lq, ids, "lq")
-        sem = self.encoders.semantic(lq)
-        return x0, c_str, sem
+        with torch.autocast(hq.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            sem = self.encoders.semantic(lq)
+        return x0, c_str, sem.float()
 
     def multistep_loss(self, hq: torch.Tensor, ids: Sequence[int]) -> dict[str, torch.Tensor]:
         """Flow-matching MSE with condition augmentation and dropout (sections 2 and 4)."""
@@ -620,10 +707,10 @@ class Trainer:
         r = torch.cat([b for _, b in times]).to(dev)
         eps = _per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
         z_t = flow.interpolate(x0, eps, t)
-        cond = Conditions(c_str, sem)  # one-step inference uses the clean, full condition
-        pcond = Conditions(dc.weak_strength * c_str, torch.zeros_like(sem))
+        conds = distill_conditions(c_str, sem, [generator(cfg.seed, "distill-cond", int(i)) for i in ids], dc)
+        cond = conds.student  # the student and its roll-outs; the teacher's branches below
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            v_tea = guided_velocity(self.teacher, z_t, t, cond, pcond, dc.guidance).float()
+            v_tea = guided_velocity(self.teacher, z_t, t, conds.teacher, conds.teacher_partial, dc.guidance).float()
             sg_model = self.raw_model
 
             def student(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
@@ -716,8 +803,18 @@ class Trainer:
                     "or choose a new --out"
                 )
             self._load(latest)
+        elif cfg.init_from:
+            self._init_from(cfg.init_from)
+        if self.step >= self.max_steps:
+            self.log(f"{self.out} is already complete at step {self.step} (asked for {self.max_steps} steps): "
+                     "nothing to train; pass a larger --max-steps to continue it, or a new --out")
+            return TrainResult(self.step, _last_logged_loss(self.out), self.out, self.resumed_from,
+                               already_complete=True)
         if info.main:
+            from vosr.components import write_record
+
             _atomic_write_bytes(self.out / "train_config.json", cfg.to_json().encode())
+            write_record(self.out, self.components)
         logger = _Logger(self.out, cfg, info.main, self.resumed_from)
         history: list[dict[str, float]] = []
         last_loss = float("nan")
@@ -833,6 +930,16 @@ class _Logger:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _last_logged_loss(run: Path) -> float:
+    """The loss of the last ``metrics.csv`` row (nan when nothing was logged)."""
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return float("nan")
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("loss")]
+    return float(rows[-1]["loss"]) if rows else float("nan")
 
 
 def load_run_config(run: str | os.PathLike) -> TrainConfig:

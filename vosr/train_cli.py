@@ -16,11 +16,25 @@ EVAL_GROUP = "screensr.training_eval"
 _TRAIN_EPILOG = """examples:
   screensr vosr train --recipe tiny --data photos/ --out runs/tiny --max-steps 300
   screensr vosr train --recipe vosr-0.5b-ms --data data.list --out runs/ms --eval-every 10000 --eval-data drealsr/
+  screensr vosr train --recipe vosr-0.5b-ms-finetune --data data.list --out runs/ft   # the released YAML
   torchrun --no-python --nproc_per_node 8 screensr vosr train --recipe vosr-0.5b-ms --data data.list --out runs/ms
 
 A data list has one 'path, weight' line per source (a folder of HQ images, a WebDataset .tar
 shard or a shard pattern such as shards/train-{000..099}.tar). Rerunning the same command
-resumes from the latest checkpoint in --out.
+resumes from the latest checkpoint in --out (a finished run says so and trains nothing).
+
+Defaults follow the released training code: dropped samples (10%) get the partial condition
+(w * clean c_str, no semantics), w ~ U[0.05, 0.25] per step, the others the noise-augmented
+c_str (a = sigmoid(N(5, 1))); Real-ESRGAN degradation with differentiable JPEG (continuous
+quality, float output), blur and sinc kernels drawn once per batch, first-order resize by scale
+factor, one 8-bit rounding after the resize back; DINOv2 under bf16 autocast on GPU. Options that
+differ: --set degradation.jpeg=opencv (libjpeg, integer quality), --set degradation.kernels=sample
+(one kernel per image), --set conditions.guidance=full|cfg|partial_fixed, --set
+semantic_encoder=none|clip|siglip2|dinov3.
+
+The tiny recipe needs no weight files: its random-init autoencoder and encoder are created in
+RUN/components/ (recorded in RUN/components.json, so `screensr vosr infer -c RUN` finds them);
+a model on a random autoencoder produces noise-like images by design.
 """
 
 _DISTILL_EPILOG = """examples:
@@ -28,7 +42,11 @@ _DISTILL_EPILOG = """examples:
   screensr vosr distill --recipe vosr-0.5b-os --teacher VOSR_0.5B_ms --data data.list --out runs/os --variant shortcut
 
 The student starts from the teacher's EMA weights plus a new second-time embedder; the
-variant (rc or shortcut) changes only the consistency loss.
+variant (rc or shortcut) changes only the consistency loss. As released: the teacher's
+conditional branch and the student see the noise-augmented c_str; 10% of the student's samples
+(and their roll-outs) get (0.1 * c_str, no semantics) (--set distill.dropout_prob=P,
+distill.noise_aug=false). The student uses the teacher's autoencoder and encoder (the teacher
+run's components.json). The recipes keep the paper's 50K steps; the released YAML runs 100K.
 """
 
 
@@ -37,7 +55,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", required=True, help="tiny, vosr-0.5b-ms, vosr-0.5b-os, vosr-1.4b-ms, vosr-1.4b-os, or a YAML file")
+    p.add_argument("--recipe", required=True,
+                   help="tiny, vosr-0.5b-ms, vosr-0.5b-os, vosr-1.4b-ms, vosr-1.4b-os, vosr-0.5b-ms-finetune, "
+                        "vosr-1.4b-ms-finetune, or a YAML file")
     p.add_argument("--data", required=True, action="append", metavar="DIR_OR_LIST",
                    help="folder of HQ images, .tar shard(s) or a 'path, weight' list (repeatable)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder (checkpoints, metrics.csv)")
@@ -46,6 +66,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="run seed (default: the recipe's)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers per process")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
+    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
+                   help="torch threads per process on the CPU (default: the recipe's; tiny: 1; 0 = one per core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, dotted for sections (e.g. conditions.guidance=cfg); repeatable")
     p.add_argument("--eval-every", type=int, default=None, help="evaluate the EMA weights every N steps (needs --eval-data)")
@@ -86,7 +108,8 @@ def _overrides(args: argparse.Namespace, mode: str) -> dict[str, object]:
         key, value = item.split("=", 1)
         over[key.strip()] = yaml.safe_load(value)
     for key, value in (("micro_batch", args.micro_batch), ("seed", args.seed),
-                       ("num_workers", args.workers), ("eval_every", args.eval_every)):
+                       ("num_workers", args.workers), ("eval_every", args.eval_every),
+                       ("cpu_threads", args.cpu_threads)):
         if value is not None:
             over[key] = value
     if mode == "distill" and getattr(args, "variant", None):
@@ -116,7 +139,7 @@ def find_eval_factory():
 
 def _run(args: argparse.Namespace, mode: str) -> int:
     from vosr.recipes import load_recipe
-    from vosr.train import Trainer, TrainError
+    from vosr.train import TrainError
 
     base = load_recipe(args.recipe)
     if base.mode != mode and base.name != "tiny":  # tiny is the CPU recipe of both verbs
@@ -137,6 +160,21 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         factory = find_eval_factory()
         metrics = [m.strip() for m in args.eval_metrics.split(",")] if args.eval_metrics else None
         callback = factory(args.eval_data, metrics=metrics, device=args.device)
+    import torch
+
+    threads = torch.get_num_threads()
+    on_cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
+    if on_cpu and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)  # a process-wide switch: here in the entry point, undone below
+    try:
+        return _fit(args, mode, cfg, callback)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(args: argparse.Namespace, mode: str, cfg, callback) -> int:
+    from vosr.train import Trainer
+
     trainer = Trainer(
         cfg, args.data, args.out,
         teacher=getattr(args, "teacher", None), max_steps=args.max_steps, eval_callback=callback,
@@ -151,8 +189,19 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         if dist.is_initialized():  # torchrun: leave the process group cleanly
             dist.destroy_process_group()
     if trainer.info.main:
-        print(f"{mode}: step {result.step}, loss {result.loss:.5f}; checkpoints in {result.run_dir} "
-              f"(screensr vosr infer -c {result.run_dir} ...)")
+        import math
+
+        if result.already_complete:
+            loss = f", last logged loss {result.loss:.5f}" if math.isfinite(result.loss) else ""
+            print(f"{mode}: {result.run_dir} is already complete at step {result.step}{loss}; nothing was trained. "
+                  f"Checkpoints in {result.run_dir} (screensr vosr infer -c {result.run_dir} ...)")
+        else:
+            print(f"{mode}: step {result.step}, loss {result.loss:.5f}; checkpoints in {result.run_dir} "
+                  f"(screensr vosr infer -c {result.run_dir} ...)")
+        if trainer.components is not None and trainer.components.random_init:
+            from vosr.components import RANDOM_INIT_NOTE
+
+            print(f"note: {RANDOM_INIT_NOTE}")
     return 0
 
 

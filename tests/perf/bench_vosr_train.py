@@ -2,10 +2,13 @@
 
 Run: ``python tests/perf/bench_vosr_train.py [--steps 30]``
 
-CPU (always): the ``tiny`` recipe, full pipeline (crops, Real-ESRGAN degradation, tiny VAE and
-DINOv2-style encoder, backbone forward/backward, AdamW, EMA), images/s after warm-up for
-1 process x 1 thread (the baseline), 1 process x 2 threads and 2 gloo processes x 1 thread
-(DDP), plus peak resident memory per sample (slope of peak RSS over micro-batch sizes).
+CPU (always): the ``tiny`` recipe, full pipeline on real photos (the colour photographs that ship
+with scikit-image, 300x451 to 1411x1411 px, saved as quality-95 JPEGs like a camera folder:
+decode, random 64 px crops, Real-ESRGAN degradation, tiny VAE and DINOv2-style encoder, backbone
+forward/backward, AdamW, EMA), images/s after warm-up for 1 process x 1 thread (the baseline),
+1 process x 2 threads and 2 gloo processes x 1 thread (DDP), plus peak resident memory per
+sample (slope of peak RSS over micro-batch sizes). The machine load (``os.getloadavg``) is
+printed beside the figures: on a shared machine they scale with it.
 
 GPU (``--gpu``, needs CUDA): the 0.5B backbone's training step (bf16 autocast, AdamW, EMA) on
 random latents at 256 and 512 px, with and without gradient checkpointing: images/s and peak
@@ -40,12 +43,24 @@ def _setup_env(root: Path) -> None:
     )
 
 
+# scikit-image's colour photographs (all ship inside the package, no download)
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
+
+
 def _prepare(root: Path) -> Path:
+    import cv2
+    import skimage.data
+
     sys.path.insert(0, str(ROOT / "tests" / "vosr"))
-    from _train_helpers import write_images, write_tiny_weights
+    from _train_helpers import write_tiny_weights
 
     write_tiny_weights()
-    return write_images(root / "hq", 16)
+    folder = root / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        rgb = getattr(skimage.data, name)()
+        cv2.imwrite(str(folder / f"{name}.jpg"), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return folder
 
 
 def _tiny_run(args: dict) -> dict:
@@ -134,6 +149,35 @@ def _gpu_step(spec: dict) -> dict:
     return {"images_per_s": b * len(times) / sum(times), "peak_mib": peak}
 
 
+def _data_rows(folder: Path, n: int = 60) -> None:
+    """Per-sample loading time: the whole photo converted to float then cropped (the former order,
+    the baseline) vs the stored integers cropped then converted (TrainImages now); same values."""
+    import torch
+
+    from vosr.data import TrainImages, decode_image, random_crop, resolve_sources
+    from vosr.degradations import generator
+
+    torch.set_num_threads(1)
+    ds = TrainImages(resolve_sources([folder]), 64, seed=0)
+
+    def before(i: int):
+        ref = ds.pick(i)
+        return random_crop(decode_image(ref.read_bytes(), str(ref)), 64, generator(0, "data-crop", i))
+
+    times = {}
+    for name, fn in (("decode, float, crop (before)", before), ("decode, crop, float (now)", ds.__getitem__)):
+        fn(0)
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        times[name] = (time.perf_counter() - t0) / n
+    base = next(iter(times.values()))
+    print(f"\ndata loading per 64 px sample ({n} samples of the photos, 1 thread)")
+    print(f"{'order':32s} {'ms/sample':>9s} {'ratio':>6s}")
+    for name, t in times.items():
+        print(f"{name:32s} {t * 1e3:9.2f} {base / t:6.2f}")
+
+
 def _run_child(spec: dict) -> dict:
     out = subprocess.run([sys.executable, str(HERE), "--child", json.dumps(spec)], capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": str(spec.get("threads", 1))})
@@ -151,6 +195,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(_child(json.loads(args.child))))
         return
+    load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())  # 1, 5, 15 min
     with tempfile.TemporaryDirectory(prefix="bench-vosr-train-") as tmp:
         root = Path(tmp)
         _setup_env(root)
@@ -163,11 +208,14 @@ def main() -> None:
             mb = 8 // extra["procs"]  # the same global batch of 8 in every configuration
             r = _run_child({**base, **extra, "micro_batch": mb, "out": str(root / f"run-{len(rows)}")})
             rows.append((name, r))
-        print(f"\nVOSR tiny recipe, CPU training throughput (64 px crops, global batch 8, "
-              f"{args.steps} steps, 5 warm-up)")
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"\nVOSR tiny recipe, CPU training throughput on {len(PHOTOS)} scikit-image photos (64 px crops, "
+              f"global batch 8, {args.steps} steps, 5 warm-up)\n{os.cpu_count()} cores; load average (1/5/15 min) "
+              f"{load_before} before, {load} after the runs")
         print(f"{'configuration':32s} {'images/s':>9s} {'ratio':>6s}")
         for name, r in rows:
             print(f"{name:32s} {r['images_per_s']:9.1f} {r['images_per_s'] / rows[0][1]['images_per_s']:6.2f}")
+        _data_rows(data)
         mem = {}
         for mb in (2, 16):
             mem[mb] = _run_child({**base, "threads": 1, "procs": 1, "micro_batch": mb, "steps": 8,

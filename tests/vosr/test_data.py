@@ -127,3 +127,22 @@ def test_sixteen_bit_images_are_scaled_to_unit_range(tmp_path: Path) -> None:
     out = decode_image(buf.tobytes(), "x16")
     ref = decode_image(cv2.imencode(".png", synthetic_image(3))[1].tobytes(), "x8")
     assert np.allclose(out, ref, atol=1e-6)
+
+
+def test_cropping_before_the_float_conversion_changes_no_value(tmp_path: Path) -> None:
+    """Items equal decode-everything-to-float-then-crop, for large photos and upscaled small ones."""
+    from vosr.degradations import generator
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "big.jpg"), synthetic_image(1, 300, 410)[:, :, ::-1])
+    cv2.imwrite(str(folder / "small.png"), synthetic_image(2, 40, 100)[:, :, ::-1])
+    ds = TrainImages(resolve_sources([folder]), crop=64, seed=3)
+    kinds = set()
+    for i in range(12):
+        ref = ds.pick(i)
+        full = decode_image(ref.read_bytes(), str(ref))
+        want = random_crop(full, 64, generator(3, "data-crop", i))
+        assert np.array_equal(ds[i]["hq"].permute(1, 2, 0).numpy(), want)
+        kinds.add(Path(ref.path).name)
+    assert kinds == {"big.jpg", "small.png"}

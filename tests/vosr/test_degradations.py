@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -199,3 +200,129 @@ def test_noise_statistics() -> None:
     col = 128
     noise = out[0, :, :, col] - ramp[0, :, :, col]
     assert abs(noise.std() - (ramp[0, 0, 0, col] / 256).sqrt() * 2.0) < 0.01
+
+
+# --- release parity (issue 11, item 11) ----------------------------------------------------------
+
+
+def test_release_parity_defaults() -> None:
+    assert CFG.jpeg == "diff" and CFG.kernels == "batch"
+    with pytest.raises(ValueError, match="'diff' or 'opencv'"):
+        DegradationConfig(jpeg="pil")
+    with pytest.raises(ValueError, match="'batch' or 'sample'"):
+        DegradationConfig(kernels="image")
+
+
+def test_differentiable_jpeg_is_the_library_codec_with_continuous_quality() -> None:
+    from kornia.enhance import jpeg_codec_differentiable
+
+    from vosr.degradations import jpeg
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 3, 40, 56, generator=g) * 1.2 - 0.1  # out of range on purpose: clipped first
+    q = torch.tensor([31.7, 55.25, 94.9])
+    out = jpeg(img, q)
+    ref = jpeg_codec_differentiable(img.clamp(0, 1), q).clamp(0, 1)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert not torch.allclose(out * 255, (out * 255).round(), atol=1e-3)  # float output, not 8-bit levels
+    # the quality is continuous: a fractional change changes the output
+    assert not torch.equal(jpeg(img, q + 0.4), out)
+    # and the codec is differentiable
+    x = img.clamp(0, 1).requires_grad_(True)
+    jpeg(x, q).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_opencv_jpeg_option_is_libjpeg_with_integer_quality() -> None:
+    import cv2
+    import numpy as np
+
+    from vosr.degradations import jpeg
+
+    img = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    q = torch.tensor([40.4, 80.6])
+    out = jpeg(img, q, "opencv")
+    for i, qi in enumerate((40, 81)):
+        rgb = (img[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, qi])
+        ref = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255
+        assert np.array_equal(out[i].permute(1, 2, 0).numpy(), ref)
+
+
+def test_kernels_are_drawn_once_per_batch_or_per_sample() -> None:
+    ids = list(range(6))
+    p = sample_params(CFG, ids, ("step", 3), seed=2)
+    for stage in (p.first, p.second):
+        assert all(torch.equal(k.kernel, stage.kernels[0].kernel) for k in stage.kernels)
+    assert len({id(k) for k in p.final_sinc}) == 1
+    # the per-batch draw is the same whichever ids share the batch (process splits keep it)
+    q = sample_params(CFG, ids[3:], ("step", 3), seed=2)
+    assert torch.equal(q.first.kernels[0].kernel, p.first.kernels[0].kernel)
+    per = sample_params(DegradationConfig(kernels="sample"), ids, ("step", 3), seed=2)
+    assert len({round(float(k.kernel.max()), 12) for k in per.first.kernels}) > 1
+    for k in per.first.kernels:
+        _check_kernel(k, CFG.first)
+
+
+def test_first_order_resize_is_by_scale_factor() -> None:
+    import torch.nn.functional as F
+
+    from vosr.degradations import rescale, resize
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    for mode in ("bilinear", "bicubic", "area"):
+        kw = {} if mode == "area" else {"align_corners": False}
+        ref = F.interpolate(x, scale_factor=0.37, mode=mode, **kw)
+        torch.testing.assert_close(rescale(x, 0.37, mode), ref, rtol=0, atol=0)
+        assert ref.shape[-1] == 23
+    # by size the sampling grid is 23 / 64 = 0.359, not 0.37: another image
+    assert not torch.allclose(resize(x, (23, 23), "bicubic"), rescale(x, 0.37, "bicubic"), atol=1e-3)
+
+
+def _reference_degrade(hq: torch.Tensor, cfg: DegradationConfig, p, scale: int = 4) -> torch.Tensor:
+    """The released pipeline with zero noise, written from library calls: per-batch kernel conv with
+    reflect padding, F.interpolate by scale factor / size, kornia's JPEG on clipped input, the final
+    resize back and ONE 8-bit rounding (clamp(round(x * 255), 0, 255) / 255)."""
+    import torch.nn.functional as F
+    from kornia.enhance import jpeg_codec_differentiable
+
+    def conv(x, k):
+        pad = k.shape[-1] // 2
+        w = k.to(x).expand(3, 1, *k.shape)
+        return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), w, groups=3)
+
+    def interp(x, mode, **kw):
+        return F.interpolate(x, mode=mode, **kw) if mode == "area" else F.interpolate(x, mode=mode, align_corners=False, **kw)
+
+    def jp(x, q):
+        return jpeg_codec_differentiable(x.clamp(0, 1), q).clamp(0, 1)
+
+    h, w = hq.shape[-2:]
+    x = conv(hq, p.first.kernels[0].kernel)  # the first order always blurs
+    x = interp(x, p.first.resize_mode, scale_factor=p.first.resize_scale).clamp(0, 1)  # zero noise, clipped
+    x = jp(x, p.first.jpeg_quality)
+    if p.second.blur:
+        x = conv(x, p.second.kernels[0].kernel)
+    s2 = p.second.resize_scale
+    x = interp(x, p.second.resize_mode, size=(int(h / scale * s2), int(w / scale * s2))).clamp(0, 1)
+    final = p.final_sinc[0]
+    lr = (h // scale, w // scale)
+    if p.resize_first:
+        x = interp(x, p.final_mode, size=lr)
+        x = conv(x, final.kernel) if final is not None else x
+        x = jp(x, p.second.jpeg_quality)
+    else:
+        x = jp(x, p.second.jpeg_quality)
+        x = interp(x, p.final_mode, size=lr)
+        x = conv(x, final.kernel) if final is not None else x
+    x = interp(x, p.back_mode, size=(h, w))
+    return torch.clamp((x * 255).round(), 0, 255) / 255
+
+
+@pytest.mark.parametrize("step", range(6))
+def test_pipeline_equals_the_release_written_from_library_calls(step: int) -> None:
+    quiet = {"noise_sigma": (0.0, 0.0), "gaussian_noise_prob": 1.0}
+    cfg = DegradationConfig(first=StageConfig(**quiet), second=dataclasses.replace(CFG.second, **quiet))
+    hq = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(step))
+    lq, p = degrade(hq, cfg, [0, 1, 2], ("step", step), seed=5)
+    torch.testing.assert_close(lq, _reference_degrade(hq, cfg, p), rtol=0, atol=0)

@@ -10,7 +10,7 @@ from _train_helpers import write_images, write_tiny_weights
 
 from vosr.degradations import generator
 from vosr.recipes import ConditionConfig, load_recipe
-from vosr.train import ConditionEncoders, Trainer, training_conditions
+from vosr.train import Trainer, training_conditions
 
 
 def _batch(n: int = 512):
@@ -78,17 +78,109 @@ def test_no_semantic_encoder_trains_and_is_recorded(images: Path, tmp_path: Path
     assert info.config.semantic_encoder == "none"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["clip", "siglip2", "dinov3"])
-def test_timm_semantic_encoders_train(images: Path, tmp_path: Path, encoder: str) -> None:
-    """ViT-B/16 encoders with random weights (their real weights come from the HF cache)."""
-    import functools
+def test_ablation_encoder_checkpoints_run_through_inference(images: Path, tmp_path: Path, encoder: str) -> None:
+    """Trained with --set semantic_encoder=X (tiny random weights at the registry's cache path), the
+    run folder loads in VOSRUpscaler and `screensr vosr infer`, which resolve X in the same registry."""
+    import cv2
+    import numpy as np
+    from _train_helpers import synthetic_image
 
-    cfg = load_recipe("tiny", {"semantic_encoder": encoder, "micro_batch": 2,
-                               "stages": [{"resolution": 64, "steps": 2, "batch_size": 2, "lr": 1e-3}]})
-    factory = functools.partial(ConditionEncoders, pretrained_semantic=False)
-    trainer = Trainer(cfg, [images], tmp_path / encoder, max_steps=2, progress=False, encoders=factory)
-    res = trainer.fit()
-    assert res.step == 2 and trainer.model_cfg.semantic_dim == 768
-    sem = trainer.encoders.semantic(torch.rand(1, 3, 64, 64))
-    assert sem.shape[0] == 1 and sem.shape[2] == 768
+    from screensr.cli import main
+    from vosr.conditions import SEMANTIC_ENCODERS, semantic_weights_path, write_random_semantic_weights
+    from vosr.pipeline import VOSRUpscaler
+
+    name = f"{encoder}_tiny"
+    spec = SEMANTIC_ENCODERS[name]
+    cache = semantic_weights_path(spec)
+    assert cache.parent.name == "checkpoints" and cache.name == f"{name}.safetensors"
+    write_random_semantic_weights(name, cache, seed=1)
+    run = tmp_path / encoder
+    trainer = Trainer(load_recipe("tiny", {"semantic_encoder": encoder}), [images], run, max_steps=2, progress=False)
+    assert trainer.fit().step == 2
+    cfg = trainer.model_cfg
+    assert (cfg.semantic_encoder, cfg.semantic_dim, cfg.semantic_size, cfg.semantic_block) == (name, 64, 64, 1)
+    assert not (run / "components").exists()  # found at the cache path, nothing created
+    up = VOSRUpscaler(run, steps=2)
+    assert up.info.config.semantic_encoder == name and type(up.encoder.vit) is type(trainer.encoders.encoder.vit)
+    lr = synthetic_image(5, 16, 16)
+    assert up(lr, upscale=4, name="a.png").shape == (64, 64, 3)
+    # the same tokens as the trainer's encoder
+    x = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(up.encoder(x), trainer.encoders.encoder(x), rtol=0, atol=0)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "x.png"), lr[:, :, ::-1])
+    assert main(["vosr", "infer", "-c", str(run), "-i", str(src), "-o", str(out), "--steps", "2", "--device", "cpu"]) == 0
+    assert np.asarray(cv2.imread(str(out / "x.png"))).shape == (64, 64, 3)
+
+
+def test_ablation_switch_maps_to_the_registry() -> None:
+    from vosr.train import semantic_overrides
+
+    assert semantic_overrides("dinov2", "vosr-0.5b") == {}
+    assert semantic_overrides("none", "vosr-0.5b") == {"semantic_encoder": "none"}
+    assert semantic_overrides("clip", "vosr-0.5b") == {
+        "semantic_encoder": "clip_vitb16", "semantic_dim": 768, "semantic_size": 224, "semantic_block": 8}
+    assert semantic_overrides("dinov3", "vosr-1.4b")["semantic_size"] == 448
+    assert semantic_overrides("siglip2", "vosr-tiny")["semantic_encoder"] == "siglip2_tiny"
+    with pytest.raises(ValueError, match="did you mean 'clip'"):
+        semantic_overrides("clipp", "vosr-0.5b")
+
+
+def _fake_hf_cache(repo: str, filename: str, write) -> Path:
+    """A file in the Hugging Face hub cache layout (refs/main -> snapshots/<rev>/filename)."""
+    import os
+
+    root = Path(os.environ["HF_HOME"]) / "hub" / f"models--{repo.replace('/', '--')}"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(rev)
+    path = root / "snapshots" / rev / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path)
+    return path
+
+
+def test_real_ablation_encoders_are_read_from_timms_hugging_face_cache(tmp_path: Path) -> None:
+    from vosr.conditions import SEMANTIC_ENCODERS, load_semantic_encoder, semantic_weights_path
+
+    spec = SEMANTIC_ENCODERS["siglip2_vitb16"]
+    assert spec.hf_repo == "timm/vit_base_patch16_siglip_224.v2_webli"
+    with pytest.raises(FileNotFoundError, match="hf download timm/vit_base_patch16_siglip_224.v2_webli"):
+        load_semantic_encoder("siglip2_vitb16", 8, 224)
+    path = _fake_hf_cache(spec.hf_repo, "model.safetensors", lambda p: p.write_bytes(b"x"))
+    assert semantic_weights_path(spec) == path
+    # --weights-dir holding <name>.safetensors comes first
+    (tmp_path / "siglip2_vitb16.safetensors").write_bytes(b"x")
+    assert semantic_weights_path(spec, tmp_path) == tmp_path / "siglip2_vitb16.safetensors"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["clip_vitb16", "siglip2_vitb16", "dinov3_vitb16"])
+def test_full_size_ablation_encoders_load_strictly_from_the_cache(name: str) -> None:
+    """ViT-B/16 random weights in timm's format (the CLIP file with its 512-d projection head) at the
+    Hugging Face cache path load strictly and give the tokens of the timm model itself."""
+    import timm
+    from safetensors.torch import save_file
+
+    from vosr.conditions import SEMANTIC_ENCODERS, load_semantic_encoder
+
+    spec = SEMANTIC_ENCODERS[name]
+    torch.manual_seed(0)
+    ref = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, img_size=spec.default_size).eval()
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    if name == "clip_vitb16":
+        state["head.weight"] = torch.randn(512, 768)  # the released checkpoint's projection
+    _fake_hf_cache(spec.hf_repo, "model.safetensors", lambda p: save_file(state, str(p)))
+    enc = load_semantic_encoder(name, spec.default_block, spec.default_size)
+    x = torch.rand(1, 3, 96, 80)
+    with torch.no_grad():
+        tokens = enc(x)
+        cfg = ref.pretrained_cfg
+        y = torch.nn.functional.interpolate(x, size=(spec.default_size,) * 2, mode="bicubic").clamp(0, 1)
+        y = (y - torch.tensor(cfg["mean"]).view(1, 3, 1, 1)) / torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        want = ref.forward_intermediates(y, indices=[spec.default_block], norm=False, output_fmt="NLC",
+                                         intermediates_only=True)[0]
+    torch.testing.assert_close(tokens, want)
+    assert tokens.shape[-1] == 768
