@@ -299,17 +299,20 @@ def _hf_cache_file(repo: str) -> Path | None:
     """The first of timm's hub files for ``repo`` in the Hugging Face cache, or None."""
     from huggingface_hub import try_to_load_from_cache
 
+    from core.paths import hf_hub_cache_dir
+
+    # the cache folder from the environment now (huggingface_hub fixes its default at import)
     for filename in _TIMM_FILES:
-        found = try_to_load_from_cache(repo, filename)
+        found = try_to_load_from_cache(repo, filename, cache_dir=hf_hub_cache_dir())
         if isinstance(found, str):
             return Path(found)
     return None
 
 
 def _hf_cache_folder(repo: str) -> Path:
-    from huggingface_hub import constants
+    from core.paths import hf_hub_cache_dir
 
-    return Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    return hf_hub_cache_dir() / f"models--{repo.replace('/', '--')}"
 
 
 def semantic_weights_path(
