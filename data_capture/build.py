@@ -15,7 +15,9 @@ to another canvas of the folder is rejected naming that canvas; a source that ch
 canvas was made (SHA-1 recorded in the layout) is rejected too.
 
 Resume and crash safety: a pair whose record exists with the same input fingerprint (SHA-1 of the
-photo, the layout and the source, plus the settings hash) is not recomputed. Every file is written
+photo, the layout and the source, plus the settings hash) is not recomputed, except a pair rejected
+before it reached the pipeline (unreadable file, pixel limit, missing source: ``input_error``),
+which every run retries. Every file is written
 atomically (``core.atomic``: temporary file, then rename) and a pair's images are written before its
 record, so a crash (even SIGKILL) leaves at most hidden temporary files, removed by the next run,
 and never a record without its images. The manifest, ``dataset.json`` and the report are rebuilt
@@ -187,7 +189,9 @@ def _pair_record(pid: str, lpath: Path, ppath: Path, sources_dir: Path, canvases
                "exif": photo.exif, "input_notes": photo.notes + [f"source: {n}" for n in src.notes]}
     except (ValueError, FileNotFoundError, OSError) as exc:  # user-fixable: the message is the reason
         res = PairResult(record={})
-        rec = {**base, "status": "rejected", "reason": str(exc), "scale": cfg.pair.scale}
+        # "input_error": the pair never reached the pipeline (unreadable file, pixel limit, missing
+        # source): such a rejection depends on the surroundings too, so a rerun retries it
+        rec = {**base, "status": "rejected", "reason": str(exc), "scale": cfg.pair.scale, "input_error": True}
     except Exception as exc:  # anything else (an OpenCV failure on a strange photo): keep going, say so
         res = PairResult(record={})
         rec = {**base, "status": "rejected", "scale": cfg.pair.scale,
@@ -218,7 +222,7 @@ def _build_locked(sources_dir: Path, canvases_dir: Path, pairs: list[tuple[str, 
         if rpath.is_file():
             try:
                 old = read_json(rpath)
-                if old.get("fingerprint") == fingerprint and (
+                if old.get("fingerprint") == fingerprint and not old.get("input_error") and (
                     old.get("status") != "ok" or ((out_dir / old["hr"]).is_file() and (out_dir / old["lr"]).is_file())
                 ):
                     records.append(old)
@@ -317,15 +321,29 @@ def _flat_meta(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``b`` already holds exactly ``a`` (the same inode, or equal bytes)."""
+    import filecmp
+    import os
+
+    if not b.is_file():
+        return False
+    if os.path.samefile(a, b):
+        return True
+    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
 def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") -> Path:
     """Hugging Face ``datasets`` ImageFolder layout: ``out/<split>/{hr,lr}/<id>.png`` + ``metadata.jsonl``.
 
     Columns ``hr_file_name`` / ``lr_file_name`` become the image columns ``hr`` / ``lr``; load with
-    ``datasets.load_dataset("imagefolder", data_dir=out)``. Only ok pairs are exported.
+    ``datasets.load_dataset("imagefolder", data_dir=out)``. Only ok pairs are exported. Images are
+    hard-linked where the filesystem allows (else copied), each atomically; ``metadata.jsonl`` is
+    written last, so an interrupted export is completed by running it again.
     """
     import os
-    import shutil
 
+    from core.atomic import atomic_copy
     from data_capture.imageio import write_text
 
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
@@ -335,14 +353,17 @@ def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") ->
         if r["status"] != "ok":
             continue
         for key in ("hr", "lr"):
-            dst = root / key / f"{r['id']}.png"
+            src, dst = dataset_dir / r[key], root / key / f"{r['id']}.png"
+            if _same_file(src, dst):
+                continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.is_file() or dst.stat().st_size != (dataset_dir / r[key]).stat().st_size:
-                tmp = dst.with_name(f".{dst.name}.tmp")
-                try:
-                    os.link(dataset_dir / r[key], tmp)
-                except OSError:
-                    shutil.copyfile(dataset_dir / r[key], tmp)
+            tmp = dst.with_name(f".{dst.name}.link.tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(src, tmp)  # no copy: the dataset's own file (its permissions already follow the umask)
+            except OSError:  # another filesystem, or no hard links: a real copy
+                atomic_copy(src, dst)
+            else:
                 os.replace(tmp, dst)
         lines.append(json.dumps({"hr_file_name": f"hr/{r['id']}.png", "lr_file_name": f"lr/{r['id']}.png", **_flat_meta(r)}))
     if not lines:
@@ -350,34 +371,42 @@ def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") ->
     # files of pairs exported earlier but rejected or gone now would be loaded without metadata
     keep = {json.loads(line)["id"] for line in lines}
     for key in ("hr", "lr"):
-        for p in (root / key).glob("*.png"):
-            if p.stem not in keep:
-                p.unlink()
+        for p in (root / key).iterdir():
+            if p.is_file() and (p.name.startswith(".") or p.stem not in keep):
+                p.unlink()  # (hidden files: links left by an interrupted export)
     write_text(root / "metadata.jsonl", "\n".join(lines) + "\n")
     return out_dir
 
 
 def export_webdataset(dataset_dir: Path, out_dir: Path, *, maxcount: int = 1000) -> list[Path]:
-    """WebDataset shards ``out/screensr-%06d.tar``: samples ``<id>.hr.png``, ``<id>.lr.png``, ``<id>.json``."""
+    """WebDataset shards ``out/screensr-%06d.tar``: samples ``<id>.hr.png``, ``<id>.lr.png``, ``<id>.json``.
+
+    Each shard is written to a temporary file and renamed when complete (``core.atomic``).
+    """
     try:
         import webdataset as wds
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("WebDataset export needs the webdataset package: pip install 'screensr[vosr]'") from exc
-    import os
+    from core.atomic import atomic_path
 
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recs = [r for r in read_manifest(dataset_dir) if r["status"] == "ok"]
     if not recs:
         raise ValueError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
+    for p in out_dir.iterdir():  # shards an interrupted export left half-written
+        if p.is_file() and _TEMP.match(p.name):
+            p.unlink()
     shards = []
     for i in range(0, len(recs), maxcount):
         final = out_dir / f"screensr-{i // maxcount:06d}.tar"
-        tmp = out_dir / f".{final.name}.tmp"
-        with wds.TarWriter(str(tmp)) as sink:
-            for r in recs[i : i + maxcount]:
-                sink.write({"__key__": r["id"], "hr.png": (dataset_dir / r["hr"]).read_bytes(),
-                            "lr.png": (dataset_dir / r["lr"]).read_bytes(), "json": json.dumps(r).encode()})
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            with wds.TarWriter(str(tmp)) as sink:
+                for r in recs[i : i + maxcount]:
+                    sink.write({"__key__": r["id"], "hr.png": (dataset_dir / r["hr"]).read_bytes(),
+                                "lr.png": (dataset_dir / r["lr"]).read_bytes(), "json": json.dumps(r).encode()})
         shards.append(final)
+    for p in out_dir.glob("screensr-*.tar"):  # shards of a larger earlier export
+        if p not in shards:
+            p.unlink()
     return shards
