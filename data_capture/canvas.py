@@ -162,7 +162,8 @@ class Layout:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
-                f"{where} is missing or has a malformed field ({exc!r}); regenerate it with `screensr capture canvas`"
+                f"{where} is missing or has a malformed field ({exc!r}); restore the file, or delete it and rerun "
+                "`screensr capture canvas` (that makes a new canvas: retake its photo)"
             ) from exc
 
     @property

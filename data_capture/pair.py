@@ -173,7 +173,7 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
         aligned_plane = warp_to_grid(photo_plane, reg, (Wc, Hc), np.eye(3), interp)
     q = cfg.qa
     sm = shift_map(registration_plane(hr, cfg.register.channel), aligned_plane, tuple(q.shift_tiles),
-                   sigma=q.shift_sigma, max_se=q.shift_max_se)
+                   sigma=q.shift_sigma, max_se=q.shift_max_se, max_photometric=q.shift_max_photometric)
     sm["units"] = "source px, measured on the source grid (positive = the photo's content lies right/down)"
     qa["shift_map"] = sm
     qa["shift_p50_px"], qa["shift_p95_px"] = sm["p50"], sm["p95"]

@@ -41,7 +41,7 @@ def _ids(folder: Path) -> dict[str, list[int]]:
 
 
 @pytest.fixture()
-def first_source(source_images) -> np.ndarray:
+def first_source() -> np.ndarray:
     """A fourth source whose name sorts before the three of the session fixtures."""
     from skimage import data
 

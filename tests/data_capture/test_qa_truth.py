@@ -120,6 +120,7 @@ def test_flat_tiles_and_the_image_border_do_not_count():
     sm = shift_map(a, b, (6, 4))
     xs, dx = np.asarray(sm["x"]), np.asarray(sm["dx"], float)
     assert np.isnan(dx[xs > 160]).all()  # flat tiles: NaN, not confident noise
+    assert {st for st, x in zip(sm["status"], xs, strict=True) if x > 160} <= {"flat", "uncertain", "photometric"}
     assert np.isfinite(dx[xs < 140]).all()
     assert np.nanmedian(dx) == pytest.approx(0.25, abs=0.02)
     assert np.nanmedian(np.asarray(sm["dy"], float)) == pytest.approx(-0.15, abs=0.02)
@@ -130,6 +131,24 @@ def test_flat_tiles_and_the_image_border_do_not_count():
     # an image too small for one 32 px tile gives no figures instead of a made-up one
     tiny = shift_map(a[:40, :40], b[:40, :40])
     assert tiny["tiles"] == 0 and tiny["p50"] is None
+
+
+def test_a_phantom_shift_from_a_blurred_high_contrast_edge_does_not_count():
+    """A lens blurs in linear light; in gamma-encoded values a blurred bright/dark edge then leans
+    towards the dark side. A tile whose structure is such an edge corner shows a shift of about
+    0.7 px where there is none: measured again in linear light it vanishes, so the tile is
+    marked photometric instead of reporting the phantom."""
+    yy, xx = np.mgrid[0:140, 0:140]
+    src = np.where((xx > 60) & (yy > 60), 240.0, 15.0).astype(np.float32)  # a bright corner region
+    photo = (cv2.GaussianBlur((src / 255) ** 2.2, (0, 0), 2.0) ** (1 / 2.2) * 255).astype(np.float32)
+    unchecked = shift_map(src, photo, (1, 1), max_photometric=10.0)
+    assert unchecked["status"] == ["ok"] and unchecked["dx"][0] < -0.5 and unchecked["dy"][0] < -0.5
+    checked = shift_map(src, photo, (1, 1))
+    assert checked["status"] == ["photometric"] and checked["tiles"] == 0 and checked["p95"] is None
+    # a real displacement of the same content is seen alike in both encodings: it counts
+    moved = shift_map(photo, _fourier_shift(photo, 0.3, -0.2), (1, 1))
+    assert moved["status"] == ["ok"]
+    assert moved["dx"][0] == pytest.approx(0.3, abs=0.02) and moved["dy"][0] == pytest.approx(-0.2, abs=0.02)
 
 
 def _tick_overlaps(ax) -> list[tuple[str, str]]:
