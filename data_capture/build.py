@@ -348,6 +348,9 @@ def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") ->
 
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     root = out_dir / split
+    for p in root.iterdir() if root.is_dir() else []:  # an interrupted export's metadata.jsonl
+        if p.is_file() and _TEMP.match(p.name):
+            p.unlink()
     lines = []
     for r in read_manifest(dataset_dir):
         if r["status"] != "ok":

@@ -193,11 +193,12 @@ def _kill_and_resume(inputs: dict[str, Path], reference: Path, work: Path, spec:
 
     # what a reader sees right after the kill: never a record without its images
     recs = work / "ds" / "records"
-    for p in recs.glob("*.json") if recs.is_dir() else []:
+    published = [p for p in recs.glob("*.json") if not p.name.startswith(".")] if recs.is_dir() else []
+    for p in published:
         rec = json.loads(p.read_text())
         if rec["status"] == "ok":
             assert (work / "ds" / rec["hr"]).is_file() and (work / "ds" / rec["lr"]).is_file(), p.name
-    done = {p.name: p.stat().st_mtime_ns for p in recs.glob("*.json")} if recs.is_dir() else {}
+    done = {p.name: p.stat().st_mtime_ns for p in published}
     _run_all(inputs, work, full)  # resume
     assert _temporaries(work) == []
     assert _state(work) == _state(reference)
