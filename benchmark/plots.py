@@ -81,8 +81,12 @@ def perception_distortion(
     return out
 
 
-def distributions(frame: pd.DataFrame, path: str | os.PathLike[str], *, metric: str, dataset: str | None = None) -> Path:
-    """Box plots of the per-image scores of ``metric`` per method (and GT), one panel per dataset."""
+def distribution_figure(frame: pd.DataFrame, *, metric: str, dataset: str | None = None):
+    """The figure of ``distributions``: box plots per method (and GT), one panel per dataset.
+
+    Each panel's y axis names the metric and its direction; the legend explains the markers
+    (triangle: mean, line: median, box: quartiles).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,13 +98,26 @@ def distributions(frame: pd.DataFrame, path: str | os.PathLike[str], *, metric: 
     if f.empty:
         raise ValueError(f"no scores for metric {metric!r}")
     datasets = sorted(f["dataset"].unique())
+    higher = direction(metric)
+    ylabel = metric if higher is None else f"{metric} ({'higher' if higher else 'lower'} is better)"
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, d in zip(axes[0], datasets, strict=True):
         sub = f[f["dataset"] == d]
         names = sorted(sub["method"].unique())
-        ax.boxplot([sub.loc[sub["method"] == n, "value"].to_numpy() for n in names], showmeans=True)
+        parts = ax.boxplot([sub.loc[sub["method"] == n, "value"].to_numpy() for n in names], showmeans=True)
         ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+        ax.set_ylabel(ylabel)
         ax.set_title(f"{d}: {metric}")
+        ax.legend([parts["means"][0], parts["medians"][0]], ["mean", "median"], loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def distributions(frame: pd.DataFrame, path: str | os.PathLike[str], *, metric: str, dataset: str | None = None) -> Path:
+    """Box plots of the per-image scores of ``metric`` per method (and GT), one panel per dataset."""
+    import matplotlib.pyplot as plt
+
+    fig = distribution_figure(frame, metric=metric, dataset=dataset)
     out = _save(fig, Path(path))
     plt.close(fig)
     return out

@@ -20,13 +20,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(title="verbs", metavar="VERB")
 
     p = sub.add_parser("canvas", help="place each source on a white canvas with four ArUco markers",
-                       description="Write <stem>.png and <stem>.layout.json per source image.", formatter_class=_Fmt,
+                       description="Write <stem>.png and <stem>.layout.json per source image. Each canvas gets its "
+                       "own four marker ids once, recorded in its layout; a rerun (e.g. with more sources) keeps every "
+                       "existing canvas byte for byte and gives new ones ids no canvas of the folder uses.",
+                       formatter_class=_Fmt,
                        epilog="example:\n  screensr capture canvas sources/ --out canvases/ --screen 4k\n")
     p.add_argument("sources", type=Path, help="folder of source images")
     p.add_argument("--out", type=Path, required=True, help="output folder for canvases and layouts")
     p.add_argument("--screen", default=None, help="canvas size preset: 4k, qhd, fhd, ipad (default 4k)")
     p.add_argument("--size", default=None, help="canvas size WxH in px, e.g. 3840x2160 (overrides --screen)")
-    p.add_argument("--dictionary", default=None, help="ArUco dictionary (default DICT_4X4_50)")
+    p.add_argument("--dictionary", default=None,
+                   help="ArUco dictionary (default DICT_4X4_50: 12 canvases; DICT_4X4_100/250/1000 extend a folder)")
     p.add_argument("--marker-fraction", type=float, default=None, help="marker side / shorter canvas side (0.06)")
     p.add_argument("--quiet-modules", type=float, default=None, help="white quiet zone in marker modules (2)")
     p.add_argument("--margin-fraction", type=float, default=None, help="gap to the canvas edge (0.02)")
@@ -123,8 +127,11 @@ def _canvas(args: argparse.Namespace) -> int:
     if args.size:
         over["width"], over["height"] = _size(args.size)
     cfg = load_config(CanvasConfig, args.config, over)
+    before = {p.name for p in args.out.glob("*.layout.json")} if args.out.is_dir() else set()
     paths = make_canvases(args.sources, args.out, cfg, progress=not args.no_progress)
-    print(f"{len(paths)} canvases ({cfg.width}x{cfg.height}) in {args.out}")
+    new = [p for p in paths if p.name not in before]
+    print(f"{len(paths)} canvases ({cfg.width}x{cfg.height}) in {args.out}: {len(new)} new, "
+          f"{len(paths) - len(new)} kept unchanged")
     return 0
 
 
@@ -164,7 +171,7 @@ def _align(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from data_capture.build import load_build_config
-    from data_capture.canvas import load_layout
+    from data_capture.canvas import CanvasSet, load_layout
     from data_capture.imageio import list_images, read_image, write_image, write_json
     from data_capture.pair import load_truth, process_pair
 
@@ -172,16 +179,22 @@ def _align(args: argparse.Namespace) -> int:
     photos = []
     for p in args.photos:
         photos.extend(list_images(p) if p.is_dir() else [p])
+    canvases = CanvasSet.read(args.canvases)
     n_ok = 0
     for ph in tqdm(photos, desc="align", unit="photo"):
         lpath = args.canvases / f"{ph.stem}.layout.json"
         if not lpath.is_file():
             print(f"{ph.name}: rejected: no canvas layout {lpath}")
             continue
-        layout = load_layout(lpath)
-        photo = read_image(ph, role="photo", exif=True)
-        src = read_image(args.sources / layout.source, role="source")
-        res = process_pair(photo.rgb, src.rgb, layout, cfg.pair, load_truth(ph), want_aligned=True)
+        try:  # a bad photo (corrupt, too large, wrong source) is reported and the others go on
+            layout = load_layout(lpath)
+            photo = read_image(ph, role="photo", exif=True)
+            src = read_image(args.sources / layout.source, role="source")
+        except (ValueError, OSError) as exc:
+            print(f"{ph.name}: rejected: {exc}")
+            continue
+        res = process_pair(photo.rgb, src.rgb, layout, cfg.pair, load_truth(ph), want_aligned=True,
+                           canvases=canvases, stem=ph.stem)
         rec = {"id": ph.stem, "photo": ph.name, **res.record, "orientation": photo.orientation, "exif": photo.exif}
         if res.aligned is not None:
             write_image(args.out / f"{ph.stem}.aligned.png", res.aligned)

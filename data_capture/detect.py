@@ -71,13 +71,16 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def detect_markers(gray: np.ndarray, layout: Layout, cfg: DetectConfig | None = None) -> Detection:
+def detect_markers(gray: np.ndarray, layout: Layout, cfg: DetectConfig | None = None, *,
+                   dictionary: str | None = None) -> Detection:
     """Find the layout's markers in a photo.
 
     Args:
         gray: ``(H, W) uint8`` photo luma.
         layout: the canvas layout (dictionary, marker ids, corner coordinates).
         cfg: detection settings.
+        dictionary: decode with this dictionary instead of the layout's (a larger one of the same
+            marker size, to name the canvas whose ids lie beyond the layout's dictionary).
     """
 
     cfg = cfg or DetectConfig()
@@ -85,16 +88,18 @@ def detect_markers(gray: np.ndarray, layout: Layout, cfg: DetectConfig | None = 
     f = 1
     if cfg.max_side > 0 and max(gray.shape) > cfg.max_side:
         f = int(np.ceil(max(gray.shape) / cfg.max_side))
-    det = _detect_at(gray, layout, cfg, sigma, f)
+    dic_name = dictionary or layout.dictionary
+    det = _detect_at(gray, layout, cfg, sigma, f, dic_name)
     if f > 1 and det.missing:
         # the reduced image lost a marker (small or oblique): retry at full resolution
-        full = _detect_at(gray, layout, cfg, sigma, 1)
+        full = _detect_at(gray, layout, cfg, sigma, 1, dic_name)
         if len(full.corners) > len(det.corners):
             det = full
     return det
 
 
-def _detect_at(gray: np.ndarray, layout: Layout, cfg: DetectConfig, sigma: float, f: int) -> Detection:
+def _detect_at(gray: np.ndarray, layout: Layout, cfg: DetectConfig, sigma: float, f: int,
+               dictionary: str) -> Detection:
     """Detection on ``gray`` box-downscaled by ``f``; corners returned in full-resolution px.
 
     The box downscale is itself a low-pass (it averages the moire), so the remaining pre-blur is
@@ -108,7 +113,7 @@ def _detect_at(gray: np.ndarray, layout: Layout, cfg: DetectConfig, sigma: float
     sig = sigma / f
     if sig > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sig)
-    dic, det = _detector(layout.dictionary, cfg)
+    dic, det = _detector(dictionary, cfg)
     corners, ids, rejected = det.detectMarkers(img)
     found: dict[int, np.ndarray] = {}
     foreign: list[int] = []

@@ -9,18 +9,28 @@ that upright frame.
 Images are returned as RGB ``uint8`` arrays ``(H, W, 3)``. 16-bit inputs are reduced to 8 bit
 (rounded), grayscale inputs are replicated to three channels and an alpha channel is dropped; each
 conversion is reported in the returned notes so the manifest says what happened to the input.
+
+Bounded work: the pixel count declared in the file's header is checked against the suite's pixel
+limit (``core.imagelimits``: ``$SCREENSR_MAX_PIXELS``, default 100 MP, room for 12-50 MP phone
+photos) *before* any pixel is decoded, so a small file declaring 20000x20000 pixels is refused in
+milliseconds instead of costing gigabytes.
+
+Writes go through ``core.atomic``: a temporary file beside the target, renamed over it, with the
+permissions an ordinary ``open()`` gives under the process umask.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.atomic import atomic_write_bytes
+from core.errors import UserError
+from core.imagelimits import ImageTooLargeError, check_image_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -41,7 +51,7 @@ _EXIF_TAGS = {
 }
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image file is missing, corrupt or unusable; the message names the file and the fix."""
 
 
@@ -64,27 +74,31 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _exif_fields(path: Path) -> tuple[int, dict[str, Any]]:
-    """The orientation tag and the device EXIF fields of ``path`` (no pixel decoding)."""
+def _exif_fields(path: Path) -> tuple[int, dict[str, Any], str | None]:
+    """The orientation tag, the device EXIF fields of ``path`` and a note when the EXIF block is
+    unreadable (no pixel decoding). A damaged EXIF block does not make the pixels unusable: the
+    photo is then taken as stored (orientation 1) and the note goes into the manifest."""
+    import struct
+
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             exif = im.getexif()
-    except Exception:  # Pillow cannot parse it: OpenCV decides below whether the file is corrupt
-        return 1, {}
+            sub = exif.get_ifd(_EXIF_IFD)
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:  # what Pillow's EXIF parser raises
+        return 1, {}, f"EXIF block unreadable ({type(exc).__name__}: {exc}); orientation taken as stored"
     out: dict[str, Any] = {}
     for tag, name in _IFD0_TAGS.items():
         if tag in exif:
             out[name] = _jsonable(exif[tag])
-    sub = exif.get_ifd(_EXIF_IFD)
     for tag, name in _EXIF_TAGS.items():
         if tag in sub:
             out[name] = _jsonable(sub[tag])
     orientation = int(exif.get(_ORIENTATION, 1) or 1)
     if orientation != 1:
         out["orientation"] = orientation
-    return orientation, out
+    return orientation, out, None
 
 
 def _jsonable(v: Any) -> Any:
@@ -115,22 +129,51 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](img))
 
 
-def read_image(path: Path, *, role: str = "image", exif: bool = False) -> LoadedImage:
-    """Decode ``path`` to upright RGB uint8.
+def upright_size(path: Path, *, role: str = "image", max_pixels: int | None = None) -> tuple[int, int]:
+    """``(W, H)`` of an image in its upright frame (EXIF orientation applied), from the header only.
+
+    Raises:
+        ImageReadError: missing or unreadable file; ImageTooLargeError: over the pixel limit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{role} {path} does not exist; check the folder and the file stem")
+    w, h = _checked_header(path, role, max_pixels)
+    orientation = _exif_fields(path)[0]
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # 5-8 transpose the stored frame
+
+
+def _checked_header(path: Path, role: str, max_pixels: int | None) -> tuple[int, int]:
+    try:
+        return check_image_pixels(path, max_pixels)  # header only
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{role} {exc}") from None
+    except UserError as exc:  # no parsable header: the decoder would fail too (or guess unbounded)
+        raise ImageReadError(
+            f"{role} {path} could not be decoded (corrupt, truncated or not an image: {exc}); "
+            "re-export it as PNG or JPEG"
+        ) from None
+
+
+def read_image(path: Path, *, role: str = "image", exif: bool = False, max_pixels: int | None = None) -> LoadedImage:
+    """Decode ``path`` to upright RGB uint8, after checking its header against the pixel limit.
 
     Args:
         path: the image file.
         role: what the file is ("photo", "source", "canvas"), used in error messages.
         exif: also read the device EXIF fields (photos).
+        max_pixels: the pixel limit; None = ``$SCREENSR_MAX_PIXELS`` or the 100 MP default.
 
     Raises:
         ImageReadError: the file is missing, empty, corrupt, or not an image.
+        ImageTooLargeError: the header declares more pixels than the limit (nothing decoded).
     """
     import cv2
 
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{role} {path} does not exist; check the folder and the file stem")
+    _checked_header(path, role, max_pixels)
     buf = np.fromfile(str(path), dtype=np.uint8)
     img = None
     if buf.size:
@@ -158,25 +201,13 @@ def read_image(path: Path, *, role: str = "image", exif: bool = False) -> Loaded
         notes.append("alpha channel dropped")
     else:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    orientation, fields = _exif_fields(path)  # header only: cheap, and one policy for every format
+    orientation, fields, exif_note = _exif_fields(path)  # header only: cheap, and one policy for every format
+    if exif_note:
+        notes.append(exif_note)
     if orientation != 1:
         img = apply_orientation(img, orientation)
         notes.append(f"EXIF orientation {orientation} applied")
     return LoadedImage(rgb=img, path=path, orientation=orientation, notes=notes, exif=fields if exif else {})
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_image(path: Path, rgb: np.ndarray, *, jpeg_quality: int = 95, exif: bytes | None = None) -> None:
@@ -202,17 +233,17 @@ def write_image(path: Path, rgb: np.ndarray, *, jpeg_quality: int = 95, exif: by
             out = BytesIO()
             im.save(out, format="JPEG", quality=jpeg_quality, exif=exif)
             data = out.getvalue()
-    _atomic_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
-    _atomic_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def write_text(path: Path, text: str) -> None:
     """Atomically write a text file."""
-    _atomic_bytes(Path(path), text.encode())
+    atomic_write_bytes(Path(path), text.encode())
 
 
 def read_json(path: Path, *, role: str = "file") -> Any:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.canvas import Layout
+from data_capture.canvas import CanvasSet, Layout
 from data_capture.colorfix import ColorFixConfig, color_fix
 from data_capture.config import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
-from data_capture.quality import QAConfig, dense_error, judge, shift_map, y_psnr_ssim
+from data_capture.quality import QAConfig, dense_error, judge, shift_map, truth_shift_map, y_psnr_ssim
 from data_capture.register import (
     RegisterConfig,
     Registration,
@@ -62,7 +62,8 @@ class PairResult:
 
 
 def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: PairConfig,
-                 truth: dict[str, Any] | None = None, *, want_aligned: bool = False) -> PairResult:
+                 truth: dict[str, Any] | None = None, *, want_aligned: bool = False,
+                 canvases: CanvasSet | None = None, stem: str | None = None) -> PairResult:
     """Detect, register, warp, colour-fix and judge one photo.
 
     Args:
@@ -72,6 +73,8 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
         cfg: pipeline settings.
         truth: simulator ground truth; when given the dense error is added to the QA figures.
         want_aligned: also return the photo warped at source resolution (before the colour fix).
+        canvases, stem: the photo's canvas folder and the canvas stem its name gives; with them a
+            photo whose markers belong to another canvas of the folder is rejected, naming it.
 
     Returns a ``PairResult``; registration failures give ``status = "rejected"`` with the reason
     instead of raising, so a dataset build continues with the other pairs.
@@ -95,18 +98,28 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
                            "hr_size": [Wc, Hc], "lr_size": [Wc // s, Hc // s],
                            "photo_size": [photo.shape[1], photo.shape[0]]}
     t0 = time.perf_counter()
-    det = detect_markers(to_gray(photo), layout, cfg.detect)
+    gray = to_gray(photo)
+    det = detect_markers(gray, layout, cfg.detect)
+    foreign = list(det.foreign)
+    if canvases is not None and len(det.corners) < cfg.register.min_markers and canvases.dictionary != layout.dictionary:
+        # ids beyond the layout's dictionary (a folder grown with a larger one) need the larger decoder
+        foreign = sorted(set(foreign) | set(detect_markers(gray, layout, cfg.detect, dictionary=canvases.dictionary).foreign))
     t["detect"] = time.perf_counter() - t0
     rec["detection"] = {"found": sorted(det.corners), "recovered": det.recovered, "missing": det.missing,
-                        "foreign": det.foreign, "preblur_sigma": round(det.preblur_sigma, 3),
+                        "foreign": foreign, "preblur_sigma": round(det.preblur_sigma, 3),
                         "corners": {int(i): np.round(c, 3).tolist() for i, c in det.corners.items()}}
     qa: dict[str, Any] = {}
     rec["qa"] = qa
     rec["timings_ms"] = t
+    why = canvases.misattribution(stem, sorted(det.corners), foreign) if canvases is not None and stem else None
+    if why:
+        rec["reason"] = why
+        _ms(t)
+        return PairResult(record=rec)
     t0 = time.perf_counter()
+    photo_plane = registration_plane(photo, cfg.register.channel)
     try:
-        reg = register(registration_plane(source, cfg.register.channel), registration_plane(photo, cfg.register.channel),
-                       layout, det, cfg.register)
+        reg = register(registration_plane(source, cfg.register.channel), photo_plane, layout, det, cfg.register)
     except RegistrationError as exc:
         rec["reason"] = str(exc)
         t["register"] = time.perf_counter() - t0
@@ -149,16 +162,25 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
     t["colour"] = time.perf_counter() - t0
     rec["colour_fix"] = colour
     t0 = time.perf_counter()
-    # QA on the LR grid (what the benchmark sees), shifts reported in source px
-    sm = shift_map(registration_plane(hr_small, cfg.register.channel), registration_plane(lr0, cfg.register.channel),
-                   tuple(cfg.qa.shift_tiles))
-    for key in ("x", "y", "dx", "dy"):
-        sm[key] = [round(v * s, 4) if key in ("dx", "dy") else round((v + 0.5) * s - 0.5, 2) for v in sm[key]]
-    for key in ("p50", "p95", "max"):
-        sm[key] = None if sm[key] is None else round(sm[key] * s, 4)
-    sm["units"] = "source px (measured on the LR grid)"
+    # The shift map runs on the source grid: the LR and the aligned image are samples of the photo
+    # through the same map P, so their misalignment (in source px) is the same, and the source grid
+    # resolves it s times finer than the LR grid would (at x4, 0.025 LR px is 0.1 source px).
+    if aligned is not None:
+        aligned_plane = registration_plane(aligned, cfg.register.channel)
+    elif s == 1:
+        aligned_plane = registration_plane(lr0, cfg.register.channel)
+    else:
+        aligned_plane = warp_to_grid(photo_plane, reg, (Wc, Hc), np.eye(3), interp)
+    q = cfg.qa
+    sm = shift_map(registration_plane(hr, cfg.register.channel), aligned_plane, tuple(q.shift_tiles),
+                   sigma=q.shift_sigma, max_se=q.shift_max_se, max_photometric=q.shift_max_photometric)
+    sm["units"] = "source px, measured on the source grid (positive = the photo's content lies right/down)"
     qa["shift_map"] = sm
     qa["shift_p50_px"], qa["shift_p95_px"] = sm["p50"], sm["p95"]
+    if truth is not None:
+        ts = truth_shift_map(reg, truth, layout, sm)
+        sm["truth_dx"], sm["truth_dy"] = ts["dx"], ts["dy"]
+        qa["truth_shift_p50_px"], qa["truth_shift_p95_px"] = ts["p50"], ts["p95"]
     psnr, ssim = y_psnr_ssim(lr0, hr_small)
     qa["psnr_y"], qa["ssim_y"] = round(psnr, 3), round(ssim, 4)
     t["qa"] = time.perf_counter() - t0

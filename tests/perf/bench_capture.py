@@ -1,6 +1,7 @@
 """Capture pipeline benchmark: alignment accuracy against the simulator's truth, and time per 12 MP pair.
 
-Run: ``python tests/perf/bench_capture.py [--seeds 3] [--presets typical hard]``
+Run: ``python tests/perf/bench_capture.py [--seeds 3] [--presets typical hard]`` (with the checkout
+importable: an editable install, or ``PYTHONPATH=.``)
 
 Setup (as in capture-reference.md): a 1920x1440 source (four skimage images tiled) on a 2400x1800
 canvas, photographed by the simulator at 4032x3024 (12 MP) with moire (RGB-stripe display, Bayer,
@@ -14,20 +15,20 @@ the source image for four estimators in the same run:
 
 Times are measured with OpenCV limited to one thread (the goal is per pair on one core), for
 detection + registration + warp + colour alignment; decoding and QA are listed apart.
+
+The QA shift map is checked against the truth too: its p50 / p95 beside those of the true residual
+at the same tiles (the QA must measure what it claims; goal: within 0.1 px).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def make_source() -> np.ndarray:
@@ -82,7 +83,7 @@ def main() -> int:
             t0 = time.perf_counter()
             photo = read_image(jpg, role="photo").rgb
             t_dec = time.perf_counter() - t0
-            res = process_pair(photo, src, layout, cfg)
+            res = process_pair(photo, src, layout, cfg, truth)
             cv2.setNumThreads(0)
             tm = res.record["timings_ms"]
             times.append({"preset": preset, "decode": t_dec * 1000, **tm, **{
@@ -108,8 +109,11 @@ def main() -> int:
             except ValueError:
                 errs["+ECC"] = None
             errs["full"] = dense_error(res.registration, truth, layout) if res.registration else None
+            qa = res.record.get("qa", {})
             rows.append((preset, seed, errs, res.record["status"], res.record.get("reason"), t_sim,
-                         len(det.corners)))
+                         len(det.corners), {k: qa.get(k) for k in ("shift_p50_px", "shift_p95_px",
+                                                                    "truth_shift_p50_px", "truth_shift_p95_px")},
+                         (qa.get("shift_map") or {}).get("tiles"), (qa.get("shift_map") or {}).get("tiles_total")))
             print(f"  {preset} seed {seed}: markers {len(det.corners)}/4, status {res.record['status']}, "
                   f"full median {errs['full']['median'] if errs['full'] else float('nan'):.4f} px "
                   f"(simulated in {t_sim:.1f} s)", flush=True)
@@ -130,6 +134,18 @@ def main() -> int:
             ratio = f"{med / np.mean(base):.2f}x" if base else "n/a"
             print(f"{preset:8s} {est:10s} {med:8.4f} {p95:8.4f} {mx:8.4f}  {ratio:>20s}   (n={len(vals)})")
     print("goal (typical): median <= 0.05 px, p95 <= 0.2 px")
+
+    print("\nQA shift map vs the true residual at the same tiles (source px): QA p50 / truth p50, QA p95 / truth p95")
+    for r in rows:
+        q = r[7]
+        if q["shift_p50_px"] is None or q["truth_shift_p50_px"] is None:
+            print(f"{r[0]:8s} seed {r[1]}: no QA figures ({r[3]})")
+            continue
+        print(f"{r[0]:8s} seed {r[1]}: p50 {q['shift_p50_px']:.3f} / {q['truth_shift_p50_px']:.3f}  "
+              f"p95 {q['shift_p95_px']:.3f} / {q['truth_shift_p95_px']:.3f}  "
+              f"(|diff| {abs(q['shift_p50_px'] - q['truth_shift_p50_px']):.3f}, "
+              f"{abs(q['shift_p95_px'] - q['truth_shift_p95_px']):.3f}; tiles {r[8]}/{r[9]})")
+    print("goal: |QA - truth| <= 0.1 px at p50 and p95")
 
     print("\nTime per 12 MP pair, one OpenCV thread (ms, mean over photos)")
     keys = ["detect", "register", "warp", "colour"]
