@@ -363,8 +363,8 @@ class ResultsStore:
                 target = Path(db_path).expanduser()
                 if target.is_dir():
                     raise StoreError(
-                        f"results store {url!r}: {target} is a folder, not a database file; give a file "
-                        f"path such as {target / 'results.db'}"
+                        f"results store {url!r}: {target} is a folder, not a database file; give --store "
+                        f"a file path such as {target / 'results.db'}"
                     )
                 parent = target.parent
                 if not parent.is_dir():

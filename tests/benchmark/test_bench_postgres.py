@@ -68,7 +68,7 @@ def test_postgres_concurrent_first_registration_and_run_records(pg_url):
     for k in range(6):
         barrier = threading.Barrier(6)
 
-        def one(name=f"pg{k}") -> None:
+        def one(name: str = f"pg{k}", barrier: threading.Barrier = barrier) -> None:
             store = ResultsStore(pg_url)
             barrier.wait()
             try:
