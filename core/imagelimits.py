@@ -60,7 +60,9 @@ def check_pixels(width: int, height: int, what: str | os.PathLike[str], limit: i
         )
 
 
-def pil_bomb_error(what: str | os.PathLike[str], exc: Exception, limit: int | None = None) -> ImageTooLargeError:
+def pil_bomb_error(
+    what: str | os.PathLike[str], exc: Exception, limit: int | None = None
+) -> ImageTooLargeError:
     """Our error for PIL's own ``DecompressionBombError`` (raised on the header above twice
     ``Image.MAX_IMAGE_PIXELS``, before our limit could be checked), with the pixel count PIL found."""
     found = re.search(r"\((\d+) pixels\)", str(exc))

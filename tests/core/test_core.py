@@ -250,3 +250,56 @@ def test_secrets_are_salted_and_attempts_are_limited() -> None:
     assert limiter.check("session-2", "s3cret", a)  # other sessions are unaffected
     now[0] = 61.0
     assert limiter.check("session-1", "s3cret", a)
+
+
+# ------------------------------------------------------------------------------ distributed
+
+
+def _two_ranks(rank: int, port: int, out: str) -> None:
+    import torch
+
+    from core.distributed import all_gather_objects, all_mean, barrier, broadcast_object, init_distributed
+
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    info = init_distributed("cpu")
+    mean = all_mean(torch.tensor([float(rank)]))
+    got = (
+        info.world,
+        info.rank,
+        info.main,
+        float(mean),
+        broadcast_object(f"from {rank}"),
+        all_gather_objects(rank),
+    )
+    barrier()
+    Path(out, f"{rank}.json").write_text(repr(got))
+
+
+def test_distributed_helpers_single_process_and_two_gloo_ranks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    import torch.multiprocessing as tmp
+
+    from core.distributed import (
+        all_gather_objects,
+        all_mean,
+        broadcast_object,
+        dist_context,
+        free_port,
+        init_distributed,
+    )
+
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    info = init_distributed("cpu")
+    assert (info.world, info.rank, info.main, info.device) == (1, 0, True, torch.device("cpu"))
+    assert dist_context() == (0, 1)
+    x = torch.tensor([3.0])
+    assert all_mean(x) is x and broadcast_object("a") == "a" and all_gather_objects(1) == [1]
+    tmp.start_processes(
+        _two_ranks, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn", join=True
+    )
+    assert Path(tmp_path, "0.json").read_text() == "(2, 0, True, 0.5, 'from 0', [0, 1])"
+    assert Path(tmp_path, "1.json").read_text() == "(2, 1, False, 0.5, 'from 0', [0, 1])"
