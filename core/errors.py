@@ -18,7 +18,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["UserError", "ConfigError", "UnknownNameError", "did_you_mean", "close_matches"]
+__all__ = [
+    "UserError",
+    "ConfigError",
+    "MissingFileError",
+    "UnknownNameError",
+    "did_you_mean",
+    "close_matches",
+]
 
 
 class UserError(Exception):
@@ -33,6 +40,10 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A configuration key or value is wrong (unknown key, wrong type, out of range)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named (or that a command needs) does not exist."""
 
 
 def close_matches(name: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.5) -> list[str]:

@@ -80,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        # Errors a user can cause (bad paths, values, configs) are raised by the packages as
-        # FileNotFoundError / ValueError / KeyError subclasses, or any exception class with a
-        # true ``is_user_error`` attribute; their message names the value and the fix, so a
-        # traceback would only hide it. SCREENSR_DEBUG=1 shows the traceback anyway.
+        # Errors a user can cause (bad paths, values, configs) are core.errors.UserError
+        # subclasses (a true ``is_user_error``): their message names the value and the fix, so a
+        # traceback would only hide it. Anything else is a bug and keeps its traceback, even a
+        # bare ValueError or KeyError. SCREENSR_DEBUG=1 shows the traceback anyway.
         if os.environ.get("SCREENSR_DEBUG") or not is_user_error(exc):
             raise
         print(f"error: {user_message(exc)}", file=sys.stderr)
@@ -126,10 +126,13 @@ def _stdout_closed() -> int:
 
 
 def is_user_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is an error the user can fix (printed without a traceback)."""
-    return bool(getattr(exc, "is_user_error", False)) or isinstance(
-        exc, (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, KeyError)
-    )
+    """Whether ``exc`` is an error the user can fix (printed as one line, without a traceback).
+
+    Only exceptions that say so (``core.errors.UserError`` and other classes with a true
+    ``is_user_error`` attribute): a builtin ``ValueError`` or ``KeyError`` from a bug must keep its
+    traceback.
+    """
+    return bool(getattr(exc, "is_user_error", False))
 
 
 def user_message(exc: BaseException) -> str:
