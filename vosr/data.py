@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import MissingFileError, UserError
+
 from vosr.degradations import generator
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A training-data problem the user can fix (bad path, list line, or image)."""
 
 
@@ -114,7 +116,7 @@ def _source_from_path(path: Path, weight: float, origin: str) -> Source:
         shards = [Path(p) for p in _expand(str(path))]
         missing = [str(p) for p in shards if not p.is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{origin}: data path {missing[0]} does not exist (expected a folder of images, a .tar "
                 "shard or a shard pattern)"
             )
@@ -165,7 +167,7 @@ def resolve_sources(specs: Sequence[str | os.PathLike]) -> list[Source]:
         elif p.is_file():
             out.extend(parse_list(p))
         else:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"--data {spec}: no such folder or list file (give a folder of HQ images, a .tar shard, "
                 "or a text file of 'path, weight' lines)"
             )

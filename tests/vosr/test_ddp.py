@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _train_helpers import write_images, write_tiny_weights
 
+from core.distributed import free_port
 from vosr.recipes import load_recipe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, images: str, out: str, overrides: dict) -> None:
@@ -43,10 +36,9 @@ def _max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    write_tiny_weights()
-    return write_images(tmp_path_factory.mktemp("hq"), 6)
+@pytest.fixture
+def images(tiny_cache_weights, hq_images: Path) -> Path:
+    return hq_images
 
 
 # each spawned process imports torch, diffusers and timm (~1 min on 2 busy cores): the
@@ -60,19 +52,17 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_two_processes_equal_one_process_with_the_combined_batch(
-    images: Path, tmp_path: Path, mode: str, parallel: str
+    images: Path, tmp_path: Path, mode: str, parallel: str, request: pytest.FixtureRequest
 ) -> None:
     from vosr.train import Trainer
 
     over: dict = {"checkpoint_every": 1000, "mode": mode, "parallel": parallel}
-    teacher = None
-    if mode == "distill":
-        teacher = tmp_path / "teacher"
-        Trainer(load_recipe("tiny"), [images], teacher, max_steps=2, progress=False).fit()
+    # distillation: the session's trained tiny run is the teacher
+    teacher = request.getfixturevalue("trained_tiny").run if mode == "distill" else None
     one = tmp_path / "one"
     Trainer(load_recipe("tiny", over), [images], one, teacher=teacher, max_steps=3, progress=False).fit()
     two = tmp_path / "two"
-    args = (2, _free_port(), str(images), str(two), {**over, "micro_batch": 2})
+    args = (2, free_port(), str(images), str(two), {**over, "micro_batch": 2})
     if teacher is not None:
         mp.spawn(_worker_distill, args=(*args, str(teacher)), nprocs=2, join=True)
     else:

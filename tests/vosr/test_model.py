@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vosr import create_model
-from vosr.checkpoints import CheckpointMismatchError, check_state_dict, load_state_dict_strict
+from vosr.statedict import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 from vosr.config import ConfigError, model_config
 
 # vosr-reference.md section 1 (derived from the layer shapes of the release)
