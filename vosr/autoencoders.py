@@ -277,13 +277,16 @@ class Autoencoder(nn.Module):
 class KLAutoencoder(Autoencoder):
     """diffusers ``AutoencoderKL`` (SD2.1 or tiny), optionally with the light decoder."""
 
+    vae: Any  # diffusers AutoencoderKL (its config and methods are untyped)
+    light_decoder: Any  # a diffusers Decoder, or None
+
     def __init__(self, vae: nn.Module, light_decoder: nn.Module | None = None) -> None:
         super().__init__()
         self.vae = vae
         self.light_decoder = light_decoder
-        self.latent_channels = int(vae.config.latent_channels)
-        self.scaling_factor = float(vae.config.scaling_factor)
-        self.downscale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = int(self.vae.config.latent_channels)
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+        self.downscale = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def moments(self, x: torch.Tensor) -> torch.Tensor:
         h = self.vae.encoder(x.to(self.vae.dtype))
@@ -304,11 +307,15 @@ class KLAutoencoder(Autoencoder):
 class QwenImageAutoencoder(Autoencoder):
     """diffusers ``AutoencoderKLQwenImage`` on single frames, per-channel normalised latents."""
 
+    vae: Any  # diffusers AutoencoderKLQwenImage (its config and methods are untyped)
+    mean: torch.Tensor  # (1, C, 1, 1) buffers: latents_mean / latents_std of the folder's config
+    std: torch.Tensor
+
     def __init__(self, vae: nn.Module, key_report: KeyReport | None = None) -> None:
         super().__init__()
         self.vae = vae
         self.key_report = key_report  # the load's key report (absent keys and why)
-        cfg = vae.config
+        cfg = self.vae.config
         self.latent_channels = int(cfg.z_dim)
         self.downscale = 2 ** (len(cfg.dim_mult) - 1)
         self.register_buffer("mean", torch.tensor(cfg.latents_mean).view(1, -1, 1, 1), persistent=False)

@@ -24,6 +24,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -286,6 +287,6 @@ class StepBatches(torch.utils.data.Sampler[list[int]]):
                 yield rank_ids(self.start_offset + s * per_step, self.micro_batch, self.world, self.rank, m)
 
 
-def collate(items: list[dict[str, object]]) -> dict[str, object]:
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack ``hq`` crops to (B, 3, S, S) and keep the ids as a list."""
     return {"hq": torch.stack([it["hq"] for it in items]), "ids": [int(it["id"]) for it in items]}

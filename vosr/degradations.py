@@ -330,7 +330,10 @@ def jpeg(img: torch.Tensor, quality: torch.Tensor, backend: str = "diff") -> tor
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(round(float(quality[i])))])
         if not ok:
             raise RuntimeError(f"OpenCV failed to JPEG-encode a {bgr.shape} image")
-        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy())
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise RuntimeError(f"OpenCV failed to decode its own JPEG of a {bgr.shape} image")
+        out.append(decoded[:, :, ::-1].copy())
     res = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(img.device, img.dtype) / 255.0
     return res
 

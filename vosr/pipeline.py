@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -139,6 +139,16 @@ class PipelinePlan:
         if self.sampling.noise == "release":
             out["noise_device"] = self.device.type
         return out
+
+
+T = TypeVar("T")
+
+
+def _resolved(value: T | None, name: str) -> T:
+    """A field of a resolved ``SamplingConfig`` (``resolved()`` fills every default)."""
+    if value is None:
+        raise RuntimeError(f"sampling.{name} is unset: the upscaler's SamplingConfig must come from resolved()")
+    return value
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -311,16 +321,17 @@ class VOSRUpscaler:
     def reset_noise(self) -> None:
         """``noise="release"``: restart the global generator at ``seed`` (a new run of the script)."""
         if self.sampling.noise == "release":
-            self._release_generator = torch.Generator(device=self.device).manual_seed(self.sampling.seed)
+            seed = _resolved(self.sampling.seed, "seed")
+            self._release_generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def _generators(self, name: str | None) -> tuple[torch.Generator, torch.Generator]:
         """(posterior generator, initial-noise generator) for one image."""
         if self._release_generator is not None:
             return self._release_generator, self._release_generator
-        s = self.sampling
+        seed = _resolved(self.sampling.seed, "seed")
         # drawn on the CPU so results are device independent
-        g_vae = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "vae"))
-        g_noise = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "noise"))
+        g_vae = torch.Generator(device="cpu").manual_seed(seed_for(seed, name, "vae"))
+        g_noise = torch.Generator(device="cpu").manual_seed(seed_for(seed, name, "noise"))
         return g_vae, g_noise
 
     def _latent_shape(self, H: int, W: int) -> tuple[int, int, int, int]:
@@ -373,34 +384,28 @@ class VOSRUpscaler:
         noise = noise.to(self.device)
         c_str = c_str.float()
         h_lat, w_lat = c_str.shape[-2:]
-        single = s.tile is None or tile_grid(h_lat, w_lat, s.tile, s.tile_overlap, s.tile_layout)[:2] == (
-            [0],
-            [0],
-        )
+        tile = s.tile
+        overlap = _resolved(s.tile_overlap, "tile_overlap") if tile is not None else 0
+        single = tile is None or tile_grid(h_lat, w_lat, tile, overlap, s.tile_layout)[:2] == ([0], [0])
         # whole-image DINOv2 tokens only when they are used: tiles take their own region's tokens
         semantic = self._semantic(lr_up) if single else None  # the official code encodes the unpadded image
+        base: ConditionalVelocity | GuidedVelocity
         if self.info.config.one_step:
             base = ConditionalVelocity(self.model, c_str, semantic)
         else:
-            base = GuidedVelocity(self.model, c_str, semantic, s.guidance, s.weak_strength)
-        velocity = base
-        if not single:
+            base = GuidedVelocity(
+                self.model, c_str, semantic, _resolved(s.guidance, "guidance"), _resolved(s.weak_strength, "weak_strength")
+            )
+        velocity: Velocity = base
+        if tile is not None and not single:
 
             def semantic_for_box(y: int, x0: int, h: int, w: int) -> torch.Tensor:
                 crop = x[:, :, y * down : (y + h) * down, x0 * down : (x0 + w) * down]
                 return self._semantic(crop)
 
-            velocity = tiled(
-                base,
-                c_str,
-                semantic_for_box,
-                s.tile,
-                s.tile_overlap,
-                batch=self.tile_batch,
-                layout=s.tile_layout,
-            )
+            velocity = tiled(base, c_str, semantic_for_box, tile, overlap, batch=self.tile_batch, layout=s.tile_layout)
         sampler = sample_two_time if self.info.config.one_step else sample_euler
-        z0 = sampler(velocity, noise, s.steps, callback)
+        z0 = sampler(velocity, noise, _resolved(s.steps, "steps"), callback)
         self.nfe_last = int(getattr(velocity, "nfe", 0))
         out = self.autoencoder.decode(z0, tile=None if s.vae_tile is None else max(8, s.vae_tile // down))
         return out[:, :, :H, :W].float()

@@ -56,16 +56,23 @@ def _param_dtype(model: torch.nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
+def _tokens(semantic: torch.Tensor | None) -> torch.Tensor:
+    if semantic is None:
+        raise ValueError("this velocity adapter is a template for tiles (semantic=None): call the tiled adapter")
+    return semantic
+
+
 class ConditionalVelocity:
     """``model(cat[c_str, z], t, semantic, r)``: the plain conditional velocity.
 
     Args:
         model: the backbone.
         c_str: (B, C, H, W) structural latent.
-        semantic: (B, N, E) raw semantic tokens.
+        semantic: (B, N, E) raw semantic tokens; None for a template whose tiles bring their own
+            (``tiled`` calls ``with_conditions``).
     """
 
-    def __init__(self, model: torch.nn.Module, c_str: torch.Tensor, semantic: torch.Tensor) -> None:
+    def __init__(self, model: torch.nn.Module, c_str: torch.Tensor, semantic: torch.Tensor | None) -> None:
         self.model, self.c_str, self.semantic = model, c_str, semantic
         self.nfe = 0
 
@@ -79,7 +86,7 @@ class ConditionalVelocity:
         rr = None if r is None else _times(r, B, z)
         self.nfe += 1
         # the velocity comes back in z's dtype: the trajectory stays fp32 under a bf16 network
-        return self.model(x, _times(t, B, z), self.semantic.to(dtype), rr).to(z.dtype)
+        return self.model(x, _times(t, B, z), _tokens(self.semantic).to(dtype), rr).to(z.dtype)
 
 
 class GuidedVelocity:
@@ -91,7 +98,7 @@ class GuidedVelocity:
     Args:
         model: the backbone.
         c_str: (B, C, H, W) structural latent.
-        semantic: (B, N, E) raw semantic tokens.
+        semantic: (B, N, E) raw semantic tokens; None for a template whose tiles bring their own.
         guidance: omega.
         weak_strength: w of the partial condition (w * c_str, zero semantic tokens).
         partial: an explicit partial branch ``(structure, semantic)`` instead of the one built
@@ -106,7 +113,7 @@ class GuidedVelocity:
         self,
         model: torch.nn.Module,
         c_str: torch.Tensor,
-        semantic: torch.Tensor,
+        semantic: torch.Tensor | None,
         guidance: float,
         weak_strength: float,
         partial: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -125,18 +132,19 @@ class GuidedVelocity:
         B = z.shape[0]
         dtype = _param_dtype(self.model)
         c_str = self.c_str.to(z.dtype)
+        semantic = _tokens(self.semantic)
         tt = _times(t, B, z)
         rr = None if r is None else _times(r, B, z)
         if self.guidance == 1.0:
             self.nfe += 1
             x = torch.cat([c_str, z], 1).to(dtype)
-            return self.model(x, tt, self.semantic.to(dtype), rr).to(z.dtype)
+            return self.model(x, tt, semantic.to(dtype), rr).to(z.dtype)
         if self.partial is not None:
             weak_str, weak_sem = self.partial[0].to(z.dtype), self.partial[1]
         else:
-            weak_str, weak_sem = partial_condition(c_str, self.semantic, self.weak_strength)
+            weak_str, weak_sem = partial_condition(c_str, semantic, self.weak_strength)
         x = torch.cat([torch.cat([c_str, z], 1), torch.cat([weak_str, z], 1)], 0)  # (2B, 2C, H, W)
-        sem = torch.cat([self.semantic, weak_sem], 0)  # (2B, N, E)
+        sem = torch.cat([semantic, weak_sem], 0)  # (2B, N, E)
         self.nfe += 2
         v = self.model(
             x.to(dtype), torch.cat([tt, tt]), sem.to(dtype), None if rr is None else torch.cat([rr, rr])

@@ -32,7 +32,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -216,8 +216,8 @@ def resample_pos_embed_hub(pos_embed: torch.Tensor, grid: int, offset: float = 0
 def preprocess_for_semantic(
     images: torch.Tensor,
     size: int,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
 ) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] -> (B, 3, size, size) normalised encoder input.
 
@@ -238,20 +238,22 @@ class SemanticEncoder(nn.Module):
     dropped. Only the blocks up to ``block`` run. ``mean`` / ``std``: the input normalisation.
     """
 
+    vit: Any  # a timm VisionTransformer (timm's attributes are untyped)
+
     def __init__(
         self,
         vit: nn.Module,
         block: int,
         image_size: int,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        if not 0 <= block < len(vit.blocks):
-            raise ConfigError(
-                f"semantic block {block} out of range: the encoder has {len(vit.blocks)} blocks"
-            )
         self.vit = vit
+        if not 0 <= block < len(self.vit.blocks):
+            raise ConfigError(
+                f"semantic block {block} out of range: the encoder has {len(self.vit.blocks)} blocks"
+            )
         self.block = block
         self.image_size = image_size
         self.mean, self.std = tuple(mean), tuple(std)
@@ -284,13 +286,13 @@ def build_semantic_encoder(spec: SemanticEncoderSpec | str, block: int, image_si
     if spec.kind == "timm":
         # the architecture (and its pretrained_cfg: mean, std) of the tag; width and depth from the
         # spec, which are the tag's own for the real encoders and smaller for the test sizes
-        vit = timm.create_model(
+        vit: Any = timm.create_model(
             spec.timm_name, pretrained=False, num_classes=0, img_size=image_size,
             embed_dim=spec.embed_dim, depth=spec.depth, num_heads=spec.num_heads,
         )
         cfg = vit.pretrained_cfg
         return SemanticEncoder(vit, block, image_size, tuple(cfg["mean"]), tuple(cfg["std"]))
-    vit = VisionTransformer(
+    vit = VisionTransformer(  # the hub DINOv2 architecture in timm's class
         img_size=image_size,
         patch_size=spec.patch_size,
         embed_dim=spec.embed_dim,

@@ -119,16 +119,19 @@ def blend_tiles(
     if len(ys) == 1 and len(xs) == 1:
         return fn(x)
     wys, wxs = _axis_weights(ys, th, scale), _axis_weights(xs, tw, scale)
-    out = norm = None
+    out: torch.Tensor | None = None
+    norm: torch.Tensor | None = None
     for y, wy in zip(ys, wys, strict=True):
         for x0, wx in zip(xs, wxs, strict=True):
             y_out = fn(x[:, :, y : y + th, x0 : x0 + tw]).float()  # (B, Cout, oh, ow)
             oh, ow = y_out.shape[-2:]
             oy, ox = round(y * scale), round(x0 * scale)
-            if out is None:
+            if out is None or norm is None:
                 out = torch.zeros(*y_out.shape[:2], round(H * scale), round(W * scale), device=y_out.device)
                 norm = torch.zeros(out.shape[-2:], device=y_out.device)
             wgt = (wy[:, None] * wx[None, :]).to(y_out.device)
             out[:, :, oy : oy + oh, ox : ox + ow] += y_out * wgt
             norm[oy : oy + oh, ox : ox + ow] += wgt
+    if out is None or norm is None:
+        raise ValueError(f"blend_tiles got an empty tile grid for a {H}x{W} input")
     return (out / norm).to(x.dtype)

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -362,7 +362,7 @@ class Trainer:
     def _state_dir(self) -> Path:
         return self.out / "state"
 
-    def _full_state(self, key: str) -> dict[str, torch.Tensor]:
+    def _full_state(self, key: str) -> dict[str, Any]:
         module = getattr(self, key)
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -550,7 +550,8 @@ class Trainer:
             last = m == accum - 1
             ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
             if self.fsdp:
-                self.model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+                # FSDP2's method (reduce-scatter once per step); torch types fully_shard's result as Module
+                cast(Any, self.model).set_requires_gradient_sync(last)
             elif not last and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
                 ctx = self.model.no_sync()
             with ctx:
