@@ -410,7 +410,7 @@ class VOSRMethod(SRMethod):
     ``options`` are the flat ``@key=value`` options as given; they are typed once into
     ``vosr.config.UpscalerOptions`` (sampling settings plus dtype, weights folder, decoder, tiles
     per pass), so a bad option fails when the method is created. ``config()`` is
-    ``vosr.pipeline.resolve_settings``: the resolved sampling, model, decoder and dtype settings
+    ``vosr.pipeline.plan_pipeline(...).settings()``: the resolved sampling, model, decoder and dtype settings
     and the content hash of each weight file (computed once per method object, without loading
     any network; file hashes are cached by path, size and mtime).
     """
@@ -441,10 +441,11 @@ class VOSRMethod(SRMethod):
     def config(self) -> dict[str, Any]:
         if self._config is None:
             try:
-                from vosr.pipeline import resolve_settings
+                from vosr.pipeline import plan_pipeline
             except ImportError as exc:
                 raise MethodError(f"{self.name}: the vosr package is not usable ({exc}); pip install 'screensr[vosr]'") from exc
-            self._config = {"kind": "vosr", **resolve_settings(self.checkpoint, self.typed.sampling, **self._kwargs())}
+            plan = plan_pipeline(self.checkpoint, self.typed.sampling, **self._kwargs())
+            self._config = {"kind": "vosr", **plan.settings()}
         return self._config
 
     def _load(self) -> Any:

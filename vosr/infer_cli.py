@@ -143,17 +143,11 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def _bit_depth(path: Path, im: Any) -> int:
-    """Bits per channel as stored. Pillow opens 48-bit PNG / TIFF as 8-bit "RGB" (keeping the high
-    byte), so the depth is read from the header: PNG IHDR byte 24, TIFF BitsPerSample."""
+    """Bits per channel as stored (``core.imageformat``: Pillow hides 16-bit PNG / TIFF data)."""
+    from core.imageformat import stored_bit_depth
+
     with open(path, "rb") as f:
-        head = f.read(25)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return head[24]
-    tags = getattr(im, "tag_v2", None)
-    if tags is not None and 258 in tags:
-        bits = tags[258]
-        return int(max(bits) if isinstance(bits, tuple) else bits)
-    return 16 if im.mode.startswith("I;16") else 8
+        return stored_bit_depth(im, f.read(25))
 
 
 def _convert_to_rgb8(path: Path, im: Any, depth: int) -> tuple[Any, list[str]]:

@@ -14,8 +14,9 @@ overridden (explicit arguments win and are recorded in ``settings``), and by def
 noise seeded from (seed, name) so results do not depend on file order (``noise="release"``
 replays the released script's one global generator instead).
 
-``settings`` (and ``resolve_settings`` without loading anything) is every option after defaults
-are applied plus the content hash of each weight file read: equal settings mean equal outputs.
+``settings`` (and ``plan_pipeline(...).settings()`` without loading anything) is every option
+after defaults are applied plus the content hash of each weight file read: equal settings mean
+equal outputs.
 
 Options are typed: ``VOSRUpscaler(checkpoint, SamplingConfig(...), device=..., dtype=...,
 weights_dir=..., decoder=..., tile_batch=...)``; ``vosr.config.upscaler_options`` builds them
@@ -55,7 +56,6 @@ __all__ = [
     "PipelinePlan",
     "ImageInputError",
     "plan_pipeline",
-    "resolve_settings",
     "seed_for",
     "check_image",
     "upsampled_size",
@@ -171,8 +171,9 @@ def plan_pipeline(
 ) -> PipelinePlan:
     """Resolve a checkpoint and options into a ``PipelinePlan`` (reads headers and configs only).
 
-    Arguments as ``VOSRUpscaler``. Raises the loaders' errors for missing weight files, and
-    ``ConfigError`` for bad options.
+    Arguments as ``VOSRUpscaler``; ``plan_pipeline(...).settings()`` is the upscaler's
+    ``settings`` without loading any network (the benchmark's method identity). Raises the
+    loaders' errors for missing weight files, and ``ConfigError`` for bad options.
     """
     sampling = SamplingConfig() if sampling is None else sampling
     torch_dtype = _dtype(dtype)
@@ -214,28 +215,6 @@ def plan_pipeline(
         weights_dir=Path(weights_dir).expanduser() if weights_dir is not None else None,
         files=files,
     )
-
-
-def resolve_settings(
-    checkpoint: str | os.PathLike[str],
-    sampling: SamplingConfig | None = None,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = "fp32",
-    weights_dir: str | os.PathLike[str] | None = None,
-    decoder: str = "default",
-    tile_batch: int = 1,
-) -> dict[str, Any]:
-    """``VOSRUpscaler(checkpoint, sampling, ...).settings`` without loading any network.
-
-    For identities of outputs (the benchmark's method hash, settings files): reads checkpoint
-    headers, configs, and hashes the weight files (cached by path, size and mtime).
-    """
-    plan = plan_pipeline(
-        checkpoint, sampling, device=device, dtype=dtype, weights_dir=weights_dir, decoder=decoder,
-        tile_batch=tile_batch,
-    )  # fmt: skip
-    return plan.settings()
 
 
 # --- the upscaler ----------------------------------------------------------------------------
