@@ -1,6 +1,6 @@
 """Real-ESRGAN second-order degradation (Wang et al., ICCV-W 2021), batched in torch.
 
-The VOSR training data synthesis (vosr-reference.md, section 6): a high-quality crop in [0, 1]
+The VOSR training data synthesis (``docs/vosr-reference.md``, "6. Training recipe (appendix Table 3 and the released configs)"): a high-quality crop in [0, 1]
 goes through blur -> resize -> noise -> JPEG twice, then a final resize to HR/4 with a sinc
 filter, and is resized back to the HR size (the structural condition is computed at HR size).
 

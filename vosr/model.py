@@ -2,7 +2,7 @@
 
 Every layer is in this file, top to bottom: norms, 2-D RoPE, time embedding, attention, SwiGLU,
 the DiT block, the final layer, and ``VOSRDiT``. Parameter and buffer names follow the released
-checkpoints exactly (vosr-reference.md sections 1 and 8), so ``state_dict()`` loads them with
+checkpoints exactly (``docs/vosr-reference.md``, "1. Backbone (a LightningDiT variant)" and "8. Checkpoint keys (per block i)"), so ``state_dict()`` loads them with
 ``strict=True``.
 
 Shapes: B batch, C latent channels, H x W latent size, p patch size, h x w = H/p x W/p token
@@ -336,7 +336,7 @@ class VOSRDiT(nn.Module):
         return hasattr(self, "r_embedder")
 
     def initialize_weights(self) -> None:
-        """The released init (vosr-reference.md section 1)."""
+        """The released init (``docs/vosr-reference.md``, "1. Backbone (a LightningDiT variant)")."""
         if next(self.parameters()).is_meta:
             return  # shapes only (parameter counting); nothing to initialise
 

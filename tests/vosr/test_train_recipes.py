@@ -1,4 +1,5 @@
-"""The shipped recipes carry the paper's numbers (appendix Table 3, vosr-reference.md 5-6)."""
+"""The shipped recipes carry the paper's numbers (appendix Table 3; docs/vosr-reference.md, "5. Distillation (one step)" and
+"6. Training recipe (appendix Table 3 and the released configs)")."""
 
 from __future__ import annotations
 
