@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from core.errors import MissingFileError, UserError
-
 from vosr.degradations import generator
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")

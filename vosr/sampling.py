@@ -19,7 +19,6 @@ Tiles are laid out and weighted by ``vosr.tiling``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 

@@ -269,9 +269,9 @@ def bench_gpu(root: Path) -> None:
 
     from vosr.autoencoders import build_light_decoder, import_diffusers
     from vosr.checkpoints import save_checkpoint
-    from vosr.semantic import build_semantic_encoder
     from vosr.model import create_model
     from vosr.pipeline import VOSRUpscaler
+    from vosr.semantic import build_semantic_encoder
 
     wd = root / "gpu-weights"
     wd.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ teacher reuses. Tests must not write into these shared folders.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,20 @@ from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "vosr_backbone_tiny.safetensors"
 TRAINED_STEPS = 150
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Every vosr test runs torch on one intra-op thread, as the tiny recipe trains.
+
+    The test models are tiny: a second thread buys nothing and, on a shared machine, costs
+    several-fold in contention (tests/perf/bench_vosr_train.py measures it). Trainer.fit applies the
+    recipe's ``cpu_threads`` itself; this covers inference and direct model calls.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- golden backbone

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vosr import create_model
-from vosr.statedict import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 from vosr.config import ConfigError, model_config
+from vosr.statedict import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 
 # docs/vosr-reference.md, "1. Backbone (a LightningDiT variant)" (derived from the layer shapes of the release)
 REFERENCE_PARAMS = {

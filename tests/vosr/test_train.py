@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from vosr.recipes import load_recipe
 from vosr.train import Trainer, TrainError
 
@@ -36,9 +37,9 @@ def _held_out_errors(snapshot: Path, synthetic_image) -> tuple[float, float]:
     """Latent MSE to the HQ latent and pixel PSNR of 10-step samples on a held-out pair."""
     from vosr.autoencoders import load_autoencoder
     from vosr.checkpoints import load_checkpoint
-    from vosr.semantic import load_semantic_encoder
     from vosr.degradations import DegradationConfig, degrade
     from vosr.sampling import GuidedVelocity, sample_euler
+    from vosr.semantic import load_semantic_encoder
 
     hq = torch.from_numpy(synthetic_image(999, 64, 64)).permute(2, 0, 1)[None].float() / 255  # not a training image
     lq, _ = degrade(hq, DegradationConfig(enabled=False), [0], 0)

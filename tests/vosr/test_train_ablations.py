@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vosr.conditions import training_conditions
 from vosr.degradations import generator
 from vosr.recipes import ConditionConfig, load_recipe
-from vosr.conditions import training_conditions
 from vosr.train import Trainer
 
 
@@ -85,9 +85,9 @@ def test_ablation_encoder_checkpoints_run_through_inference(images: Path, tmp_pa
     import numpy as np
 
     from screensr.cli import main
-    from vosr.semantic import SEMANTIC_ENCODERS, semantic_weights_path, write_random_semantic_weights
     from vosr.config import SamplingConfig
     from vosr.pipeline import VOSRUpscaler
+    from vosr.semantic import SEMANTIC_ENCODERS, semantic_weights_path, write_random_semantic_weights
 
     name = f"{encoder}_tiny"
     spec = SEMANTIC_ENCODERS[name]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vosr.conditions import distill_conditions, training_conditions
 from vosr.degradations import degrade, generator
 from vosr.recipes import ConditionConfig, DistillConfig, Stage, load_recipe
-from vosr.conditions import distill_conditions, training_conditions
 from vosr.train import Trainer, TrainError
 
 
