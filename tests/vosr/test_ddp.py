@@ -13,7 +13,9 @@ from core.distributed import free_port
 from vosr.recipes import load_recipe
 
 
-def _worker(rank: int, world: int, port: int, images: str, out: str, overrides: dict) -> None:
+def _worker(rank: int, world: int, port: int, images: str, out: str, overrides: dict,
+            teacher: str | None = None) -> None:
+    """One rank of the 2-process run (``teacher``: the distillation teacher's run folder)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -22,7 +24,8 @@ def _worker(rank: int, world: int, port: int, images: str, out: str, overrides: 
     from vosr.train import Trainer
 
     try:
-        Trainer(load_recipe("tiny", overrides), [images], out, max_steps=3, device="cpu", progress=False).fit()
+        Trainer(load_recipe("tiny", overrides), [images], out, teacher=teacher, max_steps=3, device="cpu",
+                progress=False).fit()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -34,6 +37,21 @@ def _state(run: Path) -> dict:
 
 def _max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def _max_rel_moment_diff(a: dict, b: dict) -> float:
+    """Largest difference of Adam's first moments (gradient EMA), over each tensor's largest value."""
+    sa, sb = a["state"], b["state"]
+    assert sa.keys() == sb.keys() and sa
+    return max(
+        (sa[i]["exp_avg"].float() - sb[i]["exp_avg"].float()).abs().max().item()
+        / max(sa[i]["exp_avg"].float().abs().max().item(), 1e-30)
+        for i in sa
+    )
+
+
+def _lr(optimizer_state: dict) -> float:
+    return max(g.get("initial_lr", g["lr"]) for g in optimizer_state["param_groups"])
 
 
 @pytest.fixture
@@ -62,38 +80,26 @@ def test_two_processes_equal_one_process_with_the_combined_batch(
     one = tmp_path / "one"
     Trainer(load_recipe("tiny", over), [images], one, teacher=teacher, max_steps=3, progress=False).fit()
     two = tmp_path / "two"
-    args = (2, free_port(), str(images), str(two), {**over, "micro_batch": 2})
-    if teacher is not None:
-        mp.spawn(_worker_distill, args=(*args, str(teacher)), nprocs=2, join=True)
-    else:
-        mp.spawn(_worker, args=args, nprocs=2, join=True)
+    args = (2, free_port(), str(images), str(two), {**over, "micro_batch": 2}, None if teacher is None else str(teacher))
+    mp.spawn(_worker, args=args, nprocs=2, join=True)
     a, b = _state(one), _state(two)
     assert a["step"] == b["step"] == 3 and a["samples_seen"] == b["samples_seen"] == 12
-    # gradients are all-reduced in another summation order: equal up to float32 rounding
-    assert _max_diff(a["model"], b["model"]) < 2e-5
-    assert _max_diff(a["ema"], b["ema"]) < 2e-5
+    # gradients are all-reduced in another summation order: equal up to float32 rounding. Adam's
+    # running gradient mean says so directly (relative to its largest element).
+    assert _max_rel_moment_diff(a["optimizer"], b["optimizer"]) < 1e-4
+    # The weights: Adam divides by sqrt(v) + 1e-8, so elements whose gradient is ~1e-9 turn that
+    # rounding into a visible part of a step. The distillation graph (teacher, detached student
+    # roll-out) is deeper: measured 6.9e-5 there, 7% of one step of lr 1e-3, against <2e-5 for
+    # multi-step. A wrong batch split moves whole steps (~lr per element per step).
+    tol = 2e-5 if mode == "multistep" else 0.1 * _lr(a["optimizer"])
+    assert _max_diff(a["model"], b["model"]) < tol
+    assert _max_diff(a["ema"], b["ema"]) < tol
     # the logged loss is the global-batch mean on both
     import csv
 
     rows = [list(csv.DictReader((r / "metrics.csv").open())) for r in (one, two)]
     for ra, rb in zip(*rows, strict=True):
         assert abs(float(ra["loss"]) - float(rb["loss"])) < 1e-5
-
-
-def _worker_distill(rank: int, world: int, port: int, images: str, out: str, overrides: dict, teacher: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-                      RANK=str(rank), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    from vosr.train import Trainer
-
-    try:
-        Trainer(load_recipe("tiny", overrides), [images], out, teacher=teacher, max_steps=3, device="cpu",
-                progress=False).fit()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def test_gradient_accumulation_equals_the_full_batch(images: Path, tmp_path: Path) -> None:
