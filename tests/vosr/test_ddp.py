@@ -39,15 +39,17 @@ def _max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
+def _first_moments(optimizer_state: dict) -> list[torch.Tensor]:
+    """Adam's first moments in parameter order (keys are indices, or names under FSDP)."""
+    ids = [i for g in optimizer_state["param_groups"] for i in g["params"]]
+    return [optimizer_state["state"][i]["exp_avg"].float() for i in ids]
+
+
 def _max_rel_moment_diff(a: dict, b: dict) -> float:
     """Largest difference of Adam's first moments (gradient EMA), over each tensor's largest value."""
-    sa, sb = a["state"], b["state"]
-    assert sa.keys() == sb.keys() and sa
-    return max(
-        (sa[i]["exp_avg"].float() - sb[i]["exp_avg"].float()).abs().max().item()
-        / max(sa[i]["exp_avg"].float().abs().max().item(), 1e-30)
-        for i in sa
-    )
+    ma, mb = _first_moments(a), _first_moments(b)
+    assert len(ma) == len(mb) > 0 and all(x.shape == y.shape for x, y in zip(ma, mb, strict=True))
+    return max((x - y).abs().max().item() / max(x.abs().max().item(), 1e-30) for x, y in zip(ma, mb, strict=True))
 
 
 def _lr(optimizer_state: dict) -> float:
