@@ -11,9 +11,11 @@ Method specs (``--methods`` items; any may be prefixed ``NAME=`` to choose its r
 - ``cmd:TEMPLATE``: a shell command run once per image, with ``{input}``, ``{output}`` (a PNG
   path to write) and ``{scale}`` substituted, e.g. ``cmd:python my_sr.py {input} {output}``.
 - ``py:MODULE:FUNCTION`` (or ``MODULE:FUNCTION``): ``FUNCTION(lr_uint8_HxWx3, scale) -> uint8``.
-- ``vosr-0.5b-ms``, ``vosr-0.5b-os``, ``vosr-1.4b-ms``, ``vosr-1.4b-os``, ``vosr:CKPT_PATH``:
-  :class:`vosr.pipeline.VOSRUpscaler` (imported lazily); keyword options of the upscaler follow
-  as ``@key=value`` (``vosr-0.5b-ms@steps=8@tile=64``, ``vosr-0.5b-ms@preset=realsr``). The
+- ``vosr-0.5b-ms``, ``vosr-0.5b-os``, ``vosr-1.4b-ms``, ``vosr-1.4b-os`` (the release tags of
+  ``vosr.releases``), ``vosr:CKPT_PATH``: :class:`vosr.pipeline.VOSRUpscaler` (imported lazily);
+  options of the upscaler follow as ``@key=value`` (``vosr-0.5b-ms@steps=8@tile=64``,
+  ``vosr-0.5b-ms@preset=realsr``), typed by ``vosr.config.upscaler_options`` when the spec is
+  parsed (``@stpes=8`` fails at once: did you mean 'steps'). The
   method hash is that of the resolved settings (every option after defaults, so
   ``vosr-0.5b-ms`` and ``vosr-0.5b-ms@steps=25`` share outputs) plus the sha256 of every weight
   file read, so replacing the weights under a release tag never reuses stale outputs.
@@ -47,6 +49,7 @@ from benchmark.images import LoadedImage, list_images, read_image, write_png
 from benchmark.store import MethodRecord, canonical_hash
 from core.config import from_dict
 from core.errors import ConfigError, UnknownNameError, did_you_mean
+from vosr.releases import RELEASES
 
 
 class MethodError(ValueError):
@@ -396,16 +399,20 @@ class PythonMethod(SRMethod):
 
 
 # ---------------------------------------------------------------------------- VOSR
-VOSR_PRESETS = ("vosr-0.5b-ms", "vosr-0.5b-os", "vosr-1.4b-ms", "vosr-1.4b-os")
+#: The release tags usable as method names (``vosr.releases.RELEASES``; that module imports no torch).
+VOSR_PRESETS: tuple[str, ...] = tuple(RELEASES)
 
 
 @dataclass
 class VOSRMethod(SRMethod):
     """The VOSR reference model through :class:`vosr.pipeline.VOSRUpscaler` (lazy import).
 
-    ``config()`` is ``vosr.pipeline.resolve_settings``: the resolved sampling, model, decoder and
-    dtype settings and the content hash of each weight file (computed once per method object,
-    without loading any network; file hashes are cached by path, size and mtime).
+    ``options`` are the flat ``@key=value`` options as given; they are typed once into
+    ``vosr.config.UpscalerOptions`` (sampling settings plus dtype, weights folder, decoder, tiles
+    per pass), so a bad option fails when the method is created. ``config()`` is
+    ``vosr.pipeline.plan_pipeline(...).settings()``: the resolved sampling, model, decoder and dtype settings
+    and the content hash of each weight file (computed once per method object, without loading
+    any network; file hashes are cached by path, size and mtime).
     """
 
     checkpoint: str = ""
@@ -413,9 +420,12 @@ class VOSRMethod(SRMethod):
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._upscaler = None
+        from vosr.config import upscaler_options  # stdlib and core only: no torch at spec time
+
+        self._upscaler: Any = None
         self._config: dict[str, Any] | None = None
-        if self.options.get("noise") == "release":
+        self.typed = upscaler_options(self.options, where=f"{self.name} options")
+        if self.typed.sampling.noise == "release":
             raise MethodError(
                 f"{self.name}: noise=release replays one generator over a folder in sorted order; the "
                 "benchmark generates and caches each image on its own (resumable, sharded), so it cannot "
@@ -423,31 +433,37 @@ class VOSRMethod(SRMethod):
                 "OUT with folder:OUT"
             )
 
+    def _kwargs(self) -> dict[str, Any]:
+        o = self.typed
+        return {"device": self.device, "dtype": o.dtype, "weights_dir": o.weights_dir, "decoder": o.decoder,
+                "tile_batch": o.tile_batch}  # fmt: skip
+
     def config(self) -> dict[str, Any]:
         if self._config is None:
             try:
-                from vosr.pipeline import resolve_settings
+                from vosr.pipeline import plan_pipeline
             except ImportError as exc:
                 raise MethodError(f"{self.name}: the vosr package is not usable ({exc}); pip install 'screensr[vosr]'") from exc
-            self._config = {"kind": "vosr", **resolve_settings(self.checkpoint, device=self.device, **self.options)}
+            plan = plan_pipeline(self.checkpoint, self.typed.sampling, **self._kwargs())
+            self._config = {"kind": "vosr", **plan.settings()}
         return self._config
 
-    def _load(self):
+    def _load(self) -> Any:
         if self._upscaler is None:
             try:
                 from vosr.pipeline import VOSRUpscaler
             except ImportError as exc:
                 raise MethodError(f"{self.name}: the vosr package is not usable ({exc}); pip install 'screensr[vosr]'") from exc
-            self._upscaler = VOSRUpscaler(self.checkpoint, device=self.device, **self.options)
+            self._upscaler = VOSRUpscaler(self.checkpoint, self.typed.sampling, **self._kwargs())
         return self._upscaler
 
     def upscale(self, lr: np.ndarray, scale: int) -> np.ndarray:
-        return self._load()(lr, upscale=scale)
+        return np.asarray(self._load()(lr, upscale=scale))
 
     def generate(self, lr: LoadedImage, scale: int) -> np.ndarray:
         # The sampler's noise is seeded per image: by the LR file's content hash, the same key the
         # output cache uses, so each image gets its own noise, independent of order and file name.
-        return self._load()(lr.array, upscale=scale, name=lr.sha256)
+        return np.asarray(self._load()(lr.array, upscale=scale, name=lr.sha256))
 
     def close(self) -> None:
         self._upscaler = None
@@ -556,22 +572,14 @@ def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any
         return CommandMethod(name or f"cmd-{canonical_hash(template, 8)}", "other", template, template=template)
     base, _, opts = spec.partition("@")
     if base in VOSR_PRESETS or base.startswith("vosr:"):
-        # options as in metric specs: vosr-0.5b-ms@steps=8@tile=512@weights_dir=/data/w
-        options = dict(vosr_options or {})
-        for kv in filter(None, opts.split("@")):
-            key, eq, raw = kv.partition("=")
-            if not eq:
-                raise MethodError(f"VOSR option {kv!r} in {spec!r}: expected key=value, e.g. @steps=4")
-            try:
-                options[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                options[key] = raw
-        spec, vosr_options = base, options
-        ckpt = spec[5:] if spec.startswith("vosr:") else spec
+        # options as in metric specs: vosr-0.5b-ms@steps=8@tile=512@weights_dir=/data/w; typed by
+        # VOSRMethod (vosr.config.upscaler_options)
+        options = {**(vosr_options or {}), **parse_spec_options(opts, spec)}
+        ckpt = base[5:] if base.startswith("vosr:") else base
         family = "one-step" if ckpt.endswith("-os") else "multi-step" if ckpt.endswith("-ms") else "other"
-        default = Path(ckpt).stem if spec.startswith("vosr:") else spec
+        default = Path(ckpt).stem if base.startswith("vosr:") else base
         return VOSRMethod(name or default, family, f"VOSR ({ckpt})", checkpoint=ckpt, device=device,
-                          options=dict(vosr_options or {}))  # fmt: skip
+                          options=options)  # fmt: skip
     target = spec[3:] if spec.startswith("py:") else spec
     if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
         return PythonMethod(name or target.replace(":", "."), "other", f"Python function {target}", target=target)

@@ -1,9 +1,12 @@
-"""The autoencoders VOSR works in, behind one interface (vosr-reference.md section 3).
+"""The autoencoders VOSR works in, behind one interface (``docs/vosr-reference.md``, "3. Autoencoders").
 
 ``Autoencoder.encode(images, generator)`` maps (B, 3, H, W) images in [0, 1] (H, W multiples
 of 8) to the latent the backbone was trained on, (B, C, H/8, W/8); ``decode`` maps back to
 [0, 1]. Both accept ``tile`` (image pixels) for large images: overlapping tiles are processed one
-at a time and blended with linear ramps over the overlap (``blend_tiles``).
+at a time and blended with linear ramps over the overlap (``vosr.tiling.blend_tiles``).
+
+``AUTOENCODERS`` is the registry (one frozen :class:`AutoencoderSpec` per name, ``get_autoencoder``);
+the entry says which family loads it, its folder, its light decoder and its published files.
 
 * ``sd21``: Stable Diffusion 2.1's KL VAE through diffusers ``AutoencoderKL`` (C = 4,
   latent = posterior sample * 0.18215), decoded by the full VAE decoder or by the
@@ -26,70 +29,155 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from vosr.config import ConfigError, did_you_mean
+from core.config import from_dict
+from core.errors import MissingFileError, UserError
+from vosr.config import ConfigError, UnknownEntryError
+from vosr.paths import find_path, vosr_home
+from vosr.statedict import KeyReport, load_state_dict_strict
+from vosr.tiling import blend_tiles
 
 __all__ = [
     "AUTOENCODERS",
-    "AUTOENCODER_FILES",
+    "AutoencoderSpec",
+    "PublishedFile",
+    "get_autoencoder",
     "Autoencoder",
     "KLAutoencoder",
     "QwenImageAutoencoder",
+    "AutoencoderError",
     "load_autoencoder",
     "import_diffusers",
+    "autoencoder_dir",
     "autoencoder_files",
     "light_decoder_path",
     "load_light_decoder",
     "build_light_decoder",
-    "blend_tiles",
     "tiny_kl_config",
+    "DECODERS",
 ]
 
 SD21_SCALING = 0.18215
-
-# name -> (folder under $SCREENSR_HOME/vosr, latent channels)
-AUTOENCODERS: dict[str, tuple[str, int]] = {
-    "sd21": ("sd21-vae", 4),
-    "qwen-image": ("Qwen-Image-vae-2d", 16),
-    "tiny-kl": ("tiny-kl-vae", 4),
-}
 LIGHT_DECODER_FILE = "sd21_lwdecoder.pth"
+DIFFUSERS_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+#: ``--decoder`` choices: the autoencoder's default, the light decoder, the full VAE decoder.
+DECODERS = ("default", "light", "vae")
 
-# what ``vosr.weights.weight_files`` lists for the autoencoders (path = $SCREENSR_HOME/vosr/name)
-AUTOENCODER_FILES = (
-    [
-        {
-            "name": f"sd21-vae/{f}",
-            "url": f"https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/vae/{f}",
-            "used_by": ["vosr-0.5b-ms", "vosr-0.5b-os"],
-            "description": "SD2.1 KL VAE (diffusers folder): structural latent of VOSR-0.5B",
-        }
-        for f in ("config.json", "diffusion_pytorch_model.safetensors")
-    ]
-    + [
-        {
-            "name": LIGHT_DECODER_FILE,
-            "url": f"https://huggingface.co/CSWRY/VOSR/resolve/main/{LIGHT_DECODER_FILE}",
-            "used_by": ["vosr-0.5b-ms", "vosr-0.5b-os"],
-            "description": "VOSR light decoder for SD2.1 latents (the official 0.5B inference decoder)",
-        }
-    ]
-    + [
-        {
-            "name": f"Qwen-Image-vae-2d/{f}",
-            "url": f"https://huggingface.co/CSWRY/VOSR/resolve/main/Qwen-Image-vae-2d/{f}",
-            "used_by": ["vosr-1.4b-ms", "vosr-1.4b-os"],
-            "description": "Qwen-Image VAE, image-only 2-D variant (diffusers folder): latent of VOSR-1.4B",
-        }
-        for f in ("config.json", "diffusion_pytorch_model.safetensors")
-    ]
-)
+
+class AutoencoderError(UserError, ValueError):
+    """Autoencoder files that cannot be read, or that do not match their registry entry."""
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A file of an autoencoder as published: path relative to ``$SCREENSR_HOME/vosr``, source."""
+
+    name: str
+    url: str
+    description: str
+
+
+def tiny_kl_config() -> dict[str, Any]:
+    """The ``tiny-kl`` AutoencoderKL config: 8x downscale, 4 channels, width 8 (for tests)."""
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "block_out_channels": [8, 8, 8, 8],
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 4,
+        "sample_size": 64,
+        "scaling_factor": SD21_SCALING,
+    }
+
+
+@dataclass(frozen=True)
+class AutoencoderSpec:
+    """One registered autoencoder.
+
+    Attributes:
+        name: the registry name (``ModelConfig.autoencoder``).
+        family: ``kl`` (diffusers ``AutoencoderKL``) or ``qwen-image``
+            (``AutoencoderKLQwenImage`` on single frames); selects the loader.
+        folder: the diffusers folder under ``$SCREENSR_HOME/vosr`` (or ``--weights-dir``).
+        latent_channels: C, checked against the loaded folder.
+        light_decoder_file: a light decoder beside the folder that is used by default
+            (``sd21_lwdecoder.pth`` for SD2.1), or None. Other ``kl`` autoencoders use a light
+            decoder inside their folder only on request (``decoder="light"``); ``qwen-image`` has
+            none.
+        random_config: for a CPU test size without trained weights, the diffusers config its
+            random-init folder is created from (``vosr.components``); None for trained ones.
+        files: the published files (for ``screensr weights``).
+        description: one line for listings.
+    """
+
+    name: str
+    family: Literal["kl", "qwen-image"]
+    folder: str
+    latent_channels: int
+    light_decoder_file: str | None = None
+    random_config: Callable[[], dict[str, Any]] | None = None
+    files: tuple[PublishedFile, ...] = ()
+    description: str = ""
+
+    @property
+    def random_init(self) -> bool:
+        """Whether this is a random-weight test size (no trained weights exist)."""
+        return self.random_config is not None
+
+    @property
+    def has_light_decoder(self) -> bool:
+        """Whether a light decoder can be used with it at all."""
+        return self.family == "kl"
+
+
+_HF_SD21 = "https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/vae/{}"
+_HF_VOSR = "https://huggingface.co/CSWRY/VOSR/resolve/main/{}"
+
+AUTOENCODERS: dict[str, AutoencoderSpec] = {
+    "sd21": AutoencoderSpec(
+        "sd21", "kl", "sd21-vae", 4, light_decoder_file=LIGHT_DECODER_FILE,
+        files=(
+            *(PublishedFile(f"sd21-vae/{f}", _HF_SD21.format(f),
+                            "SD2.1 KL VAE (diffusers folder): structural latent of VOSR-0.5B") for f in DIFFUSERS_FILES),
+            PublishedFile(LIGHT_DECODER_FILE, _HF_VOSR.format(LIGHT_DECODER_FILE),
+                          "VOSR light decoder for SD2.1 latents (the official 0.5B inference decoder)"),
+        ),
+        description="Stable Diffusion 2.1 KL VAE (C = 4)",
+    ),
+    "qwen-image": AutoencoderSpec(
+        "qwen-image", "qwen-image", "Qwen-Image-vae-2d", 16,
+        files=tuple(
+            PublishedFile(f"Qwen-Image-vae-2d/{f}", _HF_VOSR.format(f"Qwen-Image-vae-2d/{f}"),
+                          "Qwen-Image VAE, image-only 2-D variant (diffusers folder): latent of VOSR-1.4B")
+            for f in DIFFUSERS_FILES
+        ),
+        description="Qwen-Image VAE, image-only 2-D variant (C = 16)",
+    ),
+    "tiny-kl": AutoencoderSpec(
+        "tiny-kl", "kl", "tiny-kl-vae", 4, random_config=tiny_kl_config,
+        description="tiny random-init AutoencoderKL of the vosr-tiny CPU test size",
+    ),
+}  # fmt: skip
+
+
+def get_autoencoder(name: str) -> AutoencoderSpec:
+    """The registry entry ``name`` (a "did you mean" error for unknown names)."""
+    if name not in AUTOENCODERS:
+        raise UnknownEntryError("autoencoder", name, AUTOENCODERS)
+    return AUTOENCODERS[name]
 
 
 def import_diffusers():
@@ -119,72 +207,6 @@ def import_diffusers():
         finally:
             import_utils._bitsandbytes_available = True
     return diffusers
-
-
-# --- tiling ---------------------------------------------------------------------------------
-
-
-def _axis_weights(starts: list[int], tile: int, scale: float) -> list[torch.Tensor]:
-    """Per tile, 1-D output weights: linear ramps over the overlaps with its neighbours, else 1.
-
-    Every weight is positive, so the normalised blend is a convex combination everywhere.
-    """
-    n = round(tile * scale)
-    out = []
-    for i, s in enumerate(starts):
-        w = torch.ones(n)
-        if i > 0:
-            ov = min(n, round((starts[i - 1] + tile - s) * scale))
-            if ov > 0:
-                w[:ov] = torch.minimum(w[:ov], (torch.arange(ov, dtype=torch.float32) + 0.5) / ov)
-        if i + 1 < len(starts):
-            ov = min(n, round((s + tile - starts[i + 1]) * scale))
-            if ov > 0:
-                ramp = ((torch.arange(ov, dtype=torch.float32) + 0.5) / ov).flip(0)
-                w[n - ov :] = torch.minimum(w[n - ov :], ramp)
-        out.append(w)
-    return out
-
-
-def blend_tiles(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    tile: int,
-    overlap: int,
-    scale: float,
-) -> torch.Tensor:
-    """Apply ``fn`` to overlapping spatial tiles of ``x`` and blend the outputs.
-
-    Args:
-        fn: (B, Cin, h, w) -> (B, Cout, h*scale, w*scale), e.g. an encoder (scale 1/8) or a
-            decoder (scale 8).
-        x: (B, Cin, H, W).
-        tile: tile side in ``x``'s pixels; overlap: pixels shared by neighbours (keep both
-            multiples of 1/scale when scale < 1).
-    Returns:
-        (B, Cout, H*scale, W*scale); exactly ``fn(x)`` when one tile covers ``x``.
-    """
-    from vosr.sampling import tile_boxes
-
-    H, W = x.shape[-2:]
-    th, tw = min(tile, H), min(tile, W)
-    ys, xs = tile_boxes(H, tile, overlap), tile_boxes(W, tile, overlap)
-    if len(ys) == 1 and len(xs) == 1:
-        return fn(x)
-    wys, wxs = _axis_weights(ys, th, scale), _axis_weights(xs, tw, scale)
-    out = norm = None
-    for y, wy in zip(ys, wys, strict=True):
-        for x0, wx in zip(xs, wxs, strict=True):
-            y_out = fn(x[:, :, y : y + th, x0 : x0 + tw]).float()  # (B, Cout, oh, ow)
-            oh, ow = y_out.shape[-2:]
-            oy, ox = round(y * scale), round(x0 * scale)
-            if out is None:
-                out = torch.zeros(*y_out.shape[:2], round(H * scale), round(W * scale), device=y_out.device)
-                norm = torch.zeros(out.shape[-2:], device=y_out.device)
-            wgt = (wy[:, None] * wx[None, :]).to(y_out.device)
-            out[:, :, oy : oy + oh, ox : ox + ow] += y_out * wgt
-            norm[oy : oy + oh, ox : ox + ow] += wgt
-    return (out / norm).to(x.dtype)
 
 
 # --- the interface ---------------------------------------------------------------------------
@@ -255,13 +277,16 @@ class Autoencoder(nn.Module):
 class KLAutoencoder(Autoencoder):
     """diffusers ``AutoencoderKL`` (SD2.1 or tiny), optionally with the light decoder."""
 
+    vae: Any  # diffusers AutoencoderKL (its config and methods are untyped)
+    light_decoder: Any  # a diffusers Decoder, or None
+
     def __init__(self, vae: nn.Module, light_decoder: nn.Module | None = None) -> None:
         super().__init__()
         self.vae = vae
         self.light_decoder = light_decoder
-        self.latent_channels = int(vae.config.latent_channels)
-        self.scaling_factor = float(vae.config.scaling_factor)
-        self.downscale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = int(self.vae.config.latent_channels)
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+        self.downscale = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def moments(self, x: torch.Tensor) -> torch.Tensor:
         h = self.vae.encoder(x.to(self.vae.dtype))
@@ -282,11 +307,15 @@ class KLAutoencoder(Autoencoder):
 class QwenImageAutoencoder(Autoencoder):
     """diffusers ``AutoencoderKLQwenImage`` on single frames, per-channel normalised latents."""
 
-    def __init__(self, vae: nn.Module, key_report=None) -> None:
+    vae: Any  # diffusers AutoencoderKLQwenImage (its config and methods are untyped)
+    mean: torch.Tensor  # (1, C, 1, 1) buffers: latents_mean / latents_std of the folder's config
+    std: torch.Tensor
+
+    def __init__(self, vae: nn.Module, key_report: KeyReport | None = None) -> None:
         super().__init__()
         self.vae = vae
-        self.key_report = key_report  # vosr.checkpoints.KeyReport of the load (absent keys and why)
-        cfg = vae.config
+        self.key_report = key_report  # the load's key report (absent keys and why)
+        cfg = self.vae.config
         self.latent_channels = int(cfg.z_dim)
         self.downscale = 2 ** (len(cfg.dim_mult) - 1)
         self.register_buffer("mean", torch.tensor(cfg.latents_mean).view(1, -1, 1, 1), persistent=False)
@@ -307,29 +336,31 @@ class QwenImageAutoencoder(Autoencoder):
 # --- the light decoder -----------------------------------------------------------------------
 
 
-def build_light_decoder(config: dict) -> nn.Module:
-    """A diffusers ``Decoder`` from the light decoder's stored config.
+@dataclass(frozen=True)
+class LightDecoderConfig:
+    """The ``config`` stored in ``sd21_lwdecoder.pth``; the released one is (4, 3, (64, 128, 256,
+    256), 2), i.e. 3 resnets per up block of a half-width SD decoder."""
 
-    Args:
-        config: ``{in_channels, out_channels, block_out_channels, layers_per_block}``; the
-            released one is (4, 3, (64, 128, 256, 256), 2), i.e. 3 resnets per up block.
-    """
+    in_channels: int
+    out_channels: int
+    block_out_channels: tuple[int, ...]
+    layers_per_block: int
+    norm_num_groups: int = 32
+
+
+def build_light_decoder(config: Mapping[str, Any]) -> nn.Module:
+    """A diffusers ``Decoder`` from the light decoder's stored config (unknown keys raise)."""
+    cfg = from_dict(LightDecoderConfig, config, where="light decoder config")
     import_diffusers()
     from diffusers.models.autoencoders.vae import Decoder
 
-    known = {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "norm_num_groups"}
-    unknown = set(config) - known
-    if unknown:
-        key = sorted(unknown)[0]
-        raise ConfigError(f"light decoder config: unknown key {key!r}{did_you_mean(key, sorted(known))}")
-    blocks = tuple(config["block_out_channels"])
     return Decoder(
-        in_channels=int(config["in_channels"]),
-        out_channels=int(config["out_channels"]),
-        up_block_types=("UpDecoderBlock2D",) * len(blocks),
-        block_out_channels=blocks,
-        layers_per_block=int(config["layers_per_block"]),
-        norm_num_groups=int(config.get("norm_num_groups", 32)),
+        in_channels=cfg.in_channels,
+        out_channels=cfg.out_channels,
+        up_block_types=("UpDecoderBlock2D",) * len(cfg.block_out_channels),
+        block_out_channels=cfg.block_out_channels,
+        layers_per_block=cfg.layers_per_block,
+        norm_num_groups=cfg.norm_num_groups,
         act_fn="silu",
         mid_block_add_attention=True,
     )
@@ -337,21 +368,19 @@ def build_light_decoder(config: dict) -> nn.Module:
 
 def load_light_decoder(path: str | os.PathLike[str]) -> nn.Module:
     """Load ``sd21_lwdecoder.pth`` (``{config, model_state_dict}`` torch pickle), strictly."""
-    from vosr.checkpoints import load_state_dict_strict
-
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"light decoder {LIGHT_DECODER_FILE} not found at {path}: download "
-            f"{AUTOENCODER_FILES[2]['url']} there, pass --weights-dir DIR holding it, "
+            f"{_HF_VOSR.format(LIGHT_DECODER_FILE)} there, pass --weights-dir DIR holding it, "
             "or use --decoder vae (the full SD2.1 decoder)"
         )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read the light decoder ({exc})") from exc
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        raise AutoencoderError(f"{path}: cannot read the light decoder ({exc}); re-download it") from exc
     if not isinstance(blob, dict) or "config" not in blob or "model_state_dict" not in blob:
-        raise ValueError(
+        raise AutoencoderError(
             f"{path}: expected a dict with 'config' and 'model_state_dict' (the released layout)"
         )
     decoder = build_light_decoder(dict(blob["config"]))
@@ -362,28 +391,9 @@ def load_light_decoder(path: str | os.PathLike[str]) -> nn.Module:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def tiny_kl_config() -> dict:
-    """The ``tiny-kl`` AutoencoderKL config: 8x downscale, 4 channels, width 8 (for tests)."""
-    return {
-        "in_channels": 3,
-        "out_channels": 3,
-        "down_block_types": ["DownEncoderBlock2D"] * 4,
-        "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "block_out_channels": [8, 8, 8, 8],
-        "layers_per_block": 1,
-        "latent_channels": 4,
-        "norm_num_groups": 4,
-        "sample_size": 64,
-        "scaling_factor": SD21_SCALING,
-    }
-
-
 def autoencoder_dir(name: str, weights_dir: str | os.PathLike[str] | None = None) -> Path:
-    from vosr.weights import find_path, vosr_home
-
-    if name not in AUTOENCODERS:
-        raise ConfigError(f"unknown autoencoder {name!r}{did_you_mean(name, list(AUTOENCODERS))}")
-    folder = AUTOENCODERS[name][0]
+    """The diffusers folder of autoencoder ``name``: in ``weights_dir`` when there, else the cache."""
+    folder = get_autoencoder(name).folder
     return find_path(folder, vosr_home() / folder, weights_dir)
 
 
@@ -391,14 +401,13 @@ def autoencoder_files(name: str, weights_dir: str | os.PathLike[str] | None = No
     """(config.json, diffusion_pytorch_model.safetensors) of autoencoder ``name``; both must exist.
 
     Raises:
-        FileNotFoundError: naming the missing file and where it goes.
+        MissingFileError: naming the missing file and where it goes.
     """
     folder = autoencoder_dir(name, weights_dir)
-    cfg_path = folder / "config.json"
-    weights = folder / "diffusion_pytorch_model.safetensors"
+    cfg_path, weights = (folder / f for f in DIFFUSERS_FILES)
     for p in (cfg_path, weights):
         if not p.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"autoencoder file {p} is missing: the folder {folder} needs config.json and "
                 "diffusion_pytorch_model.safetensors (see `screensr weights --group vosr`), or pass "
                 f"--weights-dir DIR containing {folder.name}/"
@@ -411,20 +420,19 @@ def light_decoder_path(
 ) -> Path | None:
     """Where the light decoder of autoencoder ``name`` is read from, or None when it is not used.
 
-    ``sd21`` uses ``sd21_lwdecoder.pth`` unless ``decoder == "vae"``; other KL autoencoders use
-    one only on request (``decoder == "light"``, the file inside their folder); ``qwen-image``
-    has none. The path may not exist (``load_light_decoder`` names it then).
+    An autoencoder with a ``light_decoder_file`` (SD2.1) uses it unless ``decoder == "vae"``;
+    other KL autoencoders use one only on request (``decoder == "light"``, the file inside their
+    folder); ``qwen-image`` has none. The path may not exist (``load_light_decoder`` names it then).
     """
-    if decoder not in ("default", "light", "vae"):
+    if decoder not in DECODERS:
         raise ConfigError(f"decoder {decoder!r} unknown (choices: light, vae)")
-    if name == "qwen-image":
+    spec = get_autoencoder(name)
+    if not spec.has_light_decoder:
         if decoder == "light":
-            raise ConfigError("the light decoder exists for the SD2.1 VAE only; use --decoder vae")
+            raise ConfigError(f"the {name} autoencoder has no light decoder (it exists for the SD2.1 VAE only); use --decoder vae")
         return None
-    if name == "sd21" and decoder in ("default", "light"):
-        from vosr.weights import find_path, vosr_home
-
-        return find_path(LIGHT_DECODER_FILE, vosr_home() / LIGHT_DECODER_FILE, weights_dir)
+    if spec.light_decoder_file is not None and decoder in ("default", "light"):
+        return find_path(spec.light_decoder_file, vosr_home() / spec.light_decoder_file, weights_dir)
     if decoder == "light":
         return autoencoder_dir(name, weights_dir) / LIGHT_DECODER_FILE
     return None
@@ -460,7 +468,7 @@ QWEN_2D_ABSENT_REASON = (
 )
 
 
-def _refuse_temporal(module: nn.Module, args: tuple) -> None:
+def _refuse_temporal(module: nn.Module, args: tuple[Any, ...]) -> None:
     raise RuntimeError(
         "this Qwen-Image VAE was loaded from the image-only 2-D checkpoint, which has no temporal "
         "convolution weights: encode and decode single frames only"
@@ -487,21 +495,45 @@ def _remove_temporal_convs(vae: nn.Module) -> list[str]:
 
 def _read_folder(
     name: str, weights_dir: str | os.PathLike[str] | None
-) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
     cfg_path, weights = autoencoder_files(name, weights_dir)
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         config = json.loads(cfg_path.read_text())
         state = load_file(str(weights))
-    except Exception as exc:
-        raise ValueError(f"{cfg_path.parent}: unreadable autoencoder files ({exc})") from exc
+    except (OSError, ValueError, SafetensorError) as exc:  # ValueError: json.JSONDecodeError
+        raise AutoencoderError(f"{cfg_path.parent}: unreadable autoencoder files ({exc})") from exc
     return weights, config, state
 
 
-def _from_config(cls, config: dict):
-    # diffusers drops (with a warning) the bookkeeping keys such as _class_name / _diffusers_version
-    return cls.from_config(config)
+def _load_kl(
+    diffusers: ModuleType, config: dict[str, Any], state: dict[str, torch.Tensor], weights: Path, light: Path | None
+) -> Autoencoder:
+    # diffusers drops (with a warning) bookkeeping keys such as _class_name / _diffusers_version
+    vae = diffusers.AutoencoderKL.from_config(config)
+    load_state_dict_strict(vae, state, source=str(weights))
+    return KLAutoencoder(vae.eval(), load_light_decoder(light) if light is not None else None)
+
+
+def _load_qwen_image(
+    diffusers: ModuleType, config: dict[str, Any], state: dict[str, torch.Tensor], weights: Path, light: Path | None
+) -> Autoencoder:
+    vae = diffusers.AutoencoderKLQwenImage.from_config(config)
+    temporal = [k for k in vae.state_dict() if k.rpartition(".")[0].endswith(".time_conv")]
+    absent: list[str] = []
+    if temporal and not any(k in state for k in temporal):  # the image-only 2-D layout
+        absent = _remove_temporal_convs(vae)
+    state = _inflate_2d_to_3d(state, vae)
+    report = load_state_dict_strict(
+        vae, state, source=str(weights), absent=absent, absent_reason=QWEN_2D_ABSENT_REASON if absent else ""
+    )
+    return QwenImageAutoencoder(vae.eval(), report)
+
+
+# family -> loader(diffusers, config, state, weights file, light decoder path or None)
+_LOADERS: dict[str, Callable[..., Autoencoder]] = {"kl": _load_kl, "qwen-image": _load_qwen_image}
 
 
 def load_autoencoder(
@@ -512,40 +544,20 @@ def load_autoencoder(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Autoencoder:
-    """Load an autoencoder by name (``sd21``, ``qwen-image``, ``tiny-kl``).
+    """Load a registered autoencoder by name (``sd21``, ``qwen-image``, ``tiny-kl``).
 
     Args:
-        decoder: for ``sd21``: ``"light"`` (``sd21_lwdecoder.pth``, the official 0.5B inference
-            decoder; the default), or ``"vae"`` (the full SD2.1 decoder). Other autoencoders
-            accept only ``"vae"`` / ``"default"``.
+        decoder: ``"default"`` (the light decoder where the entry has one: SD2.1's
+            ``sd21_lwdecoder.pth``, the official 0.5B inference decoder), ``"light"`` or
+            ``"vae"`` (the full VAE decoder); see :func:`light_decoder_path`.
     """
+    spec = get_autoencoder(name)
     diffusers = import_diffusers()
-    from vosr.checkpoints import load_state_dict_strict
-
     light_path = light_decoder_path(name, decoder, weights_dir)
     weights, config, state = _read_folder(name, weights_dir)
-    folder = weights.parent
-    if name == "qwen-image":
-        vae = _from_config(diffusers.AutoencoderKLQwenImage, config)
-        temporal = [k for k in vae.state_dict() if k.rpartition(".")[0].endswith(".time_conv")]
-        absent: list[str] = []
-        if temporal and not any(k in state for k in temporal):  # the image-only 2-D layout
-            absent = _remove_temporal_convs(vae)
-        state = _inflate_2d_to_3d(state, vae)
-        report = load_state_dict_strict(
-            vae,
-            state,
-            source=str(weights),
-            absent=absent,
-            absent_reason=QWEN_2D_ABSENT_REASON if absent else "",
+    ae = _LOADERS[spec.family](diffusers, config, state, weights, light_path)
+    if ae.latent_channels != spec.latent_channels:
+        raise AutoencoderError(
+            f"{weights.parent}: {ae.latent_channels} latent channels, expected {spec.latent_channels} for {name}"
         )
-        ae: Autoencoder = QwenImageAutoencoder(vae.eval(), report)
-    else:
-        vae = _from_config(diffusers.AutoencoderKL, config)
-        load_state_dict_strict(vae, state, source=str(weights))
-        light = load_light_decoder(light_path) if light_path is not None else None
-        ae = KLAutoencoder(vae.eval(), light)
-    expected = AUTOENCODERS[name][1]
-    if ae.latent_channels != expected:
-        raise ValueError(f"{folder}: {ae.latent_channels} latent channels, expected {expected} for {name}")
     return ae.to(device=device, dtype=dtype).eval()

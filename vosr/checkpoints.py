@@ -2,7 +2,8 @@
 
 Two formats are read, one is written:
 
-* **The released layout** (vosr-reference.md sections 6 and 8): a run folder
+* **The released layout** (``docs/vosr-reference.md``, "6. Training recipe (appendix Table 3 and
+  the released configs)" and "8. Checkpoint keys (per block i)"): a run folder
   ``RUN/args.json`` + ``RUN/checkpoints/ema_model.safetensors`` (or ``model.safetensors``), plain
   fp32 state dicts in the released key layout. ``args.json`` is the official training-argument
   dump (``dim``, ``depth``, ``num_heads``, ``enc_type``, ``ae_type``, ``layer_dinov2b_list``,
@@ -11,10 +12,8 @@ Two formats are read, one is written:
   the metadata key ``vosr_model_config`` (k-diffusion's habit), so the file rebuilds its model
   alone. ``save_checkpoint`` writes these atomically.
 
-Loading is always ``strict=True``; any missing, unexpected or mis-shaped key raises
-``CheckpointMismatchError`` listing them, with a hint when the pattern is recognisable (one-step
-vs multi-step, wrong size). Wrapper prefixes (``module.``, ``_orig_mod.``, ``ema_model.``) that
-DDP / torch.compile / EMA wrappers add are removed first; they never change a tensor.
+Loading is always strict (``vosr.statedict.load_state_dict_strict``: a mismatch raises
+``CheckpointMismatchError`` with the key report).
 
 Example:
     >>> from vosr.checkpoints import load_checkpoint, save_checkpoint   # doctest: +SKIP
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +32,16 @@ from typing import Any
 
 import torch
 
+from core.atomic import atomic_path, atomic_write_json
+from core.errors import MissingFileError, UserError
 from vosr.config import ConfigError, ModelConfig, model_config
+from vosr.model import VOSRDiT
+from vosr.statedict import load_state_dict_strict, strip_prefixes
 
 __all__ = [
-    "CheckpointMismatchError",
+    "CheckpointError",
     "CheckpointInfo",
-    "KeyReport",
     "METADATA_KEY",
-    "check_state_dict",
-    "load_state_dict_strict",
     "config_from_official_args",
     "find_weights_file",
     "read_checkpoint",
@@ -50,142 +49,17 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "save_run_folder",
+    "released_config",
 ]
 
 METADATA_KEY = "vosr_model_config"
 FORMAT_KEY = "format"
 FORMAT_VALUE = "screensr-vosr/1"
 WEIGHT_NAMES = ("ema_model.safetensors", "model.safetensors")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "ema_model.")
 
 
-class CheckpointMismatchError(ValueError):
-    """A state dict whose keys or shapes do not match the model (the message is the report)."""
-
-    is_user_error = True
-
-    def __init__(self, message: str, report: KeyReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-@dataclass
-class KeyReport:
-    """Differences between a state dict and a model's own ``state_dict()``.
-
-    ``absent`` lists keys the architecture defines but the checkpoint's layout lacks *by design*
-    (the caller removed those weights from the model before loading, so they are neither missing
-    nor filled in); ``absent_reason`` says why. They never make the report fail.
-    """
-
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-    absent: list[str] = field(default_factory=list)
-    absent_reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mis_shaped)
-
-    def format(self, limit: int = 12) -> str:
-        """Human-readable lines: counts, then up to ``limit`` names per kind."""
-
-        def names(items: list[Any], fmt) -> list[str]:
-            lines = [f"    {fmt(x)}" for x in items[:limit]]
-            if len(items) > limit:
-                lines.append(f"    ... and {len(items) - limit} more")
-            return lines
-
-        lines = []
-        if self.absent:
-            lines += [
-                f"  absent by design ({len(self.absent)}): {self.absent_reason}",
-                *names(self.absent, str),
-            ]
-        if self.missing:
-            lines += [f"  missing keys ({len(self.missing)}):", *names(self.missing, str)]
-        if self.unexpected:
-            lines += [f"  unexpected keys ({len(self.unexpected)}):", *names(self.unexpected, str)]
-        if self.mis_shaped:
-            lines += [
-                f"  mis-shaped tensors ({len(self.mis_shaped)}):",
-                *names(
-                    self.mis_shaped,
-                    lambda x: f"{x[0]}: checkpoint {list(x[1])} vs model {list(x[2])}",
-                ),
-            ]
-        hint = self._hint()
-        if hint:
-            lines.append(f"  hint: {hint}")
-        return "\n".join(lines)
-
-    def _hint(self) -> str:
-        if self.unexpected and all(k.startswith("r_embedder.") for k in self.unexpected) and not self.missing:
-            return "the checkpoint is a one-step (distilled) model: build it with one_step=True"
-        if self.missing and all(k.startswith("r_embedder.") for k in self.missing) and not self.unexpected:
-            return "the checkpoint is a multi-step model: build it with one_step=False"
-        if self.mis_shaped or any(k.startswith("blocks.") for k in self.missing + self.unexpected):
-            return "the checkpoint is another model size (check hidden size, depth, latent channels)"
-        return ""
-
-
-def _strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state_dict.items():
-        changed = True
-        while changed:
-            changed = False
-            for prefix in _WRAPPER_PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix) :], True
-        out[key] = value
-    return out
-
-
-def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> KeyReport:
-    """Compare names and shapes of ``state_dict`` against ``model.state_dict()`` (works on meta)."""
-    own = model.state_dict()
-    report = KeyReport(
-        missing=sorted(k for k in own if k not in state_dict),
-        unexpected=sorted(k for k in state_dict if k not in own),
-    )
-    for key, value in state_dict.items():
-        if key in own and tuple(value.shape) != tuple(own[key].shape):
-            report.mis_shaped.append((key, tuple(value.shape), tuple(own[key].shape)))
-    return report
-
-
-def load_state_dict_strict(
-    model: torch.nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    *,
-    source: str = "state dict",
-    assign: bool = False,
-    absent: list[str] | None = None,
-    absent_reason: str = "",
-) -> KeyReport:
-    """``model.load_state_dict(state_dict, strict=True)`` with a readable report on mismatch.
-
-    Args:
-        absent: keys the caller removed from ``model`` because the checkpoint's layout has no
-            such weights (recorded in the report with ``absent_reason``; any key still in the
-            model must be in ``state_dict``, so nothing is dropped silently).
-    Returns:
-        The key report (``ok``; with ``absent`` filled in when given).
-    Raises:
-        CheckpointMismatchError: naming ``source`` and every missing/unexpected/mis-shaped key.
-    """
-    state_dict = _strip_prefixes(state_dict)
-    report = check_state_dict(model, state_dict)
-    report.absent, report.absent_reason = sorted(absent or []), absent_reason
-    if not report.ok:
-        raise CheckpointMismatchError(
-            f"{source} does not match the {type(model).__name__} it is loaded into:\n{report.format()}",
-            report,
-        )
-    model.load_state_dict(state_dict, strict=True, assign=assign)
-    return report
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that cannot be read or understood (the message names it and the fix)."""
 
 
 # --- configs -------------------------------------------------------------------------------
@@ -211,7 +85,7 @@ def config_from_official_args(
     if "model" in args and isinstance(args["model"], Mapping):  # written by our trainer
         cfg = ModelConfig.from_dict(args["model"], source=f"{source} ['model']")
         if state_dict is not None:
-            cfg = cfg.replace(one_step=any(k.startswith("r_embedder.") for k in _strip_prefixes(state_dict)))
+            cfg = cfg.replace(one_step=any(k.startswith("r_embedder.") for k in strip_prefixes(state_dict)))
         return cfg
     for flag in ("use_qknorm", "use_swiglu", "use_rope", "use_rmsnorm"):
         if flag in args and not args[flag]:
@@ -237,7 +111,7 @@ def config_from_official_args(
             raise ConfigError(f"{source}: layer_dinov2b_list {layers!r}: exactly one block is supported")
         layers = layers[0]
     if state_dict is not None:
-        sd = _strip_prefixes(state_dict)
+        sd = strip_prefixes(state_dict)
         if "x_embedder.proj.weight" not in sd:
             raise ConfigError(f"{source}: the weights have no x_embedder.proj.weight; not a VOSR backbone")
         channels = int(sd["x_embedder.proj.weight"].shape[1]) // 2
@@ -293,7 +167,7 @@ def find_weights_file(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"VOSR checkpoint {p} does not exist; pass a run folder (args.json + "
             "checkpoints/ema_model.safetensors) or a .safetensors file (see `screensr weights`)"
         )
@@ -303,12 +177,12 @@ def find_weights_file(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
                 if cand.is_file():
                     args = p / "args.json"
                     return cand, (args if args.is_file() else None)
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no weights in {p}: expected {p / 'checkpoints' / 'ema_model.safetensors'} "
             "(the released layout) or a .safetensors file"
         )
     if p.suffix != ".safetensors":
-        raise ValueError(f"{p}: VOSR checkpoints are .safetensors files (or run folders), got {p.suffix!r}")
+        raise CheckpointError(f"{p}: VOSR checkpoints are .safetensors files (or run folders), got {p.suffix!r}")
     for cand in (p.parent / "args.json", p.parent.parent / "args.json"):
         if cand.is_file():
             return p, cand
@@ -327,10 +201,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     try:
         state = load_file(str(info.path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(
+        raise CheckpointError(
             f"{info.path}: not a readable safetensors file ({exc}); re-download or re-save it"
         ) from exc
-    return _strip_prefixes(state), info
+    return strip_prefixes(state), info
 
 
 def read_checkpoint_config(path: str | os.PathLike[str]) -> CheckpointInfo:
@@ -349,17 +223,17 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> CheckpointInfo:
             # shapes only, on the meta device: enough for config_from_official_args
             shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(
+        raise CheckpointError(
             f"{weights}: not a readable safetensors file ({exc}); re-download or re-save it"
         ) from exc
     if METADATA_KEY in metadata:
         try:
             cfg = ModelConfig.from_dict(json.loads(metadata[METADATA_KEY]), source=f"{weights} metadata")
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{weights}: metadata {METADATA_KEY!r} is not JSON ({exc})") from exc
+            raise CheckpointError(f"{weights}: metadata {METADATA_KEY!r} is not JSON ({exc})") from exc
         return CheckpointInfo(weights, cfg, "self-describing", args_path, metadata)
     if args_path is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{weights} has no {METADATA_KEY!r} metadata and no args.json beside it or one folder up; "
             "put the release's args.json next to its checkpoints/ folder, or re-save with "
             "vosr.checkpoints.save_checkpoint"
@@ -367,7 +241,7 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> CheckpointInfo:
     try:
         args = json.loads(args_path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{args_path}: not valid JSON ({exc})") from exc
+        raise CheckpointError(f"{args_path}: not valid JSON ({exc})") from exc
     cfg = config_from_official_args(args, shapes, source=str(args_path))
     return CheckpointInfo(weights, cfg, "released", args_path, metadata)
 
@@ -384,8 +258,6 @@ def load_checkpoint(
     time is spent on a random init that would be overwritten (1.4B parameters on CPU).
     The model is returned in eval mode.
     """
-    from vosr.model import VOSRDiT
-
     state, info = read_checkpoint(path)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     with torch.device("meta"):
@@ -400,15 +272,8 @@ def load_checkpoint(
 def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _plain_state(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -416,7 +281,7 @@ def _plain_state(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -
     # fp32, contiguous, no wrapper prefixes: the released convention
     return {
         k: (v.detach().float() if v.is_floating_point() else v.detach()).contiguous().cpu()
-        for k, v in _strip_prefixes(state).items()
+        for k, v in strip_prefixes(state).items()
     }
 
 
@@ -466,11 +331,7 @@ def save_run_folder(
     run = Path(run_dir)
     weights = save_checkpoint(model, run / "checkpoints" / name, config=cfg)
     payload = {**dict(args or {}), "model": cfg.to_dict()}
-    run.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".args.", suffix=".tmp", dir=run)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, run / "args.json")
+    atomic_write_json(run / "args.json", payload, sort_keys=True)
     return weights
 
 

@@ -119,7 +119,7 @@ def gaussian_color_fix(
     if isinstance(reference, np.ndarray):
         if reference.dtype != np.uint8:
             raise TypeError(f"expected a uint8 (H, W, 3) reference, got {reference.dtype}")
-        reference = np.asarray(Image.fromarray(reference).resize((w, h), Image.LANCZOS))
+        reference = np.asarray(Image.fromarray(reference).resize((w, h), Image.Resampling.LANCZOS))
     ref = _hwc_float(reference)
     if ref.shape != x.shape:
         raise ValueError(

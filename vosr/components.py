@@ -31,7 +31,12 @@ from typing import Any
 
 import torch
 
+from core.atomic import atomic_write_json
+from core.errors import ConfigError, UserError
+from vosr.autoencoders import DIFFUSERS_FILES, autoencoder_dir, get_autoencoder, import_diffusers
 from vosr.config import ModelConfig
+from vosr.degradations import derive_seed
+from vosr.semantic import get_semantic_encoder, semantic_weights_path, write_random_semantic_weights
 
 __all__ = [
     "COMPONENTS_FILE",
@@ -54,10 +59,8 @@ RANDOM_INIT_NOTE = (
 )
 
 
-class ComponentsError(RuntimeError):
+class ComponentsError(UserError, RuntimeError):
     """A run's components cannot be found or created (the message says what to do)."""
-
-    is_user_error = True
 
 
 @dataclass(frozen=True)
@@ -104,25 +107,16 @@ def write_record(folder: str | os.PathLike[str], comps: RunComponents) -> Path:
     }
     if comps.random_init:
         data["note"] = RANDOM_INIT_NOTE
-    path = folder / COMPONENTS_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{COMPONENTS_FILE}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(folder / COMPONENTS_FILE, data)
 
 
 def _read_file(rec: Path) -> dict[str, Any]:
     try:
         data = json.loads(rec.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{rec}: unreadable components record ({exc}); delete it and pass --weights-dir") from exc
+        raise ConfigError(f"{rec}: unreadable components record ({exc}); delete it and pass --weights-dir") from exc
     if not isinstance(data, dict) or "weights_dir" not in data:
-        raise ValueError(f"{rec}: not a components record (no 'weights_dir'); delete it and pass --weights-dir")
+        raise ConfigError(f"{rec}: not a components record (no 'weights_dir'); delete it and pass --weights-dir")
     return data
 
 
@@ -163,27 +157,28 @@ def run_weights_dir(
 
 # --- creation and resolution -----------------------------------------------------------------
 
-# autoencoders that exist only as random-weight test sizes -> their diffusers config factory
-def _random_autoencoders() -> dict[str, Callable[[], dict]]:
-    from vosr.autoencoders import tiny_kl_config
+def write_random_autoencoder(name: str, folder: str | os.PathLike[str], seed: int | None = 0) -> Path:
+    """Write a random-init diffusers ``AutoencoderKL`` folder of test size ``name`` (atomic).
 
-    return {"tiny-kl": tiny_kl_config}
+    The folder is built beside its destination and renamed into place, so an interrupted write
+    never leaves a half folder behind (``core.atomic`` is for single files).
 
-
-def write_random_autoencoder(name: str, folder: str | os.PathLike[str], seed: int = 0) -> Path:
-    """Write a random-init diffusers ``AutoencoderKL`` folder of test size ``name`` (atomic)."""
-    configs = _random_autoencoders()
-    if name not in configs:
+    Args:
+        seed: seeds the weights; the global torch generator is left as it was. None draws from
+            the global generator as it stands (a caller seeding several files in one stream).
+    """
+    spec = get_autoencoder(name)
+    if spec.random_config is None:
         raise ComponentsError(f"autoencoder {name!r} has trained weights only; it cannot be created with random ones")
-    from diffusers import AutoencoderKL
-
+    autoencoder_kl = import_diffusers().AutoencoderKL
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     state = torch.random.get_rng_state()
     try:
-        torch.manual_seed(seed)
-        AutoencoderKL(**configs[name]()).save_pretrained(tmp, safe_serialization=True)
+        if seed is not None:
+            torch.manual_seed(seed)
+        autoencoder_kl(**spec.random_config()).save_pretrained(tmp, safe_serialization=True)
         if folder.exists():  # an incomplete folder of an interrupted earlier attempt
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -191,23 +186,21 @@ def write_random_autoencoder(name: str, folder: str | os.PathLike[str], seed: in
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        torch.random.set_rng_state(state)
+        if seed is not None:
+            torch.random.set_rng_state(state)
     return folder
 
 
 def _autoencoder_found(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "diffusion_pytorch_model.safetensors").is_file()
+    return all((folder / f).is_file() for f in DIFFUSERS_FILES)
 
 
 def _locate(model_cfg: ModelConfig, semantic: bool, weights_dir: Path | None) -> tuple[Component, Component | None]:
-    from vosr.autoencoders import autoencoder_dir
-    from vosr.conditions import semantic_encoder_spec, semantic_weights_path
-
     ae = Component(model_cfg.autoencoder, autoencoder_dir(model_cfg.autoencoder, weights_dir),
-                   model_cfg.autoencoder in _random_autoencoders())
+                   get_autoencoder(model_cfg.autoencoder).random_init)
     enc = None
     if semantic:
-        spec = semantic_encoder_spec(model_cfg.semantic_encoder)
+        spec = get_semantic_encoder(model_cfg.semantic_encoder)
         enc = Component(spec.name, semantic_weights_path(spec, weights_dir), spec.random_init)
     return ae, enc
 
@@ -257,12 +250,8 @@ def resolve_components(
             "use its teacher's autoencoder and encoder: pass the teacher's run folder as --teacher (its "
             f"{COMPONENTS_FILE} records where they are) or --weights-dir DIR holding them"
         )
-    from vosr.autoencoders import AUTOENCODERS
-    from vosr.conditions import semantic_encoder_spec, write_random_semantic_weights
-    from vosr.degradations import derive_seed
-
     target = run_dir / "components"
-    ae_dir = target / AUTOENCODERS[ae.name][0]
+    ae_dir = target / get_autoencoder(ae.name).folder
     created = []
     if not _autoencoder_found(ae_dir):
         write_random_autoencoder(ae.name, ae_dir, seed=derive_seed(seed, "components", ae.name))
@@ -270,7 +259,7 @@ def resolve_components(
     new_ae = Component(ae.name, ae_dir, True)
     new_enc = None
     if enc is not None:
-        enc_path = target / semantic_encoder_spec(enc.name).weights_file
+        enc_path = target / get_semantic_encoder(enc.name).weights_file
         if not enc_path.is_file():
             write_random_semantic_weights(enc.name, enc_path, seed=derive_seed(seed, "components", enc.name))
             created.append(f"created a random-init {enc.name} semantic encoder in {enc_path}")

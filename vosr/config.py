@@ -2,11 +2,12 @@
 
 ``ModelConfig`` describes one backbone together with the autoencoder and semantic encoder it was
 trained with, so a checkpoint that stores it (see ``vosr.checkpoints``) rebuilds its whole
-pipeline alone. ``SamplingConfig`` holds the inference settings. Both reject unknown keys with a
-"did you mean" suggestion.
+pipeline alone. ``SamplingConfig`` holds the inference settings. Both are loaded through
+``core.config`` (unknown keys rejected with a "did you mean", values type-checked).
 
-The sizes are the released ones (vosr-reference.md section 1); ``vosr-tiny`` is a CPU test size
-whose autoencoder and semantic encoder are tiny random-weight versions of the real classes.
+The sizes are the released ones (``docs/vosr-reference.md``, "1. Backbone (a LightningDiT
+variant)"); ``vosr-tiny`` is a CPU test size whose autoencoder and semantic encoder are tiny
+random-weight versions of the real classes.
 
 Example:
     >>> cfg = model_config("vosr-0.5b", one_step=True)
@@ -17,66 +18,40 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core.config import from_dict, merge
+from core.errors import ConfigError, UnknownNameError, did_you_mean
 
 __all__ = [
     "ConfigError",
+    "UnknownEntryError",
     "ModelConfig",
     "SamplingConfig",
     "SAMPLING_PRESETS",
+    "SAMPLING_FIELDS",
+    "UpscalerOptions",
+    "upscaler_options",
     "RELEASE_SEED",
     "RELEASE_TILE_OVERLAP_PX",
     "MODEL_SIZES",
     "list_models",
     "model_config",
-    "config_from_dict",
-    "did_you_mean",
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration value or key a user can fix (printed without a traceback by the CLI)."""
+class UnknownEntryError(UnknownNameError, ConfigError):
+    """A name no ``vosr`` registry holds (model size, autoencoder, semantic encoder, release, recipe).
 
-    is_user_error = True
-
-
-def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or a list of all of them."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (choices: {', '.join(sorted(choices))})"
-
-
-T = TypeVar("T")
-
-
-def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys with a suggestion.
-
-    Args:
-        cls: a dataclass type.
-        data: key -> value; tuples may arrive as lists (JSON/YAML) and are converted back.
-        source: where ``data`` came from (a file name), for the error message.
+    A ``KeyError`` like every registry lookup (``core.errors.UnknownNameError``) and the
+    ``ConfigError`` (``ValueError``) that vosr's lookups always raised, so callers catching
+    either keep working. The message ends in a "did you mean" or the list of choices.
     """
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(f"{source}: unknown key {key!r} for {cls.__name__}{did_you_mean(key, names)}")
-    values = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            v = data[f.name]
-            values[f.name] = tuple(v) if isinstance(v, list) else v
-    try:
-        return cls(**values)
-    except TypeError as exc:  # a wrong value type surfaces here
-        raise ConfigError(f"{source}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -143,21 +118,24 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "model config") -> ModelConfig:
-        return config_from_dict(cls, data, source=source)
+        """The config of ``data`` (unknown keys and wrong types raise ``ConfigError``)."""
+        return from_dict(cls, data, where=source)
 
     def replace(self, **overrides: Any) -> ModelConfig:
-        return config_from_dict(ModelConfig, {**self.to_dict(), **overrides}, source="overrides")
+        """A copy with ``overrides`` applied, checked like file values."""
+        return merge(self, overrides, where="overrides")
 
 
 ColorFix = Literal["adain", "wavelet", "none"]
 Quantize = Literal["release", "round"]
 NoiseMode = Literal["per-image", "release"]
 TileLayout = Literal["release", "rect"]
+# the Literal choices, checked again in __post_init__ for direct construction
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "color_fix": ("adain", "wavelet", "none"),
-    "quantize": ("release", "round"),
-    "noise": ("per-image", "release"),
-    "tile_layout": ("release", "rect"),
+    "color_fix": typing.get_args(ColorFix),
+    "quantize": typing.get_args(Quantize),
+    "noise": typing.get_args(NoiseMode),
+    "tile_layout": typing.get_args(TileLayout),
 }
 
 # The released scripts' --tile_overlap defaults in image pixels: inference_vosr.py (multi-step)
@@ -280,19 +258,69 @@ class SamplingConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "sampling config") -> SamplingConfig:
-        return config_from_dict(cls, data, source=source)
+        """The config of ``data`` (unknown keys and wrong types raise ``ConfigError``)."""
+        return from_dict(cls, data, where=source)
 
 
-def _size(**kw: Any) -> ModelConfig:
-    return ModelConfig(**kw)
+#: The option names of :class:`SamplingConfig` (``--steps``, ``vosr-0.5b-ms@steps=8``).
+SAMPLING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SamplingConfig))
+
+
+DType = Literal["fp32", "float32", "bf16", "fp16"]
+Decoder = Literal["default", "light", "vae"]
+
+
+@dataclass(frozen=True)
+class UpscalerOptions:
+    """Every option of ``vosr.pipeline.VOSRUpscaler`` but the checkpoint, device and progress bar.
+
+    ``sampling`` defines the outputs together with the checkpoint; the others say how the
+    networks run (``dtype``, ``tile_batch``), where weight files are looked for first
+    (``weights_dir``) and which decoder the SD2.1 autoencoder uses (``decoder``).
+    """
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    dtype: DType = "fp32"  # network precision
+    weights_dir: Path | None = None  # a folder searched first for every weight file
+    decoder: Decoder = "default"  # SD2.1: light decoder (default, as released) or the full VAE decoder
+    tile_batch: int = 1  # latent tiles per network pass when tiling
+
+    def __post_init__(self) -> None:
+        if int(self.tile_batch) < 1:
+            raise ConfigError(f"tile_batch must be >= 1, got {self.tile_batch}")
+
+
+#: The flat option names of ``name@key=value`` method specs: the sampling fields, then the rest.
+UPSCALER_OPTION_NAMES: tuple[str, ...] = SAMPLING_FIELDS + tuple(
+    f.name for f in dataclasses.fields(UpscalerOptions) if f.name != "sampling"
+)
+
+
+def upscaler_options(flat: Mapping[str, Any], *, where: str = "VOSR options") -> UpscalerOptions:
+    """Typed options from one flat mapping (``{"steps": 8, "dtype": "bf16"}``), as method specs
+    (``vosr-0.5b-ms@steps=8@dtype=bf16``) and ``screensr vosr infer`` give them.
+
+    Sampling keys go to ``sampling``; every value is checked by ``core.config``.
+
+    Raises:
+        ConfigError: an unknown option (``unknown option 'stpes' (did you mean 'steps'?)``) or a
+            value of the wrong type or range, prefixed by ``where``.
+    """
+    for key in flat:
+        if key not in UPSCALER_OPTION_NAMES:
+            raise ConfigError(f"{where}: unknown option {key!r}{did_you_mean(str(key), UPSCALER_OPTION_NAMES)}")
+    # the sampling part first, so an error names the option as written (where.steps)
+    sampling = from_dict(SamplingConfig, {k: v for k, v in flat.items() if k in SAMPLING_FIELDS}, where=where)
+    rest: dict[str, Any] = {k: v for k, v in flat.items() if k not in SAMPLING_FIELDS}
+    return from_dict(UpscalerOptions, {**rest, "sampling": sampling}, where=where)
 
 
 # name -> config; the keys are the CLI / create_model choices
 MODEL_SIZES: dict[str, ModelConfig] = {
     # VOSR-0.5B: SD2.1 VAE (C = 4), DINOv2 ViT-B/14 block 8
-    "vosr-0.5b": _size(name="vosr-0.5b"),
+    "vosr-0.5b": ModelConfig(name="vosr-0.5b"),
     # VOSR-1.4B: Qwen-Image 2-D VAE (C = 16), DINOv2 ViT-L/14 block 17
-    "vosr-1.4b": _size(
+    "vosr-1.4b": ModelConfig(
         name="vosr-1.4b",
         hidden_size=1536,
         depth=36,
@@ -305,7 +333,7 @@ MODEL_SIZES: dict[str, ModelConfig] = {
     ),
     # CPU test size: the golden tiny shape (D 128, 2 blocks, 8x8 trained token grid) with a tiny
     # KL autoencoder and a tiny DINOv2-style ViT (embed 64) that run through the real code paths.
-    "vosr-tiny": _size(
+    "vosr-tiny": ModelConfig(
         name="vosr-tiny",
         hidden_size=128,
         depth=2,
@@ -329,6 +357,6 @@ def list_models() -> list[str]:
 def model_config(name: str, **overrides: Any) -> ModelConfig:
     """The config of size ``name`` with ``overrides`` applied (unknown keys rejected)."""
     if name not in MODEL_SIZES:
-        raise ConfigError(f"unknown VOSR model {name!r}{did_you_mean(name, list(MODEL_SIZES))}")
+        raise UnknownEntryError("VOSR model", name, MODEL_SIZES)
     base = MODEL_SIZES[name]
     return base.replace(**overrides) if overrides else base

@@ -24,16 +24,18 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from core.errors import MissingFileError, UserError
 from vosr.degradations import generator
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A training-data problem the user can fix (bad path, list line, or image)."""
 
 
@@ -114,7 +116,7 @@ def _source_from_path(path: Path, weight: float, origin: str) -> Source:
         shards = [Path(p) for p in _expand(str(path))]
         missing = [str(p) for p in shards if not p.is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{origin}: data path {missing[0]} does not exist (expected a folder of images, a .tar "
                 "shard or a shard pattern)"
             )
@@ -165,7 +167,7 @@ def resolve_sources(specs: Sequence[str | os.PathLike]) -> list[Source]:
         elif p.is_file():
             out.extend(parse_list(p))
         else:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"--data {spec}: no such folder or list file (give a folder of HQ images, a .tar shard, "
                 "or a text file of 'path, weight' lines)"
             )
@@ -284,6 +286,6 @@ class StepBatches(torch.utils.data.Sampler[list[int]]):
                 yield rank_ids(self.start_offset + s * per_step, self.micro_batch, self.world, self.rank, m)
 
 
-def collate(items: list[dict[str, object]]) -> dict[str, object]:
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack ``hq`` crops to (B, 3, S, S) and keep the ids as a list."""
     return {"hq": torch.stack([it["hq"] for it in items]), "ids": [int(it["id"]) for it in items]}

@@ -1,6 +1,6 @@
 """Real-ESRGAN second-order degradation (Wang et al., ICCV-W 2021), batched in torch.
 
-The VOSR training data synthesis (vosr-reference.md, section 6): a high-quality crop in [0, 1]
+The VOSR training data synthesis (``docs/vosr-reference.md``, "6. Training recipe (appendix Table 3 and the released configs)"): a high-quality crop in [0, 1]
 goes through blur -> resize -> noise -> JPEG twice, then a final resize to HR/4 with a sinc
 filter, and is resized back to the HR size (the structural condition is computed at HR size).
 
@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from core.errors import ConfigError
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 """Blur kernel families, in the order of ``kernel_probs``; index 6 (``SINC``) is the sinc filter."""
@@ -94,21 +96,21 @@ class DegradationConfig:
 
     def __post_init__(self) -> None:
         if self.jpeg not in ("diff", "opencv"):
-            raise ValueError(f"degradation jpeg must be 'diff' or 'opencv', got {self.jpeg!r}")
+            raise ConfigError(f"degradation jpeg must be 'diff' or 'opencv', got {self.jpeg!r}")
         if self.kernels not in ("batch", "sample"):
-            raise ValueError(f"degradation kernels must be 'batch' or 'sample', got {self.kernels!r}")
+            raise ConfigError(f"degradation kernels must be 'batch' or 'sample', got {self.kernels!r}")
         for stage in (self.first, self.second):
             if any(k % 2 == 0 or k < 3 or k > MAX_KERNEL for k in stage.kernel_sizes):
-                raise ValueError(
+                raise ConfigError(
                     f"degradation kernel_sizes must be odd values in [3, {MAX_KERNEL}], got {stage.kernel_sizes}"
                 )
             if len(stage.kernel_probs) != len(KERNEL_TYPES):
-                raise ValueError(
+                raise ConfigError(
                     f"degradation kernel_probs needs {len(KERNEL_TYPES)} values ({', '.join(KERNEL_TYPES)}), "
                     f"got {stage.kernel_probs}"
                 )
         if self.scale < 1:
-            raise ValueError(f"degradation scale must be >= 1, got {self.scale}")
+            raise ConfigError(f"degradation scale must be >= 1, got {self.scale}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,6 +129,11 @@ def generator(*keys: object, device: torch.device | str = "cpu") -> torch.Genera
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(*keys))
     return g
+
+
+def per_sample(gens: Sequence[torch.Generator], draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+    """``draw(g)`` for each sample's generator, concatenated along dim 0 (one row per sample)."""
+    return torch.cat([draw(g) for g in gens])
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
@@ -323,7 +330,10 @@ def jpeg(img: torch.Tensor, quality: torch.Tensor, backend: str = "diff") -> tor
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(round(float(quality[i])))])
         if not ok:
             raise RuntimeError(f"OpenCV failed to JPEG-encode a {bgr.shape} image")
-        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy())
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise RuntimeError(f"OpenCV failed to decode its own JPEG of a {bgr.shape} image")
+        out.append(decoded[:, :, ::-1].copy())
     res = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(img.device, img.dtype) / 255.0
     return res
 

@@ -1,47 +1,102 @@
-"""One-step distillation losses: the guided teacher target, the base loss, RC and shortcut.
+"""One-step distillation: the guided teacher target, the base loss, RC and shortcut.
 
-Formulas are the VOSR appendix's (vosr-reference.md section 5). The student is any callable
-``student(z, t, r) -> v`` with its conditions already bound (the trainer binds the released
-ones, ``vosr.train.distill_conditions``: the noise-augmented structural condition, 10% of the
-samples dropped to the partial condition); ``z`` (B, C, H, W) latents, ``t``/``r`` (B,) times
-with ``0 <= r <= t <= 1``. The variant changes only :func:`consistency_loss`; everything else in the
-trainer is shared with multi-step training.
+Formulas are the VOSR appendix's (``docs/vosr-reference.md``, "5. Distillation (one step)").
+The student is any callable ``student(z, t, r) -> v`` with its conditions already bound (the
+released ones, ``vosr.conditions.distill_conditions``: the noise-augmented structural condition,
+10% of the samples dropped to the partial condition); ``z`` (B, C, H, W) latents, ``t``/``r``
+(B,) times with ``0 <= r <= t <= 1``. The teacher's guided velocity is the sampler's adapter
+(``vosr.sampling.GuidedVelocity``), so training targets and inference use one formula. The
+variant changes only the consistency term; :func:`distillation_loss` is the whole objective of a
+batch, as ``vosr.flow.flow_matching_loss`` is for multi-step training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from vosr.flow import _bcast, euler_step
+from vosr.conditions import Conditions, distill_conditions
+from vosr.degradations import per_sample
+from vosr.flow import broadcast_time, euler_step, interpolate, sample_distill_times
+from vosr.recipes import DistillConfig
+from vosr.sampling import GuidedVelocity
+
+__all__ = [
+    "Student",
+    "velocity",
+    "distillation_loss",
+    "distill_losses",
+    "rc_target",
+    "rc_loss",
+    "shortcut_loss",
+]
 
 Student = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass
-class Conditions:
-    """Network conditions of a batch: structural latent (B, C, H, W), semantic tokens (B, N, E)."""
-
-    structure: torch.Tensor
-    semantic: torch.Tensor
-
-
-def velocity(model: torch.nn.Module, z: torch.Tensor, t: torch.Tensor, cond: Conditions, r: torch.Tensor | None = None) -> torch.Tensor:
+def velocity(
+    model: torch.nn.Module, z: torch.Tensor, t: torch.Tensor, cond: Conditions, r: torch.Tensor | None = None
+) -> torch.Tensor:
     """``model(cat([c_str, z]), t, semantic, r)``: the network's velocity (B, C, H, W)."""
     return model(torch.cat([cond.structure, z], dim=1), t, cond.semantic, r)
 
 
-@torch.no_grad()
-def guided_velocity(
-    model: torch.nn.Module, z: torch.Tensor, t: torch.Tensor, cond: Conditions, pcond: Conditions, omega: float
-) -> torch.Tensor:
-    """``v = v_pcond + omega (v_cond - v_pcond)`` with both branches in one 2B batch (Eq. 1)."""
-    both = Conditions(torch.cat([cond.structure, pcond.structure]), torch.cat([cond.semantic, pcond.semantic]))
-    v_c, v_p = velocity(model, torch.cat([z, z]), torch.cat([t, t]), both).chunk(2)
-    return v_p + omega * (v_c - v_p)
+def distillation_loss(
+    model: torch.nn.Module,
+    model_sg: torch.nn.Module,
+    teacher: torch.nn.Module,
+    x0: torch.Tensor,
+    c_str: torch.Tensor,
+    semantic: torch.Tensor,
+    gens: Sequence[torch.Generator],
+    cond_gens: Sequence[torch.Generator],
+    dc: DistillConfig,
+    *,
+    bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(L_base + weight * L_u, L_base, L_u)`` of one distillation batch.
+
+    Per sample (``gens``, in this order): ``(t, r)`` of ``vosr.flow.sample_distill_times`` and
+    ``eps``; its conditions from ``cond_gens`` (:func:`vosr.conditions.distill_conditions`). The
+    target is the teacher's guided velocity ``v_p + omega (v_c - v_p)`` at ``z_t``.
+
+    Args:
+        model: the student being trained (or its DDP wrapper); model_sg: the same network for the
+            detached roll-outs (the unwrapped module, so no-grad calls skip gradient bookkeeping).
+        teacher: the frozen multi-step model.
+        x0: (B, C, H, W) clean HQ latents; c_str: (B, C, H, W) clean LQ latents; semantic: (B, N, E).
+        dc: the distillation settings (variant, omega, weak strength, RC constants).
+        bf16: run the networks under bf16 autocast (the losses are computed in float32).
+    """
+    dev = x0.device
+    times = [sample_distill_times(1, g) for g in gens]
+    t = torch.cat([a for a, _ in times]).to(dev)
+    r = torch.cat([b for _, b in times]).to(dev)
+    eps = per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
+    z_t = interpolate(x0, eps, t)
+    conds = distill_conditions(c_str, semantic, cond_gens, dc)
+    cond = conds.student  # the student and its roll-outs; the teacher's branches below
+    partial = (conds.teacher_partial.structure, conds.teacher_partial.semantic)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        guided = GuidedVelocity(teacher, conds.teacher.structure, conds.teacher.semantic, dc.guidance,
+                                dc.weak_strength, partial=partial)  # fmt: skip
+        with torch.no_grad():
+            v_tea = guided(z_t, t).float()
+
+        def student(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+            n = z.shape[0] // cond.structure.shape[0]
+            c = Conditions(cond.structure.repeat(n, 1, 1, 1), cond.semantic.repeat(n, 1, 1))
+            return velocity(model, z, tt, c, rr)
+
+        def student_sg(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+            return velocity(model_sg, z, tt, cond, rr)
+
+        l_base, l_u = distill_losses(
+            student, student_sg, z_t, t, r, v_tea, dc.variant, dc.delta, dc.rollout_steps, dc.clip
+        )
+    return l_base + dc.consistency_weight * l_u, l_base, l_u
 
 
 def distill_losses(
@@ -103,14 +158,14 @@ def rc_target(
         t_i = t_m + (r - t_m) * (i / rollout_steps)
         t_n = t_m + (r - t_m) * ((i + 1) / rollout_steps)
         v_i = student_sg(z.to(z_t.dtype), t_i, t_n).float()
-        dt = _bcast(t_i - t_n, z)
+        dt = broadcast_time(t_i - t_n, z)
         disp = disp + v_i * dt
         z = z - v_i * dt
     d = torch.clamp(t - r, min=1e-6)
     near = t < r + delta + 1e-6
     c_l = torch.where(near, torch.ones_like(d), d / delta)
     c_r = torch.where(near, 1.0 / d, torch.full_like(d, 1.0 / delta))
-    corr = _bcast(c_l, u_sg) * u_sg - _bcast(c_r, disp) * disp - v_tea.float()
+    corr = broadcast_time(c_l, u_sg) * u_sg - broadcast_time(c_r, disp) * disp - v_tea.float()
     return u_sg - corr.clamp(-clip, clip)
 
 

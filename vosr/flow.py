@@ -1,23 +1,34 @@
-"""Rectified-flow conventions of VOSR (vosr-reference.md, sections 2, 4 and 5).
+"""Rectified-flow conventions of VOSR and the multi-step training loss.
 
-Time runs from data to noise: ``t = 0`` is the clean latent ``x0`` and ``t = 1`` pure Gaussian
-noise ``eps``. The network predicts the velocity ``dz/dt = eps - x0``, so an Euler step towards
-the data is ``z <- z - (t_i - t_{i+1}) v``. Times are floats in [0, 1] with shape (B,).
+``docs/vosr-reference.md``, "4. Flow matching and sampling": time runs from data to noise:
+``t = 0`` is the clean latent ``x0`` and ``t = 1`` pure Gaussian noise ``eps``. The network
+predicts the velocity ``dz/dt = eps - x0``, so an Euler step towards the data is
+``z <- z - (t_i - t_{i+1}) v``. Times are floats in [0, 1] with shape (B,).
+
+:func:`flow_matching_loss` is the multi-step training objective (the distillation one is
+``vosr.distill.distillation_loss``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
+
+from vosr.conditions import training_conditions
+from vosr.degradations import per_sample
+from vosr.recipes import ConditionConfig
 
 
-def _bcast(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def broadcast_time(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, 1, ...) matching ``like``'s rank and dtype."""
     return t.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
 
 def interpolate(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``z_t = (1 - t) x0 + t eps``; x0, eps (B, C, H, W), t (B,) in [0, 1]."""
-    tb = _bcast(t, x0)
+    tb = broadcast_time(t, x0)
     return (1 - tb) * x0 + tb * eps
 
 
@@ -28,7 +39,7 @@ def velocity_target(x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 
 def euler_step(z: torch.Tensor, v: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
     """One Euler step from ``t`` to ``t_next`` (both (B,), ``t_next < t`` goes towards data)."""
-    return z - _bcast(t - t_next, z) * v
+    return z - broadcast_time(t - t_next, z) * v
 
 
 def sample_time(batch: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -49,16 +60,38 @@ def sample_distill_times(
     return t.to(device), r.to(device)
 
 
-def augment_condition(
-    c: torch.Tensor, generator: torch.Generator | None = None, mean: float = 5.0, std: float = 1.0
+def flow_matching_loss(
+    model: torch.nn.Module,
+    x0: torch.Tensor,
+    c_str: torch.Tensor,
+    semantic: torch.Tensor,
+    gens: Sequence[torch.Generator],
+    step_gen: torch.Generator,
+    cc: ConditionConfig,
+    *,
+    bf16: bool = False,
 ) -> torch.Tensor:
-    """Noise augmentation of the structural condition: ``a c + sqrt(1 - a^2) eps'``.
+    """The flow-matching MSE of one batch, with the released condition handling.
 
-    ``a = sigmoid(N(mean, std))`` per sample (about 0.993 on average: mostly clean, sometimes
-    visibly noisy) so the model does not trust LR latents blindly. c (B, C, H, W).
+    Per sample (from its own generator, in this order): ``t ~ U(0, 1)``, ``eps ~ N(0, I)``, then
+    the condition augmentation and dropout of :func:`vosr.conditions.training_conditions` (the
+    weak strength from ``step_gen``, once per step). The network sees ``cat[c_str', z_t]`` with
+    ``z_t = (1 - t) x0 + t eps`` and regresses ``eps - x0``.
+
+    Args:
+        model: the backbone (or its DDP wrapper) being trained.
+        x0: (B, C, H, W) clean HQ latents; c_str: (B, C, H, W) clean LQ latents; semantic: (B, N, E).
+        gens: one generator per sample; step_gen: the step's generator.
+        cc: the condition design (``TrainConfig.conditions``).
+        bf16: run the network under bf16 autocast (the loss is computed in float32).
+    Returns:
+        The scalar loss (mean over every element of the batch).
     """
-    b = c.shape[0]
-    a = torch.sigmoid(mean + std * torch.randn(b, generator=generator)).to(c.device, c.dtype)
-    noise = torch.randn(c.shape, generator=generator).to(c.device, c.dtype)
-    ab = _bcast(a, c)
-    return ab * c + torch.sqrt(1 - ab * ab) * noise
+    dev = x0.device
+    t = per_sample(gens, lambda g: torch.rand(1, generator=g)).to(dev)
+    eps = per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
+    c, sem, _, _ = training_conditions(c_str, semantic, gens, step_gen, cc)
+    z_t = interpolate(x0, eps, t)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        v = model(torch.cat([c, z_t], dim=1), t, sem)
+    return F.mse_loss(v.float(), velocity_target(x0, eps).float())

@@ -1,6 +1,8 @@
 """``screensr vosr infer``: super-resolve images with a VOSR checkpoint.
 
-Only the standard library is imported at module level; the handler imports torch and the model.
+Only the standard library and ``core.errors`` are imported at module level; the handler imports
+torch and the model. The sampling options are gathered into one flat mapping and typed by
+``vosr.config.upscaler_options`` (the same loader as ``vosr-0.5b-ms@steps=8`` method specs).
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+from core.errors import MissingFileError, UserError
 
 EPILOG = """examples:
   screensr vosr infer -c vosr-0.5b-os -i lr/ -o sr/ -u 4
@@ -128,32 +133,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def list_inputs(path: Path) -> list[Path]:
     """The images to process: ``path`` itself or the image files directly inside it, sorted."""
     if not path.exists():
-        raise FileNotFoundError(f"input {path} does not exist")
+        raise MissingFileError(f"input {path} does not exist")
     if path.is_file():
         return [path]
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+        raise MissingFileError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
     return files
 
 
-def _bit_depth(path: Path, im) -> int:
-    """Bits per channel as stored. Pillow opens 48-bit PNG / TIFF as 8-bit "RGB" (keeping the high
-    byte), so the depth is read from the header: PNG IHDR byte 24, TIFF BitsPerSample."""
+def _bit_depth(path: Path, im: Any) -> int:
+    """Bits per channel as stored (``core.imageformat``: Pillow hides 16-bit PNG / TIFF data)."""
+    from core.imageformat import stored_bit_depth
+
     with open(path, "rb") as f:
-        head = f.read(25)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return head[24]
-    tags = getattr(im, "tag_v2", None)
-    if tags is not None and 258 in tags:
-        bits = tags[258]
-        return int(max(bits) if isinstance(bits, tuple) else bits)
-    return 16 if im.mode.startswith("I;16") else 8
+        return stored_bit_depth(im, f.read(25))
 
 
-def _convert_to_rgb8(path: Path, im, depth: int):
+def _convert_to_rgb8(path: Path, im: Any, depth: int) -> tuple[Any, list[str]]:
     """An explicit 8-bit RGB version of a 16-bit / grayscale / alpha image, and what was done."""
     import numpy as np
+
+    from vosr.pipeline import ImageInputError
 
     done = []
     if depth > 8:
@@ -161,7 +162,7 @@ def _convert_to_rgb8(path: Path, im, depth: int):
 
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps all 16 bits (Pillow does not)
         if raw is None or raw.dtype != np.uint16:
-            raise ValueError(f"{path}: cannot read its {depth}-bit data; convert it to 8-bit RGB first")
+            raise ImageInputError(f"{path}: cannot read its {depth}-bit data; convert it to 8-bit RGB first")
         arr = ((raw.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)  # round v * 255 / 65535
         done.append(f"{depth}-bit -> 8-bit (rounded)")
         if arr.ndim == 3:  # OpenCV's BGR(A) -> RGB(A)
@@ -171,7 +172,7 @@ def _convert_to_rgb8(path: Path, im, depth: int):
         if mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         elif mode not in ("RGB", "RGBA", "L", "LA", "1"):
-            raise ValueError(
+            raise ImageInputError(
                 f"{path}: image mode {mode!r} cannot be converted to 8-bit RGB; convert it first"
             )
         arr = np.array(im.convert("L") if im.mode == "1" else im)
@@ -184,17 +185,22 @@ def _convert_to_rgb8(path: Path, im, depth: int):
     return np.ascontiguousarray(arr), done
 
 
-def read_rgb8(path: Path, convert: bool = False):
-    """An 8-bit RGB array from ``path``.
+def read_rgb8(path: Path, convert: bool = False) -> Any:
+    """An 8-bit RGB array (H, W, 3) from ``path``.
 
     16-bit, grayscale and alpha images raise an error naming the file and the fix (the benchmark
     refuses them too), unless ``convert``: then they are converted explicitly (16-bit rounded to
     8 bits, gray replicated, alpha dropped) and a note naming the file is printed to stderr.
-    A palette image without transparency is expanded losslessly.
+    A palette image without transparency is expanded losslessly. The pixel limit
+    (``core.imagelimits``) is checked on the header before anything is decoded.
     """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from core.imagelimits import check_image_pixels
+    from vosr.pipeline import ImageInputError
+
+    check_image_pixels(path)
     try:
         with Image.open(path) as im:
             im.load()
@@ -216,63 +222,58 @@ def read_rgb8(path: Path, convert: bool = False):
                 kind = "has an alpha channel"
             else:
                 kind = "not 8-bit RGB"
-            raise ValueError(
+            raise ImageInputError(
                 f"{path}: image mode {mode!r} ({kind}); VOSR takes 8-bit RGB: pass --convert-inputs to "
                 "convert it explicitly, or convert it first, e.g. "
                 "python -c \"from PIL import Image; Image.open('in').convert('RGB').save('out.png')\""
             )
     except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
+        raise ImageInputError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
 
 
 def image_hw(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header."""
-    from PIL import Image, UnidentifiedImageError
+    """(height, width) of an image file from its header (the pixel limit is enforced)."""
+    from core.imagelimits import check_image_pixels
 
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
+    width, height = check_image_pixels(path)
+    return height, width
 
 
-def write_png_atomic(array, path: Path) -> None:
-    """Write ``array`` (H, W, 3 uint8) as PNG via a temporary file and ``os.replace``."""
-    import os
-    import tempfile
-
+def write_png_atomic(array: Any, path: Path) -> None:
+    """Write ``array`` (H, W, 3 uint8) as PNG atomically (``core.atomic``)."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    from core.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def write_text_atomic(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flat upscaler options given on the command line (unset flags left out)."""
+    given = {
+        "steps": args.steps, "guidance": args.guidance, "weak_strength": args.weak_strength, "preset": args.preset,
+        "tile": args.tile, "tile_overlap": args.tile_overlap, "tile_layout": args.tile_layout,
+        "vae_tile": args.vae_tile, "color_fix": args.color_fix, "quantize": args.quantize, "noise": args.noise,
+        "seed": args.seed, "sample_posterior": args.posterior == "sample", "dtype": args.dtype,
+        "weights_dir": args.weights_dir, "decoder": args.decoder, "tile_batch": args.tile_batch,
+    }  # fmt: skip
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
+    """Handler of ``screensr vosr infer``."""
     import json
 
     import torch
     from tqdm.auto import tqdm
 
+    from core.atomic import atomic_write_text
+    from vosr.config import upscaler_options
     from vosr.pipeline import VOSRUpscaler
 
+    # typed before anything is read or loaded: a bad value fails at once, naming the option
+    opts = upscaler_options(sampling_options(args), where="screensr vosr infer")
     inputs = list_inputs(args.input)
     outputs = {p: args.output / f"{p.stem}.png" for p in inputs}
     todo = [p for p in inputs if args.overwrite or not outputs[p].exists()]
@@ -282,27 +283,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     upscaler = VOSRUpscaler(
-        args.checkpoint,
-        device=device,
-        steps=args.steps,
-        guidance=args.guidance,
-        weak_strength=args.weak_strength,
-        preset=args.preset,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        tile_layout=args.tile_layout,
-        tile_batch=args.tile_batch,
-        vae_tile=args.vae_tile,
-        color_fix=args.color_fix,
-        quantize=args.quantize,
-        noise=args.noise,
-        seed=args.seed,
-        weights_dir=args.weights_dir,
-        decoder=args.decoder,
-        dtype=args.dtype,
-        progress=len(todo) == 1,
-        sample_posterior=args.posterior == "sample",
-    )
+        args.checkpoint, opts.sampling, device=device, dtype=opts.dtype, weights_dir=opts.weights_dir,
+        decoder=opts.decoder, tile_batch=opts.tile_batch, progress=len(todo) == 1,
+    )  # fmt: skip
     args.output.mkdir(parents=True, exist_ok=True)
     # the settings that produced these outputs, saved next to them; a folder never mixes settings
     settings = json.loads(json.dumps({**upscaler.settings, "upscale": args.upscale}))
@@ -311,11 +294,11 @@ def run(args: argparse.Namespace) -> int:
         previous = json.loads(settings_path.read_text())
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise ValueError(
+            raise UserError(
                 f"{args.output} holds outputs made with other settings (differing: {', '.join(changed)}); "
                 "write to another folder or pass --overwrite to recompute them all"
             )
-    write_text_atomic(json.dumps(settings, indent=2, sort_keys=True), settings_path)
+    atomic_write_text(settings_path, json.dumps(settings, indent=2, sort_keys=True))
     release_noise = upscaler.sampling.noise == "release"
     pending = set(todo)
     # release noise: every file in sorted order draws from the one generator; finished ones are

@@ -2,7 +2,7 @@
 
 Every layer is in this file, top to bottom: norms, 2-D RoPE, time embedding, attention, SwiGLU,
 the DiT block, the final layer, and ``VOSRDiT``. Parameter and buffer names follow the released
-checkpoints exactly (vosr-reference.md sections 1 and 8), so ``state_dict()`` loads them with
+checkpoints exactly (``docs/vosr-reference.md``, "1. Backbone (a LightningDiT variant)" and "8. Checkpoint keys (per block i)"), so ``state_dict()`` loads them with
 ``strict=True``.
 
 Shapes: B batch, C latent channels, H x W latent size, p patch size, h x w = H/p x W/p token
@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +91,8 @@ class RotaryEmbedding2D(nn.Module):
         self.head_dim = head_dim
         self.grid = grid
         cos, sin = rope_frequencies(head_dim, (grid, grid), grid)
+        self.freqs_cos: torch.Tensor
+        self.freqs_sin: torch.Tensor
         self.register_buffer("freqs_cos", cos)  # (grid**2, head_dim)
         self.register_buffer("freqs_sin", sin)
         self._cache: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -144,7 +147,7 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         emb = self.sinusoid(t, self.frequency_embedding_size)
-        return self.mlp(emb.to(self.mlp[0].weight.dtype))
+        return self.mlp(emb.to(next(self.mlp.parameters()).dtype))
 
 
 class PatchEmbed(nn.Module):
@@ -333,7 +336,7 @@ class VOSRDiT(nn.Module):
         return hasattr(self, "r_embedder")
 
     def initialize_weights(self) -> None:
-        """The released init (vosr-reference.md section 1)."""
+        """The released init (``docs/vosr-reference.md``, "1. Backbone (a LightningDiT variant)")."""
         if next(self.parameters()).is_meta:
             return  # shapes only (parameter counting); nothing to initialise
 
@@ -348,16 +351,18 @@ class VOSRDiT(nn.Module):
         # The patch conv is a Linear over flattened p*p*2C patches: initialise it as one.
         w = self.x_embedder.proj.weight.data
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
+        if self.x_embedder.proj.bias is not None:
+            nn.init.zeros_(self.x_embedder.proj.bias)
         # Time embedders and the shared modulation start small, N(0, 0.02) as in DiT / PixArt.
         embedders = [self.t_embedder] + ([self.r_embedder] if self.one_step else [])
         for emb in embedders:
-            nn.init.normal_(emb.mlp[0].weight, std=0.02)
-            nn.init.normal_(emb.mlp[2].weight, std=0.02)
-        nn.init.normal_(self.t_block[1].weight, std=0.02)
+            nn.init.normal_(cast(nn.Linear, emb.mlp[0]).weight, std=0.02)
+            nn.init.normal_(cast(nn.Linear, emb.mlp[2]).weight, std=0.02)
+        nn.init.normal_(cast(nn.Linear, self.t_block[1]).weight, std=0.02)
         # Output head starts at zero so the untrained network predicts zero velocity.
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        modulation = cast(nn.Linear, self.final_layer.adaLN_modulation[-1])
+        nn.init.zeros_(modulation.weight)
+        nn.init.zeros_(modulation.bias)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
         # (block scale_shift_tables keep their randn / sqrt(D) init; gates are not zeroed)

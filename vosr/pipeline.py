@@ -1,4 +1,5 @@
-"""Image in, image out: ``VOSRUpscaler`` (vosr-reference.md section 7, with the fixes of section 10).
+"""Image in, image out: ``VOSRUpscaler`` (``docs/vosr-reference.md``, "7. Official inference
+behaviour (match it where it defines outputs)", with "10. Do better than the official code").
 
 LR (uint8 H x W x 3) -> PIL bicubic x upscale -> pad to a multiple of 8 -> autoencoder latent
 c_str -> DINOv2 tokens of the same upsampled image (per latent tile when tiling) -> sample
@@ -13,39 +14,57 @@ overridden (explicit arguments win and are recorded in ``settings``), and by def
 noise seeded from (seed, name) so results do not depend on file order (``noise="release"``
 replays the released script's one global generator instead).
 
-``settings`` (and ``resolve_settings`` without loading anything) is every option after defaults
-are applied plus the content hash of each weight file read: equal settings mean equal outputs.
+``settings`` (and ``plan_pipeline(...).settings()`` without loading anything) is every option
+after defaults are applied plus the content hash of each weight file read: equal settings mean
+equal outputs.
+
+Options are typed: ``VOSRUpscaler(checkpoint, SamplingConfig(...), device=..., dtype=...,
+weights_dir=..., decoder=..., tile_batch=...)``; ``vosr.config.upscaler_options`` builds them
+from the flat ``key=value`` form of method specs and the command line.
 
 Example:
-    >>> up = VOSRUpscaler("vosr-0.5b-os", device="cuda")          # doctest: +SKIP
-    >>> sr = up(lr_uint8, upscale=4, name="0001.png")             # doctest: +SKIP
+    >>> up = VOSRUpscaler("vosr-0.5b-ms", SamplingConfig(steps=8), device="cuda")  # doctest: +SKIP
+    >>> sr = up(lr_uint8, upscale=4, name="0001.png")                             # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vosr.config import ConfigError, SamplingConfig, did_you_mean
+from core.errors import UserError
+from vosr.autoencoders import autoencoder_files, light_decoder_path, load_autoencoder, load_light_decoder
+from vosr.checkpoints import CheckpointError, CheckpointInfo, load_checkpoint, read_checkpoint_config
+from vosr.colorfix import finish
+from vosr.components import run_weights_dir
+from vosr.config import ConfigError, SamplingConfig
+from vosr.sampling import ConditionalVelocity, GuidedVelocity, Velocity, sample_euler, sample_two_time, tiled
+from vosr.semantic import get_semantic_encoder, load_semantic_encoder, semantic_weights_path
+from vosr.tiling import tile_grid
+from vosr.weights import file_sha256, resolve_checkpoint
 
 __all__ = [
     "VOSRUpscaler",
     "PipelinePlan",
+    "ImageInputError",
     "plan_pipeline",
-    "resolve_settings",
     "seed_for",
     "check_image",
     "upsampled_size",
 ]
+
+
+class ImageInputError(UserError, ValueError):
+    """An input image VOSR cannot take as it is (the message names the image and the fix)."""
+
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,7 +80,7 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{what}: expected a numpy uint8 array (H, W, 3), got {type(image).__name__}")
     if image.dtype != np.uint8:
-        raise ValueError(
+        raise ImageInputError(
             f"{what}: dtype {image.dtype}, expected uint8; convert 16-bit / float images to 8-bit RGB first"
         )
     if image.ndim != 3 or image.shape[2] != 3:
@@ -70,19 +89,19 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
             if image.ndim == 2 or image.shape[-1] == 1
             else ("RGBA" if image.shape[-1] == 4 else "")
         )
-        raise ValueError(
+        raise ImageInputError(
             f"{what}: shape {image.shape}{' (' + kind + ')' if kind else ''}, expected (H, W, 3) RGB; "
             "convert it to 3-channel RGB first"
         )
     if min(image.shape[:2]) < 2:
-        raise ValueError(f"{what}: {image.shape[1]}x{image.shape[0]} is too small (at least 2x2 pixels)")
+        raise ImageInputError(f"{what}: {image.shape[1]}x{image.shape[0]} is too small (at least 2x2 pixels)")
     return image
 
 
 def upsampled_size(h: int, w: int, upscale: float) -> tuple[int, int]:
     """(H, W) of the bicubic-upsampled image for an h x w input (round(h * u), round(w * u))."""
     if not upscale or float(upscale) <= 0:
-        raise ValueError(f"upscale must be positive, got {upscale!r}")
+        raise ConfigError(f"upscale must be positive, got {upscale!r}")
     return round(h * float(upscale)), round(w * float(upscale))
 
 
@@ -93,7 +112,7 @@ def upsampled_size(h: int, w: int, upscale: float) -> tuple[int, int]:
 class PipelinePlan:
     """What an upscaler will do: the checkpoint, resolved sampling settings and weight files."""
 
-    info: Any  # vosr.checkpoints.CheckpointInfo (config read from the header only)
+    info: CheckpointInfo  # config read from the header only
     sampling: SamplingConfig  # resolved (no None defaults left)
     decoder: str  # "light" or "vae"
     dtype: torch.dtype
@@ -108,8 +127,6 @@ class PipelinePlan:
         Paths are left out (moving a file changes nothing); the noise device is recorded only for
         ``noise="release"``, whose draws come from the device's own generator.
         """
-        from vosr.weights import file_sha256
-
         out: dict[str, Any] = {
             "model": self.info.config.to_dict(),
             "sampling": self.sampling.to_dict(),
@@ -124,81 +141,64 @@ class PipelinePlan:
         return out
 
 
+T = TypeVar("T")
+
+
+def _resolved(value: T | None, name: str) -> T:
+    """A field of a resolved ``SamplingConfig`` (``resolved()`` fills every default)."""
+    if value is None:
+        raise RuntimeError(f"sampling.{name} is unset: the upscaler's SamplingConfig must come from resolved()")
+    return value
+
+
+def _dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r} unknown (choices: fp32, bf16, fp16)")
+    return _DTYPES[dtype]
+
+
 def plan_pipeline(
     checkpoint: str | os.PathLike[str],
+    sampling: SamplingConfig | None = None,
     *,
     device: str | torch.device = "cpu",
-    steps: int | None = None,
-    guidance: float | None = None,
-    weak_strength: float | None = None,
-    preset: str | None = None,
-    tile: int | None = None,
-    tile_overlap: int | None = None,
-    tile_layout: str = "release",
-    tile_batch: int = 1,
-    vae_tile: int | None = None,
-    color_fix: str = "adain",
-    quantize: str = "release",
-    noise: str = "per-image",
-    seed: int | None = None,
-    sample_posterior: bool = True,
+    dtype: str | torch.dtype = "fp32",
     weights_dir: str | os.PathLike[str] | None = None,
     decoder: str = "default",
-    dtype: str | torch.dtype = "fp32",
+    tile_batch: int = 1,
 ) -> PipelinePlan:
     """Resolve a checkpoint and options into a ``PipelinePlan`` (reads headers and configs only).
 
-    Arguments as ``VOSRUpscaler``. Raises the loaders' errors for missing weight files, and
-    ``ConfigError`` for bad options.
+    Arguments as ``VOSRUpscaler``; ``plan_pipeline(...).settings()`` is the upscaler's
+    ``settings`` without loading any network (the benchmark's method identity). Raises the
+    loaders' errors for missing weight files, and ``ConfigError`` for bad options.
     """
-    from vosr.autoencoders import autoencoder_files, light_decoder_path
-    from vosr.checkpoints import read_checkpoint_config
-    from vosr.components import run_weights_dir
-    from vosr.conditions import load_semantic_encoder, semantic_encoder_spec, semantic_weights_path
-    from vosr.weights import resolve_checkpoint
-
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ConfigError(f"dtype {dtype!r} unknown (choices: fp32, bf16, fp16)")
-        dtype = _DTYPES[dtype]
-    if int(tile_batch) < 1:
+    sampling = SamplingConfig() if sampling is None else sampling
+    torch_dtype = _dtype(dtype)
+    if isinstance(tile_batch, bool) or int(tile_batch) < 1:
         raise ConfigError(f"tile_batch must be >= 1, got {tile_batch}")
-    if not isinstance(sample_posterior, bool):  # a string such as "False" must not read as true
-        raise ConfigError(f"sample_posterior must be true or false, got {sample_posterior!r}")
+    if not isinstance(sampling.sample_posterior, bool):  # a string such as "False" must not read as true
+        raise ConfigError(f"sample_posterior must be true or false, got {sampling.sample_posterior!r}")
     path = resolve_checkpoint(checkpoint, weights_dir)
     weights_dir = run_weights_dir(path, weights_dir)  # a training run's recorded components folder
     info = read_checkpoint_config(path)
     cfg = info.config
-    if cfg.one_step and guidance is not None and float(guidance) != 1.0:
+    if cfg.one_step and sampling.guidance is not None and float(sampling.guidance) != 1.0:
         raise ConfigError(
-            f"guidance={guidance}: {info.path} is a one-step (distilled) checkpoint, whose "
+            f"guidance={sampling.guidance}: {info.path} is a one-step (distilled) checkpoint, whose "
             "guidance is distilled in; leave --guidance unset (or use a multi-step checkpoint)"
         )
-    sampling = SamplingConfig(
-        steps=steps,
-        guidance=guidance,
-        weak_strength=weak_strength,
-        preset=preset,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        tile_layout=tile_layout,  # type: ignore[arg-type]
-        vae_tile=vae_tile,
-        color_fix=color_fix,  # type: ignore[arg-type]
-        quantize=quantize,  # type: ignore[arg-type]
-        noise=noise,  # type: ignore[arg-type]
-        seed=seed,
-        sample_posterior=sample_posterior,
-    ).resolved(one_step=cfg.one_step, patch_size=cfg.patch_size)
+    resolved = sampling.resolved(one_step=cfg.one_step, patch_size=cfg.patch_size)
     files: dict[str, Path] = {"backbone": info.path}
     files["autoencoder_config"], files["autoencoder"] = autoencoder_files(cfg.autoencoder, weights_dir)
     light = light_decoder_path(cfg.autoencoder, decoder, weights_dir)
     if light is not None:
         if not light.is_file():
-            from vosr.autoencoders import load_light_decoder
-
-            load_light_decoder(light)  # raises its FileNotFoundError naming the file and the fix
+            load_light_decoder(light)  # raises its MissingFileError naming the file and the fix
         files["light_decoder"] = light
-    spec = semantic_encoder_spec(cfg.semantic_encoder)
+    spec = get_semantic_encoder(cfg.semantic_encoder)
     sem = semantic_weights_path(spec, weights_dir)
     if not sem.is_file():  # the loader's own message: file, place and fix (it fails before loading)
         load_semantic_encoder(
@@ -207,34 +207,14 @@ def plan_pipeline(
     files["semantic_encoder"] = sem
     return PipelinePlan(
         info=info,
-        sampling=sampling,
+        sampling=resolved,
         decoder="light" if light is not None else "vae",
-        dtype=dtype,
+        dtype=torch_dtype,
         tile_batch=int(tile_batch),
         device=torch.device(device),
         weights_dir=Path(weights_dir).expanduser() if weights_dir is not None else None,
         files=files,
     )
-
-
-_NOT_SETTINGS = ("checkpoint", "progress")
-
-
-def resolve_settings(checkpoint: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
-    """``VOSRUpscaler(checkpoint, **options).settings`` without loading any network.
-
-    For identities of outputs (the benchmark's method hash, settings files): reads checkpoint
-    headers, configs, and hashes the weight files (cached by path, size and mtime).
-
-    Raises:
-        ConfigError: an option ``VOSRUpscaler`` does not take (with the closest name).
-    """
-    known = [n for n in inspect.signature(plan_pipeline).parameters if n not in _NOT_SETTINGS]
-    for key in options:
-        if key not in known and key != "progress":
-            raise ConfigError(f"unknown VOSR option {key!r}{did_you_mean(key, known)}")
-    options = {k: v for k, v in options.items() if k != "progress"}
-    return plan_pipeline(checkpoint, **options).settings()
 
 
 # --- the upscaler ----------------------------------------------------------------------------
@@ -246,84 +226,34 @@ class VOSRUpscaler:
     Args:
         checkpoint: a release tag (``vosr-0.5b-os``, ``vosr-1.4b-ms``, ...), a run folder
             (``args.json`` + ``checkpoints/ema_model.safetensors``) or a ``.safetensors`` file.
+        sampling: the sampling settings (``vosr.config.SamplingConfig``: steps, guidance, weak
+            strength, preset, tiling, colour fix, quantisation, noise, seed, posterior); None
+            means every default, filled in for the checkpoint (25 guided Euler steps with omega
+            0.5 for multi-step checkpoints, 1 step for one-step ones).
         device: torch device.
-        steps: sampling steps (default 25 for multi-step checkpoints, 1 for one-step ones).
-        guidance: omega of partial-conditioning guidance (multi-step only). Default 0.5, the
-            released README's practical default (its script's ``--cfg_scale`` default is 2.0).
-        weak_strength: w of the partial condition (default 0.15, the official code's value).
-        preset: ``screensr`` (omega 0.5) or ``realsr`` (omega -0.5), the paper's benchmark
-            settings; an explicit ``guidance`` wins. Multi-step checkpoints only.
-        tile: latent tile side (image pixels / 8) for large images; None = whole image.
-        tile_overlap: latent pixels shared by neighbouring tiles (default: the layout's, see
-            ``SamplingConfig.resolved``).
-        tile_layout: ``release`` (default: square tiles, overlap at least tile / 8, as released)
-            or ``rect`` (per-axis tiles, overlap min(16, tile / 4) unless given).
-        tile_batch: latent tiles per network pass when tiling (more is faster on a GPU).
-        vae_tile: image-space tile side for the autoencoder; None = whole image.
-        color_fix: ``adain`` (default), ``wavelet`` (the released Gaussian split) or ``none``.
-        quantize: ``release`` (default: truncating 8-bit conversion before and after the colour
-            fix, as released) or ``round`` (fix in float, round once).
-        noise: ``per-image`` (default: each image's noise drawn from (seed, name), independent of
-            order) or ``release`` (one generator seeded once, on ``device``, drawing the posterior
-            sample then the initial noise per image in call order, as the released script).
-        seed: base seed (default 0 per-image, 42 release).
+        dtype: ``fp32`` (default), ``bf16`` or ``fp16`` for the networks.
         weights_dir: extra folder searched first for every weight file.
         decoder: SD2.1 checkpoints: ``light`` (default; the official decoder) or ``vae``.
-        dtype: ``fp32`` (default), ``bf16`` or ``fp16`` for the networks.
+        tile_batch: latent tiles per network pass when tiling (more is faster on a GPU).
         progress: show a tqdm bar over sampling steps.
-        sample_posterior: draw c_str from the VAE posterior (the official behaviour) or use its
-            mean (deterministic structure).
     """
 
     def __init__(
         self,
         checkpoint: str | os.PathLike[str],
+        sampling: SamplingConfig | None = None,
         *,
         device: str | torch.device = "cpu",
-        steps: int | None = None,
-        guidance: float | None = None,
-        weak_strength: float | None = None,
-        preset: str | None = None,
-        tile: int | None = None,
-        tile_overlap: int | None = None,
-        tile_layout: str = "release",
-        tile_batch: int = 1,
-        vae_tile: int | None = None,
-        color_fix: str = "adain",
-        quantize: str = "release",
-        noise: str = "per-image",
-        seed: int | None = None,
+        dtype: str | torch.dtype = "fp32",
         weights_dir: str | os.PathLike[str] | None = None,
         decoder: str = "default",
-        dtype: str | torch.dtype = "fp32",
+        tile_batch: int = 1,
         progress: bool = False,
-        sample_posterior: bool = True,
     ) -> None:
-        from vosr.autoencoders import load_autoencoder
-        from vosr.checkpoints import load_checkpoint
-        from vosr.conditions import load_semantic_encoder
-
         plan = plan_pipeline(
-            checkpoint,
-            device=device,
-            steps=steps,
-            guidance=guidance,
-            weak_strength=weak_strength,
-            preset=preset,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            tile_layout=tile_layout,
+            checkpoint, sampling, device=device, dtype=dtype, weights_dir=weights_dir, decoder=decoder,
             tile_batch=tile_batch,
-            vae_tile=vae_tile,
-            color_fix=color_fix,
-            quantize=quantize,
-            noise=noise,
-            seed=seed,
-            sample_posterior=sample_posterior,
-            weights_dir=weights_dir,
-            decoder=decoder,
-            dtype=dtype,
-        )
+        )  # fmt: skip
         self.plan = plan
         self.device = plan.device
         self.dtype = plan.dtype
@@ -348,7 +278,7 @@ class VOSRUpscaler:
             dtype=self.dtype,
         )
         if self.encoder.embed_dim != cfg.semantic_dim:
-            raise ValueError(
+            raise CheckpointError(
                 f"{cfg.semantic_encoder} gives {self.encoder.embed_dim}-d tokens but the checkpoint expects "
                 f"{cfg.semantic_dim}"
             )
@@ -370,16 +300,17 @@ class VOSRUpscaler:
     def reset_noise(self) -> None:
         """``noise="release"``: restart the global generator at ``seed`` (a new run of the script)."""
         if self.sampling.noise == "release":
-            self._release_generator = torch.Generator(device=self.device).manual_seed(self.sampling.seed)
+            seed = _resolved(self.sampling.seed, "seed")
+            self._release_generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def _generators(self, name: str | None) -> tuple[torch.Generator, torch.Generator]:
         """(posterior generator, initial-noise generator) for one image."""
         if self._release_generator is not None:
             return self._release_generator, self._release_generator
-        s = self.sampling
+        seed = _resolved(self.sampling.seed, "seed")
         # drawn on the CPU so results are device independent
-        g_vae = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "vae"))
-        g_noise = torch.Generator(device="cpu").manual_seed(seed_for(s.seed, name, "noise"))
+        g_vae = torch.Generator(device="cpu").manual_seed(seed_for(seed, name, "vae"))
+        g_noise = torch.Generator(device="cpu").manual_seed(seed_for(seed, name, "noise"))
         return g_vae, g_noise
 
     def _latent_shape(self, H: int, W: int) -> tuple[int, int, int, int]:
@@ -416,15 +347,6 @@ class VOSRUpscaler:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Super-resolve an already upsampled image (1, 3, H, W) in [0, 1] -> same size in [0, 1]."""
-        from vosr.sampling import (
-            ConditionalVelocity,
-            GuidedVelocity,
-            sample_euler,
-            sample_two_time,
-            tile_grid,
-            tiled,
-        )
-
         s = self.sampling
         H, W = lr_up.shape[-2:]
         down = self.autoencoder.downscale
@@ -441,34 +363,28 @@ class VOSRUpscaler:
         noise = noise.to(self.device)
         c_str = c_str.float()
         h_lat, w_lat = c_str.shape[-2:]
-        single = s.tile is None or tile_grid(h_lat, w_lat, s.tile, s.tile_overlap, s.tile_layout)[:2] == (
-            [0],
-            [0],
-        )
+        tile = s.tile
+        overlap = _resolved(s.tile_overlap, "tile_overlap") if tile is not None else 0
+        single = tile is None or tile_grid(h_lat, w_lat, tile, overlap, s.tile_layout)[:2] == ([0], [0])
         # whole-image DINOv2 tokens only when they are used: tiles take their own region's tokens
         semantic = self._semantic(lr_up) if single else None  # the official code encodes the unpadded image
+        base: ConditionalVelocity | GuidedVelocity
         if self.info.config.one_step:
             base = ConditionalVelocity(self.model, c_str, semantic)
         else:
-            base = GuidedVelocity(self.model, c_str, semantic, s.guidance, s.weak_strength)
-        velocity = base
-        if not single:
+            base = GuidedVelocity(
+                self.model, c_str, semantic, _resolved(s.guidance, "guidance"), _resolved(s.weak_strength, "weak_strength")
+            )
+        velocity: Velocity = base
+        if tile is not None and not single:
 
             def semantic_for_box(y: int, x0: int, h: int, w: int) -> torch.Tensor:
                 crop = x[:, :, y * down : (y + h) * down, x0 * down : (x0 + w) * down]
                 return self._semantic(crop)
 
-            velocity = tiled(
-                base,
-                c_str,
-                semantic_for_box,
-                s.tile,
-                s.tile_overlap,
-                batch=self.tile_batch,
-                layout=s.tile_layout,
-            )
+            velocity = tiled(base, c_str, semantic_for_box, tile, overlap, batch=self.tile_batch, layout=s.tile_layout)
         sampler = sample_two_time if self.info.config.one_step else sample_euler
-        z0 = sampler(velocity, noise, s.steps, callback)
+        z0 = sampler(velocity, noise, _resolved(s.steps, "steps"), callback)
         self.nfe_last = int(getattr(velocity, "nfe", 0))
         out = self.autoencoder.decode(z0, tile=None if s.vae_tile is None else max(8, s.vae_tile // down))
         return out[:, :, :H, :W].float()
@@ -485,13 +401,11 @@ class VOSRUpscaler:
         """
         from PIL import Image
 
-        from vosr.colorfix import finish
-
         image = check_image(image, name or "image")
         h, w = image.shape[:2]
         H, W = upsampled_size(h, w, upscale)
         # PIL bicubic, as the official inference upsamples before encoding
-        up = np.array(Image.fromarray(image).resize((W, H), Image.BICUBIC))
+        up = np.array(Image.fromarray(image).resize((W, H), Image.Resampling.BICUBIC))
         up_t = torch.from_numpy(up).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W) in [0, 1]
         callback = None
         bar = None

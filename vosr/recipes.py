@@ -2,7 +2,8 @@
 
 A recipe is a YAML file (``vosr/recipes/<name>.yaml``, or any path) whose keys are the fields of
 :class:`TrainConfig`; nested sections map to the nested dataclasses. Unknown keys are rejected
-with a "did you mean". The shipped recipes (vosr-reference.md section 6, appendix Table 3):
+with a "did you mean". The shipped recipes (``docs/vosr-reference.md``, "6. Training recipe (appendix Table 3 and the released
+configs)"):
 
 ===================== ========= ====================================================
 recipe                 model     schedule
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,12 +45,34 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from vosr.config import ConfigError, did_you_mean
+import yaml
+
+from core.config import from_dict
+from core.errors import did_you_mean
+from vosr.config import ConfigError, ModelConfig, UnknownEntryError, model_config
 from vosr.degradations import DegradationConfig
+from vosr.semantic import ablation_encoder
 
 Mode = Literal["multistep", "distill"]
 Guidance = Literal["full", "cfg", "partial_fixed", "partial_random"]
 Semantic = Literal["none", "clip", "siglip2", "dinov2", "dinov3"]
+SEMANTIC_CHOICES: tuple[str, ...] = typing.get_args(Semantic)
+"""The recipe's ``semantic_encoder`` switch (Table 1); see :func:`semantic_overrides`."""
+
+__all__ = [
+    "RECIPES",
+    "SEMANTIC_CHOICES",
+    "Stage",
+    "OptimConfig",
+    "ConditionConfig",
+    "DistillConfig",
+    "TrainConfig",
+    "semantic_overrides",
+    "list_recipes",
+    "load_recipe",
+    "config_from_json",
+    "yaml_value",
+]
 
 RECIPES = ("tiny", "vosr-0.5b-ms", "vosr-0.5b-os", "vosr-1.4b-ms", "vosr-1.4b-os", "vosr-0.5b-ms-finetune",
            "vosr-1.4b-ms-finetune")
@@ -110,7 +133,7 @@ class ConditionConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """One-step distillation (vosr-reference.md section 5; variant = Table 5 ablation).
+    """One-step distillation (``docs/vosr-reference.md``, "5. Distillation (one step)"; variant = Table 5).
 
     Conditions as the released distillation losses: the teacher's conditional branch and the
     student see the noise-augmented structural condition; ``dropout_prob`` of the student's
@@ -220,56 +243,59 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+    def model_config(self) -> ModelConfig:
+        """The backbone this recipe trains: the size, its semantic switch, gradient checkpointing."""
+        over = semantic_overrides(self.semantic_encoder, self.model)
+        return model_config(self.model, **over, grad_checkpointing=self.grad_checkpointing)
+
+
+def semantic_overrides(choice: str, model_name: str) -> dict[str, Any]:
+    """ModelConfig overrides of the Table 1 switch ``choice`` for model size ``model_name``.
+
+    ``dinov2`` keeps the size's own encoder; ``clip`` / ``siglip2`` / ``dinov3`` take the
+    registry entry of ``vosr.semantic.ABLATION_ENCODERS`` (its width, input size and block);
+    ``none`` stores the name ``none`` in the model config (the encoder is not run and the
+    network sees one zero token), so inference cannot silently feed DINOv2 features to it.
+    """
+    if choice not in SEMANTIC_CHOICES:
+        raise ConfigError(f"semantic_encoder {choice!r} unknown{did_you_mean(choice, SEMANTIC_CHOICES)}")
+    if choice == "dinov2":
+        return {}
+    if choice == "none":
+        return {"semantic_encoder": "none"}
+    spec = ablation_encoder(choice, model_name)
+    return {"semantic_encoder": spec.name, "semantic_dim": spec.embed_dim, "semantic_size": spec.default_size,
+            "semantic_block": spec.default_block}  # fmt: skip
+
 
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return from_dict(tp, value, where)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}{did_you_mean(str(value), [str(c) for c in choices])}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if tp is float and not isinstance(value, bool):
-        try:  # PyYAML reads "1e-4" (no dot) as a string
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if tp in (int, bool, str) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
+class _Yaml12Floats(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` (no dot) as the float YAML 1.2 says it is.
+
+    PyYAML implements YAML 1.1, whose float pattern needs a dot, so ``lr: 1e-4`` would arrive as
+    the string "1e-4" and be rejected as "expected a number".
+    """
 
 
-def from_dict(cls: type, data: Mapping[str, Any], where: str = "recipe") -> Any:
-    """Build config dataclass ``cls`` (recursively) from plain data; unknown keys raise."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r} for {cls.__name__}{did_you_mean(key, names)}")
-    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+_Yaml12Floats.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _load_yaml(text: str, where: str) -> Any:
     try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        return yaml.load(text, Loader=_Yaml12Floats)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({exc})") from exc
+
+
+def yaml_value(text: str) -> Any:
+    """A ``--set KEY=VALUE`` value as YAML (with YAML 1.2 floats: ``1e-4`` is a number)."""
+    return _load_yaml(text, f"value {text!r}") if text.strip() else ""
 
 
 def list_recipes() -> list[str]:
@@ -294,9 +320,11 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
         name_or_path: ``tiny``, ``vosr-0.5b-ms``, ... or a path to a recipe file.
         overrides: e.g. ``{"micro_batch": 2, "distill.variant": "shortcut"}``; values are
             checked like file values.
-    """
-    import yaml
 
+    Raises:
+        UnknownEntryError: neither a shipped recipe nor an existing file (with a "did you mean").
+        ConfigError: an unknown key, a value of the wrong type or range.
+    """
     text_name = str(name_or_path)
     if text_name in RECIPES:
         text = resources.files("vosr").joinpath(f"recipes/{text_name}.yaml").read_text()
@@ -304,22 +332,22 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
     else:
         p = Path(text_name)
         if not p.is_file():
-            raise ConfigError(
-                f"unknown recipe {text_name!r}{did_you_mean(text_name, list(RECIPES))}; give a shipped "
-                "recipe name or the path of a recipe YAML file"
+            raise UnknownEntryError(
+                "recipe", text_name, RECIPES, hint="give a shipped recipe name or the path of a recipe YAML file"
             )
         text, where = p.read_text(), str(p)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML ({exc})") from exc
+    data = _load_yaml(text, where) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a recipe must be a mapping of TrainConfig fields")
     for key, value in (overrides or {}).items():
         _set_path(data, key, value)
-    return from_dict(TrainConfig, data, where)
+    return from_dict(TrainConfig, data, where=where)
 
 
 def config_from_json(text: str, where: str = "train_config.json") -> TrainConfig:
     """Rebuild a :class:`TrainConfig` saved by :meth:`TrainConfig.to_json`."""
-    return from_dict(TrainConfig, json.loads(text), where)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
+    return from_dict(TrainConfig, data, where=where)

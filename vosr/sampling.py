@@ -7,23 +7,25 @@ python floats in [0, 1] (r None for multi-step models):
 
 * ``ConditionalVelocity``: the model with the full condition (one-step / distilled models).
 * ``GuidedVelocity``: partial-conditioning guidance (VOSR appendix Eq. 1),
-  v = v_pcond + omega (v_cond - v_pcond), both branches in one batched pass of 2B.
+  v = v_pcond + omega (v_cond - v_pcond), both branches in one batched pass of 2B; also the
+  teacher target of distillation (``vosr.distill``), with per-sample (B,) times.
 * ``TiledVelocity``: evaluates another adapter on overlapping latent tiles with per-tile
   conditions and blends the tile velocities with Gaussian weights; the sampler then makes one
   global Euler update, so the noise and the trajectory stay global.
 
 Every adapter counts its network evaluations per image in ``nfe`` (a guided step costs 2).
+Tiles are laid out and weighted by ``vosr.tiling``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from vosr.conditions import partial_condition
+from vosr.tiling import gaussian_weights, tile_grid
 
 __all__ = [
     "Velocity",
@@ -31,26 +33,32 @@ __all__ = [
     "GuidedVelocity",
     "TiledVelocity",
     "Tile",
-    "tile_boxes",
-    "tile_grid",
     "tiled",
-    "gaussian_weights",
     "time_grid",
     "sample_euler",
     "sample_two_time",
-    "partial_condition",
 ]
 
+Time = float | torch.Tensor
 Velocity = Callable[[torch.Tensor, float, "float | None"], torch.Tensor]
 Callback = Callable[[int, int, torch.Tensor], None]
 
 
-def _times(t: float, batch: int, like: torch.Tensor) -> torch.Tensor:
+def _times(t: Time, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """(batch,) float32 times: a python float repeated, or a per-sample (batch,) tensor."""
+    if isinstance(t, torch.Tensor):
+        return t.to(device=like.device, dtype=torch.float32).expand(batch)
     return torch.full((batch,), float(t), device=like.device, dtype=torch.float32)
 
 
 def _param_dtype(model: torch.nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
+
+
+def _tokens(semantic: torch.Tensor | None) -> torch.Tensor:
+    if semantic is None:
+        raise ValueError("this velocity adapter is a template for tiles (semantic=None): call the tiled adapter")
+    return semantic
 
 
 class ConditionalVelocity:
@@ -59,10 +67,11 @@ class ConditionalVelocity:
     Args:
         model: the backbone.
         c_str: (B, C, H, W) structural latent.
-        semantic: (B, N, E) raw semantic tokens.
+        semantic: (B, N, E) raw semantic tokens; None for a template whose tiles bring their own
+            (``tiled`` calls ``with_conditions``).
     """
 
-    def __init__(self, model: torch.nn.Module, c_str: torch.Tensor, semantic: torch.Tensor) -> None:
+    def __init__(self, model: torch.nn.Module, c_str: torch.Tensor, semantic: torch.Tensor | None) -> None:
         self.model, self.c_str, self.semantic = model, c_str, semantic
         self.nfe = 0
 
@@ -76,7 +85,7 @@ class ConditionalVelocity:
         rr = None if r is None else _times(r, B, z)
         self.nfe += 1
         # the velocity comes back in z's dtype: the trajectory stays fp32 under a bf16 network
-        return self.model(x, _times(t, B, z), self.semantic.to(dtype), rr).to(z.dtype)
+        return self.model(x, _times(t, B, z), _tokens(self.semantic).to(dtype), rr).to(z.dtype)
 
 
 class GuidedVelocity:
@@ -88,95 +97,62 @@ class GuidedVelocity:
     Args:
         model: the backbone.
         c_str: (B, C, H, W) structural latent.
-        semantic: (B, N, E) raw semantic tokens.
+        semantic: (B, N, E) raw semantic tokens; None for a template whose tiles bring their own.
         guidance: omega.
         weak_strength: w of the partial condition (w * c_str, zero semantic tokens).
+        partial: an explicit partial branch ``(structure, semantic)`` instead of the one built
+            from ``c_str`` (distillation's teacher: ``c_str`` is noise-augmented, its partial
+            branch uses the clean latent).
+
+    Called as ``velocity(z, t, r)`` with python-float times (sampling) or per-sample (B,)
+    tensors (distillation).
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
         c_str: torch.Tensor,
-        semantic: torch.Tensor,
+        semantic: torch.Tensor | None,
         guidance: float,
         weak_strength: float,
+        partial: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         self.model, self.c_str, self.semantic = model, c_str, semantic
         self.guidance, self.weak_strength = float(guidance), float(weak_strength)
+        self.partial = partial
         self.nfe = 0
 
     def with_conditions(self, c_str: torch.Tensor, semantic: torch.Tensor) -> GuidedVelocity:
+        if self.partial is not None:
+            raise ValueError("a GuidedVelocity with an explicit partial branch cannot be re-conditioned per tile")
         return GuidedVelocity(self.model, c_str, semantic, self.guidance, self.weak_strength)
 
-    def __call__(self, z: torch.Tensor, t: float, r: float | None = None) -> torch.Tensor:
+    def __call__(self, z: torch.Tensor, t: Time, r: Time | None = None) -> torch.Tensor:
         B = z.shape[0]
         dtype = _param_dtype(self.model)
         c_str = self.c_str.to(z.dtype)
+        semantic = _tokens(self.semantic)
+        tt = _times(t, B, z)
+        rr = None if r is None else _times(r, B, z)
         if self.guidance == 1.0:
             self.nfe += 1
-            rr = None if r is None else _times(r, B, z)
             x = torch.cat([c_str, z], 1).to(dtype)
-            return self.model(x, _times(t, B, z), self.semantic.to(dtype), rr).to(z.dtype)
-        weak_str, weak_sem = partial_condition(c_str, self.semantic, self.weak_strength)
+            return self.model(x, tt, semantic.to(dtype), rr).to(z.dtype)
+        if self.partial is not None:
+            weak_str, weak_sem = self.partial[0].to(z.dtype), self.partial[1]
+        else:
+            weak_str, weak_sem = partial_condition(c_str, semantic, self.weak_strength)
         x = torch.cat([torch.cat([c_str, z], 1), torch.cat([weak_str, z], 1)], 0)  # (2B, 2C, H, W)
-        sem = torch.cat([self.semantic, weak_sem], 0)  # (2B, N, E)
-        rr = None if r is None else _times(r, 2 * B, z)
+        sem = torch.cat([semantic, weak_sem], 0)  # (2B, N, E)
         self.nfe += 2
-        v = self.model(x.to(dtype), _times(t, 2 * B, z), sem.to(dtype), rr).to(z.dtype)
+        v = self.model(
+            x.to(dtype), torch.cat([tt, tt]), sem.to(dtype), None if rr is None else torch.cat([rr, rr])
+        ).to(z.dtype)
         v_cond, v_pcond = v.chunk(2)
         return v_pcond + self.guidance * (v_cond - v_pcond)
 
 
-# --- tiling -------------------------------------------------------------------------------
-
-
-def tile_boxes(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``size`` with at least ``overlap`` shared.
-
-    The last tile is aligned to the end, so every tile is whole; one tile if size <= tile.
-    """
-    if size <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride)) + [size - tile]
-    return sorted(set(starts))
-
-
-def tile_grid(
-    h: int, w: int, tile: int, overlap: int, layout: str = "release"
-) -> tuple[list[int], list[int], int, int]:
-    """The latent tiles over an h x w latent: (row starts, column starts, tile height, tile width).
-
-    Args:
-        tile, overlap: resolved latent tile side and overlap (``SamplingConfig.resolved``).
-        layout: ``release``: square tiles of side min(tile, h, w) with overlap
-            min(overlap, side - 1), as the released scripts (so a non-square image is tiled
-            along its long side even when ``tile`` exceeds it); ``rect``: min(tile, h) x
-            min(tile, w) tiles (one tile when ``tile`` covers the image), overlap as given.
-    Starts follow ``tile_boxes`` on each axis.
-    """
-    if layout == "release":
-        side = max(1, min(tile, h, w))
-        ov = max(0, min(overlap, side - 1))
-        return tile_boxes(h, side, ov), tile_boxes(w, side, ov), side, side
-    if layout == "rect":
-        return tile_boxes(h, tile, overlap), tile_boxes(w, tile, overlap), min(tile, h), min(tile, w)
-    raise ValueError(f"tile layout {layout!r} unknown (choices: release, rect)")
-
-
-def gaussian_weights(h: int, w: int, var: float = 0.01) -> torch.Tensor:
-    """(h, w) blending weights peaking at the tile centre.
-
-    The Gaussian of the tiled-diffusion samplers (Mixture of Diffusers, Jimenez 2023; also
-    StableSR's tiled sampler): exp(-(x - mid)^2 / n^2 / (2 var)) / sqrt(2 pi var) per axis.
-    """
-
-    def axis(n: int) -> torch.Tensor:
-        x = torch.arange(n, dtype=torch.float64)
-        mid = (n - 1) / 2
-        return torch.exp(-((x - mid) ** 2) / (n * n) / (2 * var)) / math.sqrt(2 * math.pi * var)
-
-    return (axis(h)[:, None] * axis(w)[None, :]).float()
+# --- tiled velocity ------------------------------------------------------------------
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 ``Trainer(cfg, data, out).fit()`` runs a :class:`vosr.recipes.TrainConfig`: progressive stages,
 AdamW, gradient accumulation, clipping, EMA, bf16 autocast, DDP or FSDP under ``torchrun``
-(gloo on CPU, NCCL on GPU), periodic resumable checkpoints, evaluation callbacks and logging.
-The mode only changes the loss (:meth:`Trainer.multistep_loss` vs :meth:`Trainer.distill_loss`).
+(``core.distributed``: gloo on CPU, NCCL on GPU), periodic resumable checkpoints, evaluation
+callbacks and logging (``vosr.train_log``). The mode only changes the loss, a plain function:
+``vosr.flow.flow_matching_loss`` (multi-step) or ``vosr.distill.distillation_loss``. The trainer
+keeps the build (models, frozen encoders, optimiser), the state (save, resume, prune) and the loop.
 
 Run folder layout (``RUN``)::
 
@@ -29,132 +31,51 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import io
 import json
 import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 
-from vosr import flow
-from vosr.config import ConfigError, ModelConfig, did_you_mean
+from core.atomic import atomic_write_bytes, atomic_write_text
+from core.distributed import DistInfo, all_mean, barrier, init_distributed
+from core.errors import MissingFileError, UserError
+from vosr.autoencoders import load_autoencoder
+from vosr.checkpoints import load_checkpoint, save_run_folder
+from vosr.components import RunComponents, resolve_components, run_weights_dir, write_record
+from vosr.config import ConfigError, ModelConfig
 from vosr.data import StepBatches, TrainImages, collate, resolve_sources
 from vosr.degradations import degrade, derive_seed, generator
-from vosr.distill import Conditions, distill_losses, guided_velocity, velocity
-from vosr.recipes import ConditionConfig, DistillConfig, TrainConfig, config_from_json
+from vosr.distill import distillation_loss
+from vosr.flow import flow_matching_loss
+from vosr.model import VOSRDiT
+from vosr.recipes import SEMANTIC_CHOICES, TrainConfig, config_from_json
+from vosr.semantic import load_semantic_encoder
+from vosr.statedict import check_state_dict, load_state_dict_strict
+from vosr.train_log import RunLogger, last_logged_loss
+from vosr.weights import resolve_checkpoint
+
+__all__ = ["Trainer", "TrainResult", "TrainError", "ConditionEncoders", "EvalCallback", "load_run_config"]
 
 EvalCallback = Callable[[int, Path], Mapping[str, float]]
 """``callback(step, checkpoint_dir) -> {metric: value}``; ``checkpoint_dir`` is a released-layout
 run folder (``args.json`` + ``checkpoints/ema_model.safetensors``) holding the EMA weights."""
 
-METRIC_COLUMNS = (
-    "step",
-    "loss",
-    "loss_base",
-    "loss_consistency",
-    "grad_norm",
-    "lr",
-    "resolution",
-    "images_per_s",
-    "elapsed_s",
-)
 # Fields that may differ when a run is resumed (they do not change the optimisation).
 RUNTIME_FIELDS = ("num_workers", "log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                  "tensorboard", "wandb_project", "micro_batch", "cpu_threads")
-
-SEMANTIC_CHOICES = ("none", "clip", "siglip2", "dinov2", "dinov3")
-"""The recipe's ``semantic_encoder`` switch (Table 1); see :func:`semantic_overrides`."""
+                  "tensorboard", "wandb_project", "micro_batch", "cpu_threads")  # fmt: skip
 
 
-def semantic_overrides(choice: str, model_name: str) -> dict[str, Any]:
-    """ModelConfig overrides of the Table 1 switch ``choice`` for model size ``model_name``.
-
-    ``dinov2`` keeps the size's own encoder; ``clip`` / ``siglip2`` / ``dinov3`` take the
-    registry entry of ``vosr.conditions.ABLATION_ENCODERS`` (its width, input size and block);
-    ``none`` stores the name ``none`` in the model config (the encoder is not run and the
-    network sees one zero token), so inference cannot silently feed DINOv2 features to it.
-    """
-    from vosr.conditions import ablation_encoder
-
-    if choice not in SEMANTIC_CHOICES:
-        raise ConfigError(f"semantic_encoder {choice!r} unknown{did_you_mean(choice, list(SEMANTIC_CHOICES))}")
-    if choice == "dinov2":
-        return {}
-    if choice == "none":
-        return {"semantic_encoder": "none"}
-    spec = ablation_encoder(choice, model_name)
-    return {"semantic_encoder": spec.name, "semantic_dim": spec.embed_dim, "semantic_size": spec.default_size,
-            "semantic_block": spec.default_block}
-
-
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """A run that cannot start or resume as asked (the message says why and what to do)."""
-
-    is_user_error = True
-
-
-# --------------------------------------------------------------------------------------------
-# Distributed helpers
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DistInfo:
-    """Process-group facts: world size, global rank, local rank and the device of this rank."""
-
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str | None = None) -> DistInfo:
-    """Join the ``torchrun`` process group (env ``WORLD_SIZE`` > 1) or run single-process.
-
-    NCCL on CUDA, gloo on CPU. ``device`` overrides the automatic choice (``cpu`` or ``cuda``).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise TrainError("--device cuda was asked but no CUDA device is visible; use --device cpu")
-    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if dist.is_initialized():
-        world, rank = dist.get_world_size(), dist.get_rank()
-    return DistInfo(world, rank, local, dev)
-
-
-def _all_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.world > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= info.world
-    return value
-
-
-def _barrier(info: DistInfo) -> None:
-    if info.world > 1:
-        dist.barrier()
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,11 +107,8 @@ class ConditionEncoders:
         semantic: str,
         device: torch.device,
         seed: int,
-        weights_dir: str | os.PathLike | None = None,
+        weights_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from vosr.autoencoders import load_autoencoder
-        from vosr.conditions import load_semantic_encoder
-
         self.device, self.seed = device, seed
         # decoder="vae": training never decodes, so the light decoder file is not required
         self.autoencoder = load_autoencoder(model_cfg.autoencoder, weights_dir=weights_dir, decoder="vae", device=device)
@@ -230,26 +148,10 @@ class ConditionEncoders:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
-def _per_sample(gens: Sequence[torch.Generator], fn: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
-    return torch.cat([fn(g) for g in gens])
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -267,92 +169,6 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
-
-
-def _augment(c_str: torch.Tensor, gens: Sequence[torch.Generator], on: bool, mean: float, std: float) -> torch.Tensor:
-    if not on:
-        return c_str
-    return torch.cat([flow.augment_condition(c_str[i : i + 1], g, mean, std) for i, g in enumerate(gens)])
-
-
-def training_conditions(
-    c_str: torch.Tensor,
-    semantic: torch.Tensor,
-    gens: Sequence[torch.Generator],
-    step_gen: torch.Generator,
-    cc: ConditionConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """Noise augmentation and condition dropout of one multi-step training batch.
-
-    As the released ``loss_fm``: the kept samples get the noise-augmented structural condition
-    ``a c_str + sqrt(1 - a^2) eps'``; the dropped ones the partial condition built from the
-    **clean** latent, ``(w c_str, 0)``, never from the augmented one.
-
-    Args:
-        c_str: (B, C, h, w) clean structural latents; semantic: (B, N, E) tokens.
-        gens: one generator per sample (augmentation noise, then the dropout draw).
-        step_gen: the step's generator: the weak strength is drawn once per step and shared
-            by the batch (the reference's "per-step" strength).
-        cc: the guidance design (Table 4 ablation), see ``ConditionConfig``.
-
-    Returns:
-        (c_str', semantic', dropped (B,) bool, w): dropped samples get ``(w c_str, 0)``
-        (``w = 0`` for ``cfg``: fully unconditional); ``full`` drops nothing.
-    """
-    from vosr.conditions import partial_condition
-
-    c_aug = _augment(c_str, gens, cc.noise_aug, cc.noise_aug_mean, cc.noise_aug_std)
-    drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < cc.dropout_prob).to(c_str.device)
-    if cc.guidance == "full":
-        return c_aug, semantic, torch.zeros_like(drop), 1.0
-    if cc.guidance == "cfg":
-        w = 0.0
-    elif cc.guidance == "partial_fixed":
-        w = cc.fixed_strength
-    else:
-        lo, hi = cc.weak_strength
-        w = lo + (hi - lo) * float(torch.rand((), generator=step_gen))
-    weak_str, weak_sem = partial_condition(c_str, semantic, w)
-    c_out = torch.where(drop.view(-1, 1, 1, 1), weak_str, c_aug)
-    s_out = torch.where(drop.view(-1, 1, 1), weak_sem, semantic)
-    return c_out, s_out, drop, w
-
-
-@dataclass
-class DistillConditions:
-    """The conditions of one distillation batch (see :func:`distill_conditions`)."""
-
-    teacher: Conditions  # the guided target's conditional branch: (augmented c_str, semantic)
-    teacher_partial: Conditions  # its partial branch: (w c_str, 0), w = distill.weak_strength
-    student: Conditions  # student and roll-outs: the teacher's conditional input, or (w c_str, 0) if dropped
-    dropped: torch.Tensor  # (B,) bool
-
-
-def distill_conditions(
-    c_str: torch.Tensor, semantic: torch.Tensor, gens: Sequence[torch.Generator], dc: DistillConfig
-) -> DistillConditions:
-    """Condition handling of one-step distillation, as the released distillation losses.
-
-    The structural condition is noise-augmented (``a = sigmoid(N(5, 1))``) for the teacher's
-    conditional branch and the student's input; with probability ``dc.dropout_prob`` per sample
-    the student's (and its roll-outs') conditions are dropped to the partial condition
-    ``(w c_str, 0)`` built from the clean latent. The teacher's partial branch is always
-    ``(w c_str, 0)``.
-
-    Args:
-        c_str: (B, C, h, w) clean structural latents; semantic: (B, N, E) tokens.
-        gens: one generator per sample (augmentation noise, then the dropout draw).
-        dc: the distillation settings (``weak_strength`` w, ``noise_aug*``, ``dropout_prob``).
-    """
-    from vosr.conditions import partial_condition
-
-    c_aug = _augment(c_str, gens, dc.noise_aug, dc.noise_aug_mean, dc.noise_aug_std)
-    drop = _per_sample(gens, lambda g: torch.rand(1, generator=g) < dc.dropout_prob).to(c_str.device)
-    weak_str, weak_sem = partial_condition(c_str, semantic, dc.weak_strength)
-    student = Conditions(
-        torch.where(drop.view(-1, 1, 1, 1), weak_str, c_aug), torch.where(drop.view(-1, 1, 1), weak_sem, semantic)
-    )
-    return DistillConditions(Conditions(c_aug, semantic), Conditions(weak_str, weak_sem), student, drop)
 
 
 @dataclass
@@ -396,17 +212,17 @@ class Trainer:
     def __init__(
         self,
         cfg: TrainConfig,
-        data: Sequence[str | os.PathLike],
-        out: str | os.PathLike,
+        data: Sequence[str | os.PathLike[str]],
+        out: str | os.PathLike[str],
         *,
-        teacher: str | os.PathLike | None = None,
+        teacher: str | os.PathLike[str] | None = None,
         max_steps: int | None = None,
         eval_callback: EvalCallback | None = None,
         device: str | None = None,
         resume: bool = True,
         progress: bool = True,
         encoders: Callable[[ModelConfig, str, torch.device, int], Any] | None = None,
-        weights_dir: str | os.PathLike | None = None,
+        weights_dir: str | os.PathLike[str] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         if cfg.mode == "distill" and teacher is None:
@@ -429,11 +245,13 @@ class Trainer:
         self.progress = progress
         self._encoders_factory = encoders
         self.weights_dir = weights_dir
-        self.info = init_distributed(device)
+        if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+            raise TrainError(f"--device {device} was asked but no CUDA device is visible; use --device cpu")
+        self.info: DistInfo = init_distributed(device)
         self._log_fn = log
         self.step = 0
         self.resumed_from: int | None = None
-        self.components = None
+        self.components: RunComponents | None = None
 
     def log(self, message: str) -> None:
         """A note for the user (rank 0 only)."""
@@ -453,22 +271,14 @@ class Trainer:
             raise TrainError("mixed_precision: bf16 but this GPU has no bf16 support; use mixed_precision: 'no'")
         return mp == "bf16" or (mp == "auto" and cuda and torch.cuda.is_bf16_supported())
 
-    def _model_config(self) -> ModelConfig:
-        from vosr.config import model_config
-
-        over = semantic_overrides(self.cfg.semantic_encoder, self.cfg.model)
-        over["grad_checkpointing"] = self.cfg.grad_checkpointing
-        return model_config(self.cfg.model, **over)
-
     def _build(self) -> None:
-        from vosr.checkpoints import check_state_dict, load_checkpoint
-        from vosr.model import VOSRDiT
-
         cfg, dev = self.cfg, self.info.device
         # Same initial weights on every rank (DDP also broadcasts, FSDP does not).
         torch.manual_seed(derive_seed(cfg.seed, "init"))
         self.teacher = None
         if cfg.mode == "distill":
+            if self.teacher_path is None:
+                raise TrainError("distillation needs a teacher: pass --teacher RUN_OR_SAFETENSORS")
             teacher, tinfo = load_checkpoint(self.teacher_path, device=dev)
             if teacher.one_step:
                 raise TrainError(f"--teacher {self.teacher_path} is a one-step model; distil from a multi-step checkpoint")
@@ -484,9 +294,10 @@ class Trainer:
             rep = check_state_dict(model, teacher.state_dict())
             if rep.unexpected or rep.mis_shaped or any(not k.startswith("r_embedder.") for k in rep.missing):
                 raise TrainError(f"teacher weights do not fit the one-step student:\n{rep.format()}")
-            model.load_state_dict(teacher.state_dict(), strict=False)
+            fresh = {k: v for k, v in model.state_dict().items() if k in rep.missing}
+            load_state_dict_strict(model, {**teacher.state_dict(), **fresh}, source=str(self.teacher_path))
         else:
-            mcfg = self._model_config()
+            mcfg = cfg.model_config()
             model = VOSRDiT(mcfg).to(dev)
         self.model_cfg = mcfg
         self.fsdp = self.info.world > 1 and cfg.parallel == "fsdp"
@@ -523,23 +334,25 @@ class Trainer:
         )
         self.bf16 = self._precision()
 
-    def _components(self, mcfg: ModelConfig) -> Any:
+    def _components(self, mcfg: ModelConfig) -> RunComponents:
         """Resolve (rank 0 creates, when allowed) the autoencoder and encoder; see vosr.components."""
-        from vosr.components import resolve_components, run_weights_dir
-
         weights_dir = self.weights_dir
         if self.teacher_path is not None:  # the student works in its teacher's latent space
             weights_dir = run_weights_dir(self.teacher_path, weights_dir)
         semantic = self.cfg.semantic_encoder != "none" and mcfg.semantic_encoder != "none"
-        kw = dict(semantic=semantic, run_dir=self.out, weights_dir=weights_dir, seed=self.cfg.seed, log=self.log)
+
+        def resolve(allow_create: bool) -> RunComponents:
+            return resolve_components(mcfg, semantic=semantic, run_dir=self.out, weights_dir=weights_dir,
+                                      seed=self.cfg.seed, allow_create=allow_create, log=self.log)  # fmt: skip
+
         # RNG: creating random components must not move the global generator (init and resume use it)
         rng = torch.get_rng_state()
         try:
             if self.info.main:
-                comps = resolve_components(mcfg, allow_create=self.cfg.mode != "distill", **kw)
-            _barrier(self.info)
+                comps = resolve(allow_create=self.cfg.mode != "distill")
+            barrier()
             if not self.info.main:  # rank 0 has created whatever was missing
-                comps = resolve_components(mcfg, allow_create=False, **kw)
+                comps = resolve(allow_create=False)
         finally:
             torch.set_rng_state(rng)
         return comps
@@ -549,7 +362,7 @@ class Trainer:
     def _state_dir(self) -> Path:
         return self.out / "state"
 
-    def _full_state(self, key: str) -> dict[str, torch.Tensor]:
+    def _full_state(self, key: str) -> dict[str, Any]:
         module = getattr(self, key)
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -568,9 +381,6 @@ class Trainer:
 
     def save(self) -> Path:
         """Write the resumable state and the released-layout exports for the current step."""
-        from vosr.checkpoints import save_run_folder
-        from vosr.components import write_record
-
         model_sd, ema_sd, optim_sd = self._full_state("model"), self._full_state("ema"), self._optim_state()
         path = self._state_dir() / f"step_{self.step:08d}.pt"
         if self.info.main:
@@ -592,11 +402,16 @@ class Trainer:
             snap = self.out / "snapshots" / f"step_{self.step:08d}"
             for root in (self.out, snap):
                 save_run_folder(ema_sd, root, config=self.model_cfg, args=args)
-                write_record(root, self.components)
+                write_record(root, self._built_components())
             save_run_folder(model_sd, self.out, config=self.model_cfg, args=args, name="model.safetensors")
             self._prune()
-        _barrier(self.info)
+        barrier()
         return path
+
+    def _built_components(self) -> RunComponents:
+        if self.components is None:
+            raise RuntimeError("the trainer's components are resolved in _build(), which has not run")
+        return self.components
 
     def _prune(self) -> None:
         keep = max(self.cfg.keep_checkpoints, 1)
@@ -643,9 +458,6 @@ class Trainer:
 
     def _init_from(self, spec: str) -> None:
         """Start from released (or any multi-step) weights: model and EMA, fresh optimiser, step 0."""
-        from vosr.checkpoints import load_checkpoint, load_state_dict_strict
-        from vosr.weights import resolve_checkpoint
-
         path = resolve_checkpoint(spec, self.weights_dir)
         model, info = load_checkpoint(path)
         keys = ("hidden_size", "depth", "num_heads", "latent_channels", "semantic_dim", "autoencoder",
@@ -681,50 +493,25 @@ class Trainer:
         return x0, c_str, sem.float()
 
     def multistep_loss(self, hq: torch.Tensor, ids: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Flow-matching MSE with condition augmentation and dropout (sections 2 and 4)."""
-        cfg, cc = self.cfg, self.cfg.conditions
+        """Flow-matching MSE of a batch (``vosr.flow.flow_matching_loss``)."""
+        cfg = self.cfg
         x0, c_str, sem = self._conditions(hq, ids)
-        dev = x0.device
         gens = [generator(cfg.seed, "train", int(i)) for i in ids]
-        t = _per_sample(gens, lambda g: torch.rand(1, generator=g)).to(dev)
-        eps = _per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
-        c_str, sem, _, _ = training_conditions(c_str, sem, gens, generator(cfg.seed, "weak-strength", self.step), cc)
-        z_t = flow.interpolate(x0, eps, t)
-        target = flow.velocity_target(x0, eps)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            v = self.model(torch.cat([c_str, z_t], dim=1), t, sem)
-        loss = F.mse_loss(v.float(), target.float())
-        return {"loss": loss, "loss_base": loss.detach(), "loss_consistency": torch.zeros((), device=dev)}
+        step_gen = generator(cfg.seed, "weak-strength", self.step)
+        loss = flow_matching_loss(self.model, x0, c_str, sem, gens, step_gen, cfg.conditions, bf16=self.bf16)
+        return {"loss": loss, "loss_base": loss.detach(), "loss_consistency": torch.zeros((), device=x0.device)}
 
     def distill_loss(self, hq: torch.Tensor, ids: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Guided teacher target, base loss and the RC / shortcut term (section 5)."""
-        cfg, dc = self.cfg, self.cfg.distill
+        """Guided teacher target, base loss and the RC / shortcut term (``vosr.distill.distillation_loss``)."""
+        cfg = self.cfg
+        if self.teacher is None:
+            raise RuntimeError("distill_loss needs the teacher that _build() loads in distill mode")
         x0, c_str, sem = self._conditions(hq, ids)
-        dev = x0.device
         gens = [generator(cfg.seed, "distill", int(i)) for i in ids]
-        times = [flow.sample_distill_times(1, g) for g in gens]
-        t = torch.cat([a for a, _ in times]).to(dev)
-        r = torch.cat([b for _, b in times]).to(dev)
-        eps = _per_sample(gens, lambda g: torch.randn(1, *x0.shape[1:], generator=g)).to(dev, x0.dtype)
-        z_t = flow.interpolate(x0, eps, t)
-        conds = distill_conditions(c_str, sem, [generator(cfg.seed, "distill-cond", int(i)) for i in ids], dc)
-        cond = conds.student  # the student and its roll-outs; the teacher's branches below
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
-            v_tea = guided_velocity(self.teacher, z_t, t, conds.teacher, conds.teacher_partial, dc.guidance).float()
-            sg_model = self.raw_model
-
-            def student(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
-                n = z.shape[0] // cond.structure.shape[0]
-                c = Conditions(cond.structure.repeat(n, 1, 1, 1), cond.semantic.repeat(n, 1, 1))
-                return velocity(self.model, z, tt, c, rr)
-
-            def student_sg(z: torch.Tensor, tt: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
-                return velocity(sg_model, z, tt, cond, rr)
-
-            l_base, l_u = distill_losses(
-                student, student_sg, z_t, t, r, v_tea, dc.variant, dc.delta, dc.rollout_steps, dc.clip
-            )
-        loss = l_base + dc.consistency_weight * l_u
+        cond_gens = [generator(cfg.seed, "distill-cond", int(i)) for i in ids]
+        loss, l_base, l_u = distillation_loss(
+            self.model, self.raw_model, self.teacher, x0, c_str, sem, gens, cond_gens, cfg.distill, bf16=self.bf16
+        )
         return {"loss": loss, "loss_base": l_base.detach(), "loss_consistency": l_u.detach()}
 
     # ---------------------------------------------------------------- loop
@@ -761,9 +548,10 @@ class Trainer:
             batch = next(batches)
             hq = batch["hq"].to(self.info.device, non_blocking=True)
             last = m == accum - 1
-            ctx = contextlib.nullcontext()
+            ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
             if self.fsdp:
-                self.model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+                # FSDP2's method (reduce-scatter once per step); torch types fully_shard's result as Module
+                cast(Any, self.model).set_requires_gradient_sync(last)
             elif not last and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
                 ctx = self.model.no_sync()
             with ctx:
@@ -778,7 +566,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self._update_ema()
-        parts = _all_mean(parts, self.info)
+        parts = all_mean(parts)
         for k, v in zip(sums, parts.tolist(), strict=True):
             sums[k] = v
         sums["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
@@ -791,7 +579,20 @@ class Trainer:
             e.lerp_(p.detach(), 1 - decay)
 
     def fit(self) -> TrainResult:
-        """Train to ``max_steps`` (resuming when a state exists); returns a summary."""
+        """Train to ``max_steps`` (resuming when a state exists); returns a summary.
+
+        On the CPU, torch runs ``cfg.cpu_threads`` intra-op threads during the call (when set;
+        the tiny recipe uses 1) and the process-wide setting is restored afterwards.
+        """
+        threads = torch.get_num_threads()
+        if self.info.device.type == "cpu" and self.cfg.cpu_threads:
+            torch.set_num_threads(self.cfg.cpu_threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self) -> TrainResult:
         cfg, info = self.cfg, self.info
         self.out.mkdir(parents=True, exist_ok=True)
         self._build()
@@ -808,14 +609,12 @@ class Trainer:
         if self.step >= self.max_steps:
             self.log(f"{self.out} is already complete at step {self.step} (asked for {self.max_steps} steps): "
                      "nothing to train; pass a larger --max-steps to continue it, or a new --out")
-            return TrainResult(self.step, _last_logged_loss(self.out), self.out, self.resumed_from,
+            return TrainResult(self.step, last_logged_loss(self.out), self.out, self.resumed_from,
                                already_complete=True)
         if info.main:
-            from vosr.components import write_record
-
-            _atomic_write_bytes(self.out / "train_config.json", cfg.to_json().encode())
-            write_record(self.out, self.components)
-        logger = _Logger(self.out, cfg, info.main, self.resumed_from)
+            atomic_write_text(self.out / "train_config.json", cfg.to_json())
+            write_record(self.out, self._built_components())
+        logger = RunLogger(self.out, cfg, info.main, self.resumed_from)
         history: list[dict[str, float]] = []
         last_loss = float("nan")
         bar = None
@@ -856,7 +655,7 @@ class Trainer:
                         if info.main:
                             snap = self.out / "snapshots" / f"step_{self.step:08d}"
                             logger.log_eval(self.step, dict(self.eval_callback(self.step, snap)))
-                        _barrier(info)
+                        barrier()
         finally:
             if bar is not None:
                 bar.close()
@@ -864,87 +663,9 @@ class Trainer:
         return TrainResult(self.step, last_loss, self.out, self.resumed_from, history)
 
 
-class _Logger:
-    """metrics.csv / eval.csv (rows after a resumed step are dropped first), TensorBoard, wandb."""
-
-    def __init__(self, out: Path, cfg: TrainConfig, main: bool, resumed_from: int | None) -> None:
-        self.main = main
-        self.metrics = out / "metrics.csv"
-        self.eval = out / "eval.csv"
-        self.tb = None
-        self.wandb = None
-        if not main:
-            return
-        keep_until = resumed_from or 0
-        for path, header in ((self.metrics, METRIC_COLUMNS), (self.eval, ("step", "metric", "value"))):
-            rows = []
-            if path.is_file():
-                with path.open(newline="") as f:
-                    rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= keep_until]
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(header), extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-            _atomic_write_bytes(path, buf.getvalue().encode())
-        if cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                SummaryWriter = None  # noqa: N806 - tensorboard is optional; CSV logging always runs
-            if SummaryWriter is not None:
-                self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=keep_until + 1 if resumed_from else None)
-        if cfg.wandb_project:
-            try:
-                import wandb
-            except ImportError as exc:
-                raise TrainError(f"wandb_project={cfg.wandb_project!r} needs wandb: pip install wandb") from exc
-            self.wandb = wandb.init(project=cfg.wandb_project, name=f"{cfg.name}-{out.name}", config=cfg.to_dict(),
-                                    resume="allow")
-
-    def log(self, row: Mapping[str, float]) -> None:
-        if not self.main:
-            return
-        with self.metrics.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore").writerow(
-                {k: row.get(k, "") for k in METRIC_COLUMNS}
-            )
-        step = int(row["step"])
-        for k in ("loss", "loss_base", "loss_consistency", "grad_norm", "lr", "images_per_s"):
-            if self.tb is not None:
-                self.tb.add_scalar(f"train/{k}", row[k], step)
-        if self.wandb is not None:
-            self.wandb.log({f"train/{k}": row[k] for k in METRIC_COLUMNS if k in row}, step=step)
-
-    def log_eval(self, step: int, values: Mapping[str, float]) -> None:
-        with self.eval.open("a", newline="") as f:
-            w = csv.writer(f)
-            for k, v in values.items():
-                w.writerow([step, k, v])
-                if self.tb is not None:
-                    self.tb.add_scalar(f"eval/{k}", v, step)
-        if self.wandb is not None:
-            self.wandb.log({f"eval/{k}": v for k, v in values.items()}, step=step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
-def _last_logged_loss(run: Path) -> float:
-    """The loss of the last ``metrics.csv`` row (nan when nothing was logged)."""
-    path = run / "metrics.csv"
-    if not path.is_file():
-        return float("nan")
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("loss")]
-    return float(rows[-1]["loss"]) if rows else float("nan")
-
-
-def load_run_config(run: str | os.PathLike) -> TrainConfig:
+def load_run_config(run: str | os.PathLike[str]) -> TrainConfig:
     """The TrainConfig saved in a run folder."""
     p = Path(run) / "train_config.json"
     if not p.is_file():
-        raise FileNotFoundError(f"{p} not found; is {run} a training run folder?")
+        raise MissingFileError(f"{p} not found; is {run} a training run folder?")
     return config_from_json(p.read_text(), str(p))

@@ -1,7 +1,7 @@
 """``screensr vosr train`` and ``screensr vosr distill``.
 
-Only the standard library is imported at module level (``--help`` stays instant); the handlers
-import the trainer. Periodic evaluation comes from another package through the entry-point
+Only the standard library and ``core.errors`` are imported at module level (``--help`` stays
+instant); the handlers import the trainer. Periodic evaluation comes from another package through the entry-point
 group ``screensr.training_eval`` (the benchmark package registers ``benchmark``), so ``vosr``
 never imports ``benchmark``.
 """
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from core.errors import ConfigError, UserError
 
 EVAL_GROUP = "screensr.training_eval"
 
@@ -99,14 +102,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _overrides(args: argparse.Namespace, mode: str) -> dict[str, object]:
-    import yaml
+    from vosr.recipes import yaml_value
 
     over: dict[str, object] = {}
     for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set micro_batch=2")
-        key, value = item.split("=", 1)
-        over[key.strip()] = yaml.safe_load(value)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set micro_batch=2")
+        over[key.strip()] = yaml_value(value)
     for key, value in (("micro_batch", args.micro_batch), ("seed", args.seed),
                        ("num_workers", args.workers), ("eval_every", args.eval_every),
                        ("cpu_threads", args.cpu_threads)):
@@ -117,13 +120,11 @@ def _overrides(args: argparse.Namespace, mode: str) -> dict[str, object]:
     return over
 
 
-class EvalProviderMissing(RuntimeError):
+class EvalProviderMissing(UserError, RuntimeError):
     """No package registered a training-evaluation provider."""
 
-    is_user_error = True
 
-
-def find_eval_factory():
+def find_eval_factory() -> Any:
     """The ``make_eval_callback`` registered under the ``screensr.training_eval`` entry points."""
     from importlib.metadata import entry_points
 
@@ -156,23 +157,14 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     callback = None
     if cfg.eval_every:
         if not args.eval_data:
-            raise ValueError("--eval-every needs --eval-data DIR (a paired dataset with HR and LR images)")
+            raise UserError("--eval-every needs --eval-data DIR (a paired dataset with HR and LR images)")
         factory = find_eval_factory()
         metrics = [m.strip() for m in args.eval_metrics.split(",")] if args.eval_metrics else None
         callback = factory(args.eval_data, metrics=metrics, device=args.device)
-    import torch
-
-    threads = torch.get_num_threads()
-    on_cpu = args.device == "cpu" or (args.device is None and not torch.cuda.is_available())
-    if on_cpu and cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)  # a process-wide switch: here in the entry point, undone below
-    try:
-        return _fit(args, mode, cfg, callback)
-    finally:
-        torch.set_num_threads(threads)
+    return _fit(args, mode, cfg, callback)
 
 
-def _fit(args: argparse.Namespace, mode: str, cfg, callback) -> int:
+def _fit(args: argparse.Namespace, mode: str, cfg: Any, callback: Any) -> int:
     from vosr.train import Trainer
 
     trainer = Trainer(

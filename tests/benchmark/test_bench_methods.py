@@ -170,20 +170,23 @@ def test_vosr_specs_are_lazy(tmp_path, monkeypatch):
     assert o.options == {"steps": 8, "color_fix": "wavelet"} and o.name == "vosr-0.5b-ms"
     with pytest.raises(FileNotFoundError, match=r"VOSR_0\.5B_ms.*ema_model\.safetensors"):
         o.method_hash  # noqa: B018 (the identity needs the weights: a clear error without them)
-    with pytest.raises(MethodError, match="key=value"):
+    with pytest.raises(ConfigError, match="key=value"):
         create_method("vosr-0.5b-ms@steps")
 
 
 def test_vosr_adapter_calls_the_contract(tmp_path, monkeypatch, lr):
-    """The adapter builds VOSRUpscaler(checkpoint, device=..., **options) once and calls
-    upscaler(image, upscale=scale); a stand-in module proves the plumbing (the vosr engineer's
-    end-to-end test covers the real model)."""
+    """The adapter types its options once (vosr.config.upscaler_options), builds
+    VOSRUpscaler(checkpoint, sampling, device=..., dtype=..., weights_dir=..., decoder=...,
+    tile_batch=...) once and calls upscaler(image, upscale=scale); a stand-in module proves the
+    plumbing (the vosr engineer's end-to-end test covers the real model)."""
+    from vosr.config import SamplingConfig
+
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     built = []
 
     class FakeUpscaler:
-        def __init__(self, checkpoint, *, device="cpu", **options):
-            built.append((checkpoint, device, options))
+        def __init__(self, checkpoint, sampling, *, device, dtype, weights_dir, decoder, tile_batch):
+            built.append((checkpoint, sampling, device, dtype, weights_dir, decoder, tile_batch))
 
         def __call__(self, image, upscale=4, *, name=None):
             return np.repeat(np.repeat(image, upscale, 0), upscale, 1)
@@ -191,10 +194,11 @@ def test_vosr_adapter_calls_the_contract(tmp_path, monkeypatch, lr):
     pipeline = types.ModuleType("vosr.pipeline")
     pipeline.VOSRUpscaler = FakeUpscaler
     monkeypatch.setitem(sys.modules, "vosr.pipeline", pipeline)
-    m = create_method("vosr-0.5b-os@steps=1", device="cpu")
+    m = create_method("vosr-0.5b-os@steps=1@dtype=bf16@tile_batch=2", device="cpu")
     a = m.upscale(lr.array, 4)
     m.upscale(lr.array, 4)
-    assert a.shape == (48, 40, 3) and built == [("vosr-0.5b-os", "cpu", {"steps": 1})]
+    assert a.shape == (48, 40, 3)
+    assert built == [("vosr-0.5b-os", SamplingConfig(steps=1), "cpu", "bf16", None, "default", 2)]
 
 
 def test_realesrgan_ncnn_tiled_equals_untiled():

@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parents[2]
 
 
 def _env(root: Path) -> None:
@@ -64,6 +63,7 @@ def _image(h: int, w: int):
 
 
 def bench_nfe(weights: dict) -> None:
+    from vosr.config import upscaler_options
     from vosr.pipeline import VOSRUpscaler
 
     img = _image(32, 48)  # -> 128 x 192 px, latent 16 x 24
@@ -86,7 +86,8 @@ def bench_nfe(weights: dict) -> None:
     rows = []
     base = None
     for label, ck, kw in cases:
-        up = VOSRUpscaler(ck, weights_dir=weights["root"], **kw)
+        opts = upscaler_options({**kw, "weights_dir": weights["root"]})
+        up = VOSRUpscaler(ck, opts.sampling, weights_dir=opts.weights_dir, tile_batch=opts.tile_batch)
         t0 = time.perf_counter()
         up(img, 4, name="nfe.png")
         dt = time.perf_counter() - t0
@@ -146,7 +147,7 @@ def bench_full_analytic(assumed_tflops: float) -> None:
     import torch
 
     from vosr import create_model
-    from vosr.conditions import build_semantic_encoder
+    from vosr.semantic import build_semantic_encoder
 
     rows = []
     with torch.device("meta"):
@@ -217,11 +218,12 @@ def _sd21_vae_flops() -> float:
 def _memory_child(spec: dict) -> None:
     import torch
 
+    from vosr.config import SamplingConfig
     from vosr.pipeline import VOSRUpscaler
 
     torch.set_num_threads(1)
     kw = {"tile": 16, "tile_overlap": 4, "vae_tile": 256} if spec["tiled"] else {}
-    up = VOSRUpscaler(spec["checkpoint"], weights_dir=spec["root"], **kw)
+    up = VOSRUpscaler(spec["checkpoint"], SamplingConfig(**kw), weights_dir=spec["root"])
     up(_image(16, 16), 4, name="warm")  # warm-up: allocator pools, lazy imports
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -267,9 +269,9 @@ def bench_gpu(root: Path) -> None:
 
     from vosr.autoencoders import build_light_decoder, import_diffusers
     from vosr.checkpoints import save_checkpoint
-    from vosr.conditions import build_semantic_encoder
     from vosr.model import create_model
     from vosr.pipeline import VOSRUpscaler
+    from vosr.semantic import build_semantic_encoder
 
     wd = root / "gpu-weights"
     wd.mkdir(parents=True, exist_ok=True)
@@ -325,8 +327,7 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="bench-vosr-infer-"))
     _env(root)
-    sys.path.insert(0, str(ROOT))
-    from vosr.weights import write_random_tiny_weights
+    from vosr.testing import write_random_tiny_weights
 
     weights = write_random_tiny_weights(root / "w")
     weights["root"] = root / "w"

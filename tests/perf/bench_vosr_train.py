@@ -25,15 +25,15 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from core.distributed import free_port
+
 HERE = Path(__file__).resolve()
-ROOT = HERE.parents[2]
 
 
 def _setup_env(root: Path) -> None:
@@ -51,10 +51,9 @@ def _prepare(root: Path) -> Path:
     import cv2
     import skimage.data
 
-    sys.path.insert(0, str(ROOT / "tests" / "vosr"))
-    from _train_helpers import write_tiny_weights
+    from vosr.testing import write_random_tiny_weights
 
-    write_tiny_weights()
+    write_random_tiny_weights()  # the tiny VAE and encoder at the default cache paths
     folder = root / "photos"
     folder.mkdir(parents=True, exist_ok=True)
     for name in PHOTOS:
@@ -72,7 +71,8 @@ def _tiny_run(args: dict) -> dict:
     torch.set_num_threads(args["threads"])
     mb = args["micro_batch"]
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cfg = load_recipe("tiny", {"micro_batch": mb, "checkpoint_every": 10**6,
+    # cpu_threads: Trainer.fit sets the recipe's thread count, so the measured one goes through it
+    cfg = load_recipe("tiny", {"micro_batch": mb, "checkpoint_every": 10**6, "cpu_threads": args["threads"],
                                "stages": [{"resolution": 64, "steps": 1000, "batch_size": mb * world, "lr": 1e-3}]})
     res = Trainer(cfg, [args["data"]], args["out"], max_steps=args["steps"], device="cpu", progress=False).fit()
     warm = 5
@@ -98,9 +98,7 @@ def _child(spec: dict) -> dict:
         if spec.get("procs", 1) > 1:
             import torch.multiprocessing as mp
 
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            port = free_port()
             ctx = mp.get_context("spawn")
             q = ctx.Queue()
             mp.spawn(_ddp_worker, args=(spec["procs"], port, spec, q), nprocs=spec["procs"], join=True)

@@ -13,14 +13,14 @@ from vosr.autoencoders import (
     AUTOENCODERS,
     KLAutoencoder,
     QwenImageAutoencoder,
-    blend_tiles,
     build_light_decoder,
     load_autoencoder,
     load_light_decoder,
     tiny_kl_config,
 )
-from vosr.checkpoints import CheckpointMismatchError
 from vosr.config import ConfigError
+from vosr.statedict import CheckpointMismatchError
+from vosr.tiling import blend_tiles
 
 LIGHT_CONFIG = {"in_channels": 4, "out_channels": 3, "block_out_channels": [8, 8, 8, 8], "layers_per_block": 2,
                 "norm_num_groups": 4}  # fmt: skip
@@ -30,7 +30,7 @@ def tiny_kl(tmp_path: Path) -> Path:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    folder = tmp_path / AUTOENCODERS["tiny-kl"][0]
+    folder = tmp_path / AUTOENCODERS["tiny-kl"].folder
     AutoencoderKL(**tiny_kl_config()).save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -106,7 +106,7 @@ def qwen_folder(tmp_path: Path, two_d: bool) -> tuple[Path, torch.nn.Module]:
 
     torch.manual_seed(0)
     vae = AutoencoderKLQwenImage(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1)
-    folder = tmp_path / AUTOENCODERS["qwen-image"][0]
+    folder = tmp_path / AUTOENCODERS["qwen-image"].folder
     vae.save_pretrained(folder, safe_serialization=True)
     if two_d:  # 2-D kernels = the causal kernels' last temporal tap (time_conv kept: a converted 3-D file)
         from safetensors.torch import load_file, save_file

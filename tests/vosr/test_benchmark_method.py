@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _vosr_helpers import tiny_weights
 from PIL import Image
 
+from core.errors import ConfigError
 from screensr.cli import main
 
 
 @pytest.fixture(scope="module")
-def weights() -> dict:
-    return tiny_weights()
+def weights(tiny_weights) -> dict:
+    return tiny_weights
 
 
 def make_dataset(root: Path, n: int = 3) -> Path:
@@ -121,8 +121,54 @@ def test_method_hash_is_the_resolved_settings_plus_weight_hashes(weights: dict, 
     state["blocks.0.attn.qkv.weight"] = state["blocks.0.attn.qkv.weight"] + 0.01
     torch.save(state, enc)
     assert create_method(spec).method_hash != base.method_hash
-    with pytest.raises(ValueError, match="unknown VOSR option 'stpes'.*did you mean 'steps'"):
-        create_method(spec + "@stpes=4").config()
+    # a misspelt option fails when the spec is parsed, before any weight file is read
+    with pytest.raises(ConfigError, match=r"unknown option 'stpes' \(did you mean 'steps'\?\)"):
+        create_method(spec + "@stpes=4")
+    with pytest.raises(ConfigError, match=r"steps: expected an integer, got str 'many'"):
+        create_method(spec + "@steps=many")
+
+
+def test_misspelt_vosr_option_is_a_one_line_cli_error(tmp_path: Path, capsys) -> None:
+    ds = make_dataset(tmp_path / "ds", n=1)
+    code = main(["bench", "run", "--dataset", str(ds), "--methods", "vosr-0.5b-ms@stpes=8", "--metrics", "psnr",
+                 "--store", f"sqlite:///{tmp_path / 'r.db'}", "--no-gt", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [line for line in lines if line.startswith("error:")] and len(lines) == 1, err
+    assert "unknown option 'stpes' (did you mean 'steps'?)" in lines[0]
+
+
+# Method hashes of the tiny checkpoints computed by the code before the typed options (issue 14.7),
+# with every weight file's sha256 replaced by the sha256 of its file name (the random weights are
+# regenerated per run): the identity of a setting must not change with the refactoring, or cached
+# outputs and stored scores would be orphaned.
+IDENTITY_BEFORE_TYPED_OPTIONS = {
+    "checkpoint_ms": "aca9b83b4a3441d3",
+    "checkpoint_ms@steps=8": "de9e230c08a99497",
+    "checkpoint_ms@guidance=0.3@tile=8@tile_overlap=2": "4fd1dfdb4b8f5762",
+    "checkpoint_ms@preset=realsr": "cae1ce9df720faf0",
+    "checkpoint_ms@color_fix=wavelet@quantize=round@seed=3@sample_posterior=false@vae_tile=64": "bb6c3ce4a53beed7",
+    "checkpoint_ms@dtype=bf16@tile=8@tile_batch=2@tile_layout=rect": "eef7895c1e33814d",
+    "checkpoint_ms@steps=25@guidance=0.5@weak_strength=0.15": "aca9b83b4a3441d3",
+    "checkpoint_os": "65d74367a6d4bc46",
+    "checkpoint_os@steps=8": "99aa5dae80c00e75",
+    "checkpoint_os@color_fix=wavelet@quantize=round@seed=3@sample_posterior=false@vae_tile=64": "6b211636c507b3e7",
+    "checkpoint_os@dtype=bf16@tile=8@tile_batch=2@tile_layout=rect": "d35ee2f720693bfa",
+}
+
+
+def test_method_identity_is_unchanged_by_the_typed_options(weights: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import vosr.pipeline
+    from benchmark.methods import create_method
+
+    monkeypatch.setattr(vosr.pipeline, "file_sha256", lambda p, **kw: hashlib.sha256(Path(p).name.encode()).hexdigest())
+    for case, want in IDENTITY_BEFORE_TYPED_OPTIONS.items():
+        ck, _, opts = case.partition("@")
+        spec = f"vosr:{weights[ck]}{'@' + opts if opts else ''}@weights_dir={weights['root']}"
+        assert create_method(spec).method_hash == want, case
 
 
 def test_release_tag_is_identified_by_its_weights(weights: dict, tmp_path: Path) -> None:

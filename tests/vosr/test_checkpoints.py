@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _vosr_helpers import golden, golden_weights
 from safetensors.torch import save_file
 
 from vosr import create_model
 from vosr.checkpoints import (
-    CheckpointMismatchError,
     config_from_official_args,
     load_checkpoint,
     read_checkpoint,
@@ -20,6 +18,7 @@ from vosr.checkpoints import (
     save_run_folder,
 )
 from vosr.config import ConfigError
+from vosr.statedict import CheckpointMismatchError
 
 # The official args.json keys that define the network (an argparse dump; training keys ignored).
 OFFICIAL_TINY_ARGS = {
@@ -45,7 +44,7 @@ OFFICIAL_TINY_ARGS = {
 }
 
 
-def write_released_folder(root: Path, tag: str, args: dict) -> Path:
+def write_released_folder(root: Path, tag: str, args: dict, golden_weights) -> Path:
     run = root / f"VOSR_tiny_{tag}"
     (run / "checkpoints").mkdir(parents=True)
     (run / "args.json").write_text(json.dumps(args))
@@ -54,9 +53,9 @@ def write_released_folder(root: Path, tag: str, args: dict) -> Path:
 
 
 @pytest.mark.parametrize("tag", ["multi_step", "one_step"])
-def test_released_folder_loads_and_reproduces_golden(tmp_path: Path, tag: str) -> None:
+def test_released_folder_loads_and_reproduces_golden(tmp_path: Path, tag: str, golden, golden_weights) -> None:
     args = dict(OFFICIAL_TINY_ARGS, **({"distill_type": "onestep"} if tag == "one_step" else {}))
-    run = write_released_folder(tmp_path, tag, args)
+    run = write_released_folder(tmp_path, tag, args, golden_weights)
     for spec in (run, run / "checkpoints" / "ema_model.safetensors"):
         model, info = load_checkpoint(spec)
         assert info.layout == "released" and info.args_path == run / "args.json"
@@ -64,7 +63,7 @@ def test_released_folder_loads_and_reproduces_golden(tmp_path: Path, tag: str) -
         cfg = info.config
         assert (cfg.hidden_size, cfg.depth, cfg.latent_channels, cfg.input_size) == (128, 2, 4, 16)
         assert (cfg.semantic_encoder, cfg.semantic_block, cfg.autoencoder) == ("dinov2_vitb14", 8, "sd21")
-        g = golden()
+        g = golden
         pre = f"{tag}.other_grid."
         with torch.no_grad():
             v = model(g[pre + "x"], g[pre + "t"], g[pre + "semantic"], g.get(pre + "r"))
@@ -122,7 +121,7 @@ def test_run_folder_written_by_our_trainer(tmp_path: Path) -> None:
     torch.testing.assert_close(loaded.state_dict(), model.state_dict(), rtol=0, atol=0)
 
 
-def test_readable_failures(tmp_path: Path) -> None:
+def test_readable_failures(tmp_path: Path, golden_weights) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")
     (tmp_path / "empty").mkdir()

@@ -7,34 +7,52 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _vosr_helpers import golden_weights
 from safetensors.torch import save_file
 
-from vosr.weights import RELEASES, resolve_checkpoint, weight_files
+from vosr.releases import RELEASES
+from vosr.weights import resolve_checkpoint, weight_files
 
 
 def test_weight_files_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.weights import WeightFile
+    from vosr.semantic import SEMANTIC_ENCODERS
+
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     files = weight_files()
-    names = [f["name"] for f in files]
+    names = [f.name for f in files]
     assert len(names) == len(set(names))
     for f in files:
-        assert set(f) == {"name", "path", "url", "used_by", "description"}
-        assert isinstance(f["path"], Path) and f["used_by"] and f["description"]
-        assert str(f["path"]).startswith(str(tmp_path))  # under SCREENSR_HOME or TORCH_HOME, nowhere else
-    by_name = {f["name"]: f for f in files}
-    for folder in RELEASES.values():
-        assert by_name[f"{folder}/checkpoints/ema_model.safetensors"]["path"] == (
-            tmp_path / "home" / "vosr" / folder / "checkpoints" / "ema_model.safetensors"
+        assert isinstance(f, WeightFile) and f.group == "vosr"
+        assert isinstance(f.path, Path) and f.used_by and f.description
+        # a download source, or a note saying why there is none (random-init test sizes)
+        assert (f.url is None) != (f.ships_with is None), f.name
+        assert str(f.path).startswith(str(tmp_path))  # under SCREENSR_HOME, TORCH_HOME or HF_HOME, nowhere else
+    by_name = {f.name: f for f in files}
+    for rel in RELEASES.values():
+        assert by_name[f"{rel.folder}/checkpoints/ema_model.safetensors"].path == (
+            tmp_path / "home" / "vosr" / rel.folder / "checkpoints" / "ema_model.safetensors"
         )
-        assert f"{folder}/args.json" in by_name
-    assert (
-        by_name["dinov2_vitb14_pretrain.pth"]["path"]
-        == tmp_path / "torch" / "hub" / "checkpoints" / "dinov2_vitb14_pretrain.pth"
-    )
-    assert "dinov2_vitl14_pretrain.pth" in by_name and "sd21_lwdecoder.pth" in by_name
+        assert by_name[f"{rel.folder}/args.json"].used_by == (rel.tag,)
+    b14 = by_name["dinov2_vitb14_pretrain.pth"]
+    assert b14.path == tmp_path / "torch" / "hub" / "checkpoints" / "dinov2_vitb14_pretrain.pth"
+    # which release uses which file comes from the model sizes, not from the names
+    assert b14.used_by == ("vosr-0.5b-ms", "vosr-0.5b-os")
+    assert by_name["dinov2_vitl14_pretrain.pth"].used_by == ("vosr-1.4b-ms", "vosr-1.4b-os")
+    assert by_name["Qwen-Image-vae-2d/config.json"].used_by == ("vosr-1.4b-ms", "vosr-1.4b-os")
+    assert "sd21_lwdecoder.pth" in by_name
     assert {"sd21-vae/config.json", "Qwen-Image-vae-2d/diffusion_pytorch_model.safetensors"} <= set(by_name)
+    # every registered semantic encoder is listed: the Table 1 ablation encoders in timm's Hugging Face
+    # cache (installable from a <name>.safetensors too), the tiny ones as random-init test sizes
+    clip = by_name["vit_base_patch16_clip_224.openai.safetensors"]
+    assert clip.hf_repo == ("timm/vit_base_patch16_clip_224.openai", "model.safetensors")
+    assert "clip_vitb16.safetensors" in clip.accepted_names() and "semantic_encoder=clip" in clip.used_by[0]
+    assert len([f for f in files if f.name.endswith(("_pretrain.pth", ".safetensors")) and (
+        f.name.startswith(("dinov2", "vit_", "clip", "siglip2", "dinov3")))]) == len(SEMANTIC_ENCODERS)  # fmt: skip
+    tiny = by_name["dinov2_tiny_pretrain.pth"]
+    assert tiny.url is None and "screensr vosr train --recipe tiny" in tiny.ships_with and tiny.used_by == ("vosr-tiny",)
+    assert by_name["tiny-kl-vae/config.json"].ships_with == tiny.ships_with
     assert not (tmp_path / "home").exists()  # listing creates nothing
 
 
@@ -42,13 +60,12 @@ def test_the_lead_catalogue_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     from screensr.catalogue import vosr_weight_files
 
-    entries = vosr_weight_files()
-    assert len(entries) == len(weight_files()) and all(e.group == "vosr" for e in entries)
+    assert vosr_weight_files() == weight_files()
 
 
 def test_release_tags_resolve_in_weights_dir_and_home(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+, golden_weights) -> None:
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     run = tmp_path / "usb" / "VOSR_0.5B_os"
     (run / "checkpoints").mkdir(parents=True)

@@ -9,16 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vosr.conditions import (
+from vosr.conditions import augment_condition, partial_condition, structural_latent, training_conditions
+from vosr.degradations import generator
+from vosr.recipes import ConditionConfig
+from vosr.semantic import (
     SEMANTIC_ENCODERS,
     build_semantic_encoder,
-    drop_conditions,
     load_semantic_encoder,
-    noisy_structure,
-    partial_condition,
     preprocess_for_semantic,
     resample_pos_embed_hub,
-    structural_latent,
 )
 
 
@@ -188,19 +187,32 @@ def test_partial_condition_and_structure() -> None:
 
 
 def test_noise_augmentation_statistics() -> None:
-    """a = sigmoid(N(5, 1)): c stays mostly c_str (mean a ~ 0.99) with a little noise."""
-    g = torch.Generator().manual_seed(0)
-    c = torch.zeros(4000, 1, 1, 1) + 1.0
-    out = noisy_structure(c, g)
+    """a = sigmoid(N(5, 1)) per sample: the training condition stays mostly c_str (mean a ~ 0.99)."""
+    n = 4000
+    c = torch.zeros(n, 1, 1, 1) + 1.0
+    sem = torch.zeros(n, 1, 1)
+    cc = ConditionConfig(dropout_prob=0.0)  # every sample kept: the augmentation alone
+    out, _, dropped, _ = training_conditions(c, sem, [generator(0, "aug", i) for i in range(n)],
+                                             generator(0, "step"), cc)  # fmt: skip
+    assert not dropped.any()
     # with c_str = 1: E[out] = E[a] (noise has zero mean), a in (0, 1)
     assert 0.98 < out.mean().item() < 0.995
     assert out.std().item() < 0.2
+    # the per-sample formula: a c + sqrt(1 - a^2) eps' with a and eps' from that sample's generator
+    g = generator(0, "aug", 7)
+    a = torch.sigmoid(5.0 + torch.randn(1, generator=g))
+    want = a * 1.0 + torch.sqrt(1 - a * a) * torch.randn(1, generator=g)
+    torch.testing.assert_close(out[7].flatten(), want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(augment_condition(c[7:8], generator(0, "aug", 7)), out[7:8])
 
 
 def test_condition_dropout() -> None:
-    g = torch.Generator().manual_seed(0)
-    c, sem = torch.ones(1000, 4, 2, 2), torch.ones(1000, 5, 8)
-    c2, sem2, dropped = drop_conditions(c, sem, 0.1, p=0.1, generator=g)
-    assert 0.07 < dropped.float().mean().item() < 0.13
+    """The trainer's dropout: p = 0.1 of the samples get the partial condition (w c_str, 0)."""
+    n = 1000
+    c, sem = torch.ones(n, 4, 2, 2), torch.ones(n, 5, 8)
+    cc = ConditionConfig(guidance="partial_fixed", fixed_strength=0.1, dropout_prob=0.1, noise_aug=False)
+    c2, sem2, dropped, w = training_conditions(c, sem, [generator(0, "drop", i) for i in range(n)],
+                                               generator(0, "step"), cc)  # fmt: skip
+    assert w == 0.1 and 0.07 < dropped.float().mean().item() < 0.13
     torch.testing.assert_close(c2[dropped], 0.1 * c[dropped])
     assert sem2[dropped].abs().max() == 0 and (sem2[~dropped] == 1).all() and (c2[~dropped] == 1).all()

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _train_helpers import synthetic_image, write_images
 
 from vosr.data import (
     DataError,
@@ -36,7 +35,7 @@ def _shard(path: Path, images: list[np.ndarray], start: int = 0) -> Path:
     return path
 
 
-def test_folder_source_and_crop(tmp_path: Path) -> None:
+def test_folder_source_and_crop(tmp_path: Path, write_images) -> None:
     folder = write_images(tmp_path / "a", 3)
     (folder / "notes.txt").write_text("not an image")
     ds = TrainImages(resolve_sources([folder]), crop=64, seed=0)
@@ -60,7 +59,7 @@ def test_small_images_are_upscaled_on_the_short_side() -> None:
     assert out.shape == (64, 64, 3) and out.min() >= 0 and out.max() <= 1
 
 
-def test_weighted_list_with_shards_and_folders(tmp_path: Path) -> None:
+def test_weighted_list_with_shards_and_folders(tmp_path: Path, synthetic_image, write_images) -> None:
     a = write_images(tmp_path / "a", 2, seed=0)
     shard_dir = tmp_path / "shards"
     shard_dir.mkdir()
@@ -120,7 +119,7 @@ def test_bad_data_gives_clear_errors(tmp_path: Path) -> None:
         resolve_sources([bad_tar])
 
 
-def test_sixteen_bit_images_are_scaled_to_unit_range(tmp_path: Path) -> None:
+def test_sixteen_bit_images_are_scaled_to_unit_range(tmp_path: Path, synthetic_image) -> None:
     img16 = (synthetic_image(3).astype(np.uint16) * 257)
     ok, buf = cv2.imencode(".png", img16)
     assert ok
@@ -129,7 +128,7 @@ def test_sixteen_bit_images_are_scaled_to_unit_range(tmp_path: Path) -> None:
     assert np.allclose(out, ref, atol=1e-6)
 
 
-def test_cropping_before_the_float_conversion_changes_no_value(tmp_path: Path) -> None:
+def test_cropping_before_the_float_conversion_changes_no_value(tmp_path: Path, synthetic_image) -> None:
     """Items equal decode-everything-to-float-then-crop, for large photos and upscaled small ones."""
     from vosr.degradations import generator
 

@@ -87,7 +87,7 @@ def test_parameter_ranges_hold_for_any_seed(seed: int, step: int, first_id: int)
 
 
 def test_reference_ranges_are_the_defaults() -> None:
-    """The documented Real-ESRGAN numbers (vosr-reference.md section 6)."""
+    """The documented Real-ESRGAN numbers (docs/vosr-reference.md, "6. Training recipe (appendix Table 3 and the released configs)")."""
     a, b = CFG.first, CFG.second
     assert a.kernel_sizes == tuple(range(7, 22, 2)) and a.sinc_prob == 0.1
     assert a.kernel_probs == (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)

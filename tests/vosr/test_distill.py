@@ -1,4 +1,5 @@
-"""Distillation losses: formulas of vosr-reference.md section 5 on small analytic students."""
+"""Distillation losses: formulas of docs/vosr-reference.md, "5. Distillation (one step)", on small
+analytic students."""
 
 from __future__ import annotations
 
@@ -6,15 +7,10 @@ import pytest
 import torch
 
 from vosr import create_model
-from vosr.distill import (
-    Conditions,
-    distill_losses,
-    guided_velocity,
-    rc_loss,
-    rc_target,
-    shortcut_loss,
-    velocity,
-)
+from vosr.conditions import Conditions
+from vosr.distill import distill_losses, rc_loss, rc_target, shortcut_loss, velocity
+from vosr.sampling import GuidedVelocity
+from vosr.statedict import check_state_dict, load_state_dict_strict
 
 
 def _linear_student(a: float, b: float):
@@ -73,18 +69,24 @@ def test_shortcut_loss_is_zero_for_a_self_consistent_student() -> None:
 
 
 def test_guided_velocity_formula_and_batching() -> None:
+    """The teacher target is the sampler's guided adapter with per-sample times and the explicit
+    partial branch of distillation: v_p + omega (v_c - v_p), both branches from separate passes."""
     torch.manual_seed(0)
     model = create_model("vosr-tiny").eval()
     z = torch.randn(2, 4, 16, 16)
     t = torch.rand(2)
     cond = Conditions(torch.randn(2, 4, 16, 16), torch.randn(2, 5, 64))
-    pcond = Conditions(0.1 * cond.structure, torch.zeros(2, 5, 64))
+    pcond = Conditions(0.1 * torch.randn(2, 4, 16, 16), torch.zeros(2, 5, 64))  # not 0.1 * cond: explicit
     with torch.no_grad():
         v_c = velocity(model, z, t, cond)
         v_p = velocity(model, z, t, pcond)
-    for omega in (-0.5, 0.5, 1.0):
-        ref = v_p + omega * (v_c - v_p)
-        assert torch.allclose(guided_velocity(model, z, t, cond, pcond, omega), ref, atol=1e-5)
+        for omega in (-0.5, 0.5, 1.0):
+            ref = v_p + omega * (v_c - v_p)
+            guided = GuidedVelocity(model, cond.structure, cond.semantic, omega, 0.1,
+                                    partial=(pcond.structure, pcond.semantic))  # fmt: skip
+            assert torch.allclose(guided(z, t), ref, atol=1e-5)
+    with pytest.raises(ValueError, match="explicit partial branch"):
+        guided.with_conditions(cond.structure, cond.semantic)
 
 
 @pytest.mark.parametrize("variant", ["rc", "shortcut"])
@@ -93,8 +95,10 @@ def test_student_initialised_from_teacher_matches_it_at_r_equals_t(variant: str)
     torch.manual_seed(0)
     teacher = create_model("vosr-tiny").eval()
     student = create_model("vosr-tiny", one_step=True)
-    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
-    assert all(k.startswith("r_embedder.") for k in missing) and not unexpected
+    report = check_state_dict(student, teacher.state_dict())
+    assert all(k.startswith("r_embedder.") for k in report.missing) and not report.unexpected
+    fresh = {k: v for k, v in student.state_dict().items() if k in report.missing}
+    load_state_dict_strict(student, {**teacher.state_dict(), **fresh})
     z = torch.randn(2, 4, 16, 16)
     t, r = torch.tensor([0.8, 0.6]), torch.tensor([0.3, 0.2])
     cond = Conditions(torch.randn(2, 4, 16, 16), torch.randn(2, 5, 64))

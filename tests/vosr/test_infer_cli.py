@@ -9,15 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _vosr_helpers import tiny_weights
 from PIL import Image
 
 from screensr.cli import main
 
 
 @pytest.fixture(scope="module")
-def weights() -> dict:
-    return tiny_weights()
+def weights(tiny_weights) -> dict:
+    return tiny_weights
 
 
 def write_lr(folder: Path) -> dict[str, tuple[int, int]]:

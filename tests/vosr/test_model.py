@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from vosr import create_model
-from vosr.checkpoints import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 from vosr.config import ConfigError, model_config
+from vosr.statedict import CheckpointMismatchError, check_state_dict, load_state_dict_strict
 
-# vosr-reference.md section 1 (derived from the layer shapes of the release)
+# docs/vosr-reference.md, "1. Backbone (a LightningDiT variant)" (derived from the layer shapes of the release)
 REFERENCE_PARAMS = {
     ("vosr-0.5b", False): 485_623_616,
     ("vosr-0.5b", True): 486_936_384,
@@ -32,7 +32,7 @@ def test_parameter_counts_equal_reference(name: str, one_step: bool) -> None:
 def reference_layout(
     D: int, depth: int, C: int, E: int, h: int, one_step: bool
 ) -> dict[str, tuple[int, ...]]:
-    """The released key layout, written out from vosr-reference.md section 8."""
+    """The released key layout, written out from docs/vosr-reference.md, "8. Checkpoint keys (per block i)"."""
     keys: dict[str, tuple[int, ...]] = {
         "x_embedder.proj.weight": (D, 2 * C, 2, 2),
         "x_embedder.proj.bias": (D,),

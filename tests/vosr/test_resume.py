@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import write_images, write_tiny_weights
 
 from vosr.recipes import load_recipe
 from vosr.train import Trainer
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    write_tiny_weights()
-    return write_images(tmp_path_factory.mktemp("hq"), 6)
+@pytest.fixture
+def images(tiny_cache_weights, hq_images: Path) -> Path:
+    return hq_images
 
 
 def _state(run: Path) -> dict:
@@ -66,9 +64,8 @@ def test_resume_is_bit_exact(images: Path, tmp_path: Path, overrides: dict) -> N
     assert _rows(full) == _rows(part)
 
 
-def test_distillation_resume_is_bit_exact(images: Path, tmp_path: Path) -> None:
-    teacher = tmp_path / "teacher"
-    Trainer(load_recipe("tiny"), [images], teacher, max_steps=3, progress=False).fit()
+def test_distillation_resume_is_bit_exact(trained_tiny, images: Path, tmp_path: Path) -> None:
+    teacher = trained_tiny.run
     cfg = load_recipe("tiny", {"mode": "distill", "checkpoint_every": 1000})
     Trainer(cfg, [images], tmp_path / "full", teacher=teacher, max_steps=6, progress=False).fit()
     Trainer(cfg, [images], tmp_path / "part", teacher=teacher, max_steps=2, progress=False).fit()

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _vosr_helpers import golden, golden_model
 
 from vosr.sampling import (
     ConditionalVelocity,
     GuidedVelocity,
     TiledVelocity,
-    gaussian_weights,
     sample_euler,
     sample_two_time,
-    tile_boxes,
-    tile_grid,
     tiled,
     time_grid,
 )
+from vosr.tiling import gaussian_weights, tile_boxes, tile_grid
 
 MS = "multi_step.sampler_3steps_guidance0.5_weak0.15."
 
 
-def test_guided_multi_step_matches_official_sampler() -> None:
-    g = golden()
+def test_guided_multi_step_matches_official_sampler(golden, golden_model) -> None:
+    g = golden
     vel = GuidedVelocity(golden_model("multi_step"), g[MS + "c_str"], g[MS + "semantic"], 0.5, 0.15)
     with torch.no_grad():
         x0 = sample_euler(vel, g[MS + "noise"], steps=3)
@@ -32,8 +29,8 @@ def test_guided_multi_step_matches_official_sampler() -> None:
 
 
 @pytest.mark.parametrize("steps", [1, 2])
-def test_one_step_sampler_matches_official(steps: int) -> None:
-    g = golden()
+def test_one_step_sampler_matches_official(steps: int, golden, golden_model) -> None:
+    g = golden
     vel = ConditionalVelocity(
         golden_model("one_step"), g["one_step.sampler.c_str"], g["one_step.sampler.semantic"]
     )
@@ -43,8 +40,8 @@ def test_one_step_sampler_matches_official(steps: int) -> None:
     assert vel.nfe == steps
 
 
-def test_batched_guidance_equals_two_separate_passes() -> None:
-    g = golden()
+def test_batched_guidance_equals_two_separate_passes(golden, golden_model) -> None:
+    g = golden
     model = golden_model("multi_step")
     c_str, sem = g[MS + "c_str"], g[MS + "semantic"]
     z, t = g[MS + "noise"], 0.7
@@ -60,8 +57,8 @@ def test_batched_guidance_equals_two_separate_passes() -> None:
         assert plain.nfe == 1  # omega = 1 skips the partial branch
 
 
-def test_weak_strength_is_a_real_parameter() -> None:
-    g = golden()
+def test_weak_strength_is_a_real_parameter(golden, golden_model) -> None:
+    g = golden
     model = golden_model("multi_step")
     with torch.no_grad():
         a = GuidedVelocity(model, g[MS + "c_str"], g[MS + "semantic"], 0.5, 0.1)(g[MS + "noise"], 0.5)
@@ -133,22 +130,22 @@ def test_tiled_blending_is_exact_for_a_local_field() -> None:
     assert tv.nfe == len(tv.tiles)
 
 
-def test_tiled_equals_untiled_when_one_tile_covers() -> None:
-    g = golden()
+def test_tiled_equals_untiled_when_one_tile_covers(golden, golden_model) -> None:
+    g = golden
     model = golden_model("multi_step")
     base = GuidedVelocity(model, g[MS + "c_str"], g[MS + "semantic"], 0.5, 0.15)
     vel = tiled(base, g[MS + "c_str"], lambda y, x, h, w: g[MS + "semantic"], tile=16, overlap=4)
     assert vel is base  # one tile covers the 16x16 latent: the untiled path, bit for bit
 
 
-def test_tiled_model_sampling_close_to_untiled() -> None:
+def test_tiled_model_sampling_close_to_untiled(golden, golden_model) -> None:
     """2x2 tiles of 16 latent pixels (the trained 8x8 token grid) over a 24x24 latent, 8 shared.
 
     Attention is global, so tiling changes the result; the stated tolerance: the tiled
     trajectory's mean deviation stays under 10% of the distance the sampler moves the latent
     (measured: 4.5%), and no latent value moves by more than 0.25 (measured: 0.12).
     """
-    g = golden()
+    g = golden
     model = golden_model("multi_step")
     torch.manual_seed(1)
     c_str = torch.nn.functional.interpolate(g[MS + "c_str"][:1], size=(24, 24), mode="bilinear")
@@ -165,8 +162,8 @@ def test_tiled_model_sampling_close_to_untiled() -> None:
     assert (tiles - full).abs().max() < 0.25
 
 
-def test_non_square_latent_sampling() -> None:
-    g = golden()
+def test_non_square_latent_sampling(golden, golden_model) -> None:
+    g = golden
     model = golden_model("one_step")
     torch.manual_seed(0)
     c_str = torch.randn(1, 4, 9, 14)
@@ -177,8 +174,8 @@ def test_non_square_latent_sampling() -> None:
 
 
 @pytest.mark.parametrize("batch", [2, 3, 4])
-def test_batched_tiles_equal_one_by_one(batch: int) -> None:
-    g = golden()
+def test_batched_tiles_equal_one_by_one(batch: int, golden, golden_model) -> None:
+    g = golden
     model = golden_model("multi_step")
     torch.manual_seed(2)
     c_str = torch.randn(2, 4, 24, 40)

@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from _train_helpers import synthetic_image, write_images, write_tiny_weights
 
 from vosr.components import COMPONENTS_FILE, ComponentsError, read_record, resolve_components, run_weights_dir
 from vosr.config import model_config
@@ -47,7 +46,7 @@ def empty_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return work
 
 
-def test_readme_train_distill_infer_lines_run_verbatim(empty_caches: Path, capsys: pytest.CaptureFixture) -> None:
+def test_readme_train_distill_infer_lines_run_verbatim(empty_caches: Path, capsys: pytest.CaptureFixture, synthetic_image, write_images) -> None:
     from importlib.metadata import entry_points
 
     from screensr.cli import main
@@ -81,7 +80,7 @@ def test_readme_train_distill_infer_lines_run_verbatim(empty_caches: Path, capsy
     assert written in ([], ["screensr_home/vosr/sha256_cache.json"]), written
 
 
-def test_rerunning_a_finished_run_says_it_is_complete(empty_caches: Path, capsys: pytest.CaptureFixture) -> None:
+def test_rerunning_a_finished_run_says_it_is_complete(empty_caches: Path, capsys: pytest.CaptureFixture, write_images) -> None:
     from screensr.cli import main
 
     write_images(empty_caches / "photos", 2)
@@ -98,7 +97,7 @@ def test_rerunning_a_finished_run_says_it_is_complete(empty_caches: Path, capsys
     assert (empty_caches / "runs" / "t" / "state" / "step_00000002.pt").stat().st_mtime_ns == mtime
 
 
-def test_resume_keeps_the_created_components(empty_caches: Path) -> None:
+def test_resume_keeps_the_created_components(empty_caches: Path, write_images) -> None:
     images = write_images(empty_caches / "photos", 2)
     run = empty_caches / "r"
     t1 = Trainer(load_recipe("tiny"), [images], run, max_steps=1, progress=False, log=lambda m: None)
@@ -112,8 +111,7 @@ def test_resume_keeps_the_created_components(empty_caches: Path) -> None:
     assert ae_file.read_bytes() == before and t2.components.weights_dir == (run / "components").resolve()
 
 
-def test_components_found_in_the_caches_are_recorded_not_created(tmp_path: Path) -> None:
-    write_tiny_weights()
+def test_components_found_in_the_caches_are_recorded_not_created(tmp_path: Path, tiny_cache_weights) -> None:
     comps = resolve_components(model_config("vosr-tiny"), semantic=True, run_dir=tmp_path / "r")
     assert comps.weights_dir is None and not comps.created and comps.random_init
     assert comps.autoencoder.path.name == "tiny-kl-vae"
@@ -124,7 +122,7 @@ def test_distillation_never_creates_components(empty_caches: Path) -> None:
         resolve_components(model_config("vosr-tiny"), semantic=True, run_dir=empty_caches / "os", allow_create=False)
 
 
-def test_a_teacher_file_without_its_run_is_refused(empty_caches: Path) -> None:
+def test_a_teacher_file_without_its_run_is_refused(empty_caches: Path, write_images) -> None:
     images = write_images(empty_caches / "photos", 2)
     Trainer(load_recipe("tiny"), [images], empty_caches / "ms", max_steps=1, progress=False, log=lambda m: None).fit()
     lone = empty_caches / "elsewhere" / "teacher.safetensors"
@@ -166,7 +164,7 @@ def test_created_components_are_seeded(tmp_path: Path) -> None:
 
 
 def test_tiny_recipe_trains_on_one_cpu_thread_and_restores_the_setting(empty_caches: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                       monkeypatch: pytest.MonkeyPatch, write_images) -> None:
     from screensr.cli import main
     from vosr.config import ConfigError
 

@@ -9,43 +9,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _train_helpers import synthetic_image, write_images, write_tiny_weights
 
 from vosr.recipes import load_recipe
 from vosr.train import Trainer, TrainError
 
-STEPS = 150
+
+@pytest.fixture
+def images(tiny_cache_weights, hq_images: Path) -> Path:
+    return hq_images
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    write_tiny_weights()
-    return write_images(tmp_path_factory.mktemp("hq"), 8)
-
-
-@pytest.fixture(scope="module")
-def trained(images: Path, tmp_path_factory: pytest.TempPathFactory):
-    run = tmp_path_factory.mktemp("run") / "tiny"
-    cfg = load_recipe("tiny", {"checkpoint_every": 10, "keep_checkpoints": 100})
-    result = Trainer(cfg, [images], run, max_steps=STEPS, progress=False).fit()
-    return run, result
+@pytest.fixture
+def trained(trained_tiny):
+    """The session's 150-step tiny run (tests/vosr/conftest.py): (run folder, result, steps)."""
+    return trained_tiny.run, trained_tiny.result, trained_tiny.steps
 
 
 def test_loss_falls_clearly(trained) -> None:
-    _, result = trained
+    _, result, steps = trained
     losses = np.array([h["loss"] for h in result.history])
-    assert len(losses) == STEPS and np.isfinite(losses).all()
+    assert len(losses) == steps and np.isfinite(losses).all()
     # per-step losses are noisy (batch 4, t ~ U(0, 1)); compare window means
     assert losses[-30:].mean() < 0.6 * losses[:10].mean()
 
 
-def _held_out_errors(snapshot: Path) -> tuple[float, float]:
+def _held_out_errors(snapshot: Path, synthetic_image) -> tuple[float, float]:
     """Latent MSE to the HQ latent and pixel PSNR of 10-step samples on a held-out pair."""
     from vosr.autoencoders import load_autoencoder
     from vosr.checkpoints import load_checkpoint
-    from vosr.conditions import load_semantic_encoder
     from vosr.degradations import DegradationConfig, degrade
     from vosr.sampling import GuidedVelocity, sample_euler
+    from vosr.semantic import load_semantic_encoder
 
     hq = torch.from_numpy(synthetic_image(999, 64, 64)).permute(2, 0, 1)[None].float() / 255  # not a training image
     lq, _ = degrade(hq, DegradationConfig(enabled=False), [0], 0)
@@ -63,10 +57,10 @@ def _held_out_errors(snapshot: Path) -> tuple[float, float]:
     return float(np.mean(lat)), float(np.mean(psnr))
 
 
-def test_samples_improve_over_the_first_checkpoint(trained) -> None:
-    run, _ = trained
-    first_lat, first_psnr = _held_out_errors(run / "snapshots" / "step_00000010")
-    last_lat, last_psnr = _held_out_errors(run / "snapshots" / f"step_{STEPS:08d}")
+def test_samples_improve_over_the_first_checkpoint(trained, synthetic_image) -> None:
+    run, _, steps = trained
+    first_lat, first_psnr = _held_out_errors(run / "snapshots" / "step_00000010", synthetic_image)
+    last_lat, last_psnr = _held_out_errors(run / "snapshots" / f"step_{steps:08d}", synthetic_image)
     # measured on the tiny recipe: latent MSE ~0.9 -> ~0.04 and PSNR +0.2..0.6 dB. The random
     # tiny VAE caps the decoded PSNR near 11 dB, so the sampler's latent is the sharper measure.
     assert last_lat < 0.25 * first_lat
@@ -74,22 +68,22 @@ def test_samples_improve_over_the_first_checkpoint(trained) -> None:
 
 
 def test_run_folder_layout_and_metrics(trained) -> None:
-    run, result = trained
+    run, result, steps = trained
     assert (run / "args.json").is_file() and (run / "checkpoints" / "ema_model.safetensors").is_file()
     assert (run / "checkpoints" / "model.safetensors").is_file()
     assert json.loads((run / "train_config.json").read_text())["name"] == "tiny"
     with (run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["step"]) for r in rows] == list(range(5, STEPS + 1, 5))  # log_every 5
+    assert [int(r["step"]) for r in rows] == list(range(5, steps + 1, 5))  # log_every 5
     assert abs(float(rows[-1]["loss"]) - result.history[-1]["loss"]) < 1e-6
     states = sorted((run / "state").glob("step_*.pt"))
-    assert states[-1].name == f"step_{STEPS:08d}.pt"
+    assert states[-1].name == f"step_{steps:08d}.pt"
 
 
 def test_exported_checkpoint_is_the_ema_and_loads_strictly(trained) -> None:
     from vosr.checkpoints import load_checkpoint
 
-    run, _ = trained
+    run, _, _ = trained
     ema, info = load_checkpoint(run)
     assert info.path.name == "ema_model.safetensors" and not ema.one_step
     state = torch.load(sorted((run / "state").glob("step_*.pt"))[-1], weights_only=False)
@@ -119,7 +113,7 @@ def test_cli_train_then_distill(images: Path, tmp_path: Path) -> None:
         assert student.one_step
 
 
-def test_user_errors_are_clear(images: Path, tmp_path: Path) -> None:
+def test_user_errors_are_clear(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from screensr.cli import main
 
     cfg = load_recipe("tiny")
@@ -134,12 +128,15 @@ def test_user_errors_are_clear(images: Path, tmp_path: Path) -> None:
     # a multi-step paper recipe is not a distillation recipe
     assert main(["vosr", "distill", "--recipe", "vosr-0.5b-ms", "--teacher", str(tmp_path), "--data", str(images),
                  "--out", str(tmp_path / "y")]) == 2
-    # --eval-every without a registered provider fails loudly (no silent skip)
+    # --eval-every without a registered provider fails loudly (no silent skip): the metadata of an
+    # install without the benchmark's entry point, whatever this environment has
+    import importlib.metadata as md
+
     from vosr import train_cli
 
-    if not list(__import__("importlib.metadata").metadata.entry_points(group=train_cli.EVAL_GROUP)):
-        with pytest.raises(train_cli.EvalProviderMissing, match="screensr.training_eval"):
-            train_cli.find_eval_factory()
+    monkeypatch.setattr(md, "entry_points", lambda **kw: [])
+    with pytest.raises(train_cli.EvalProviderMissing, match="screensr.training_eval"):
+        train_cli.find_eval_factory()
 
 
 def test_existing_run_with_another_recipe_is_refused(images: Path, tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import write_images, write_tiny_weights
 
+from vosr.conditions import training_conditions
 from vosr.degradations import generator
 from vosr.recipes import ConditionConfig, load_recipe
-from vosr.train import Trainer, training_conditions
+from vosr.train import Trainer
 
 
 def _batch(n: int = 512):
@@ -54,10 +54,9 @@ def test_noise_augmentation_is_applied_per_sample() -> None:
     assert diff.min() > 0 and diff.median() < 0.2  # a = sigmoid(N(5, 1)): mostly close to clean
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    write_tiny_weights()
-    return write_images(tmp_path_factory.mktemp("hq"), 4)
+@pytest.fixture
+def images(tiny_cache_weights, hq_images: Path) -> Path:
+    return hq_images
 
 
 @pytest.mark.parametrize("guidance", ["full", "cfg", "partial_fixed"])
@@ -79,16 +78,16 @@ def test_no_semantic_encoder_trains_and_is_recorded(images: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("encoder", ["clip", "siglip2", "dinov3"])
-def test_ablation_encoder_checkpoints_run_through_inference(images: Path, tmp_path: Path, encoder: str) -> None:
+def test_ablation_encoder_checkpoints_run_through_inference(images: Path, tmp_path: Path, encoder: str, synthetic_image) -> None:
     """Trained with --set semantic_encoder=X (tiny random weights at the registry's cache path), the
     run folder loads in VOSRUpscaler and `screensr vosr infer`, which resolve X in the same registry."""
     import cv2
     import numpy as np
-    from _train_helpers import synthetic_image
 
     from screensr.cli import main
-    from vosr.conditions import SEMANTIC_ENCODERS, semantic_weights_path, write_random_semantic_weights
+    from vosr.config import SamplingConfig
     from vosr.pipeline import VOSRUpscaler
+    from vosr.semantic import SEMANTIC_ENCODERS, semantic_weights_path, write_random_semantic_weights
 
     name = f"{encoder}_tiny"
     spec = SEMANTIC_ENCODERS[name]
@@ -101,7 +100,7 @@ def test_ablation_encoder_checkpoints_run_through_inference(images: Path, tmp_pa
     cfg = trainer.model_cfg
     assert (cfg.semantic_encoder, cfg.semantic_dim, cfg.semantic_size, cfg.semantic_block) == (name, 64, 64, 1)
     assert not (run / "components").exists()  # found at the cache path, nothing created
-    up = VOSRUpscaler(run, steps=2)
+    up = VOSRUpscaler(run, SamplingConfig(steps=2))
     assert up.info.config.semantic_encoder == name and type(up.encoder.vit) is type(trainer.encoders.encoder.vit)
     lr = synthetic_image(5, 16, 16)
     assert up(lr, upscale=4, name="a.png").shape == (64, 64, 3)
@@ -116,7 +115,7 @@ def test_ablation_encoder_checkpoints_run_through_inference(images: Path, tmp_pa
 
 
 def test_ablation_switch_maps_to_the_registry() -> None:
-    from vosr.train import semantic_overrides
+    from vosr.recipes import semantic_overrides
 
     assert semantic_overrides("dinov2", "vosr-0.5b") == {}
     assert semantic_overrides("none", "vosr-0.5b") == {"semantic_encoder": "none"}
@@ -143,7 +142,7 @@ def _fake_hf_cache(repo: str, filename: str, write) -> Path:
 
 
 def test_real_ablation_encoders_are_read_from_timms_hugging_face_cache(tmp_path: Path) -> None:
-    from vosr.conditions import SEMANTIC_ENCODERS, load_semantic_encoder, semantic_weights_path
+    from vosr.semantic import SEMANTIC_ENCODERS, load_semantic_encoder, semantic_weights_path
 
     spec = SEMANTIC_ENCODERS["siglip2_vitb16"]
     assert spec.hf_repo == "timm/vit_base_patch16_siglip_224.v2_webli"
@@ -164,7 +163,7 @@ def test_full_size_ablation_encoders_load_strictly_from_the_cache(name: str) -> 
     import timm
     from safetensors.torch import save_file
 
-    from vosr.conditions import SEMANTIC_ENCODERS, load_semantic_encoder
+    from vosr.semantic import SEMANTIC_ENCODERS, load_semantic_encoder
 
     spec = SEMANTIC_ENCODERS[name]
     torch.manual_seed(0)

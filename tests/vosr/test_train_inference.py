@@ -7,38 +7,36 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _train_helpers import synthetic_image, write_images, write_tiny_weights
 
+from vosr.config import SamplingConfig
 from vosr.recipes import load_recipe
 from vosr.train import Trainer
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    write_tiny_weights()
-    images = write_images(tmp_path_factory.mktemp("hq"), 6)
+def runs(trained_tiny, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The session's trained tiny run and a 2-step student distilled from it."""
     root = tmp_path_factory.mktemp("runs")
-    Trainer(load_recipe("tiny"), [images], root / "ms", max_steps=4, progress=False).fit()
-    Trainer(load_recipe("tiny", {"mode": "distill"}), [images], root / "os", teacher=root / "ms", max_steps=2,
-            progress=False).fit()
-    return {"ms": root / "ms", "os": root / "os", "images": images}
+    Trainer(load_recipe("tiny", {"mode": "distill"}), [trained_tiny.images], root / "os", teacher=trained_tiny.run,
+            max_steps=2, progress=False).fit()  # fmt: skip
+    return {"ms": trained_tiny.run, "os": root / "os", "images": trained_tiny.images}
 
 
 @pytest.mark.parametrize("kind", ["ms", "os"])
-def test_pipeline_runs_trained_checkpoints(runs: dict[str, Path], kind: str) -> None:
+def test_pipeline_runs_trained_checkpoints(runs: dict[str, Path], kind: str, synthetic_image) -> None:
     from vosr.pipeline import VOSRUpscaler
 
-    up = VOSRUpscaler(runs[kind], steps=3 if kind == "ms" else None)
+    up = VOSRUpscaler(runs[kind], SamplingConfig(steps=3 if kind == "ms" else None))
     assert up.info.config.one_step == (kind == "os")
     lr = synthetic_image(7, 16, 24)
     sr = up(lr, upscale=4, name="a.png")
     assert sr.shape == (64, 96, 3) and sr.dtype == np.uint8
     # a snapshot folder of one step loads too
     snap = sorted((runs[kind] / "snapshots").iterdir())[-1]
-    assert VOSRUpscaler(snap, steps=1)(lr, upscale=4, name="a.png").shape == (64, 96, 3)
+    assert VOSRUpscaler(snap, SamplingConfig(steps=1))(lr, upscale=4, name="a.png").shape == (64, 96, 3)
 
 
-def test_infer_cli_runs_a_training_run(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_infer_cli_runs_a_training_run(runs: dict[str, Path], tmp_path: Path, synthetic_image) -> None:
     from screensr.cli import main
 
     src = tmp_path / "in"
@@ -50,7 +48,7 @@ def test_infer_cli_runs_a_training_run(runs: dict[str, Path], tmp_path: Path) ->
     assert cv2.imread(str(out / "x.png")).shape == (64, 64, 3)
 
 
-def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_path: Path, synthetic_image) -> None:
     from benchmark.training_eval import default_metrics, make_eval_callback
 
     data = tmp_path / "pairs"
@@ -86,7 +84,8 @@ def test_trainer_calls_the_eval_callback_and_logs_eval_csv(runs: dict[str, Path]
     assert (tmp_path / "r" / "eval.csv").read_text().splitlines() == ["step,metric,value", "2,psnr,22.0", "4,psnr,24.0"]
 
 
-def test_cli_eval_wiring_through_the_entry_point_group(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+def test_cli_eval_wiring_through_the_entry_point_group(runs: dict[str, Path], tmp_path: Path, monkeypatch,
+                                                      synthetic_image) -> None:
     """--eval-every finds the provider via importlib.metadata entry points (faked here when the
     package metadata predates the entry point) and writes eval.csv; without data it fails loudly."""
     import importlib.metadata as md

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import write_images, write_tiny_weights
 
+from vosr.conditions import distill_conditions, training_conditions
 from vosr.degradations import degrade, generator
 from vosr.recipes import ConditionConfig, DistillConfig, Stage, load_recipe
-from vosr.train import Trainer, TrainError, distill_conditions, training_conditions
+from vosr.train import Trainer, TrainError
 
 
 def _augmented(c: torch.Tensor, gens, mean: float = 5.0, std: float = 1.0) -> torch.Tensor:
@@ -89,13 +89,10 @@ class _Recorder:
         self.calls.append((x[:, : self.channels].detach().clone(), sem.detach().clone()))
 
 
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    write_tiny_weights()
-    images = write_images(tmp_path_factory.mktemp("hq"), 4)
-    run = tmp_path_factory.mktemp("teacher") / "ms"
-    Trainer(load_recipe("tiny"), [images], run, max_steps=1, progress=False).fit()
-    return run, images
+@pytest.fixture
+def tiny_teacher(trained_tiny) -> tuple[Path, Path]:
+    """The session's trained tiny run (the teacher) and its training images."""
+    return trained_tiny.run, trained_tiny.images
 
 
 @pytest.mark.parametrize("variant", ["rc", "shortcut"])

@@ -1,4 +1,5 @@
-"""The shipped recipes carry the paper's numbers (appendix Table 3, vosr-reference.md 5-6)."""
+"""The shipped recipes carry the paper's numbers (appendix Table 3; docs/vosr-reference.md, "5. Distillation (one step)" and
+"6. Training recipe (appendix Table 3 and the released configs)")."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def test_recipe_files_and_type_errors(tmp_path: Path) -> None:
     cfg = load_recipe(p)
     assert isinstance(cfg, TrainConfig) and cfg.stages[0].lr == 1e-3  # "1e-3" (a YAML string) accepted
     p.write_text("micro_batch: two\n")
-    with pytest.raises(ConfigError, match="micro_batch: expected int, got 'two'"):
+    with pytest.raises(ConfigError, match="micro_batch: expected an integer, got str 'two'"):
         load_recipe(p)
     p.write_text("conditions: {guidance: partial}\n")
     with pytest.raises(ConfigError, match="did you mean 'partial_fixed'"):
