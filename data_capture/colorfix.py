@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.config import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass

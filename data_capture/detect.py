@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import ConfigError
 from data_capture.canvas import Layout
-from data_capture.config import ConfigError
 
 
 @dataclass

@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ConfigError, UserError
 from data_capture.canvas import Layout
-from data_capture.config import ConfigError
 from data_capture.detect import Detection
+from data_capture.geometry import apply_h
 
 
-class RegistrationError(ValueError):
+class RegistrationError(UserError, ValueError):
     """A photo cannot be registered; the message is the rejection reason stored in the manifest."""
 
 
@@ -73,15 +74,6 @@ class RegisterConfig:
 
 
 # ---------------------------------------------------------------------------- geometry helpers
-
-
-def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 homography to points ``(..., 2)``."""
-    H = np.asarray(H, np.float64)
-    x = pts[..., 0] * H[0, 0] + pts[..., 1] * H[0, 1] + H[0, 2]
-    y = pts[..., 0] * H[1, 0] + pts[..., 1] * H[1, 1] + H[1, 2]
-    w = pts[..., 0] * H[2, 0] + pts[..., 1] * H[2, 1] + H[2, 2]
-    return np.stack([x / w, y / w], -1)
 
 
 def scale_matrix(f: float) -> np.ndarray:

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.config import ConfigError, from_dict, to_dict
+from core.config import from_dict, to_dict
+from core.errors import ConfigError, MissingFileError, did_you_mean
+from data_capture.geometry import apply_h
+from data_capture.imageio import read_image, read_json, write_image, write_json
 
 
 @dataclass
@@ -80,11 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset_config(preset: str, **overrides: Any) -> SimConfig:
     """The ``SimConfig`` of a named preset (clean, mild, typical, hard) with overrides."""
     if preset not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(preset, list(PRESETS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown simulator preset '{preset}'{hint} choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown simulator preset '{preset}'{did_you_mean(preset, PRESETS)}; choose one of {', '.join(PRESETS)}")
     return from_dict(SimConfig, {**PRESETS[preset], **overrides}, where=f"preset {preset}")
 
 
@@ -125,15 +124,6 @@ def undistort_points(pts: np.ndarray, dist: dict[str, Any]) -> np.ndarray:
     d = pts - c
     r2 = (d**2).sum(-1, keepdims=True) / float(dist["r0"]) ** 2
     return c + d * (1 + float(dist["k1"]) * r2 + float(dist["k2"]) * r2**2)
-
-
-def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 homography to points ``(..., 2)``."""
-    H = np.asarray(H, np.float64)
-    x = pts[..., 0] * H[0, 0] + pts[..., 1] * H[0, 1] + H[0, 2]
-    y = pts[..., 0] * H[1, 0] + pts[..., 1] * H[1, 1] + H[1, 2]
-    w = pts[..., 0] * H[2, 0] + pts[..., 1] * H[2, 1] + H[2, 2]
-    return np.stack([x / w, y / w], -1)
 
 
 def truth_photo_to_canvas(truth: dict[str, Any], pts: np.ndarray) -> np.ndarray:
@@ -262,14 +252,12 @@ def simulate_folder(canvases_dir: Path, out_dir: Path, *, preset: str = "typical
     """
     from tqdm import tqdm
 
-    from data_capture.imageio import read_image, read_json, write_image, write_json
-
     canvases_dir, out_dir = Path(canvases_dir), Path(out_dir)
     if not canvases_dir.is_dir():
-        raise FileNotFoundError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
+        raise MissingFileError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
     layouts = sorted(canvases_dir.glob("*.layout.json"))
     if not layouts:
-        raise FileNotFoundError(f"no *.layout.json in {canvases_dir}; run `screensr capture canvas SOURCES --out {canvases_dir}`")
+        raise MissingFileError(f"no *.layout.json in {canvases_dir}; run `screensr capture canvas SOURCES --out {canvases_dir}`")
     cfg = preset_config(preset, **(overrides or {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = []

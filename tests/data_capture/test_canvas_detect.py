@@ -14,9 +14,9 @@ from data_capture.canvas import (
     plan_layout,
     render_canvas,
 )
-from data_capture.config import ConfigError
+from core.errors import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
-from data_capture.register import apply_h
+from data_capture.geometry import apply_h
 
 
 def test_layout_corners_match_detection_on_the_canvas(source_images):

@@ -20,7 +20,7 @@ from data_capture.canvas import (
     make_canvases,
     read_layouts,
 )
-from data_capture.config import ConfigError
+from core.errors import ConfigError
 from data_capture.simulate import simulate_folder
 
 SMALL = CanvasConfig(width=800, height=600)

@@ -73,7 +73,7 @@ def test_demo_typos_are_reported_before_anything_is_built(tmp_path):
     assert res.first.startswith("error: unknown metric 'nique' (did you mean 'niqe'?); registered: psnr, ssim, ")
     assert_user_error(res, res.first)
     res = screensr("demo", "--preset", "milld", "--out", out)
-    assert_user_error(res, "error: unknown simulator preset 'milld'; did you mean 'mild'? choose one of clean, mild, typical, hard")
+    assert_user_error(res, "error: unknown simulator preset 'milld' (did you mean 'mild'?); choose one of clean, mild, typical, hard")
     assert not out.exists()  # nothing was built
 
 
