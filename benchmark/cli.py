@@ -180,10 +180,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 def _datasets(args):
     from benchmark.datasets import load_dataset
+    from core.errors import ConfigError
 
     names = _split(args.name)
     if names and len(names) != len(args.dataset):
-        raise ValueError(f"--name given {len(names)} time(s) for {len(args.dataset)} --dataset(s); give one per dataset")
+        raise ConfigError(f"--name given {len(names)} time(s) for {len(args.dataset)} --dataset(s); give one per dataset")
     # --on-error skip: a pair with an unreadable or mis-sized image is skipped when reached
     validate = getattr(args, "on_error", "stop") == "stop"
     return [
@@ -194,6 +195,7 @@ def _datasets(args):
 
 def _evaluate(args, methods: list[str], metrics: str, gt: bool):
     from benchmark.runner import evaluate
+    from core.errors import ConfigError
 
     # names and options first: a typo in --methods/--metrics is reported before any dataset is read
     built = _check_methods_and_metrics(methods, metrics, args.device)
@@ -203,7 +205,7 @@ def _evaluate(args, methods: list[str], metrics: str, gt: bool):
         if args.on_error == "stop":
             _check_outputs_cover(built, loaded)
         if args.name or args.layout:
-            raise ValueError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
+            raise ConfigError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
         datasets, meths = list(args.dataset), methods
     else:
         datasets, meths = _datasets(args), built
@@ -229,7 +231,7 @@ def _check_methods_and_metrics(methods: list[str], metrics: str, device: str) ->
 
 def _check_outputs_cover(methods: list, datasets: list) -> None:
     """A folder of precomputed outputs must hold one for every pair, checked before any scoring."""
-    from benchmark.methods import FolderMethod
+    from benchmark.methods import FolderMethod, MissingOutputError
 
     for m in methods:
         if not isinstance(m, FolderMethod):
@@ -238,7 +240,7 @@ def _check_outputs_cover(methods: list, datasets: list) -> None:
             missing = m.missing_outputs(ds.pairs)
             if missing:
                 shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-                raise FileNotFoundError(
+                raise MissingOutputError(
                     f"folder:{m.folder}: no SR output for {len(missing)} of the {len(ds)} pairs of {ds.name} "
                     f"({shown}); outputs are matched by file stem (the pair id or the LR file name)"
                 )
@@ -247,7 +249,7 @@ def _check_outputs_cover(methods: list, datasets: list) -> None:
 def _print_tail(frame, store, fmt: str, strict: bool, table=None) -> int:
     """The run's summary (stdout), then what was skipped; the very last line (stderr) says it."""
     from benchmark.report import format_table, summary
-    from benchmark.runner import dist_context
+    from core.distributed import dist_context
 
     if dist_context()[0] != 0:
         return 0
@@ -277,9 +279,11 @@ def _print_tail(frame, store, fmt: str, strict: bool, table=None) -> int:
 
 
 def _run(args) -> int:
+    from core.errors import ConfigError
+
     methods = _split(args.methods) + list(args.method or [])
     if not methods:
-        raise ValueError("no methods given; e.g. --methods bicubic,lanczos or --methods folder:PATH")
+        raise ConfigError("no methods given; e.g. --methods bicubic,lanczos or --methods folder:PATH")
     frame, store = _evaluate(args, methods, args.metrics, gt=not args.no_gt)
     return _print_tail(frame, store, args.format, args.strict)
 
@@ -287,10 +291,11 @@ def _run(args) -> int:
 def _gt_quality(args) -> int:
     from benchmark.metrics import resolve_metrics
     from benchmark.report import gt_quality
+    from core.errors import ConfigError
 
     fr = [s.name for s in resolve_metrics(args.metrics) if s.kind == "FR"]
     if fr:
-        raise ValueError(f"gt-quality takes no-reference metrics only; drop {', '.join(fr)}")
+        raise ConfigError(f"gt-quality takes no-reference metrics only; drop {', '.join(fr)}")
     frame, store = _evaluate(args, [], args.metrics, gt=True)
     table = gt_quality(frame, images=store.dataset_images_frame()) if len(frame) else None
     return _print_tail(frame, store, args.format, args.strict, table=table)
@@ -307,7 +312,7 @@ def _report(args) -> int:
         dataset=_split(args.dataset) or None, method=_split(args.method) or None, metric=_split(args.metric) or None
     )
     if frame.empty:
-        raise ValueError(f"no scores in {store.safe_url} for these filters; run `screensr bench run` first")
+        raise report.ReportError(f"no scores in {store.safe_url} for these filters; run `screensr bench run` first")
     # the comparison rule: current images only, n of N, incomplete methods unranked, failed runs shown
     images, metrics = store.dataset_images_frame(sorted(set(frame["dataset"]))), store.metrics_frame()
     runs = store.runs_frame()

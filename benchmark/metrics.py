@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from benchmark.store import MetricRecord, canonical_hash
+from benchmark.weights import MissingWeightsError, require_metric_weights
 from core.errors import ConfigError, UnknownNameError, close_matches, did_you_mean
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def resolve_metrics(text: str | list[str] | tuple[str, ...]) -> list[MetricSpec]
     """
     items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if not items:
-        raise ValueError("no metrics given; e.g. --metrics psnr,ssim,niqe or --metrics osediff")
+        raise ConfigError("no metrics given; e.g. --metrics psnr,ssim,niqe or --metrics osediff")
     out: dict[str, MetricSpec] = {}
     for item in items:
         if item in PROTOCOLS:
@@ -266,7 +267,7 @@ def resolve_metrics(text: str | list[str] | tuple[str, ...]) -> list[MetricSpec]
         for kv in filter(None, opts.split("@")):
             key, eq, raw = kv.partition("=")
             if not eq:
-                raise ValueError(f"metric option {kv!r} in {item!r}: expected key=value, e.g. psnr@crop_border=4")
+                raise ConfigError(f"metric option {kv!r} in {item!r}: expected key=value, e.g. psnr@crop_border=4")
             overrides[key] = _parse_value(raw)
         out[name] = get_metric(name, **overrides)
     return list(out.values())
@@ -286,8 +287,6 @@ def check_weights(spec: MetricSpec) -> str | None:
     """None if the metric can run with real weights here, else a message naming each missing
     file and where it must go (the metric is then reported unavailable, never computed with
     random weights). Also installs the shipped NIQE parameters into pyiqa's cache."""
-    from benchmark.weights import MissingWeightsError, require_metric_weights
-
     try:
         require_metric_weights(spec.pyiqa_name)
     except MissingWeightsError as exc:

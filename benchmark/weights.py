@@ -26,24 +26,22 @@ and are written to pyiqa's cache on first use, so NIQE works offline.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.errors import UnknownNameError
-from core.paths import hf_hub_cache_dir, screensr_home, torch_hub_dir
+from core.atomic import atomic_copy, atomic_path, atomic_write_text
+from core.errors import MissingFileError, UnknownNameError, UserError
+from core.hashing import file_sha256
+from core.paths import torch_hub_dir
 from core.weights import WeightFile, hf_snapshot_path
 
 __all__ = [
     "MissingWeightsError",
     "DownloadError",
+    "WeightsFolderError",
+    "ChecksumError",
     "WeightFile",
-    "screensr_home",
-    "torch_hub_dir",
-    "hf_hub_cache_dir",
     "pyiqa_cache_dir",
     "metric_weight_catalogue",
     "metric_weight_files",
@@ -64,16 +62,20 @@ CLIP_URL = "https://openaipublic.azureedge.net/clip/models/{}/{}"
 NIQE_FILE = "niqe_modelparameters.mat"
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(MissingFileError):
     """A metric or method needs weight files that are not on disk (the message lists them)."""
 
-    is_user_error = True
 
-
-class DownloadError(ConnectionError):
+class DownloadError(UserError, ConnectionError):
     """A download failed (offline, or the source moved); the message names the manual fix."""
 
-    is_user_error = True
+
+class WeightsFolderError(UserError, NotADirectoryError):
+    """``--from DIR`` names something that is not a folder."""
+
+
+class ChecksumError(UserError, ValueError):
+    """A weight file whose sha256 differs from the published one (its loader would reject it)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,15 +266,8 @@ def install_niqe_params(force: bool = False) -> Path:
     with files("benchmark").joinpath("data/niqe_pris_params.npz").open("rb") as fh:
         params = np.load(fh)
         mat = {"mu_prisparam": params["mu_pris_param"], "cov_prisparam": params["cov_pris_param"]}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".mat.part")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         scipy.io.savemat(tmp, mat)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -321,10 +316,14 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
 
     Returns:
         ``(entry, source)`` for every file installed.
+
+    Raises:
+        WeightsFolderError: ``source_dir`` is not a folder (a ``NotADirectoryError``).
+        ChecksumError: a file's sha256 differs from the published one (a ``ValueError``).
     """
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
-        raise NotADirectoryError(f"--from {source_dir}: not a folder; give the folder that holds the weight files")
+        raise WeightsFolderError(f"--from {source_dir}: not a folder; give the folder that holds the weight files")
     found = [p for p in source_dir.rglob("*") if p.is_file()]
     installed = []
     for wf in files:
@@ -333,19 +332,17 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
         src = _find_source(found, source_dir, wf.accepted_names())
         if src is None:
             continue
-        if wf.sha256 is not None and _sha256(src) != wf.sha256:
-            raise ValueError(
+        if wf.sha256 is not None and file_sha256(src) != wf.sha256:
+            raise ChecksumError(
                 f"{src}: sha256 does not match the published {wf.name} ({wf.sha256[:12]}...); "
                 "its loader would reject it. Copy the original file."
             )
         dest = hf_snapshot_path(*wf.hf_repo) if wf.hf_repo else wf.path
         if dest.is_file() and dest.stat().st_size == src.stat().st_size:
             continue
-        _atomic_copy(src, dest)
+        atomic_copy(src, dest)
         if wf.hf_repo:
-            ref = dest.parents[2] / "refs" / "main"
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            ref.write_text("local")
+            atomic_write_text(dest.parents[2] / "refs" / "main", "local")
         installed.append((wf, src))
     return installed
 
@@ -384,10 +381,8 @@ def download(files: Iterable[WeightFile], progress: bool = True) -> list[WeightF
             else:
                 from torch.hub import download_url_to_file
 
-                wf.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = wf.path.with_name(wf.path.name + ".part")
-                download_url_to_file(wf.url, str(tmp), progress=progress)
-                os.replace(tmp, wf.path)
+                with atomic_path(wf.path) as tmp:
+                    download_url_to_file(wf.url, str(tmp), progress=progress)
         except Exception as exc:  # network errors come in many types; re-raised with the fix
             raise DownloadError(
                 f"could not download {wf.name} from {wf.url}: {exc}. Offline? Fetch the file elsewhere, "
@@ -395,23 +390,3 @@ def download(files: Iterable[WeightFile], progress: bool = True) -> list[WeightF
             ) from exc
         done.append(wf)
     return done
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

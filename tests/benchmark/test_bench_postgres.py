@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from bench_helpers import make_generic
 
 from benchmark.runner import evaluate
 from benchmark.store import ResultsStore, ScoreRecord
@@ -43,7 +42,7 @@ def pg_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_postgres_store_idempotent_and_runner(pg_url, tmp_path, monkeypatch):
+def test_postgres_store_idempotent_and_runner(pg_url, tmp_path, monkeypatch, make_generic):
     store = ResultsStore(pg_url)
     recs = [ScoreRecord("d", i, "m", "psnr", 1.0, "s", "mh", "c", {"pyiqa": "0.1.16"}) for i in "ab"]
     assert store.add_scores(recs) == 2 and store.add_scores(recs) == 0

@@ -49,9 +49,9 @@ out = Path(sys.argv[1])
 child = os.fork()
 if child == 0:
     sys.platform = "darwin"  # take the portable path: the parent-pid watchdog thread
-    from benchmark.runner import _exit_with_parent
+    from core.distributed import exit_with_parent
 
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     (out / "child").write_text(str(os.getpid()))
     time.sleep(60)
     (out / "survived").write_text("the orphan outlived its parent")
