@@ -137,3 +137,29 @@ def test_weights_from_dir_matches_release_folders_by_relative_path(tmp_path):
     for tag in ("VOSR_0.5B_os", "VOSR_0.5B_ms"):
         assert entries[f"{tag}/checkpoints/ema_model.safetensors"].path.read_bytes() == tag.encode()
     assert not entries["VOSR_1.4B_os/checkpoints/ema_model.safetensors"].present
+
+
+def test_installed_weight_files_get_umask_permissions_like_any_file(tmp_path):
+    # a mkstemp copy (the installers' old temporary) is 0600: another user of a shared cache
+    # could not read it; core.atomic gives what open() gives, 0o666 & ~umask
+    import os
+    import stat
+
+    from core.atomic import current_umask
+
+    want = 0o666 & ~current_umask()
+    src = tmp_path / "incoming"
+    src.mkdir()
+    files = _lpips_files()
+    for wf in files:
+        torch.save({"random": torch.randn(3)}, src / wf.name)
+    try:
+        weights.install_from_dir(src, files)
+        for wf in files:
+            assert stat.S_IMODE(os.stat(wf.path).st_mode) == want, wf.path
+    finally:
+        for wf in files:
+            wf.path.unlink(missing_ok=True)
+    niqe = weights.install_niqe_params(force=True)
+    assert stat.S_IMODE(os.stat(niqe).st_mode) == want
+    assert [p.name for p in niqe.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
