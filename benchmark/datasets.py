@@ -195,11 +195,12 @@ def _expected(layout: str) -> str:
 
 
 def _infer_scale(pairs: list[Pair], where: str) -> int:
-    p = next((p for p in pairs if p.hr is not None), None)
-    if p is None:
+    with_hr = [(p, p.hr) for p in pairs if p.hr is not None]
+    if not with_hr:
         raise DatasetError(f"{where}: no HR images, so the scale cannot be inferred; pass --scale")
+    p, hr = with_hr[0]
     lw, lh = image_size(p.lr)
-    hw, hh = image_size(p.hr)
+    hw, hh = image_size(hr)
     if hw % lw or hh % lh or hw // lw != hh // lh:
         raise ImageFormatError(
             f"pair {p.id!r}: HR {p.hr} ({hw}x{hh}) is not an integer multiple of LR {p.lr} ({lw}x{lh}); "

@@ -387,9 +387,10 @@ class PythonMethod(SRMethod):
             module = importlib.import_module(mod)
         except ImportError as exc:
             raise MethodError(f"py:{self.target}: cannot import module {mod!r} ({exc})") from exc
-        self._fn = getattr(module, fn, None)
-        if not callable(self._fn):
+        func = getattr(module, fn, None)
+        if not callable(func):
             raise MethodError(f"py:{self.target}: module {mod!r} has no function {fn!r}")
+        self._fn: Callable[[np.ndarray, int], np.ndarray] = func
 
     def config(self) -> dict[str, Any]:
         return {"kind": "python", "target": self.target}

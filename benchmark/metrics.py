@@ -203,7 +203,7 @@ def metric_options(spec: MetricSpec) -> list[str] | None:
     arch = _arch_class(spec.pyiqa_name)
     if arch is None:
         return None
-    params = list(inspect.signature(arch.__init__).parameters.values())[1:]  # drop self
+    params = list(inspect.signature(arch).parameters.values())  # the constructor's, without self
     named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is p.VAR_KEYWORD for p in params) and spec.name not in METRICS:
         return None  # an unregistered metric whose **kwargs we have not read: let pyiqa judge
@@ -350,7 +350,7 @@ class MetricModel:
                 )
         with torch.inference_mode():
             sr = self.prepare(sr).to(self.device)
-            if self.spec.kind == "FR":
+            if hr is not None and self.spec.kind == "FR":
                 out = self.model(sr, self.prepare(hr).to(self.device))
             else:
                 out = self.model(sr)

@@ -214,7 +214,7 @@ def current_scores(
     keys = ["dataset", "method", "metric"]
     kinds = {m: metric_info(str(m), metrics)[1] for m in f["metric"].unique()}
     recorded: set[str] = set(images["dataset"]) if images is not None and len(images) else set()
-    if recorded:
+    if recorded and images is not None:
         listed_images = images.drop_duplicates(["dataset", "image"])
         lookup = listed_images.set_index(["dataset", "image"])["has_reference"].astype(bool)
         has_ref = lookup.reindex(pd.MultiIndex.from_arrays([f["dataset"], f["image"]]))

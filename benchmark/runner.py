@@ -567,9 +567,10 @@ def _worker(rank: int, world: int, port: int, kwargs: dict[str, Any], threads: i
 def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, scale, on_error) -> pd.DataFrame:
     """Run ``evaluate`` as rank 0 of a gloo group here, with ranks 1..N-1 in child processes; each
     process uses its share of the cores. Returns the whole run's frame (all shards)."""
+    import multiprocessing as mp
+
     import torch
     import torch.distributed as dist
-    import torch.multiprocessing as tmp
 
     url = store.url if isinstance(store, ResultsStore) else str(store)
     if url in ("sqlite://", "sqlite:///:memory:"):
@@ -584,9 +585,9 @@ def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, 
     kwargs = dict(datasets=list(datasets), methods=list(methods), metrics=spec_text, store=url, device=device,
                   progress=progress, gt=gt, scale=scale, on_error=on_error)  # fmt: skip
     port = free_port()
-    ctx = tmp.get_context(_start_method(device))
-    procs = [ctx.Process(target=_worker, args=(r, workers, port, kwargs, threads, os.getpid()))
-             for r in range(1, workers)]  # fmt: skip
+    # typeshed types get_context(str) as BaseContext, which lacks Process; every concrete one has it
+    process = mp.get_context(_start_method(device)).Process  # type: ignore[attr-defined]
+    procs = [process(target=_worker, args=(r, workers, port, kwargs, threads, os.getpid())) for r in range(1, workers)]
     for p in procs:
         p.start()
     before = torch.get_num_threads()

@@ -827,7 +827,7 @@ class ResultsStore:
                 conn.execute(stmt, rows)
                 return self._count(conn) - before
             # other dialects: filter out what is there, then insert
-            have = self._keys(conn, {r["dataset"] for r in rows}, {r["method"] for r in rows})
+            have = self._keys(conn, {str(r["dataset"]) for r in rows}, {str(r["method"]) for r in rows})
             fresh = [
                 r
                 for r in rows
@@ -970,10 +970,10 @@ class ResultsStore:
         latest = select(func.max(s.id).label("id")).group_by(s.dataset, s.image, s.method, s.metric)
         if dataset is not None:
             latest = latest.where(s.dataset == dataset)
-        latest = latest.subquery()
+        latest_ids = latest.subquery()
         q = (
             select(s.dataset, s.method, s.method_hash, s.image)
-            .join(latest, s.id == latest.c.id)
+            .join(latest_ids, s.id == latest_ids.c.id)
             .where(s.method != GT)
             .distinct()
         )
@@ -989,7 +989,7 @@ class ResultsStore:
             ["name", "config_hash"]
         )
         only = methods.groupby("name").filter(lambda g: len(g) == 1).set_index("name")
-        resolved = []
+        resolved: list[tuple[str, str, str | None, str | None]] = []
         for name, mhash in current[["method", "method_hash"]].drop_duplicates().itertuples(index=False):
             if (name, mhash) in by_hash.index:
                 row = by_hash.loc[(name, mhash)]

@@ -75,7 +75,7 @@ def make_eval_callback(
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dataset = load_dataset(eval_data)
-    pairs = [p for p in dataset.pairs if p.hr is not None][: max(int(max_images), 1)]
+    pairs = [(p, p.hr) for p in dataset.pairs if p.hr is not None][: max(int(max_images), 1)]
     if not pairs:
         raise DatasetError(f"evaluation data {eval_data}: no pairs with an HR image; give a paired dataset")
     names = list(metrics) if metrics else default_metrics()
@@ -92,8 +92,8 @@ def make_eval_callback(
         sums = dict.fromkeys(names, 0.0)
         bad: dict[str, str] = {}
         try:
-            for pair in pairs:
-                lr, hr = read_image(pair.lr), read_image(pair.hr)
+            for pair, hr_path in pairs:
+                lr, hr = read_image(pair.lr), read_image(hr_path)
                 sr = method.upscale(lr.array, dataset.scale)
                 sr_t = torch.from_numpy(sr.transpose(2, 0, 1).copy()).float().div(255.0)[None]
                 for spec, model in zip(specs, models, strict=True):

@@ -428,10 +428,11 @@ def make_canvases(
     plans: list[tuple[Path, Layout]] = []  # (source, layout) to draw: new canvases and missing PNGs
     new: list[tuple[Path, tuple[int, int]]] = []
     for src in sources:
-        lay = existing.get(src.stem)
-        if lay is None:
+        found = existing.get(src.stem)
+        if found is None:
             new.append((src, upright_size(src, role="source")))
             continue
+        lay = found
         where = out_dir / f"{src.stem}.layout.json"
         if lay.source != src.name:
             raise ConfigError(

@@ -177,7 +177,7 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
     else:
         aligned_plane = warp_to_grid(photo_plane, reg, (Wc, Hc), np.eye(3), interp)
     q = cfg.qa
-    sm = shift_map(registration_plane(hr, cfg.register.channel), aligned_plane, tuple(q.shift_tiles),
+    sm = shift_map(registration_plane(hr, cfg.register.channel), aligned_plane, (q.shift_tiles[0], q.shift_tiles[1]),
                    sigma=q.shift_sigma, max_se=q.shift_max_se, max_photometric=q.shift_max_photometric)
     sm["units"] = "source px, measured on the source grid (positive = the photo's content lies right/down)"
     qa["shift_map"] = sm

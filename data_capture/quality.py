@@ -68,7 +68,8 @@ def _ecc_tile(ta: np.ndarray, win: np.ndarray, M0: np.ndarray, crit: tuple) -> t
     import cv2
 
     try:  # (OpenCV updates the warp it is given in place: pass a copy)
-        return cv2.findTransformECC(ta, win, M0.copy(), cv2.MOTION_TRANSLATION, crit, None, 1)
+        # inputMask None means "every pixel" (OpenCV's documented default); the stubs only allow arrays
+        return cv2.findTransformECC(ta, win, M0.copy(), cv2.MOTION_TRANSLATION, crit, None, 1)  # type: ignore[call-overload]
     except cv2.error:  # "iterations do not converge"
         return 0.0, None
 

@@ -48,6 +48,8 @@ def slideshow(order: list[Path]) -> None:  # pragma: no cover - needs a display
     i = 0
     while 0 <= i < len(order):
         img = cv2.imread(str(order[i]), cv2.IMREAD_COLOR)
+        if img is None:  # removed or replaced while the slideshow runs
+            raise MissingFileError(f"canvas {order[i]} can no longer be read; rerun `screensr capture canvas`")
         cv2.imshow(name, img)
         cv2.setWindowTitle(name, f"{i + 1}/{len(order)}  {order[i].stem}")
         key = cv2.waitKeyEx(0)

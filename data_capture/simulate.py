@@ -154,7 +154,8 @@ def _display_radiance(canvas: np.ndarray, cx: np.ndarray, cy: np.ndarray, cfg: S
 
     lin = (canvas.astype(np.float32) / 255.0) ** 2.2
     # nearest canvas pixel: the display shows each pixel as a flat cell
-    out = cv2.remap(lin, cx, cy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    out = np.asarray(cv2.remap(lin, cx, cy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)),
+                     np.float32)
     if cfg.subpixels:
         fx = cx - np.floor(cx + 0.5)  # in [-0.5, 0.5): position inside the cell
         fy = cy - np.floor(cy + 0.5)
@@ -240,7 +241,10 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     import cv2
 
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:  # OpenCV failed on its own output: a bug or a broken build, not the user's input
+        raise RuntimeError(f"OpenCV could not round-trip a {rgb.shape[1]}x{rgb.shape[0]} image through JPEG")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def simulate_folder(canvases_dir: Path, out_dir: Path, *, preset: str = "typical", seed: int = 0,

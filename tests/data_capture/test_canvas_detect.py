@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
 from data_capture.canvas import (
     CanvasConfig,
     load_layout,
@@ -14,7 +15,6 @@ from data_capture.canvas import (
     plan_layout,
     render_canvas,
 )
-from core.errors import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
 from data_capture.geometry import apply_h
 

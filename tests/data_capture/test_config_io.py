@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from data_capture.canvas import CanvasConfig
 from core.config import from_dict, load_config
 from core.errors import ConfigError
+from data_capture.canvas import CanvasConfig
 from data_capture.imageio import ImageReadError, apply_orientation, read_image, write_json
 from data_capture.pair import PairConfig
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data_capture.canvas import CanvasConfig, plan_layout, render_canvas
 from core.errors import ConfigError
+from data_capture.canvas import CanvasConfig, plan_layout, render_canvas
 from data_capture.detect import detect_markers, to_gray
 from data_capture.quality import dense_error
 from data_capture.register import (
@@ -249,3 +249,13 @@ def test_polyfield_fit_is_exact_on_polynomial_data():
     q = rng.uniform(0, [299, 199], (200, 2))
     g = PolyField.fit(q, f(q), np.ones(len(q)), 3, (300, 200))
     np.testing.assert_allclose(g.coef, f.coef, atol=1e-8)
+
+
+def test_zero_residual_passes_registers_with_the_homography_alone(scene):
+    # residual_passes=0 fitted no field, then measured the missing one ("'NoneType' is not callable")
+    src, layout, canvas = scene
+    photo, truth = simulate_photo(canvas, preset_config("mild", photo_width=1024, photo_height=768), 3)
+    det = detect_markers(to_gray(photo), layout)
+    reg = register(registration_plane(src), registration_plane(photo), layout, det, RegisterConfig(residual_passes=0))
+    assert reg.residual is None
+    assert dense_error(reg, truth, layout)["median"] < 0.3  # marker + ECC homography only
