@@ -1,6 +1,6 @@
 """Quality control of registered pairs: figures, rejection thresholds, and the dataset report.
 
-Why each figure (capture-reference.md, "Judging a pipeline"): the marker reprojection residual is
+Why each figure (``docs/capture-reference.md``, "Judging a pipeline"): the marker reprojection residual is
 a fit residual and stays small even when corners are biased, so the held-out measures decide:
 the marker-vs-content homography disagreement, the ECC correlation, the tiled shift
 map of the final result (it shows uncorrected lens distortion as a smooth vector field),
