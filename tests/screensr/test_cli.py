@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,25 +23,16 @@ def _walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
 ALL_COMMANDS = [path for path, _ in _walk(build_parser())]
 
 
-def _checkout_env() -> dict[str, str]:
-    """The environment with this checkout first on PYTHONPATH (what a subprocess imports)."""
-    root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-
-
-def test_console_script_help():
-    # the installed console script itself (the one place PATH is the point)
+def test_console_script_help(checkout_env):
+    # the installed console script itself (the one test where the entry point on PATH is the point)
     out = subprocess.run(["screensr", "--help"], capture_output=True, text=True, check=True,
-                         env=_checkout_env()).stdout  # fmt: skip
+                         env=checkout_env()).stdout  # fmt: skip
     for name in [*GROUPS, *VERBS]:
         assert name in out
 
 
-def test_module_entry_point_matches_console_script():
-    out = subprocess.run(
-        [sys.executable, "-m", "screensr.cli", "--help"], capture_output=True, text=True, check=True,
-        env=_checkout_env(),
-    ).stdout  # fmt: skip
+def test_module_entry_point_matches_console_script(run_screensr):
+    out = run_screensr("--help", check=True).stdout
     assert "doctor" in out and "bench" in out
 
 
@@ -65,12 +54,9 @@ def test_group_without_verb_prints_its_help(capsys):
     assert "usage: screensr bench" in capsys.readouterr().out
 
 
-def test_user_error_is_one_line_without_traceback():
+def test_user_error_is_one_line_without_traceback(run_screensr):
     # a missing folder given to `weights --from` is the user's to fix: message, exit 2, no traceback
-    proc = subprocess.run(
-        [sys.executable, "-m", "screensr.cli", "weights", "--from", "/nonexistent/weights-dir"],
-        capture_output=True, text=True, env=_checkout_env(),
-    )  # fmt: skip
+    proc = run_screensr("weights", "--from", "/nonexistent/weights-dir")
     assert proc.returncode == 2
     assert "error: --from /nonexistent/weights-dir: not a folder" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
@@ -45,8 +44,8 @@ def test_doctor_sees_a_file_appear_and_disappear(lpips_installed):
     assert str(victim.path) in doctor.format_report(report)
 
 
-def test_doctor_cli_json_lists_missing_paths():
-    out = subprocess.run(["screensr", "doctor", "--json"], capture_output=True, text=True, check=True).stdout
+def test_doctor_cli_json_lists_missing_paths(run_screensr):
+    out = run_screensr("doctor", "--json", check=True).stdout
     data = json.loads(out)
     musiq = data["metrics"]["musiq"]
     assert musiq["runnable"] is False
@@ -56,8 +55,8 @@ def test_doctor_cli_json_lists_missing_paths():
     assert groups == {"metric", "sr", "vosr"}
 
 
-def test_doctor_strict_fails_when_files_missing():
-    proc = subprocess.run(["screensr", "doctor", "--strict"], capture_output=True, text=True)
+def test_doctor_strict_fails_when_files_missing(run_screensr):
+    proc = run_screensr("doctor", "--strict")
     assert proc.returncode == 1
 
 
@@ -81,7 +80,7 @@ def test_niqe_ships_and_installs_offline():
     assert (weights.pyiqa_cache_dir() / weights.NIQE_FILE).is_file()
 
 
-def test_weights_from_dir_installs_hub_layout_that_timm_loads_offline(tmp_path):
+def test_weights_from_dir_installs_hub_layout_that_timm_loads_offline(tmp_path, run_screensr):
     import timm
     from safetensors.torch import save_file
 
@@ -92,9 +91,7 @@ def test_weights_from_dir_installs_hub_layout_that_timm_loads_offline(tmp_path):
     src = tmp_path / "incoming"
     src.mkdir()
     save_file(model.state_dict(), str(src / wf.name))
-    out = subprocess.run(
-        ["screensr", "weights", "--from", str(src), "--group", "metric"], capture_output=True, text=True, check=True
-    ).stdout
+    out = run_screensr("weights", "--from", src, "--group", "metric", check=True).stdout
     assert f"installed {wf.name}" in out
     assert wf.present
     loaded = timm.create_model("resnet50", pretrained=True)  # offline: resolves through the cache
