@@ -168,6 +168,39 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_datasets_list)
 
     p = sub.add_parser(
+        "reconcile",
+        help="which protocol reproduces a paper's numbers (PSNR/SSIM colour and crop, LPIPS net, checkpoints)",
+        description="Score a method's outputs on a dataset with every protocol variant papers differ in "
+        "(PSNR/SSIM: Y limited/full range or RGB, border crop, 8-bit rounding, SSIM window; LPIPS AlexNet/VGG "
+        "and input range; NIQE colour, crop and model; MUSIQ/MANIQA/CLIPIQA checkpoints; resized outputs, "
+        "flagged) and say which variant reproduces each reported number, by how much, and the --metrics "
+        "item of `screensr bench run` that gives it. Writes nothing to the results store.",
+        formatter_class=_Fmt,
+        epilog="examples:\n"
+        "  screensr bench reconcile --dataset DRealSR_crops --method folder:outputs/osediff \\\n"
+        "      --reported psnr=27.92,ssim=0.7835,lpips=0.2968 --reported-n 93\n"
+        "  screensr bench reconcile --dataset tests/data/drealsr_osediff \\\n"
+        "      --method folder:tests/data/drealsr_osediff/osediff \\\n"
+        "      --reported-csv tests/data/drealsr_osediff/osediff_published_metrics.csv --metrics psnr,ssim,niqe\n",
+    )
+    p.add_argument("--dataset", required=True, metavar="PATH_OR_NAME", help="the dataset (as for bench run)")
+    p.add_argument("--scale", type=int, default=None, help="SR factor (default: inferred from the pairs)")
+    p.add_argument("--layout", default=None, help="force a layout (as for bench run)")
+    p.add_argument("--method", required=True, help="the method spec, e.g. folder:PATH of a paper's outputs")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--reported", help="reported means, e.g. psnr=28.17,ssim=0.7691,lpips=0.2997")
+    src.add_argument("--reported-csv", metavar="CSV", help="per-image values: an image column and one column per metric")
+    p.add_argument("--reported-n", type=int, default=None,
+                   help="how many images the reported means are over (default: the dataset's, or the CSV's rows)")  # fmt: skip
+    p.add_argument("--metrics", default=None, help="only these of the reported metrics (comma list)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] for the metric models")
+    p.add_argument("--format", default="markdown", choices=["markdown", "json"])
+    p.add_argument("--top", type=int, default=5, help="images listed as explaining a gap (default 5)")
+    p.add_argument("--output", default=None, help="also write the JSON result here (atomically)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_reconcile)
+
+    p = sub.add_parser(
         "export",
         help="export per-image scores to CSV, Parquet or JSON",
         formatter_class=_Fmt,
@@ -438,4 +471,33 @@ def _export(args) -> int:
     from benchmark.store import ResultsStore
 
     print(f"wrote {ResultsStore(args.store).export(args.path)}", file=sys.stderr)
+    return 0
+
+
+def _reconcile(args) -> int:
+    import json
+    from dataclasses import replace
+
+    from benchmark import reconcile as rc
+    from core.atomic import atomic_write_text
+    from core.errors import ConfigError
+
+    if args.reported is not None:
+        reported = rc.parse_reported(args.reported, n=args.reported_n)
+    else:
+        reported = rc.with_reported_n(rc.read_reported_csv(args.reported_csv), args.reported_n)
+    wanted = _split([args.metrics]) if args.metrics else []
+    if wanted:
+        names = [rc.metric_name(w, "--metrics") for w in wanted]
+        absent = [w for w, n in zip(wanted, names, strict=True) if n not in {m.metric for m in reported.metrics}]
+        if absent:
+            raise ConfigError(f"--metrics {', '.join(absent)}: not among the reported metrics "
+                              f"({', '.join(m.metric for m in reported.metrics)})")  # fmt: skip
+        reported = replace(reported, metrics=tuple(m for m in reported.metrics if m.metric in names))
+    result = rc.reconcile(args.dataset, args.method, reported, scale=args.scale, layout=args.layout,
+                          device=args.device, progress=not args.no_progress)  # fmt: skip
+    sys.stdout.write(rc.format_reconciliation(result, args.format, top=args.top))
+    if args.output:
+        atomic_write_text(args.output, json.dumps(rc.to_json(result), indent=1) + "\n")
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0

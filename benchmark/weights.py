@@ -153,7 +153,7 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         "RN50.pt",
         "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
         torch_hub_dir() / "clip",
-        ["clipiqa"],
+        ["clipiqa", "clipiqa+", "clipiqa+_rn50_512"],
         "OpenAI CLIP RN50 (CLIPIQA)",
     )
     clip_vitb32 = _clip(
@@ -164,7 +164,8 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         "OpenAI CLIP ViT-B/32 (AFINE backbone)",
     )
     resnet50 = _timm("resnet50", "timm/resnet50.a1_in1k", ["topiq_nr", "topiq_fr"])
-    vit_b8 = _timm("vit_base_patch8_224", "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k", ["maniqa-pipal"])
+    vit_b8 = _timm("vit_base_patch8_224", "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
+                   ["maniqa-pipal", "maniqa", "maniqa-kadid"])  # fmt: skip
     afine = _pyiqa("afine.pth", ["afine_nr", "afine_fr", "afine_all"], "A-FINE heads and fine-tuned CLIP")
     niqe = WeightFile(
         name=NIQE_FILE,
@@ -175,6 +176,14 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         description="official NIQE pristine model (ships with screensr; installed on first use)",
         ships_with="screensr",
     )
+    clip_vitl14 = _clip(
+        "ViT-L-14.pt",
+        "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+        torch_hub_dir() / "clip",
+        ["clipiqa+_vitL14_512"],
+        "OpenAI CLIP ViT-L/14 (CLIPIQA+ ViT-L/14)",
+    )
+    vgg16 = _torchvision("vgg16-397923af.pth", ["dists", "lpips-vgg"], "torchvision VGG16 ImageNet weights")
     return {
         "psnr": [],
         "ssim": [],
@@ -183,10 +192,7 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
             _pyiqa("LPIPS_v0.1_alex-df73285e.pth", ["lpips"], "LPIPS v0.1 linear layers (AlexNet)"),
             _torchvision("alexnet-owt-7be5be79.pth", ["lpips"], "torchvision AlexNet ImageNet weights"),
         ],
-        "dists": [
-            _pyiqa("DISTS_weights-f5e65c96.pth", ["dists"], "DISTS alpha/beta weights"),
-            _torchvision("vgg16-397923af.pth", ["dists"], "torchvision VGG16 ImageNet weights"),
-        ],
+        "dists": [_pyiqa("DISTS_weights-f5e65c96.pth", ["dists"], "DISTS alpha/beta weights"), vgg16],
         "musiq": [_pyiqa("musiq_koniq_ckpt-e95806b9.pth", ["musiq"], "MUSIQ trained on KonIQ-10k")],
         "maniqa-pipal": [_pyiqa("MANIQA_PIPAL-ae6d356b.pth", ["maniqa-pipal"], "MANIQA trained on PIPAL"), vit_b8],
         "clipiqa": [clip_rn50],
@@ -195,7 +201,21 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         "afine_nr": [afine, clip_vitb32],
         "afine_fr": [afine, clip_vitb32],
         "afine_all": [afine, clip_vitb32],
-    }
+        # the checkpoints papers differ in (`screensr bench reconcile` tries them)
+        "lpips-vgg": [_pyiqa("LPIPS_v0.1_vgg-a78928a0.pth", ["lpips-vgg"], "LPIPS v0.1 linear layers (VGG)"), vgg16],
+        "niqe_matlab": [_pyiqa("niqe_matlab_params.mat", ["niqe_matlab"], "NIQE model fitted by MATLAB's niqe()")],
+        "musiq-ava": [_pyiqa("musiq_ava_ckpt-e8d3f067.pth", ["musiq-ava"], "MUSIQ trained on AVA")],
+        "musiq-spaq": [_pyiqa("musiq_spaq_ckpt-358bb6af.pth", ["musiq-spaq"], "MUSIQ trained on SPAQ")],
+        "musiq-paq2piq": [_pyiqa("musiq_paq2piq_ckpt-364c0c84.pth", ["musiq-paq2piq"], "MUSIQ trained on PaQ-2-PiQ")],
+        "maniqa": [_pyiqa("ckpt_koniq10k.pt", ["maniqa"], "MANIQA trained on KonIQ-10k"), vit_b8],
+        "maniqa-kadid": [_pyiqa("ckpt_kadid10k.pt", ["maniqa-kadid"], "MANIQA trained on KADID-10k"), vit_b8],
+        "clipiqa+": [_pyiqa("CLIP-IQA+_learned_prompts-603f3273.pth", ["clipiqa+"], "CLIP-IQA+ learned prompts"),
+                     clip_rn50],
+        "clipiqa+_rn50_512": [_pyiqa("CLIPIQA+_RN50_512-89f5d940.pth", ["clipiqa+_rn50_512"],
+                                     "CLIP-IQA+ (RN50, 512 px)"), clip_rn50],
+        "clipiqa+_vitL14_512": [_pyiqa("CLIPIQA+_ViTL14_512-e66488f2.pth", ["clipiqa+_vitL14_512"],
+                                       "CLIP-IQA+ (ViT-L/14, 512 px)"), clip_vitl14],
+    }  # fmt: skip
 
 
 def metric_weight_files(metric: str) -> list[WeightFile]:
