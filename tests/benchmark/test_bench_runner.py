@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -175,59 +173,6 @@ def test_capture_dataset_end_to_end(tmp_path, monkeypatch, capsys, make_capture)
     assert "| cap " in captured.out
     assert sorted(ResultsStore(url).scores_frame()["image"]) == ["img_1", "img_2", "img_3"]
     assert ResultsStore(url).datasets_frame().loc[0, "layout"] == "capture"
-
-
-_SLOW_METHOD = """
-import time
-import numpy as np
-
-def slow_nearest(img, scale):
-    time.sleep(0.3)
-    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-"""
-
-
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch, make_generic):
-    """A real SIGKILL mid-run loses at most the pair in flight; the rerun computes only the rest."""
-    (tmp_path / "mods").mkdir()
-    (tmp_path / "mods" / "slow_sr_mod.py").write_text(_SLOW_METHOD)
-    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
-    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
-    ds = make_generic(tmp_path / "toy", n=8)
-    db = tmp_path / "killed.db"
-    script = textwrap.dedent(f"""
-        from benchmark.runner import evaluate
-        evaluate([{str(ds)!r}], ["slow=py:slow_sr_mod:slow_nearest"], "psnr,ssim",
-                 store={f"sqlite:///{db}"!r}, progress=False, gt=False)
-    """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    n_before = 0
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                n_before = len(ResultsStore(db).scores_frame())
-            except Exception:  # the schema may not exist yet
-                n_before = 0
-        if n_before >= 4 or proc.poll() is not None:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    before = ResultsStore(db).scores_frame()
-    assert 4 <= len(before) < 16 and len(before) % 2 == 0  # whole pairs only
-    resumed = evaluate([ds], ["slow=py:slow_sr_mod:slow_nearest"], "psnr,ssim", store=f"sqlite:///{db}",
-                       progress=False, gt=False)  # fmt: skip
-    assert resumed.attrs["stats"]["computed"] == 16 - len(before)
-    after = ResultsStore(db).scores_frame()
-    kept = after.merge(before, on=["image", "metric"], suffixes=("", "_old"))
-    assert (kept["created"] == kept["created_old"]).all()  # nothing stored was recomputed
-    clean = evaluate([ds], ["slow=py:slow_sr_mod:slow_nearest"], "psnr,ssim", store=ResultsStore("sqlite://"),
-                     progress=False, gt=False)  # fmt: skip
-    cols = ["image", "method", "metric", "value"]
-    pd.testing.assert_frame_equal(resumed[cols], clean[cols])
 
 
 def _sharded_equals_single(tmp_path, make_generic, metrics: str, n_per_pair: int) -> None:
