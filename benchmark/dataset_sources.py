@@ -22,7 +22,7 @@ and ``benchmark_drealsr/``), both with ``test_HR/`` and ``test_LR/``.
 Example:
     >>> get_known_dataset("drealsr_crops").name
     'DRealSR_crops'
-    >>> get_layout_guide("crops").structure[0]
+    >>> LAYOUT_GUIDE["crops"].structure[0]
     'test_HR/NAME.png'
 """
 
@@ -168,18 +168,6 @@ def get_known_dataset(name: str) -> KnownDataset:
         raise UnknownNameError("public dataset", name, KNOWN_DATASETS,
                                hint="`screensr bench datasets` lists them")  # fmt: skip
     return found
-
-
-def get_layout_guide(layout: str) -> LayoutGuide:
-    """The guide of layout ``layout``.
-
-    Raises:
-        UnknownNameError: not a layout (a ``KeyError``), with the closest one.
-    """
-    guide = LAYOUT_GUIDE.get(layout)
-    if guide is None:
-        raise UnknownNameError("layout", layout, LAYOUT_GUIDE, hint="`screensr bench datasets` describes each")
-    return guide
 
 
 def how_to_get(known: KnownDataset) -> str:

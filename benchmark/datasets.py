@@ -47,11 +47,11 @@ from typing import Any
 
 from benchmark.dataset_sources import (
     KNOWN_DATASETS,
+    LAYOUT_GUIDE,
     LayoutGuide,
     datasets_home,
     find_local,
     get_known_dataset,
-    get_layout_guide,
     how_to_get,
     layouts_text,
     local_dataset_dirs,
@@ -190,7 +190,7 @@ def _match(hr: dict[str, Path], lr: dict[str, Path], where: str, layout: str) ->
 
 def _expected(layout: str) -> str:
     """``the <layout> layout expects: a; b`` from the layout guide (for error messages)."""
-    guide = get_layout_guide(layout)
+    guide = get_layout(layout).guide
     return f"the {layout} layout ({guide.summary}) expects {'; '.join(guide.structure)}"
 
 
@@ -379,7 +379,7 @@ class Layout:
     @property
     def guide(self) -> LayoutGuide:
         """How a folder of this layout looks (:data:`benchmark.dataset_sources.LAYOUT_GUIDE`)."""
-        return get_layout_guide(self.name)
+        return LAYOUT_GUIDE[self.name]
 
 
 #: The layouts, in the order ``--layout`` help and the errors list them.
