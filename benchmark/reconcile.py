@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMPLEMENTATION_GAP",
+    "KNOWN_VERSION_CHANGES",
     "VERDICTS",
     "Choice",
     "Family",
@@ -103,6 +104,13 @@ IMPLEMENTATION_GAP: dict[str, float] = {
     "musiq-ava": 0.0620,
     "musiq-spaq": 0.2971,
     "musiq-paq2piq": 0.1407,
+}
+
+#: Changes between pyiqa releases that move a metric's numbers (``docs/metrics-protocol.md``,
+#: "Settings the diffusion-SR papers actually use"): printed beside that metric's variants.
+KNOWN_VERSION_CHANGES: dict[str, str] = {
+    "maniqa": "pyiqa 0.1.12 replaced MANIQA's random crops with 20 uniform ones: numbers computed with "
+    "earlier releases differ (and varied from run to run)",
 }
 
 #: Float slack on top of the reported precision: pyiqa on another machine, torch version or
@@ -762,7 +770,10 @@ def format_reconciliation(r: Reconciliation, fmt: str = "markdown", *, top: int 
                 f"reported mean over all of them {_fmt(m.reported_mean_all, _digits(m.reported))})."
             )
         else:
-            lines.append(f"Compared means: the dataset's {len(m.compared)} images against the reported mean.")
+            over = f"over {r.reported_n} images" if r.reported_n is not None else "over an unstated number of images"
+            lines.append(f"Compared means: the dataset's {len(m.compared)} images against the reported mean {over}.")
+        if m.reported.metric in KNOWN_VERSION_CHANGES:
+            lines.append(f"Known pyiqa change: {KNOWN_VERSION_CHANGES[m.reported.metric]} (installed: {r.pyiqa}).")
         gap = IMPLEMENTATION_GAP.get(m.reported.metric)
         lines.append(f"Noise band: {_fmt(m.noise)}" + ("" if gap is not None or m.noise else
                      " (no calibration figure for this metric: only an exact match counts)") + ".")  # fmt: skip

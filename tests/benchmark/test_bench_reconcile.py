@@ -160,6 +160,8 @@ def test_metrics_without_weights_are_listed_as_not_tried_with_their_files(toy):
     needed = {wf.name for _, files in by["maniqa"].not_tried for wf in files}
     assert {"MANIQA_PIPAL-ae6d356b.pth", "ckpt_koniq10k.pt", "ckpt_kadid10k.pt"} <= needed
     assert result.bench_command() is None
+    text = rc.format_reconciliation(result)
+    assert "Known pyiqa change: pyiqa 0.1.12 replaced MANIQA's random crops" in text and "ckpt_koniq10k.pt ->" in text
     out = json.loads(rc.format_reconciliation(result, "json"))
     assert out["pyiqa"] == rc.pyiqa_version() and out["metrics"][0]["verdict"] == "not tried"
 
