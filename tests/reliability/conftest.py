@@ -3,7 +3,8 @@ built on the spot, and the real CLI run in a fresh interpreter.
 
 Each helper is a fixture with its own name (a test asks for ``make_pairs`` or ``screensr`` and
 calls it); the functions themselves are plain, so a forked worker can run them too. Everything is
-small and fast to build unless a function says otherwise; the big pixel bomb (a real 20000 x 20000
+small and fast to build unless a function says otherwise (the simulated capture inputs take a
+few seconds, so their fixtures are module-scoped); the big pixel bomb (a real 20000 x 20000
 PNG, about 1.2 MB) is for the ``slow`` tests.
 
 The CLI runs as ``python -m screensr.cli ...`` in a fresh process (the checkout first on
@@ -21,7 +22,7 @@ import sys
 import textwrap
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,12 +203,8 @@ def assert_user_error(res: Result, first_line: str) -> None:
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth uint8 RGB image (so every metric has something to measure)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    base = np.stack([np.sin(6 * xx + c) * np.cos(5 * yy - c) for c in (0.0, 1.0, 2.0)], -1)
-    img = 0.5 + 0.35 * base + 0.05 * rng.standard_normal((h, w, 3))
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    """:func:`smooth_image` of seed ``seed`` (for a test that needs one image of a given size)."""
+    return smooth_image(np.random.default_rng(seed), h, w)
 
 
 def save_png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
@@ -217,12 +214,32 @@ def save_png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
 
 
 def pairs(root: Path, n: int = 2, lr_size: int = 16, scale: int = 4) -> Path:
-    """``root/hr`` + ``root/lr`` with ``n`` pairs ``img_k`` (HR = ``scale`` x LR)."""
-    for k in range(n):
-        hr = rgb(lr_size * scale, lr_size * scale, seed=k)
-        save_png(root / "hr" / f"img_{k}.png", hr)
-        save_png(root / "lr" / f"img_{k}.png", hr[::scale, ::scale].copy())
-    return root
+    """:func:`make_pairs` with two pairs by default (the command-line checks need no more)."""
+    return make_pairs(root, n=n, lr_size=lr_size, scale=scale)
+
+
+# ---------------------------------------------------------------------------- capture: simulated inputs
+def simulated_capture(root: Path, names: Sequence[str]) -> dict[str, Path]:
+    """``skimage.data`` images ``names`` as 160x120 sources, their 480x360 ArUco canvases and
+    simulated 640x480 phone photos (preset ``mild``, seed 0), in ``root/{sources,canvases,photos}``.
+
+    Returns:
+        ``{"sources": ..., "canvases": ..., "photos": ...}`` (one photo per source, ``NAME.jpg``).
+    """
+    import cv2
+    from skimage import data
+
+    from data_capture.canvas import CanvasConfig, make_canvases
+    from data_capture.simulate import simulate_folder
+
+    (root / "sources").mkdir(parents=True)
+    for name in names:
+        small = cv2.resize(getattr(data, name)()[..., :3], (160, 120), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(root / "sources" / f"{name}.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    make_canvases(root / "sources", root / "canvases", CanvasConfig(width=480, height=360), progress=False)
+    simulate_folder(root / "canvases", root / "photos", preset="mild", seed=0,
+                    overrides={"photo_width": 640, "photo_height": 480}, progress=False)  # fmt: skip
+    return {"sources": root / "sources", "canvases": root / "canvases", "photos": root / "photos"}
 
 
 # ---------------------------------------------------------------------------- the helpers as fixtures
@@ -311,3 +328,8 @@ def _save_png_fixture() -> Callable[..., Any]:
 @pytest.fixture(scope="session", name="pairs")
 def _pairs_fixture() -> Callable[..., Any]:
     return pairs
+
+
+@pytest.fixture(scope="session", name="simulated_capture")
+def _simulated_capture_fixture() -> Callable[..., Any]:
+    return simulated_capture
