@@ -168,6 +168,39 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_datasets_list)
 
     p = sub.add_parser(
+        "reconcile",
+        help="which protocol reproduces a paper's numbers (PSNR/SSIM colour and crop, LPIPS net, checkpoints)",
+        description="Score a method's outputs on a dataset with every protocol variant papers differ in "
+        "(PSNR/SSIM: Y limited/full range or RGB, border crop, 8-bit rounding, SSIM window; LPIPS AlexNet/VGG "
+        "and input range; NIQE colour, crop and model; MUSIQ/MANIQA/CLIPIQA checkpoints; resized outputs, "
+        "flagged) and say which variant reproduces each reported number, by how much, and the --metrics "
+        "item of `screensr bench run` that gives it. Writes nothing to the results store.",
+        formatter_class=_Fmt,
+        epilog="examples:\n"
+        "  screensr bench reconcile --dataset DRealSR_crops --method folder:outputs/osediff \\\n"
+        "      --reported psnr=27.92,ssim=0.7835,lpips=0.2968 --reported-n 93\n"
+        "  screensr bench reconcile --dataset tests/data/drealsr_osediff \\\n"
+        "      --method folder:tests/data/drealsr_osediff/osediff \\\n"
+        "      --reported-csv tests/data/drealsr_osediff/osediff_published_metrics.csv --metrics psnr,ssim,niqe\n",
+    )
+    p.add_argument("--dataset", required=True, metavar="PATH_OR_NAME", help="the dataset (as for bench run)")
+    p.add_argument("--scale", type=int, default=None, help="SR factor (default: inferred from the pairs)")
+    p.add_argument("--layout", default=None, help="force a layout (as for bench run)")
+    p.add_argument("--method", required=True, help="the method spec, e.g. folder:PATH of a paper's outputs")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--reported", help="reported means, e.g. psnr=28.17,ssim=0.7691,lpips=0.2997")
+    src.add_argument("--reported-csv", metavar="CSV", help="per-image values: an image column and one column per metric")
+    p.add_argument("--reported-n", type=int, default=None,
+                   help="how many images the reported means are over (default: the dataset's, or the CSV's rows)")  # fmt: skip
+    p.add_argument("--metrics", default=None, help="only these of the reported metrics (comma list)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] for the metric models")
+    p.add_argument("--format", default="markdown", choices=["markdown", "json"])
+    p.add_argument("--top", type=int, default=5, help="images listed as explaining a gap (default 5)")
+    p.add_argument("--output", default=None, help="also write the JSON result here (atomically)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_reconcile)
+
+    p = sub.add_parser(
         "export",
         help="export per-image scores to CSV, Parquet or JSON",
         formatter_class=_Fmt,
@@ -180,10 +213,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 def _datasets(args):
     from benchmark.datasets import load_dataset
+    from core.errors import ConfigError
 
     names = _split(args.name)
     if names and len(names) != len(args.dataset):
-        raise ValueError(f"--name given {len(names)} time(s) for {len(args.dataset)} --dataset(s); give one per dataset")
+        raise ConfigError(f"--name given {len(names)} time(s) for {len(args.dataset)} --dataset(s); give one per dataset")
     # --on-error skip: a pair with an unreadable or mis-sized image is skipped when reached
     validate = getattr(args, "on_error", "stop") == "stop"
     return [
@@ -194,6 +228,7 @@ def _datasets(args):
 
 def _evaluate(args, methods: list[str], metrics: str, gt: bool):
     from benchmark.runner import evaluate
+    from core.errors import ConfigError
 
     # names and options first: a typo in --methods/--metrics is reported before any dataset is read
     built = _check_methods_and_metrics(methods, metrics, args.device)
@@ -203,7 +238,7 @@ def _evaluate(args, methods: list[str], metrics: str, gt: bool):
         if args.on_error == "stop":
             _check_outputs_cover(built, loaded)
         if args.name or args.layout:
-            raise ValueError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
+            raise ConfigError("--workers > 1 takes datasets by path only (no --name/--layout); use torchrun instead")
         datasets, meths = list(args.dataset), methods
     else:
         datasets, meths = _datasets(args), built
@@ -229,7 +264,7 @@ def _check_methods_and_metrics(methods: list[str], metrics: str, device: str) ->
 
 def _check_outputs_cover(methods: list, datasets: list) -> None:
     """A folder of precomputed outputs must hold one for every pair, checked before any scoring."""
-    from benchmark.methods import FolderMethod
+    from benchmark.methods import FolderMethod, MissingOutputError
 
     for m in methods:
         if not isinstance(m, FolderMethod):
@@ -238,7 +273,7 @@ def _check_outputs_cover(methods: list, datasets: list) -> None:
             missing = m.missing_outputs(ds.pairs)
             if missing:
                 shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-                raise FileNotFoundError(
+                raise MissingOutputError(
                     f"folder:{m.folder}: no SR output for {len(missing)} of the {len(ds)} pairs of {ds.name} "
                     f"({shown}); outputs are matched by file stem (the pair id or the LR file name)"
                 )
@@ -247,7 +282,7 @@ def _check_outputs_cover(methods: list, datasets: list) -> None:
 def _print_tail(frame, store, fmt: str, strict: bool, table=None) -> int:
     """The run's summary (stdout), then what was skipped; the very last line (stderr) says it."""
     from benchmark.report import format_table, summary
-    from benchmark.runner import dist_context
+    from core.distributed import dist_context
 
     if dist_context()[0] != 0:
         return 0
@@ -277,9 +312,11 @@ def _print_tail(frame, store, fmt: str, strict: bool, table=None) -> int:
 
 
 def _run(args) -> int:
+    from core.errors import ConfigError
+
     methods = _split(args.methods) + list(args.method or [])
     if not methods:
-        raise ValueError("no methods given; e.g. --methods bicubic,lanczos or --methods folder:PATH")
+        raise ConfigError("no methods given; e.g. --methods bicubic,lanczos or --methods folder:PATH")
     frame, store = _evaluate(args, methods, args.metrics, gt=not args.no_gt)
     return _print_tail(frame, store, args.format, args.strict)
 
@@ -287,10 +324,11 @@ def _run(args) -> int:
 def _gt_quality(args) -> int:
     from benchmark.metrics import resolve_metrics
     from benchmark.report import gt_quality
+    from core.errors import ConfigError
 
     fr = [s.name for s in resolve_metrics(args.metrics) if s.kind == "FR"]
     if fr:
-        raise ValueError(f"gt-quality takes no-reference metrics only; drop {', '.join(fr)}")
+        raise ConfigError(f"gt-quality takes no-reference metrics only; drop {', '.join(fr)}")
     frame, store = _evaluate(args, [], args.metrics, gt=True)
     table = gt_quality(frame, images=store.dataset_images_frame()) if len(frame) else None
     return _print_tail(frame, store, args.format, args.strict, table=table)
@@ -307,7 +345,7 @@ def _report(args) -> int:
         dataset=_split(args.dataset) or None, method=_split(args.method) or None, metric=_split(args.metric) or None
     )
     if frame.empty:
-        raise ValueError(f"no scores in {store.safe_url} for these filters; run `screensr bench run` first")
+        raise report.ReportError(f"no scores in {store.safe_url} for these filters; run `screensr bench run` first")
     # the comparison rule: current images only, n of N, incomplete methods unranked, failed runs shown
     images, metrics = store.dataset_images_frame(sorted(set(frame["dataset"]))), store.metrics_frame()
     runs = store.runs_frame()
@@ -433,4 +471,33 @@ def _export(args) -> int:
     from benchmark.store import ResultsStore
 
     print(f"wrote {ResultsStore(args.store).export(args.path)}", file=sys.stderr)
+    return 0
+
+
+def _reconcile(args) -> int:
+    import json
+    from dataclasses import replace
+
+    from benchmark import reconcile as rc
+    from core.atomic import atomic_write_text
+    from core.errors import ConfigError
+
+    if args.reported is not None:
+        reported = rc.parse_reported(args.reported, n=args.reported_n)
+    else:
+        reported = rc.with_reported_n(rc.read_reported_csv(args.reported_csv), args.reported_n)
+    wanted = _split([args.metrics]) if args.metrics else []
+    if wanted:
+        names = [rc.metric_name(w, "--metrics") for w in wanted]
+        absent = [w for w, n in zip(wanted, names, strict=True) if n not in {m.metric for m in reported.metrics}]
+        if absent:
+            raise ConfigError(f"--metrics {', '.join(absent)}: not among the reported metrics "
+                              f"({', '.join(m.metric for m in reported.metrics)})")  # fmt: skip
+        reported = replace(reported, metrics=tuple(m for m in reported.metrics if m.metric in names))
+    result = rc.reconcile(args.dataset, args.method, reported, scale=args.scale, layout=args.layout,
+                          device=args.device, progress=not args.no_progress)  # fmt: skip
+    sys.stdout.write(rc.format_reconciliation(result, args.format, top=args.top))
+    if args.output:
+        atomic_write_text(args.output, json.dumps(rc.to_json(result), indent=1) + "\n")
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0

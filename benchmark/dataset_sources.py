@@ -20,7 +20,7 @@ copied into OSEDiff's repository (github.com/cswry/OSEDiff, ``preset/datasets/be
 and ``benchmark_drealsr/``), both with ``test_HR/`` and ``test_LR/``.
 
 Example:
-    >>> known_dataset("drealsr_crops").name
+    >>> get_known_dataset("drealsr_crops").name
     'DRealSR_crops'
     >>> LAYOUT_GUIDE["crops"].structure[0]
     'test_HR/NAME.png'
@@ -31,6 +31,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.errors import UnknownNameError
+from core.paths import screensr_home
 
 
 @dataclass(frozen=True)
@@ -150,15 +153,21 @@ KNOWN_DATASETS: dict[str, KnownDataset] = {
 
 def datasets_home() -> Path:
     """Where named datasets live: ``$SCREENSR_HOME/datasets``."""
-    from core.paths import screensr_home
-
     return screensr_home() / "datasets"
 
 
-def known_dataset(name: str) -> KnownDataset | None:
-    """The known dataset called ``name`` (case-insensitive), or None."""
+def get_known_dataset(name: str) -> KnownDataset:
+    """The known public test set called ``name`` (case-insensitive: ``drealsr_crops`` works).
+
+    Raises:
+        UnknownNameError: no known set has that name (a ``KeyError``), with the closest one.
+    """
     wanted = name.lower()
-    return next((d for d in KNOWN_DATASETS.values() if d.name.lower() == wanted), None)
+    found = next((d for d in KNOWN_DATASETS.values() if d.name.lower() == wanted), None)
+    if found is None:
+        raise UnknownNameError("public dataset", name, KNOWN_DATASETS,
+                               hint="`screensr bench datasets` lists them")  # fmt: skip
+    return found
 
 
 def how_to_get(known: KnownDataset) -> str:

@@ -40,7 +40,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,11 @@ from typing import Any
 from benchmark.dataset_sources import (
     KNOWN_DATASETS,
     LAYOUT_GUIDE,
+    LayoutGuide,
     datasets_home,
     find_local,
+    get_known_dataset,
     how_to_get,
-    known_dataset,
     layouts_text,
     local_dataset_dirs,
 )
@@ -60,10 +61,8 @@ from benchmark.store import DatasetRecord
 from core.atomic import atomic_write_text
 from core.errors import UnknownNameError, UserError, did_you_mean
 
-LAYOUTS = ("generic", "capture", "crops", "realsr", "drealsr", "screensr", "nr")
 
-
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder that does not hold what its layout requires."""
 
 
@@ -191,16 +190,17 @@ def _match(hr: dict[str, Path], lr: dict[str, Path], where: str, layout: str) ->
 
 def _expected(layout: str) -> str:
     """``the <layout> layout expects: a; b`` from the layout guide (for error messages)."""
-    guide = LAYOUT_GUIDE[layout]
+    guide = get_layout(layout).guide
     return f"the {layout} layout ({guide.summary}) expects {'; '.join(guide.structure)}"
 
 
 def _infer_scale(pairs: list[Pair], where: str) -> int:
-    p = next((p for p in pairs if p.hr is not None), None)
-    if p is None:
+    with_hr = [(p, p.hr) for p in pairs if p.hr is not None]
+    if not with_hr:
         raise DatasetError(f"{where}: no HR images, so the scale cannot be inferred; pass --scale")
+    p, hr = with_hr[0]
     lw, lh = image_size(p.lr)
-    hw, hh = image_size(p.hr)
+    hw, hh = image_size(hr)
     if hw % lw or hh % lh or hw // lw != hh // lh:
         raise ImageFormatError(
             f"pair {p.id!r}: HR {p.hr} ({hw}x{hh}) is not an integer multiple of LR {p.lr} ({lw}x{lh}); "
@@ -360,15 +360,53 @@ def _load_nr(root: Path, scale: int | None) -> tuple[list[Pair], int | None, int
     return [Pair(k, v, None) for k, v in sorted(lr.items())], scale, 0
 
 
-_LOADERS = {
-    "generic": _load_generic,
-    "screensr": _load_generic,
-    "capture": _load_capture,
-    "crops": _load_crops,
-    "realsr": _load_realsr,
-    "drealsr": _load_drealsr,
-    "nr": _load_nr,
+#: ``read(root, scale) -> (pairs sorted by id, scale or None when to be inferred, n rejected)``
+Reader = Callable[[Path, int | None], tuple[list[Pair], int | None, int]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset folder layout the harness reads.
+
+    Attributes:
+        name: the layout name (``--layout``).
+        read: the reader (:data:`Reader`): pairs by name, never by sorted order.
+    """
+
+    name: str
+    read: Reader
+
+    @property
+    def guide(self) -> LayoutGuide:
+        """How a folder of this layout looks (:data:`benchmark.dataset_sources.LAYOUT_GUIDE`)."""
+        return LAYOUT_GUIDE[self.name]
+
+
+#: The layouts, in the order ``--layout`` help and the errors list them.
+LAYOUTS: dict[str, Layout] = {
+    lay.name: lay
+    for lay in (
+        Layout("generic", _load_generic),
+        Layout("capture", _load_capture),
+        Layout("crops", _load_crops),
+        Layout("realsr", _load_realsr),
+        Layout("drealsr", _load_drealsr),
+        Layout("screensr", _load_generic),  # the release's HR/ + LR/ folders read as generic
+        Layout("nr", _load_nr),
+    )
 }
+
+
+def get_layout(name: str) -> Layout:
+    """The layout called ``name``.
+
+    Raises:
+        UnknownNameError: not a layout (a ``KeyError``), with the closest one.
+    """
+    layout = LAYOUTS.get(name)
+    if layout is None:
+        raise UnknownNameError("layout", name, LAYOUTS, hint="`screensr bench datasets` describes each")
+    return layout
 
 
 def load_dataset(
@@ -395,8 +433,8 @@ def load_dataset(
         DatasetError / ImageFormatError: a layout problem, a missing partner, a size mismatch.
     """
     text = str(path_or_name)
-    if layout is not None and layout not in LAYOUTS:
-        raise UnknownNameError("layout", layout, LAYOUTS, hint="`screensr bench datasets` describes each")
+    if layout is not None:
+        get_layout(layout)  # a typo is reported before any folder is read
     if text.startswith("hf:"):
         root = materialise_hf(text[3:])
         layout = layout or "generic"
@@ -404,7 +442,7 @@ def load_dataset(
     else:
         root = resolve_dataset_folder(text)
     layout = layout or detect_layout(root)
-    pairs, s, rejected = _LOADERS[layout](root, scale)
+    pairs, s, rejected = get_layout(layout).read(root, scale)
     if s is None:
         s = _infer_scale(pairs, str(root)) if layout != "nr" else 4
     config: dict[str, Any] = {}
@@ -456,7 +494,7 @@ def folder_status(given: str, *, layout: str | None = None, scale: int | None = 
         given_path = given
     try:
         ds = load_dataset(given_path, layout=layout, scale=scale, validate=False)
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, OSError) as exc:
         # the listing reports each folder's problem; the error class names it (no traceback needed)
         path = Path(given_path).expanduser()
         return FolderStatus(given, path if path.is_dir() else None, error=str(exc).split("\n")[0])
@@ -501,9 +539,8 @@ def resolve_dataset_folder(text: str) -> Path:
     local = find_local(text)
     if local is not None:
         return local
-    known = known_dataset(text)
-    if known is not None:
-        raise DatasetNotFoundError(f"dataset {text} is not on this machine: {how_to_get(known)}")
+    if text.lower() in {name.lower() for name in KNOWN_DATASETS}:
+        raise DatasetNotFoundError(f"dataset {text} is not on this machine: {how_to_get(get_known_dataset(text))}")
     if os.sep in text or "/" in text:
         raise DatasetNotFoundError(f"dataset {text}: no such folder; check the path")
     names = [p.name for p in local_dataset_dirs()] + list(KNOWN_DATASETS)
@@ -561,18 +598,18 @@ def materialise_hf(spec: str) -> Path:
     if isinstance(obj, hfds.DatasetDict):
         if split:
             if split not in obj:
-                raise ValueError(f"hf:{spec}: no split {split!r}; available: {', '.join(obj)}")
+                raise DatasetError(f"hf:{spec}: no split {split!r}; available: {', '.join(obj)}")
             obj = obj[split]
         elif "test" in obj or len(obj) == 1:
             obj = obj["test"] if "test" in obj else next(iter(obj.values()))
         else:
-            raise ValueError(f"hf:{spec}: several splits ({', '.join(obj)}); pick one with hf:{source}@SPLIT")
+            raise DatasetError(f"hf:{spec}: several splits ({', '.join(obj)}); pick one with hf:{source}@SPLIT")
     cols = obj.column_names
     hr_col = next((c for c in _HR_COLUMNS if c in cols), None)
     lr_col = next((c for c in _LR_COLUMNS if c in cols), None)
     id_col = next((c for c in _ID_COLUMNS if c in cols), None)
     if hr_col is None or lr_col is None or id_col is None:
-        raise ValueError(
+        raise DatasetError(
             f"hf:{spec}: columns {cols}; need an HR column ({'/'.join(_HR_COLUMNS)}), an LR column "
             f"({'/'.join(_LR_COLUMNS)}) and an id column ({'/'.join(_ID_COLUMNS)})"
         )

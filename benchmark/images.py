@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.atomic import atomic_path
+from core.errors import MissingFileError, UserError
+from core.imagelimits import ImageTooLargeError, check_pixels, pil_bomb_error
+
 if TYPE_CHECKING:
     import torch
 
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ImageFormatError(ValueError):
+class ImageFormatError(UserError, ValueError):
     """An image that cannot be scored as it is (unreadable, wrong mode, wrong size)."""
 
 
@@ -64,15 +68,6 @@ class LoadedImage:
 
 def is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _bit_depth(img, data: bytes) -> int:
@@ -111,19 +106,17 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
             header before decoding.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist (a ``FileNotFoundError``).
         ImageTooLargeError: the header declares more pixels than the limit.
         ImageFormatError: unreadable/truncated file, alpha, grayscale or 16-bit data.
     """
     from PIL import Image, UnidentifiedImageError
 
-    from core.imagelimits import ImageTooLargeError, check_pixels, pil_bomb_error
-
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} does not exist") from None
+        raise MissingFileError(f"image {path} does not exist") from None
     try:
         with Image.open(io.BytesIO(data)) as img:
             # Image.open parsed the header only: refuse a pixel bomb before decoding it
@@ -151,7 +144,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         with Image.open(path) as img:
             return img.size
     except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} does not exist") from None
+        raise MissingFileError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageFormatError(f"{path}: not a readable image ({exc}); re-export or remove it") from exc
 
@@ -162,13 +155,11 @@ def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
     dataset is checked in moments, before anything is scored.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist (a ``FileNotFoundError``).
         ImageFormatError: not an image, or not 8-bit RGB.
         core.imagelimits.ImageTooLargeError: more pixels than ``$SCREENSR_MAX_PIXELS``.
     """
     from PIL import Image, UnidentifiedImageError
-
-    from core.imagelimits import check_pixels, pil_bomb_error
 
     path = Path(path)
     try:
@@ -178,7 +169,7 @@ def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
             _check_mode(img, path, head)
             size = img.size
     except FileNotFoundError:
-        raise FileNotFoundError(f"image {path} does not exist") from None
+        raise MissingFileError(f"image {path} does not exist") from None
     except Image.DecompressionBombError as exc:
         raise pil_bomb_error(path, exc) from None
     except (UnidentifiedImageError, OSError) as exc:
@@ -190,8 +181,6 @@ def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB as PNG atomically (temporary file, then ``os.replace``)."""
     from PIL import Image
-
-    from core.atomic import atomic_path
 
     path = Path(path)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:

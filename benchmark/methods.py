@@ -39,6 +39,7 @@ import re
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,19 @@ import numpy as np
 
 from benchmark.images import LoadedImage, list_images, read_image, write_png
 from benchmark.store import MethodRecord, canonical_hash
+from benchmark.weights import MissingWeightsError, missing_message, sr_weight_files
 from core.config import from_dict
-from core.errors import ConfigError, UnknownNameError, did_you_mean
+from core.errors import ConfigError, MissingFileError, UnknownNameError, UserError, did_you_mean
+from core.paths import screensr_home
 from vosr.releases import RELEASES
 
 
-class MethodError(ValueError):
+class MethodError(UserError, ValueError):
     """An SR method that cannot run or produced an unusable output (the message names it)."""
+
+
+class MissingOutputError(MissingFileError):
+    """A folder of precomputed outputs (or one output in it) that is not there (a ``FileNotFoundError``)."""
 
 
 @dataclass
@@ -130,8 +137,6 @@ class SRMethod:
 
 def cache_dir(method: SRMethod) -> Path:
     """``$SCREENSR_HOME/outputs/<name>/<method hash>``."""
-    from benchmark.weights import screensr_home
-
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", method.name)
     return screensr_home() / "outputs" / safe / method.method_hash
 
@@ -190,11 +195,11 @@ class RealESRGANOptions:
 
     def validate(self) -> None:
         if self.tile < 8:
-            raise ValueError(f"tile={self.tile}: use at least 8 LR pixels (default 256)")
+            raise ConfigError(f"tile={self.tile}: use at least 8 LR pixels (default 256)")
         if self.tile_pad < 0:
-            raise ValueError(f"tile_pad={self.tile_pad}: must be 0 or more (default 24)")
+            raise ConfigError(f"tile_pad={self.tile_pad}: must be 0 or more (default 24)")
         if self.threads < 0:
-            raise ValueError(f"threads={self.threads}: must be 0 (automatic) or more")
+            raise ConfigError(f"threads={self.threads}: must be 0 (automatic) or more")
 
 
 @dataclass
@@ -227,8 +232,6 @@ class RealESRGANMethod(SRMethod):
             import ncnn
         except ImportError as exc:
             raise MethodError("realesrgan needs ncnn: pip install 'screensr[sr]'") from exc
-        from benchmark.weights import MissingWeightsError, missing_message, sr_weight_files
-
         files = sr_weight_files()
         missing = [f for f in files if not f.present]
         if missing:
@@ -294,7 +297,7 @@ class FolderMethod(SRMethod):
         self.folder = Path(self.folder).expanduser().absolute()
         self.precomputed = True
         if not self.folder.is_dir():
-            raise FileNotFoundError(
+            raise MissingOutputError(
                 f"folder:{self.folder}: no such folder of SR outputs; give the folder that holds one SR "
                 "image per LR image, named like the LR file (e.g. folder:results/osediff)"
             )
@@ -332,7 +335,7 @@ class FolderMethod(SRMethod):
             return found
         # the pair id and the LR stem coincide in most layouts: name each pattern once
         looked = " or ".join(f"{k}.*" for k in dict.fromkeys((pair_id, lr.path.stem)))
-        raise FileNotFoundError(
+        raise MissingOutputError(
             f"folder:{self.folder}: no SR output for pair {pair_id!r} (looked for {looked}); "
             "outputs are matched by file stem: add the file or rename it"
         )
@@ -387,9 +390,10 @@ class PythonMethod(SRMethod):
             module = importlib.import_module(mod)
         except ImportError as exc:
             raise MethodError(f"py:{self.target}: cannot import module {mod!r} ({exc})") from exc
-        self._fn = getattr(module, fn, None)
-        if not callable(self._fn):
+        func = getattr(module, fn, None)
+        if not callable(func):
             raise MethodError(f"py:{self.target}: module {mod!r} has no function {fn!r}")
+        self._fn: Callable[[np.ndarray, int], np.ndarray] = func
 
     def config(self) -> dict[str, Any]:
         return {"kind": "python", "target": self.target}
@@ -472,33 +476,62 @@ class VOSRMethod(SRMethod):
 # ---------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class BuiltinMethod:
-    """A built-in method: how to build it and which ``@key=value`` options it takes.
+    """A registered method: what it is, how to build it, which ``@key=value`` options it takes.
 
     Attributes:
-        build: ``build(name, options)`` -> the method; ``options`` is an instance of
-            :attr:`options` (or None when the method takes none).
+        name: the registry name (what ``--methods`` takes).
+        family: one of :data:`benchmark.store.FAMILIES`.
+        description: one line (stored with the method and shown in listings).
+        make: ``make(name, family, description, options)`` -> the method; ``options`` is an
+            instance of :attr:`options`, or None when the method takes none.
         options: the typed options dataclass, or None.
     """
 
-    build: Any
+    name: str
+    family: str
+    description: str
+    make: Callable[[str, str, str, Any], SRMethod]
     options: type | None = None
+
+    def create(self, name: str | None = None, options: Any = None) -> SRMethod:
+        """The method, reported as ``name`` (default: the registry name)."""
+        return self.make(name or self.name, self.family, self.description, options)
+
+
+def _resize(interpolation: str) -> Callable[[str, str, str, Any], SRMethod]:
+    return lambda name, family, description, _: ResizeMethod(name, family, description, interpolation=interpolation)
+
+
+def _realesrgan(name: str, family: str, description: str, o: RealESRGANOptions) -> SRMethod:
+    return RealESRGANMethod(name, family, description, links=["https://github.com/xinntao/Real-ESRGAN"],
+                            tile=o.tile, tile_pad=o.tile_pad, threads=o.threads)  # fmt: skip
 
 
 BUILTINS: dict[str, BuiltinMethod] = {
-    "bicubic": BuiltinMethod(
-        lambda name, _: ResizeMethod(name, "interpolation", "OpenCV bicubic upsampling", interpolation="bicubic")
-    ),
-    "lanczos": BuiltinMethod(
-        lambda name, _: ResizeMethod(name, "interpolation", "OpenCV Lanczos-4 upsampling", interpolation="lanczos")
-    ),
-    "realesrgan": BuiltinMethod(
-        lambda name, o: RealESRGANMethod(
-            name, "GAN", "Real-ESRGAN x4plus (ncnn, CPU)", links=["https://github.com/xinntao/Real-ESRGAN"],
-            tile=o.tile, tile_pad=o.tile_pad, threads=o.threads,
-        ),
-        RealESRGANOptions,
-    ),
-}  # fmt: skip
+    b.name: b
+    for b in (
+        BuiltinMethod("bicubic", "interpolation", "OpenCV bicubic upsampling", _resize("bicubic")),
+        BuiltinMethod("lanczos", "interpolation", "OpenCV Lanczos-4 upsampling", _resize("lanczos")),
+        BuiltinMethod("realesrgan", "GAN", "Real-ESRGAN x4plus (ncnn, CPU)", _realesrgan, RealESRGANOptions),
+    )
+}
+
+
+def get_method(name: str) -> BuiltinMethod:
+    """The registered method ``name``.
+
+    Raises:
+        UnknownNameError: not registered (a ``KeyError``), with the closest registered name and
+            the other spec forms :func:`create_method` takes.
+    """
+    entry = BUILTINS.get(name)
+    if entry is None:
+        hint = f"other forms: {', '.join(SPEC_FORMS)}"
+        if Path(name).expanduser().is_dir():
+            hint = f"{name} is a folder: precomputed outputs are given as folder:{name}"
+        raise UnknownNameError("method", name, [*BUILTINS, *VOSR_PRESETS], hint=hint)
+    return entry
+
 
 #: The spec forms besides the registered names, for listings and "unknown method" errors.
 SPEC_FORMS = ("folder:PATH", "cmd:TEMPLATE", "py:MODULE:FUNCTION", "vosr:CKPT")
@@ -531,13 +564,13 @@ def parse_spec_options(text: str, spec: str) -> dict[str, Any]:
 
 def _create_builtin(base: str, opts: str, name: str | None, spec: str) -> SRMethod:
     """A registered method with its ``@key=value`` options checked against its options type."""
-    entry = BUILTINS[base]
+    entry = get_method(base)
     options = parse_spec_options(opts, spec)
     if entry.options is None:
         if options:
             key = next(iter(options))
             raise ConfigError(f"unknown option {key!r} for {base} in {spec!r}: {base} takes no options")
-        return entry.build(name or base, None)
+        return entry.create(name)
     allowed = [f.name for f in dataclasses.fields(entry.options)]
     for key in options:
         if key not in allowed:
@@ -545,7 +578,7 @@ def _create_builtin(base: str, opts: str, name: str | None, spec: str) -> SRMeth
                 f"unknown option {key!r} for {base} in {spec!r}{did_you_mean(key, allowed, list_all_below=0)}; "
                 f"{base} takes {', '.join(allowed)}"
             )
-    return entry.build(name or base, from_dict(entry.options, options, where=f"{base} options"))
+    return entry.create(name, from_dict(entry.options, options, where=f"{base} options"))
 
 
 def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any] | None = None) -> SRMethod:
@@ -554,16 +587,13 @@ def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any
     Raises:
         UnknownNameError: unknown method name (a ``KeyError``, with the closest match).
         ConfigError: an unknown or ill-typed ``@key=value`` option of a built-in method.
-        FileNotFoundError / MethodError: a folder, module or template that does not work.
+        MissingOutputError / MethodError: a folder, module or template that does not work.
     """
     spec = spec.strip()
     name = None
     m = re.match(r"^([A-Za-z0-9_.+-]+)=(.+)$", spec)
     if m:
         name, spec = m.group(1), m.group(2)
-    builtin, _, builtin_opts = spec.partition("@")
-    if builtin in BUILTINS:
-        return _create_builtin(builtin, builtin_opts, name, spec)
     if spec.startswith("folder:"):
         folder = Path(spec[7:]).expanduser()
         return FolderMethod(name or folder.absolute().name, "other", f"precomputed outputs in {folder}", folder=folder)
@@ -583,7 +613,5 @@ def create_method(spec: str, *, device: str = "cpu", vosr_options: dict[str, Any
     target = spec[3:] if spec.startswith("py:") else spec
     if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", target):
         return PythonMethod(name or target.replace(":", "."), "other", f"Python function {target}", target=target)
-    hint = f"other forms: {', '.join(SPEC_FORMS)}"
-    if Path(spec).expanduser().is_dir():
-        hint = f"{spec} is a folder: precomputed outputs are given as folder:{spec}"
-    raise UnknownNameError("method", base, [*BUILTINS, *VOSR_PRESETS], hint=hint)
+    # a registered name (get_method raises for anything else, with the closest name)
+    return _create_builtin(base, opts, name, spec)

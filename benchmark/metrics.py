@@ -1,7 +1,8 @@
 """Metric specs: thin, pinned descriptions of pyiqa metrics, and the loaded models that score.
 
 A :class:`MetricSpec` says which pyiqa metric to build and with which options (the settings the
-OSEDiff/VOSR evaluation scripts use, see metrics-protocol.md), whether it is full-reference (FR,
+OSEDiff/VOSR evaluation scripts use, see ``docs/metrics-protocol.md``, "Settings the diffusion-SR
+papers actually use"), whether it is full-reference (FR,
 called as ``metric(sr, hr)``) or no-reference (NR), its direction, how it treats image sizes, and
 whether a batch of equally sized images gives exactly the per-image values. The settings
 (including the pyiqa version, because learned metrics change between releases) are hashed and
@@ -23,6 +24,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from benchmark.store import MetricRecord, canonical_hash
+from benchmark.weights import MissingWeightsError, require_metric_weights
 from core.errors import ConfigError, UnknownNameError, close_matches, did_you_mean
 
 if TYPE_CHECKING:
@@ -202,7 +204,7 @@ def metric_options(spec: MetricSpec) -> list[str] | None:
     arch = _arch_class(spec.pyiqa_name)
     if arch is None:
         return None
-    params = list(inspect.signature(arch.__init__).parameters.values())[1:]  # drop self
+    params = list(inspect.signature(arch).parameters.values())  # the constructor's, without self
     named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind is p.VAR_KEYWORD for p in params) and spec.name not in METRICS:
         return None  # an unregistered metric whose **kwargs we have not read: let pyiqa judge
@@ -254,7 +256,7 @@ def resolve_metrics(text: str | list[str] | tuple[str, ...]) -> list[MetricSpec]
     """
     items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if not items:
-        raise ValueError("no metrics given; e.g. --metrics psnr,ssim,niqe or --metrics osediff")
+        raise ConfigError("no metrics given; e.g. --metrics psnr,ssim,niqe or --metrics osediff")
     out: dict[str, MetricSpec] = {}
     for item in items:
         if item in PROTOCOLS:
@@ -266,7 +268,7 @@ def resolve_metrics(text: str | list[str] | tuple[str, ...]) -> list[MetricSpec]
         for kv in filter(None, opts.split("@")):
             key, eq, raw = kv.partition("=")
             if not eq:
-                raise ValueError(f"metric option {kv!r} in {item!r}: expected key=value, e.g. psnr@crop_border=4")
+                raise ConfigError(f"metric option {kv!r} in {item!r}: expected key=value, e.g. psnr@crop_border=4")
             overrides[key] = _parse_value(raw)
         out[name] = get_metric(name, **overrides)
     return list(out.values())
@@ -286,8 +288,6 @@ def check_weights(spec: MetricSpec) -> str | None:
     """None if the metric can run with real weights here, else a message naming each missing
     file and where it must go (the metric is then reported unavailable, never computed with
     random weights). Also installs the shipped NIQE parameters into pyiqa's cache."""
-    from benchmark.weights import MissingWeightsError, require_metric_weights
-
     try:
         require_metric_weights(spec.pyiqa_name)
     except MissingWeightsError as exc:
@@ -351,7 +351,7 @@ class MetricModel:
                 )
         with torch.inference_mode():
             sr = self.prepare(sr).to(self.device)
-            if self.spec.kind == "FR":
+            if hr is not None and self.spec.kind == "FR":
                 out = self.model(sr, self.prepare(hr).to(self.device))
             else:
                 out = self.model(sr)

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.report import direction
+from benchmark.report import ReportError, direction
 from benchmark.store import GT
+from core.atomic import atomic_path
 
 
 def pareto_front(points: np.ndarray, higher_is_better: tuple[bool, bool]) -> np.ndarray:
@@ -34,10 +35,8 @@ def pareto_front(points: np.ndarray, higher_is_better: tuple[bool, bool]) -> np.
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
     return path
 
 
@@ -56,11 +55,11 @@ def perception_distortion(
         f = f[f["dataset"] == dataset]
     means = f.groupby(["dataset", "method", "metric"])["value"].mean().unstack("metric")
     if x not in means or y not in means:
-        raise ValueError(f"perception-distortion plot needs scores for both {x!r} and {y!r}")
+        raise ReportError(f"perception-distortion plot needs scores for both {x!r} and {y!r}")
     means = means.dropna(subset=[x, y])
     dirs = (direction(x), direction(y))
     if None in dirs:
-        raise ValueError(f"metric direction unknown for {x!r} or {y!r}")
+        raise ReportError(f"metric direction unknown for {x!r} or {y!r}; plot registered metrics (`screensr bench metrics`)")
     datasets = sorted(means.index.get_level_values("dataset").unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, d in zip(axes[0], datasets, strict=True):
@@ -96,7 +95,7 @@ def distribution_figure(frame: pd.DataFrame, *, metric: str, dataset: str | None
     if dataset is not None:
         f = f[f["dataset"] == dataset]
     if f.empty:
-        raise ValueError(f"no scores for metric {metric!r}")
+        raise ReportError(f"no scores for metric {metric!r}; run `screensr bench run --metrics {metric}` first")
     datasets = sorted(f["dataset"].unique())
     higher = direction(metric)
     ylabel = metric if higher is None else f"{metric} ({'higher' if higher else 'lower'} is better)"

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.store import GT
+from core.errors import ConfigError, UserError, did_you_mean
 
 #: Bootstrap resamples of every interval the suite shows (CLI report, leaderboard, export).
 N_BOOT = 2000
@@ -70,6 +71,10 @@ SUMMARY_COLUMNS = [
     "status",
     "higher_is_better",
 ]
+
+class ReportError(UserError, ValueError):
+    """The store holds nothing to report for what was asked (the message names the fix)."""
+
 
 #: Latest-run statuses that explain why a method is incomplete.
 _RUN_PROBLEMS = ("failed", "aborted", "partial", "running", "interrupted")
@@ -105,9 +110,9 @@ def bootstrap_ci(
     across groups changes nothing for each group's own interval.
     """
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     if int(n_boot) < 1:
-        raise ValueError(f"n_boot must be a positive number of resamples, got {n_boot}")
+        raise ConfigError(f"n_boot must be a positive number of resamples, got {n_boot}")
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"values must be a (groups, n) array, got shape {values.shape}")
@@ -209,7 +214,7 @@ def current_scores(
     keys = ["dataset", "method", "metric"]
     kinds = {m: metric_info(str(m), metrics)[1] for m in f["metric"].unique()}
     recorded: set[str] = set(images["dataset"]) if images is not None and len(images) else set()
-    if recorded:
+    if recorded and images is not None:
         listed_images = images.drop_duplicates(["dataset", "image"])
         lookup = listed_images.set_index(["dataset", "image"])["has_reference"].astype(bool)
         has_ref = lookup.reindex(pd.MultiIndex.from_arrays([f["dataset"], f["image"]]))
@@ -352,10 +357,10 @@ def compare(
 
     _check(frame)
     if test not in ("wilcoxon", "bootstrap"):
-        raise ValueError(f"test must be 'wilcoxon' or 'bootstrap', got {test!r}")
+        raise ConfigError(f"test must be 'wilcoxon' or 'bootstrap', got {test!r}")
     for m in (a, b):
         if m not in set(frame["method"]):
-            raise ValueError(f"method {m!r} has no scores; methods present: {sorted(set(frame['method']))}")
+            raise ReportError(f"method {m!r} has no scores; methods present: {sorted(set(frame['method']))}")
     current, _, _ = current_scores(frame[frame["method"].isin([a, b])], images)
     wide = current.pivot_table(index=["dataset", "metric", "image"], columns="method", values="value")
     wide = wide.reindex(columns=[a, b]).dropna()
@@ -440,10 +445,10 @@ def gt_quality(frame: pd.DataFrame, *, images: pd.DataFrame | None = None) -> pd
     _check(frame)
     g = frame[frame["method"] == GT]
     if g.empty:
-        raise ValueError("no GT scores in this store; run `screensr bench gt-quality --dataset ...` first")
+        raise ReportError("no GT scores in this store; run `screensr bench gt-quality --dataset ...` first")
     g, _, _ = current_scores(g, images)
     if g.empty:
-        raise ValueError("the store's GT scores are all of images no longer in their datasets; rerun "
+        raise ReportError("the store's GT scores are all of images no longer in their datasets; rerun "
                          "`screensr bench gt-quality --dataset ...`")  # fmt: skip
     table = g.pivot_table(index="dataset", columns="metric", values="value", aggfunc="mean")
     table["n"] = g.groupby("dataset")["image"].nunique()
@@ -518,7 +523,7 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", *, digits: int = 4) ->
     if fmt == "json":
         return json.dumps(json.loads(df.to_json(orient="records")), indent=1) + "\n"
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; choose one of {', '.join(FORMATS)}")
     df = readable(df, digits=digits)
     cells = [[_cell(v, digits) for v in row] for row in df.itertuples(index=False)]
     cols = [str(c) for c in df.columns]

@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,15 @@ from benchmark.images import ImageFormatError, LoadedImage, read_image
 from benchmark.methods import SRMethod, create_method
 from benchmark.metrics import MetricModel, MetricSpec, check_weights, resolve_metrics
 from benchmark.store import GT, ResultsStore, ScoreRecord
+from core.distributed import (
+    all_gather_objects,
+    barrier,
+    broadcast_object,
+    dist_context,
+    exit_with_parent,
+    free_port,
+)
+from core.errors import ConfigError, UserError
 from core.imagelimits import check_pixels
 
 if TYPE_CHECKING:
@@ -52,16 +62,12 @@ if TYPE_CHECKING:
 GT_METHOD_HASH = "ground-truth"
 
 
-class WorkerError(RuntimeError):
+class WorkerError(UserError, RuntimeError):
     """A sharded run's worker process failed (its traceback is printed above the message)."""
 
-    is_user_error = True
 
-
-class MetricError(RuntimeError):
+class MetricError(UserError, RuntimeError):
     """A metric failed on an input; the message names the metric and the files."""
-
-    is_user_error = True
 
 
 def versions() -> dict[str, str]:
@@ -121,30 +127,6 @@ class RunStats:
 
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-# ---------------------------------------------------------------------------- distribution
-def dist_context() -> tuple[int, int]:
-    """``(rank, world_size)``: from an initialised process group, else torchrun's env, else (0, 1).
-
-    Under torchrun (``RANK``/``WORLD_SIZE`` set) a gloo group is created, which works on CPU and
-    GPU alike (the harness only uses it for barriers).
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        dist.init_process_group("gloo")
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 # ---------------------------------------------------------------------------- the run
@@ -388,7 +370,7 @@ def evaluate(
         >>> f[["image", "method", "metric", "value"]].head(1)             # doctest: +SKIP
     """
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error={on_error!r}: choose one of {', '.join(ON_ERROR)}")
+        raise ConfigError(f"on_error={on_error!r}: choose one of {', '.join(ON_ERROR)}")
     if workers > 1:
         return _spawn(datasets, methods, metrics, store=store, workers=workers, device=device,
                       progress=progress, gt=gt, scale=scale, on_error=on_error)  # fmt: skip
@@ -401,11 +383,11 @@ def evaluate(
            for d in datasets]  # fmt: skip
     names = [d.name for d in dss]
     if len(set(names)) != len(names):
-        raise ValueError(f"two datasets share a name ({names}); name them apart (name= / --name)")
+        raise ConfigError(f"two datasets share a name ({names}); name them apart (name= / --name)")
     meths = [m if isinstance(m, SRMethod) else create_method(m, device=device) for m in methods]
     mnames = [m.name for m in meths]
     if len(set(mnames)) != len(mnames) or GT in mnames:
-        raise ValueError(f"method names must be unique and not {GT!r}: {mnames}; rename with NAME=SPEC")
+        raise ConfigError(f"method names must be unique and not {GT!r}: {mnames}; rename with NAME=SPEC")
     specs = _specs(metrics)
     stats = RunStats()
     usable: list[MetricSpec] = []
@@ -417,7 +399,7 @@ def evaluate(
             stats.unavailable[spec.name] = msg
             if rank == 0:
                 print(f"warning: metric {spec.name} unavailable, not computed:\n{msg}", file=sys.stderr)
-    run_id = _shared_run_id(world)
+    run_id = broadcast_object(uuid.uuid4().hex)  # rank 0 draws it: the same id on every rank
     if rank == 0:
         for d in dss:
             store.upsert_dataset(d.record())
@@ -427,7 +409,7 @@ def evaluate(
             store.upsert_method(m.record())
         for s in usable:
             store.upsert_metric(s.record())
-    _barrier()
+    barrier()
     models = _Models(usable, device)
     vers = versions()
     from tqdm import tqdm
@@ -457,7 +439,7 @@ def evaluate(
                 for pair in bar:
                     _run_pair(work, pair)
                     bar.set_postfix(computed=stats.computed, skipped=stats.skipped)
-                skips = _gather(stats.skipped_pairs[first_skip:], world)
+                skips = [k for part in all_gather_objects(stats.skipped_pairs[first_skip:]) for k in part]
             except BaseException as exc:
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by an error: {_error_text(exc)}"
                 store.finish_runs(run_id, ds.name, [n for n, _ in runs], "aborted", error=why)
@@ -467,17 +449,11 @@ def evaluate(
     finally:
         for m in meths:
             m.close()
-    _barrier()
-    counts = [stats.computed, stats.skipped, stats.pairs]
-    skipped = stats.skipped_pairs
-    import torch.distributed as dist
-
-    if world > 1 and dist.is_initialized():
-        # totals over all ranks, so every rank reports the whole run
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, (counts, skipped))
-        counts = [sum(c[0][i] for c in gathered) for i in range(3)]
-        skipped = [s for c in gathered for s in c[1]]
+    barrier()
+    # totals over all ranks, so every rank reports the whole run
+    gathered = all_gather_objects(([stats.computed, stats.skipped, stats.pairs], stats.skipped_pairs))
+    counts = [sum(c[0][i] for c in gathered) for i in range(3)]
+    skipped = [k for c in gathered for k in c[1]]
     stats.computed, stats.skipped, stats.pairs = counts
     skipped = sorted(skipped, key=lambda k: (k.dataset, k.image, k.method))
     frame = _result_frame(store, dss, meths, usable, gt)
@@ -487,31 +463,6 @@ def evaluate(
                             "skipped_pairs": len({(k.dataset, k.image) for k in skipped})}  # fmt: skip
     frame.attrs["run_id"] = run_id
     return frame
-
-
-def _shared_run_id(world: int) -> str:
-    """A new run id, the same on every rank (rank 0 draws it and broadcasts it)."""
-    import uuid
-
-    run_id = uuid.uuid4().hex
-    if world > 1:
-        import torch.distributed as dist
-
-        box = [run_id]
-        dist.broadcast_object_list(box, src=0)
-        run_id = box[0]
-    return run_id
-
-
-def _gather(items: list[Skipped], world: int) -> list[Skipped]:
-    """``items`` of every rank (all ranks get the union)."""
-    if world == 1:
-        return list(items)
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, list(items))
-    return [s for part in gathered for s in part]
 
 
 def _finish_dataset(store: ResultsStore, run_id: str, dataset: str, names: list[str], skips: list[Skipped]) -> None:
@@ -540,7 +491,7 @@ def _specs(metrics: Sequence[MetricSpec | str] | str) -> list[MetricSpec]:
         for spec in [m] if isinstance(m, MetricSpec) else resolve_metrics(m):
             out.setdefault(spec.name, spec)
     if not out:
-        raise ValueError("no metrics given; e.g. psnr,ssim,niqe or a protocol such as osediff")
+        raise ConfigError("no metrics given; e.g. psnr,ssim,niqe or a protocol such as osediff")
     return list(out.values())
 
 
@@ -576,7 +527,7 @@ def _start_method(device: str) -> str:
     override = os.environ.get("SCREENSR_START_METHOD")
     if override:
         if override not in mp.get_all_start_methods():
-            raise ValueError(f"SCREENSR_START_METHOD={override!r}: choose one of {mp.get_all_start_methods()}")
+            raise ConfigError(f"SCREENSR_START_METHOD={override!r}: choose one of {mp.get_all_start_methods()}")
         return override
     if device.startswith("cuda") or "fork" not in mp.get_all_start_methods():
         return "spawn"
@@ -593,49 +544,13 @@ def _rank_device(device: str, rank: int) -> str:
     return device
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Make this worker process die as soon as the process that started it does.
-
-    A worker whose rank 0 was killed (SIGKILL, OOM killer) would otherwise keep scoring and
-    writing until its next collective call. On Linux the kernel sends SIGKILL on the parent's
-    death (``prctl(PR_SET_PDEATHSIG)``, linux/prctl.h); elsewhere a daemon thread polls the
-    parent pid once a second. Either way a parent that died before this call is caught by the
-    ``getppid`` check (the orphan was re-parented).
-    """
-    import signal
-    import threading
-
-    armed = False
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1  # linux/prctl.h
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(err)}")
-        armed = True
-    if os.getppid() != parent:
-        os._exit(1)
-    if not armed:
-
-        def watch() -> None:
-            import time
-
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="screensr-parent-watchdog", daemon=True).start()
-
-
 def _worker(rank: int, world: int, port: int, kwargs: dict[str, Any], threads: int, parent: int) -> None:
     import traceback
 
     import torch
     import torch.distributed as dist
 
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -649,37 +564,30 @@ def _worker(rank: int, world: int, port: int, kwargs: dict[str, Any], threads: i
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(datasets, methods, metrics, *, store, workers, device, progress, gt, scale, on_error) -> pd.DataFrame:
     """Run ``evaluate`` as rank 0 of a gloo group here, with ranks 1..N-1 in child processes; each
     process uses its share of the cores. Returns the whole run's frame (all shards)."""
+    import multiprocessing as mp
+
     import torch
     import torch.distributed as dist
-    import torch.multiprocessing as tmp
 
     url = store.url if isinstance(store, ResultsStore) else str(store)
     if url in ("sqlite://", "sqlite:///:memory:"):
-        raise ValueError("--workers > 1 needs a shared store (a SQLite file or a server), not an in-memory one")
+        raise ConfigError("--workers > 1 needs a shared store (a SQLite file or a server), not an in-memory one")
     if any(not isinstance(x, str) for x in (*datasets, *methods)):
         raise ValueError("with workers > 1 pass datasets and methods as strings (they are rebuilt in each worker)")
     if dist.is_available() and dist.is_initialized():
-        raise ValueError("workers > 1 inside an existing torch.distributed group: use torchrun's ranks instead")
+        raise ConfigError("workers > 1 inside an existing torch.distributed group: use torchrun's ranks instead")
     spec_text = metrics if isinstance(metrics, str) else [m if isinstance(m, str) else m.name for m in metrics]
     ResultsStore(url).close()  # create the tables once, before the workers open the store
     threads = max(1, (os.cpu_count() or 1) // workers)
     kwargs = dict(datasets=list(datasets), methods=list(methods), metrics=spec_text, store=url, device=device,
                   progress=progress, gt=gt, scale=scale, on_error=on_error)  # fmt: skip
-    port = _free_port()
-    ctx = tmp.get_context(_start_method(device))
-    procs = [ctx.Process(target=_worker, args=(r, workers, port, kwargs, threads, os.getpid()))
-             for r in range(1, workers)]  # fmt: skip
+    port = free_port()
+    # typeshed types get_context(str) as BaseContext, which lacks Process; every concrete one has it
+    process = mp.get_context(_start_method(device)).Process  # type: ignore[attr-defined]
+    procs = [process(target=_worker, args=(r, workers, port, kwargs, threads, os.getpid())) for r in range(1, workers)]
     for p in procs:
         p.start()
     before = torch.get_num_threads()

@@ -66,7 +66,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import UserError
+from core.atomic import atomic_path
+from core.errors import ConfigError, MissingFileError, UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,6 +92,10 @@ _CHUNK = 500
 
 class StoreError(UserError):
     """The results store cannot be opened or used (the message names the URL and the fix)."""
+
+
+class StoreURLError(StoreError, ValueError):
+    """A results-store URL SQLAlchemy cannot use (malformed, or its driver is not installed)."""
 
 
 SCORE_COLUMNS = [
@@ -160,10 +165,8 @@ class DatasetRecord:
 SUITE_OWNER = ""
 
 
-class MethodOwnershipError(ValueError):
+class MethodOwnershipError(UserError, ValueError):
     """A method row would reuse a name that belongs to someone else (see ``MethodRecord.owner``)."""
-
-    is_user_error = True
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ class MethodRecord:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ValueError(f"method {self.name!r}: family {self.family!r} is not one of {FAMILIES}")
+            raise ConfigError(f"method {self.name!r}: family {self.family!r} is not one of {FAMILIES}")
 
     @property
     def config_hash(self) -> str:
@@ -368,7 +371,7 @@ class ResultsStore:
                     )
                 parent = target.parent
                 if not parent.is_dir():
-                    raise FileNotFoundError(
+                    raise MissingFileError(
                         f"results store {url!r}: folder {parent} does not exist; create it or pick "
                         "another --store path"
                     )
@@ -385,7 +388,7 @@ class ResultsStore:
         try:
             self.engine = create_engine(url, **kwargs)
         except (ArgumentError, ImportError) as exc:
-            raise ValueError(
+            raise StoreURLError(
                 f"results store URL {self.safe_url!r} is not usable ({exc}); use sqlite:///PATH.db or "
                 "postgresql+psycopg://USER@HOST/DB (pip install 'screensr[postgres]')"
             ) from exc
@@ -824,7 +827,7 @@ class ResultsStore:
                 conn.execute(stmt, rows)
                 return self._count(conn) - before
             # other dialects: filter out what is there, then insert
-            have = self._keys(conn, {r["dataset"] for r in rows}, {r["method"] for r in rows})
+            have = self._keys(conn, {str(r["dataset"]) for r in rows}, {str(r["method"]) for r in rows})
             fresh = [
                 r
                 for r in rows
@@ -967,10 +970,10 @@ class ResultsStore:
         latest = select(func.max(s.id).label("id")).group_by(s.dataset, s.image, s.method, s.metric)
         if dataset is not None:
             latest = latest.where(s.dataset == dataset)
-        latest = latest.subquery()
+        latest_ids = latest.subquery()
         q = (
             select(s.dataset, s.method, s.method_hash, s.image)
-            .join(latest, s.id == latest.c.id)
+            .join(latest_ids, s.id == latest_ids.c.id)
             .where(s.method != GT)
             .distinct()
         )
@@ -986,7 +989,7 @@ class ResultsStore:
             ["name", "config_hash"]
         )
         only = methods.groupby("name").filter(lambda g: len(g) == 1).set_index("name")
-        resolved = []
+        resolved: list[tuple[str, str, str | None, str | None]] = []
         for name, mhash in current[["method", "method_hash"]].drop_duplicates().itertuples(index=False):
             if (name, mhash) in by_hash.index:
                 row = by_hash.loc[(name, mhash)]
@@ -1023,9 +1026,7 @@ class ResultsStore:
         frame["created"] = frame["created"].astype(str)
         suffix = path.suffix.lower()
         if suffix not in (".csv", ".parquet", ".json"):
-            raise ValueError(f"export {path}: unknown format {suffix!r}; use .csv, .parquet or .json")
-        from core.atomic import atomic_path
-
+            raise ConfigError(f"export {path}: unknown format {suffix!r}; use .csv, .parquet or .json")
         with atomic_path(path) as tmp:
             if suffix == ".csv":
                 frame.to_csv(tmp, index=False)

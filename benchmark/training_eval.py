@@ -26,6 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmark.datasets import DatasetError, load_dataset
+from benchmark.images import read_image
+from benchmark.methods import VOSRMethod
+from benchmark.metrics import MetricModel, check_weights, get_metric
+from benchmark.weights import MissingWeightsError
+
 #: Always computed (no learned weights: PSNR, and NIQE with its shipped parameters).
 ALWAYS = ("psnr", "niqe")
 #: Added when their weights are installed (never computed with random weights).
@@ -34,8 +40,6 @@ WHEN_AVAILABLE = ("lpips", "musiq")
 
 def default_metrics() -> list[str]:
     """``psnr, niqe`` plus ``lpips, musiq`` where their weight files exist."""
-    from benchmark.metrics import check_weights, get_metric
-
     return [*ALWAYS, *(m for m in WHEN_AVAILABLE if check_weights(get_metric(m)) is None)]
 
 
@@ -62,38 +66,34 @@ def make_eval_callback(
     fewer images. Images above the pixel limit are refused before decoding (``benchmark.images``).
 
     Raises:
-        FileNotFoundError / ValueError: unreadable dataset, unknown metric, missing weights.
+        DatasetError / DatasetNotFoundError: an unreadable dataset, or one without HR images.
+        UnknownNameError: an unknown metric.
+        MissingWeightsError: a named metric whose weight files are absent (a ``FileNotFoundError``).
     """
     import torch
-
-    from benchmark.datasets import load_dataset
-    from benchmark.metrics import MetricModel, check_weights, get_metric
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dataset = load_dataset(eval_data)
-    pairs = [p for p in dataset.pairs if p.hr is not None][: max(int(max_images), 1)]
+    pairs = [(p, p.hr) for p in dataset.pairs if p.hr is not None][: max(int(max_images), 1)]
     if not pairs:
-        raise ValueError(f"evaluation data {eval_data}: no pairs with an HR image; give a paired dataset")
+        raise DatasetError(f"evaluation data {eval_data}: no pairs with an HR image; give a paired dataset")
     names = list(metrics) if metrics else default_metrics()
     specs = [get_metric(n) for n in names]
     for spec in specs:
         missing = check_weights(spec)
         if missing is not None:
-            raise FileNotFoundError(f"evaluation metric {spec.name!r} cannot run: {missing}")
+            raise MissingWeightsError(f"evaluation metric {spec.name!r} cannot run: {missing}")
     models = [MetricModel(spec, device) for spec in specs]
 
     def callback(step: int, checkpoint_dir: Path) -> dict[str, float]:
-        from benchmark.images import read_image
-        from benchmark.methods import VOSRMethod
-
         method = VOSRMethod(f"step-{step}", "training", "training evaluation", checkpoint=str(checkpoint_dir),
                             device=device, options=dict(vosr_options or {}))  # fmt: skip
         sums = dict.fromkeys(names, 0.0)
         bad: dict[str, str] = {}
         try:
-            for pair in pairs:
-                lr, hr = read_image(pair.lr), read_image(pair.hr)
+            for pair, hr_path in pairs:
+                lr, hr = read_image(pair.lr), read_image(hr_path)
                 sr = method.upscale(lr.array, dataset.scale)
                 sr_t = torch.from_numpy(sr.transpose(2, 0, 1).copy()).float().div(255.0)[None]
                 for spec, model in zip(specs, models, strict=True):

@@ -26,24 +26,22 @@ and are written to pyiqa's cache on first use, so NIQE works offline.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.errors import UnknownNameError
-from core.paths import hf_hub_cache_dir, screensr_home, torch_hub_dir
+from core.atomic import atomic_copy, atomic_path, atomic_write_text
+from core.errors import MissingFileError, UnknownNameError, UserError
+from core.hashing import file_sha256
+from core.paths import torch_hub_dir
 from core.weights import WeightFile, hf_snapshot_path
 
 __all__ = [
     "MissingWeightsError",
     "DownloadError",
+    "WeightsFolderError",
+    "ChecksumError",
     "WeightFile",
-    "screensr_home",
-    "torch_hub_dir",
-    "hf_hub_cache_dir",
     "pyiqa_cache_dir",
     "metric_weight_catalogue",
     "metric_weight_files",
@@ -64,16 +62,20 @@ CLIP_URL = "https://openaipublic.azureedge.net/clip/models/{}/{}"
 NIQE_FILE = "niqe_modelparameters.mat"
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(MissingFileError):
     """A metric or method needs weight files that are not on disk (the message lists them)."""
 
-    is_user_error = True
 
-
-class DownloadError(ConnectionError):
+class DownloadError(UserError, ConnectionError):
     """A download failed (offline, or the source moved); the message names the manual fix."""
 
-    is_user_error = True
+
+class WeightsFolderError(UserError, NotADirectoryError):
+    """``--from DIR`` names something that is not a folder."""
+
+
+class ChecksumError(UserError, ValueError):
+    """A weight file whose sha256 differs from the published one (its loader would reject it)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         "RN50.pt",
         "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762",
         torch_hub_dir() / "clip",
-        ["clipiqa"],
+        ["clipiqa", "clipiqa+", "clipiqa+_rn50_512"],
         "OpenAI CLIP RN50 (CLIPIQA)",
     )
     clip_vitb32 = _clip(
@@ -162,7 +164,8 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         "OpenAI CLIP ViT-B/32 (AFINE backbone)",
     )
     resnet50 = _timm("resnet50", "timm/resnet50.a1_in1k", ["topiq_nr", "topiq_fr"])
-    vit_b8 = _timm("vit_base_patch8_224", "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k", ["maniqa-pipal"])
+    vit_b8 = _timm("vit_base_patch8_224", "timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
+                   ["maniqa-pipal", "maniqa", "maniqa-kadid"])  # fmt: skip
     afine = _pyiqa("afine.pth", ["afine_nr", "afine_fr", "afine_all"], "A-FINE heads and fine-tuned CLIP")
     niqe = WeightFile(
         name=NIQE_FILE,
@@ -173,6 +176,14 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         description="official NIQE pristine model (ships with screensr; installed on first use)",
         ships_with="screensr",
     )
+    clip_vitl14 = _clip(
+        "ViT-L-14.pt",
+        "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+        torch_hub_dir() / "clip",
+        ["clipiqa+_vitL14_512"],
+        "OpenAI CLIP ViT-L/14 (CLIPIQA+ ViT-L/14)",
+    )
+    vgg16 = _torchvision("vgg16-397923af.pth", ["dists", "lpips-vgg"], "torchvision VGG16 ImageNet weights")
     return {
         "psnr": [],
         "ssim": [],
@@ -181,10 +192,7 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
             _pyiqa("LPIPS_v0.1_alex-df73285e.pth", ["lpips"], "LPIPS v0.1 linear layers (AlexNet)"),
             _torchvision("alexnet-owt-7be5be79.pth", ["lpips"], "torchvision AlexNet ImageNet weights"),
         ],
-        "dists": [
-            _pyiqa("DISTS_weights-f5e65c96.pth", ["dists"], "DISTS alpha/beta weights"),
-            _torchvision("vgg16-397923af.pth", ["dists"], "torchvision VGG16 ImageNet weights"),
-        ],
+        "dists": [_pyiqa("DISTS_weights-f5e65c96.pth", ["dists"], "DISTS alpha/beta weights"), vgg16],
         "musiq": [_pyiqa("musiq_koniq_ckpt-e95806b9.pth", ["musiq"], "MUSIQ trained on KonIQ-10k")],
         "maniqa-pipal": [_pyiqa("MANIQA_PIPAL-ae6d356b.pth", ["maniqa-pipal"], "MANIQA trained on PIPAL"), vit_b8],
         "clipiqa": [clip_rn50],
@@ -193,7 +201,21 @@ def metric_weight_catalogue() -> dict[str, list[WeightFile]]:
         "afine_nr": [afine, clip_vitb32],
         "afine_fr": [afine, clip_vitb32],
         "afine_all": [afine, clip_vitb32],
-    }
+        # the checkpoints papers differ in (`screensr bench reconcile` tries them)
+        "lpips-vgg": [_pyiqa("LPIPS_v0.1_vgg-a78928a0.pth", ["lpips-vgg"], "LPIPS v0.1 linear layers (VGG)"), vgg16],
+        "niqe_matlab": [_pyiqa("niqe_matlab_params.mat", ["niqe_matlab"], "NIQE model fitted by MATLAB's niqe()")],
+        "musiq-ava": [_pyiqa("musiq_ava_ckpt-e8d3f067.pth", ["musiq-ava"], "MUSIQ trained on AVA")],
+        "musiq-spaq": [_pyiqa("musiq_spaq_ckpt-358bb6af.pth", ["musiq-spaq"], "MUSIQ trained on SPAQ")],
+        "musiq-paq2piq": [_pyiqa("musiq_paq2piq_ckpt-364c0c84.pth", ["musiq-paq2piq"], "MUSIQ trained on PaQ-2-PiQ")],
+        "maniqa": [_pyiqa("ckpt_koniq10k.pt", ["maniqa"], "MANIQA trained on KonIQ-10k"), vit_b8],
+        "maniqa-kadid": [_pyiqa("ckpt_kadid10k.pt", ["maniqa-kadid"], "MANIQA trained on KADID-10k"), vit_b8],
+        "clipiqa+": [_pyiqa("CLIP-IQA+_learned_prompts-603f3273.pth", ["clipiqa+"], "CLIP-IQA+ learned prompts"),
+                     clip_rn50],
+        "clipiqa+_rn50_512": [_pyiqa("CLIPIQA+_RN50_512-89f5d940.pth", ["clipiqa+_rn50_512"],
+                                     "CLIP-IQA+ (RN50, 512 px)"), clip_rn50],
+        "clipiqa+_vitL14_512": [_pyiqa("CLIPIQA+_ViTL14_512-e66488f2.pth", ["clipiqa+_vitL14_512"],
+                                       "CLIP-IQA+ (ViT-L/14, 512 px)"), clip_vitl14],
+    }  # fmt: skip
 
 
 def metric_weight_files(metric: str) -> list[WeightFile]:
@@ -264,15 +286,8 @@ def install_niqe_params(force: bool = False) -> Path:
     with files("benchmark").joinpath("data/niqe_pris_params.npz").open("rb") as fh:
         params = np.load(fh)
         mat = {"mu_prisparam": params["mu_pris_param"], "cov_prisparam": params["cov_pris_param"]}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".mat.part")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         scipy.io.savemat(tmp, mat)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -321,10 +336,14 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
 
     Returns:
         ``(entry, source)`` for every file installed.
+
+    Raises:
+        WeightsFolderError: ``source_dir`` is not a folder (a ``NotADirectoryError``).
+        ChecksumError: a file's sha256 differs from the published one (a ``ValueError``).
     """
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
-        raise NotADirectoryError(f"--from {source_dir}: not a folder; give the folder that holds the weight files")
+        raise WeightsFolderError(f"--from {source_dir}: not a folder; give the folder that holds the weight files")
     found = [p for p in source_dir.rglob("*") if p.is_file()]
     installed = []
     for wf in files:
@@ -333,19 +352,17 @@ def install_from_dir(source_dir: Path, files: Iterable[WeightFile]) -> list[tupl
         src = _find_source(found, source_dir, wf.accepted_names())
         if src is None:
             continue
-        if wf.sha256 is not None and _sha256(src) != wf.sha256:
-            raise ValueError(
+        if wf.sha256 is not None and file_sha256(src) != wf.sha256:
+            raise ChecksumError(
                 f"{src}: sha256 does not match the published {wf.name} ({wf.sha256[:12]}...); "
                 "its loader would reject it. Copy the original file."
             )
         dest = hf_snapshot_path(*wf.hf_repo) if wf.hf_repo else wf.path
         if dest.is_file() and dest.stat().st_size == src.stat().st_size:
             continue
-        _atomic_copy(src, dest)
+        atomic_copy(src, dest)
         if wf.hf_repo:
-            ref = dest.parents[2] / "refs" / "main"
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            ref.write_text("local")
+            atomic_write_text(dest.parents[2] / "refs" / "main", "local")
         installed.append((wf, src))
     return installed
 
@@ -384,10 +401,8 @@ def download(files: Iterable[WeightFile], progress: bool = True) -> list[WeightF
             else:
                 from torch.hub import download_url_to_file
 
-                wf.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = wf.path.with_name(wf.path.name + ".part")
-                download_url_to_file(wf.url, str(tmp), progress=progress)
-                os.replace(tmp, wf.path)
+                with atomic_path(wf.path) as tmp:
+                    download_url_to_file(wf.url, str(tmp), progress=progress)
         except Exception as exc:  # network errors come in many types; re-raised with the fix
             raise DownloadError(
                 f"could not download {wf.name} from {wf.url}: {exc}. Offline? Fetch the file elsewhere, "
@@ -395,23 +410,3 @@ def download(files: Iterable[WeightFile], progress: bool = True) -> list[WeightF
             ) from exc
         done.append(wf)
     return done
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

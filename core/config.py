@@ -38,9 +38,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.errors import ConfigError, did_you_mean
+from core.errors import ConfigError, MissingFileError, did_you_mean
 
 __all__ = [
+    "MissingConfigError",
     "from_dict",
     "to_dict",
     "merge",
@@ -52,6 +53,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class MissingConfigError(ConfigError, MissingFileError):
+    """A config file that does not exist: a :class:`ConfigError` and a ``FileNotFoundError``."""
 
 
 def field_names(cls: type) -> list[str]:
@@ -125,12 +130,13 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or JSON file that must hold a mapping.
 
     Raises:
-        FileNotFoundError: the file does not exist (message names it).
+        MissingConfigError: the file does not exist (a ``ConfigError`` and a ``FileNotFoundError``;
+            the message names it).
         ConfigError: the file does not parse, or holds something other than a mapping.
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass an existing .yaml/.yml/.json file")
+        raise MissingConfigError(f"config file {path} does not exist; pass an existing .yaml/.yml/.json file")
     import yaml
 
     text = path.read_text(encoding="utf-8")

@@ -38,10 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
-from data_capture.canvas import file_sha1
-from data_capture.config import ConfigError, from_dict, to_dict
-from data_capture.pair import PairConfig
+from core.atomic import atomic_copy, atomic_path
+from core.config import from_dict, load_config, to_dict
+from core.errors import ConfigError, MissingFileError, UserError
+from core.hashing import file_sha1
+from data_capture.canvas import CanvasSet, load_layout
+from data_capture.imageio import list_images, read_image, read_json, write_image, write_json, write_text
+from data_capture.pair import PairConfig, PairInputError, PairResult, load_truth, process_pair
+from data_capture.quality import write_report
 
 KIND = "screensr-capture"
 
@@ -65,6 +69,10 @@ _TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")  # core.atomic's ".NAME.XXXX
 
 class BuildLockedError(UserError):
     """Another build is writing the same dataset folder."""
+
+
+class BuildInputError(UserError, ValueError):
+    """The capture folders cannot make a dataset as they are (the message names the files and the fix)."""
 
 
 @contextlib.contextmanager
@@ -116,14 +124,12 @@ def config_hash(cfg: BuildConfig) -> str:
 
 def match_photos(canvases_dir: Path, photos_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[Path], list[str]]:
     """Pair photos with layouts by stem: (pairs (id, layout, photo), unmatched photos, canvases without photo)."""
-    from data_capture.imageio import list_images
-
     canvases_dir, photos_dir = Path(canvases_dir), Path(photos_dir)
     if not canvases_dir.is_dir():
-        raise FileNotFoundError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
+        raise MissingFileError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
     layouts = {p.name[: -len(".layout.json")]: p for p in canvases_dir.glob("*.layout.json")}
     if not layouts:
-        raise FileNotFoundError(f"no *.layout.json in {canvases_dir}; pass the folder written by `screensr capture canvas`")
+        raise MissingFileError(f"no *.layout.json in {canvases_dir}; pass the folder written by `screensr capture canvas`")
     photos = list_images(photos_dir)
     by_stem: dict[str, list[Path]] = {}
     for p in photos:
@@ -132,7 +138,7 @@ def match_photos(canvases_dir: Path, photos_dir: Path) -> tuple[list[tuple[str, 
     for stem, ps in sorted(by_stem.items()):
         if stem in layouts:
             if len(ps) > 1:
-                raise ValueError(f"several photos share the stem '{stem}' in {photos_dir}: {[p.name for p in ps]}; keep one")
+                raise BuildInputError(f"several photos share the stem '{stem}' in {photos_dir}: {[p.name for p in ps]}; keep one")
             pairs.append((stem, layouts[stem], ps[0]))
         else:
             unmatched.extend(ps)
@@ -147,10 +153,10 @@ def build_dataset(sources_dir: Path, canvases_dir: Path, photos_dir: Path, out_d
     cfg.validate()
     sources_dir, out_dir = Path(sources_dir), Path(out_dir)
     if not sources_dir.is_dir():
-        raise FileNotFoundError(f"sources folder {sources_dir} does not exist; pass the folder the canvases were made from")
+        raise MissingFileError(f"sources folder {sources_dir} does not exist; pass the folder the canvases were made from")
     pairs, unmatched, missing = match_photos(canvases_dir, photos_dir)
     if not pairs:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no photo in {photos_dir} matches a canvas stem in {canvases_dir}; name each photo like its canvas (e.g. 0001.jpg for 0001.png)"
         )
     with build_lock(out_dir):
@@ -162,9 +168,6 @@ def build_dataset(sources_dir: Path, canvases_dir: Path, photos_dir: Path, out_d
 def _pair_record(pid: str, lpath: Path, ppath: Path, sources_dir: Path, canvases: Any, cfg: BuildConfig,
                  fingerprint: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """Compute one pair: (record, PairResult). User-fixable problems become a rejection reason."""
-    from data_capture.canvas import load_layout
-    from data_capture.imageio import read_image
-    from data_capture.pair import PairResult, load_truth, process_pair
 
     base = {"id": pid, "photo": ppath.name, "canvas": lpath.name.replace(".layout.json", ".png"),
             "fingerprint": fingerprint}
@@ -172,7 +175,7 @@ def _pair_record(pid: str, lpath: Path, ppath: Path, sources_dir: Path, canvases
         layout = load_layout(lpath)
         src_path = sources_dir / layout.source
         if layout.source_sha1 and src_path.is_file() and fingerprint.get("source_sha1") != layout.source_sha1:
-            raise ValueError(
+            raise PairInputError(
                 f"source {src_path} changed since canvas {lpath.name} was made (its photo shows the old image); "
                 "restore the source the canvas was made from, or make a new canvas and retake the photo"
             )
@@ -180,14 +183,14 @@ def _pair_record(pid: str, lpath: Path, ppath: Path, sources_dir: Path, canvases
         photo = read_image(ppath, role="photo", exif=True)
         if any("grayscale" in n for n in photo.notes):
             # the colour fix would paint the source's colours into it: an LR that was never captured
-            raise ValueError(f"photo {ppath.name} is grayscale; export the capture in colour (RGB)")
+            raise PairInputError(f"photo {ppath.name} is grayscale; export the capture in colour (RGB)")
         truth = load_truth(ppath)
         res = process_pair(photo.rgb, src.rgb, layout, cfg.pair, truth, want_aligned=cfg.keep_aligned,
                            canvases=canvases, stem=pid)
         rec = {**base, "source": layout.source, **res.record, "orientation": photo.orientation,
                "screen": cfg.screen or None,
                "exif": photo.exif, "input_notes": photo.notes + [f"source: {n}" for n in src.notes]}
-    except (ValueError, FileNotFoundError, OSError) as exc:  # user-fixable: the message is the reason
+    except (UserError, OSError) as exc:  # user-fixable: the message is the reason
         res = PairResult(record={})
         # "input_error": the pair never reached the pipeline (unreadable file, pixel limit, missing
         # source): such a rejection depends on the surroundings too, so a rerun retries it
@@ -202,9 +205,6 @@ def _pair_record(pid: str, lpath: Path, ppath: Path, sources_dir: Path, canvases
 def _build_locked(sources_dir: Path, canvases_dir: Path, pairs: list[tuple[str, Path, Path]], unmatched: list[Path],
                   missing: list[str], out_dir: Path, cfg: BuildConfig, progress: bool) -> None:
     from tqdm import tqdm
-
-    from data_capture.canvas import CanvasSet
-    from data_capture.imageio import read_json, write_image, write_json, write_text
 
     chash = config_hash(cfg)
     for sub in ("hr", "lr", "records"):
@@ -273,15 +273,11 @@ def _build_locked(sources_dir: Path, canvases_dir: Path, pairs: list[tuple[str, 
     }
     write_json(out_dir / "dataset.json", meta)
     if cfg.report:
-        from data_capture.quality import write_report
-
         write_report(out_dir, records, title=f"ScreenSR capture report: {meta['name']}")
 
 
 def load_build_config(path: Path | None, **overrides: Any) -> BuildConfig:
     """A BuildConfig from an optional JSON/YAML file; ``scale`` etc. override ``pair`` fields."""
-    from data_capture.config import load_config
-
     cfg = load_config(BuildConfig, path)
     pair_over = {k: v for k, v in overrides.items() if v is not None}
     if pair_over:
@@ -306,7 +302,7 @@ def read_manifest(dataset_dir: Path) -> list[dict[str, Any]]:
     """The records of a built dataset (``manifest.jsonl``)."""
     p = Path(dataset_dir) / "manifest.jsonl"
     if not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist; build the dataset with `screensr capture build` first")
+        raise MissingFileError(f"{p} does not exist; build the dataset with `screensr capture build` first")
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
@@ -343,9 +339,6 @@ def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") ->
     """
     import os
 
-    from core.atomic import atomic_copy
-    from data_capture.imageio import write_text
-
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     root = out_dir / split
     for p in root.iterdir() if root.is_dir() else []:  # an interrupted export's metadata.jsonl
@@ -370,7 +363,7 @@ def export_imagefolder(dataset_dir: Path, out_dir: Path, split: str = "test") ->
                 os.replace(tmp, dst)
         lines.append(json.dumps({"hr_file_name": f"hr/{r['id']}.png", "lr_file_name": f"lr/{r['id']}.png", **_flat_meta(r)}))
     if not lines:
-        raise ValueError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
+        raise BuildInputError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
     # files of pairs exported earlier but rejected or gone now would be loaded without metadata
     keep = {json.loads(line)["id"] for line in lines}
     for key in ("hr", "lr"):
@@ -390,13 +383,11 @@ def export_webdataset(dataset_dir: Path, out_dir: Path, *, maxcount: int = 1000)
         import webdataset as wds
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("WebDataset export needs the webdataset package: pip install 'screensr[vosr]'") from exc
-    from core.atomic import atomic_path
-
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recs = [r for r in read_manifest(dataset_dir) if r["status"] == "ok"]
     if not recs:
-        raise ValueError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
+        raise BuildInputError(f"{dataset_dir} has no ok pairs to export; see its report.md for the rejection reasons")
     for p in out_dir.iterdir():  # shards an interrupted export left half-written
         if p.is_file() and _TEMP.match(p.name):
             p.unlink()

@@ -29,7 +29,6 @@ those ids to a new canvas, and the dataset build treats a shared id as ambiguous
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.config import ConfigError, to_dict
+from core.config import to_dict
+from core.errors import ConfigError, MissingFileError, UserError, did_you_mean
+from core.hashing import file_sha1
+from data_capture.imageio import list_images, read_image, read_json, upright_size, write_image, write_json
 
 # (name, number of markers) of the ArUco dictionaries offered; smaller is more robust.
 DICTIONARIES = {
@@ -56,6 +58,10 @@ DICTIONARIES = {
 }
 _MODULES = {"4X4": 4, "5X5": 5, "6X6": 6}
 SCREEN_SIZES = {"4k": (3840, 2160), "qhd": (2560, 1440), "fhd": (1920, 1080), "ipad": (2732, 2048)}
+
+
+class LayoutError(UserError, ValueError):
+    """A ``<stem>.layout.json`` that is missing a field or holds a malformed one."""
 
 
 @dataclass
@@ -78,8 +84,6 @@ class CanvasConfig:
 
     def validate(self) -> None:
         if self.dictionary not in DICTIONARIES:
-            from core.errors import did_you_mean
-
             raise ConfigError(
                 f"dictionary '{self.dictionary}' unknown{did_you_mean(self.dictionary, DICTIONARIES)}; "
                 f"choose one of {', '.join(DICTIONARIES)}"
@@ -161,7 +165,7 @@ class Layout:
                 version=int(d.get("version", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
+            raise LayoutError(
                 f"{where} is missing or has a malformed field ({exc!r}); restore the file, or delete it and rerun "
                 "`screensr capture canvas` (that makes a new canvas: retake its photo)"
             ) from exc
@@ -269,15 +273,6 @@ def render_canvas(src_rgb: np.ndarray, layout: Layout) -> np.ndarray:
         img = cv2.aruco.generateImageMarker(dic, int(mid), side, borderBits=1)
         canvas[oy : oy + side, ox : ox + side] = img[..., None]
     return canvas
-
-
-def file_sha1(path: Path) -> str:
-    """SHA-1 of a file, read in 1 MiB chunks (never the whole file in memory)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class CanvasIdCollisionWarning(UserWarning):
@@ -398,13 +393,11 @@ def make_canvases(
     """
     from tqdm import tqdm
 
-    from data_capture.imageio import list_images, read_image, write_image, write_json
-
     cfg = cfg or CanvasConfig()
     cfg.validate()
     sources = list_images(sources_dir)
     if not sources:
-        raise FileNotFoundError(f"no images (.png/.jpg/...) in {sources_dir}; pass the folder of source images")
+        raise MissingFileError(f"no images (.png/.jpg/...) in {sources_dir}; pass the folder of source images")
     by_stem: dict[str, list[Path]] = {}
     for src in sources:
         by_stem.setdefault(src.stem, []).append(src)
@@ -432,15 +425,14 @@ def make_canvases(
                 f"--dictionary DICT_{family(lay.dictionary)}_<N>, or write the new canvases to another folder"
             )
     # --- plan (no writes yet): every refusal happens here
-    from data_capture.imageio import upright_size
-
     plans: list[tuple[Path, Layout]] = []  # (source, layout) to draw: new canvases and missing PNGs
     new: list[tuple[Path, tuple[int, int]]] = []
     for src in sources:
-        lay = existing.get(src.stem)
-        if lay is None:
+        found = existing.get(src.stem)
+        if found is None:
             new.append((src, upright_size(src, role="source")))
             continue
+        lay = found
         where = out_dir / f"{src.stem}.layout.json"
         if lay.source != src.name:
             raise ConfigError(
@@ -497,6 +489,4 @@ def make_canvases(
 
 def load_layout(path: Path) -> Layout:
     """Read a ``<stem>.layout.json`` file."""
-    from data_capture.imageio import read_json
-
     return Layout.from_json(read_json(path, role="layout"), path=Path(path))

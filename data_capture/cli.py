@@ -1,6 +1,7 @@
 """``screensr capture ...``: command-line verbs of the ``data_capture`` package.
 
-Only the standard library is imported at module level; handlers import what they need.
+Only the standard library is imported at module level (so ``--help`` is instant); handlers import
+what they need.
 """
 
 from __future__ import annotations
@@ -106,27 +107,31 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _size(text: str) -> tuple[int, int]:
+    from core.errors import ConfigError
+
     try:
         w, h = text.lower().split("x")
         return int(w), int(h)
     except ValueError:
-        raise ValueError(f"size '{text}' is not WxH (e.g. 3840x2160)") from None
+        raise ConfigError(f"size '{text}' is not WxH (e.g. 3840x2160)") from None
 
 
 def _canvas(args: argparse.Namespace) -> int:
+    from core.config import load_config
+    from core.errors import ConfigError, did_you_mean
     from data_capture.canvas import SCREEN_SIZES, CanvasConfig, make_canvases
-    from data_capture.config import load_config
 
     over: dict = {"dictionary": args.dictionary, "marker_fraction": args.marker_fraction,
                   "quiet_modules": args.quiet_modules, "margin_fraction": args.margin_fraction,
                   "display_scale": args.display_scale}
     if args.screen:
         if args.screen not in SCREEN_SIZES:
-            raise ValueError(f"screen '{args.screen}' unknown; choose {', '.join(SCREEN_SIZES)} or pass --size WxH")
+            raise ConfigError(f"screen '{args.screen}' unknown{did_you_mean(args.screen, SCREEN_SIZES)}; "
+                              f"choose {', '.join(SCREEN_SIZES)} or pass --size WxH")
         over["width"], over["height"] = SCREEN_SIZES[args.screen]
     if args.size:
         over["width"], over["height"] = _size(args.size)
-    cfg = load_config(CanvasConfig, args.config, over)
+    cfg = load_config(CanvasConfig, args.config, overrides=over)
     before = {p.name for p in args.out.glob("*.layout.json")} if args.out.is_dir() else set()
     paths = make_canvases(args.sources, args.out, cfg, progress=not args.no_progress)
     new = [p for p in paths if p.name not in before]
@@ -148,12 +153,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from core.errors import ConfigError
     from data_capture.simulate import simulate_folder
 
     over = {}
     for kv in args.set:
         if "=" not in kv:
-            raise ValueError(f"--set '{kv}' is not KEY=VALUE")
+            raise ConfigError(f"--set '{kv}' is not KEY=VALUE (e.g. --set jpeg_quality=90)")
         k, v = kv.split("=", 1)
         try:
             over[k] = json.loads(v)
@@ -170,13 +176,14 @@ def _simulate(args: argparse.Namespace) -> int:
 def _align(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.errors import UserError
     from data_capture.build import load_build_config
     from data_capture.canvas import CanvasSet, load_layout
     from data_capture.imageio import list_images, read_image, write_image, write_json
     from data_capture.pair import load_truth, process_pair
 
     cfg = load_build_config(args.config, scale=args.scale)
-    photos = []
+    photos: list[Path] = []
     for p in args.photos:
         photos.extend(list_images(p) if p.is_dir() else [p])
     canvases = CanvasSet.read(args.canvases)
@@ -190,7 +197,7 @@ def _align(args: argparse.Namespace) -> int:
             layout = load_layout(lpath)
             photo = read_image(ph, role="photo", exif=True)
             src = read_image(args.sources / layout.source, role="source")
-        except (ValueError, OSError) as exc:
+        except (UserError, OSError) as exc:
             print(f"{ph.name}: rejected: {exc}")
             continue
         res = process_pair(photo.rgb, src.rgb, layout, cfg.pair, load_truth(ph), want_aligned=True,
@@ -225,10 +232,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from core.errors import ConfigError
     from data_capture.build import export_imagefolder, export_webdataset
 
     if not args.hf and not args.wds:
-        raise ValueError("nothing to export: pass --hf DIR and/or --wds DIR")
+        raise ConfigError("nothing to export: pass --hf DIR and/or --wds DIR")
     if args.hf:
         print(f"ImageFolder: {export_imagefolder(args.dataset, args.hf)}")
     if args.wds:

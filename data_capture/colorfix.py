@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.config import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass
@@ -41,7 +41,7 @@ def low_band(img: np.ndarray, levels: int) -> np.ndarray:
     """A-trous low band of ``img (H, W, C) float32`` after ``levels`` binomial smoothings."""
     import cv2
 
-    out = img.astype(np.float32, copy=True)
+    out: np.ndarray = img.astype(np.float32, copy=True)
     for i in range(levels):
         d = 2**i
         k = np.zeros(2 * d + 1, np.float32)

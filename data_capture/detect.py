@@ -1,7 +1,8 @@
 """ArUco marker detection on a photo of a canvas: pre-blur, sub-pixel corners, recovery of missed markers.
 
 A phone photo of a screen carries moire from the display's sub-pixel stripes beating against the
-sensor's Bayer grid; the raw SUBPIX corner error grows to several pixels (capture-reference.md).
+sensor's Bayer grid; the raw SUBPIX corner error grows to several pixels (``docs/capture-reference.md``,
+"Registration: measured on 2 CPU cores").
 A Gaussian pre-blur (sigma ~3 px on a 12 MP photo) before detection removes most of it. Corners
 only need to land inside the basin of the content (ECC) refinement that follows, so detection
 trades a little corner accuracy for robustness.
@@ -13,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import ConfigError
 from data_capture.canvas import Layout
-from data_capture.config import ConfigError
 
 
 @dataclass

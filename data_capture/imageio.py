@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.atomic import atomic_write_bytes
-from core.errors import UserError
+from core.errors import MissingFileError, UserError
 from core.imagelimits import ImageTooLargeError, check_image_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -55,6 +55,10 @@ class ImageReadError(UserError, ValueError):
     """An image file is missing, corrupt or unusable; the message names the file and the fix."""
 
 
+class JSONFileError(UserError, ValueError):
+    """A JSON file the pipeline wrote (layout, truth, manifest entry) that no longer parses."""
+
+
 @dataclass
 class LoadedImage:
     """A decoded image: ``rgb`` is ``(H, W, 3) uint8`` in the upright frame."""
@@ -70,7 +74,7 @@ def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"folder {folder} does not exist; pass a folder of images")
+        raise MissingFileError(f"folder {folder} does not exist; pass a folder of images")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -250,8 +254,8 @@ def read_json(path: Path, *, role: str = "file") -> Any:
     """Read JSON with an error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{role} {path} does not exist")
+        raise MissingFileError(f"{role} {path} does not exist")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{role} {path} is not valid JSON ({exc}); regenerate it") from exc
+        raise JSONFileError(f"{role} {path} is not valid JSON ({exc}); regenerate it") from exc

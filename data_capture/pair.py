@@ -18,19 +18,26 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ConfigError, UserError
 from data_capture.canvas import CanvasSet, Layout
 from data_capture.colorfix import ColorFixConfig, color_fix
-from data_capture.config import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
+from data_capture.imageio import read_json
 from data_capture.quality import QAConfig, dense_error, judge, shift_map, truth_shift_map, y_psnr_ssim
 from data_capture.register import (
     RegisterConfig,
     Registration,
+    RegistrationError,
     register,
     registration_plane,
     scale_matrix,
     warp_to_grid,
 )
+
+
+class PairInputError(UserError, ValueError):
+    """A pair whose inputs cannot make an HR/LR pair (source size, scale, a changed source, a
+    grayscale photo); the message is the rejection reason and names the fix."""
 
 
 @dataclass
@@ -81,18 +88,16 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
     """
     import cv2
 
-    from data_capture.register import RegistrationError
-
     s = cfg.scale
     H, W = source.shape[:2]
     if (W, H) != tuple(layout.source_size):
-        raise ValueError(
+        raise PairInputError(
             f"source is {W}x{H} but layout '{layout.source}' was made for {layout.source_size[0]}x{layout.source_size[1]}; "
             "regenerate the canvas from this source"
         )
     Wc, Hc = (W // s) * s, (H // s) * s
     if Wc < 8 * s or Hc < 8 * s:
-        raise ValueError(f"source {W}x{H} too small for scale {s}: the LR image would be under 8 px a side")
+        raise PairInputError(f"source {W}x{H} too small for scale {s}: the LR image would be under 8 px a side")
     t: dict[str, float] = {}
     rec: dict[str, Any] = {"status": "rejected", "reason": None, "scale": s,
                            "hr_size": [Wc, Hc], "lr_size": [Wc // s, Hc // s],
@@ -172,7 +177,7 @@ def process_pair(photo: np.ndarray, source: np.ndarray, layout: Layout, cfg: Pai
     else:
         aligned_plane = warp_to_grid(photo_plane, reg, (Wc, Hc), np.eye(3), interp)
     q = cfg.qa
-    sm = shift_map(registration_plane(hr, cfg.register.channel), aligned_plane, tuple(q.shift_tiles),
+    sm = shift_map(registration_plane(hr, cfg.register.channel), aligned_plane, (q.shift_tiles[0], q.shift_tiles[1]),
                    sigma=q.shift_sigma, max_se=q.shift_max_se, max_photometric=q.shift_max_photometric)
     sm["units"] = "source px, measured on the source grid (positive = the photo's content lies right/down)"
     qa["shift_map"] = sm
@@ -199,7 +204,5 @@ def _ms(t: dict[str, float]) -> None:
 
 def load_truth(photo_path: Path) -> dict[str, Any] | None:
     """The simulator truth beside a photo (``<stem>.truth.json``), if any."""
-    from data_capture.imageio import read_json
-
     p = Path(photo_path).with_name(Path(photo_path).stem + ".truth.json")
     return read_json(p, role="truth") if p.is_file() else None

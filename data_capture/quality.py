@@ -1,6 +1,6 @@
 """Quality control of registered pairs: figures, rejection thresholds, and the dataset report.
 
-Why each figure (capture-reference.md, "Judging a pipeline"): the marker reprojection residual is
+Why each figure (``docs/capture-reference.md``, "Judging a pipeline"): the marker reprojection residual is
 a fit residual and stays small even when corners are biased, so the held-out measures decide:
 the marker-vs-content homography disagreement, the ECC correlation, the tiled shift
 map of the final result (it shows uncorrected lens distortion as a smooth vector field),
@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.config import ConfigError
+from core.atomic import atomic_path
+from core.errors import ConfigError
+from data_capture.geometry import apply_h
+from data_capture.imageio import read_image, write_image, write_text
+from data_capture.simulate import truth_photo_to_canvas
 
 
 @dataclass
@@ -64,7 +68,8 @@ def _ecc_tile(ta: np.ndarray, win: np.ndarray, M0: np.ndarray, crit: tuple) -> t
     import cv2
 
     try:  # (OpenCV updates the warp it is given in place: pass a copy)
-        return cv2.findTransformECC(ta, win, M0.copy(), cv2.MOTION_TRANSLATION, crit, None, 1)
+        # inputMask None means "every pixel" (OpenCV's documented default); the stubs only allow arrays
+        return cv2.findTransformECC(ta, win, M0.copy(), cv2.MOTION_TRANSLATION, crit, None, 1)  # type: ignore[call-overload]
     except cv2.error:  # "iterations do not converge"
         return 0.0, None
 
@@ -205,9 +210,6 @@ def truth_shift_map(reg: Any, truth: dict[str, Any], layout: Any, sm: dict[str, 
     Returns ``{"dx", "dy"}`` per tile and ``p50 / p95`` of the magnitude over the tiles that ``sm``
     counts.
     """
-    from data_capture.register import apply_h
-    from data_capture.simulate import truth_photo_to_canvas
-
     xs, ys = np.asarray(sm["x"], float), np.asarray(sm["y"], float)
     if not len(xs):
         return {"dx": [], "dy": [], "p50": None, "p95": None}
@@ -242,9 +244,6 @@ def dense_error(reg: Any, truth: dict[str, Any], layout: Any, step: float = 4.0,
     For source points ``q`` on a grid, the estimated photo point ``P(q)`` is mapped back with the
     exact truth map; the error is ``|S^-1 T(P(q)) - q|``.
     """
-    from data_capture.register import apply_h
-    from data_capture.simulate import truth_photo_to_canvas
-
     W, H = layout.source_size
     gx, gy = np.meshgrid(np.arange(border, W - border, step), np.arange(border, H - border, step))
     q = np.stack([gx, gy], -1)
@@ -290,8 +289,6 @@ def judge(qa: dict[str, Any], cfg: QAConfig) -> str | None:
 
 def _save(fig: Any, path: Path, dpi: int) -> None:
     """Save a matplotlib figure atomically (umask permissions; a reader never sees half a PNG)."""
-    from core.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
 
@@ -370,8 +367,6 @@ def write_report(out_dir: Path, records: list[dict[str, Any]], *, title: str = "
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from data_capture.imageio import read_image, write_image, write_text
 
     rep = Path(out_dir) / "report"
     rep.mkdir(parents=True, exist_ok=True)

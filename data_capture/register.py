@@ -30,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ConfigError, UserError
 from data_capture.canvas import Layout
-from data_capture.config import ConfigError
 from data_capture.detect import Detection
+from data_capture.geometry import apply_h
 
 
-class RegistrationError(ValueError):
+class RegistrationError(UserError, ValueError):
     """A photo cannot be registered; the message is the rejection reason stored in the manifest."""
 
 
@@ -73,15 +74,6 @@ class RegisterConfig:
 
 
 # ---------------------------------------------------------------------------- geometry helpers
-
-
-def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 homography to points ``(..., 2)``."""
-    H = np.asarray(H, np.float64)
-    x = pts[..., 0] * H[0, 0] + pts[..., 1] * H[0, 1] + H[0, 2]
-    y = pts[..., 0] * H[1, 0] + pts[..., 1] * H[1, 1] + H[1, 2]
-    w = pts[..., 0] * H[2, 0] + pts[..., 1] * H[2, 1] + H[2, 2]
-    return np.stack([x / w, y / w], -1)
 
 
 def scale_matrix(f: float) -> np.ndarray:
@@ -279,7 +271,7 @@ def refine_ecc(reg: Registration, w: _Work, cfg: RegisterConfig) -> None:
     """Refine ``reg.photo_to_canvas`` in place by ECC on the content."""
     import cv2
 
-    G = _grid_to_photo(reg, w).astype(np.float32)
+    G: np.ndarray = _grid_to_photo(reg, w).astype(np.float32)
     mask = np.zeros(w.tmpl.shape, np.uint8)
     b = 4  # the template's own border: reflection effects of the low-pass
     mask[b:-b, b:-b] = 255
@@ -368,7 +360,8 @@ def tile_shifts(tmpl: np.ndarray, warped: np.ndarray, tile: int, min_corr: float
     if ny < 1 or nx < 1:
         return np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0)
     sl = (slice(pad, pad + ny * tile), slice(pad, pad + nx * tile))
-    gy, gx = np.gradient(warped.astype(np.float32))
+    grad = np.gradient(warped.astype(np.float32))  # (d/dy, d/dx)
+    gy, gx = np.asarray(grad[0]), np.asarray(grad[1])
 
     def tiles(a: np.ndarray) -> np.ndarray:  # (ny, nx, tile*tile)
         return a[sl].reshape(ny, tile, nx, tile).transpose(0, 2, 1, 3).reshape(ny, nx, -1)
@@ -418,6 +411,8 @@ def fit_residual(reg: Registration, w: _Work, cfg: RegisterConfig) -> None:
         if reg.residual is not None:
             d = d + reg.residual(q)
         reg.residual = PolyField.fit(q, d, rho, cfg.residual_degree, reg.source_size)
+    if reg.residual is None:  # residual_passes = 0: no field was fitted, nothing to measure
+        return
     W, H = reg.source_size
     gx, gy = np.meshgrid(np.linspace(0, W - 1, 16), np.linspace(0, H - 1, 16))
     reg.residual_rms_px = float(np.sqrt((reg.residual(np.stack([gx, gy], -1)) ** 2).sum(-1).mean()))

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from data_capture.config import ConfigError, from_dict, to_dict
+from core.config import from_dict, to_dict
+from core.errors import ConfigError, MissingFileError, did_you_mean
+from data_capture.geometry import apply_h
+from data_capture.imageio import read_image, read_json, write_image, write_json
 
 
 @dataclass
@@ -80,11 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset_config(preset: str, **overrides: Any) -> SimConfig:
     """The ``SimConfig`` of a named preset (clean, mild, typical, hard) with overrides."""
     if preset not in PRESETS:
-        import difflib
-
-        close = difflib.get_close_matches(preset, list(PRESETS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown simulator preset '{preset}'{hint} choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown simulator preset '{preset}'{did_you_mean(preset, PRESETS)}; choose one of {', '.join(PRESETS)}")
     return from_dict(SimConfig, {**PRESETS[preset], **overrides}, where=f"preset {preset}")
 
 
@@ -127,15 +126,6 @@ def undistort_points(pts: np.ndarray, dist: dict[str, Any]) -> np.ndarray:
     return c + d * (1 + float(dist["k1"]) * r2 + float(dist["k2"]) * r2**2)
 
 
-def apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 homography to points ``(..., 2)``."""
-    H = np.asarray(H, np.float64)
-    x = pts[..., 0] * H[0, 0] + pts[..., 1] * H[0, 1] + H[0, 2]
-    y = pts[..., 0] * H[1, 0] + pts[..., 1] * H[1, 1] + H[1, 2]
-    w = pts[..., 0] * H[2, 0] + pts[..., 1] * H[2, 1] + H[2, 2]
-    return np.stack([x / w, y / w], -1)
-
-
 def truth_photo_to_canvas(truth: dict[str, Any], pts: np.ndarray) -> np.ndarray:
     """The exact photo -> canvas map of a simulated photo, for points ``(..., 2)`` in photo px."""
     Hinv = np.linalg.inv(np.asarray(truth["canvas_to_ideal"], np.float64))
@@ -164,7 +154,8 @@ def _display_radiance(canvas: np.ndarray, cx: np.ndarray, cy: np.ndarray, cfg: S
 
     lin = (canvas.astype(np.float32) / 255.0) ** 2.2
     # nearest canvas pixel: the display shows each pixel as a flat cell
-    out = cv2.remap(lin, cx, cy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    out = np.asarray(cv2.remap(lin, cx, cy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)),
+                     np.float32)
     if cfg.subpixels:
         fx = cx - np.floor(cx + 0.5)  # in [-0.5, 0.5): position inside the cell
         fy = cy - np.floor(cy + 0.5)
@@ -250,7 +241,10 @@ def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
     import cv2
 
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:  # OpenCV failed on its own output: a bug or a broken build, not the user's input
+        raise RuntimeError(f"OpenCV could not round-trip a {rgb.shape[1]}x{rgb.shape[0]} image through JPEG")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def simulate_folder(canvases_dir: Path, out_dir: Path, *, preset: str = "typical", seed: int = 0,
@@ -262,14 +256,12 @@ def simulate_folder(canvases_dir: Path, out_dir: Path, *, preset: str = "typical
     """
     from tqdm import tqdm
 
-    from data_capture.imageio import read_image, read_json, write_image, write_json
-
     canvases_dir, out_dir = Path(canvases_dir), Path(out_dir)
     if not canvases_dir.is_dir():
-        raise FileNotFoundError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
+        raise MissingFileError(f"canvas folder {canvases_dir} does not exist; run `screensr capture canvas` first")
     layouts = sorted(canvases_dir.glob("*.layout.json"))
     if not layouts:
-        raise FileNotFoundError(f"no *.layout.json in {canvases_dir}; run `screensr capture canvas SOURCES --out {canvases_dir}`")
+        raise MissingFileError(f"no *.layout.json in {canvases_dir}; run `screensr capture canvas SOURCES --out {canvases_dir}`")
     cfg = preset_config(preset, **(overrides or {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     photos = []

@@ -17,9 +17,10 @@ Everything is offline and on the CPU; a rerun reuses what is stored.
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.errors import ConfigError, UserError
 
 EPILOG = """examples:
   screensr demo                                  # 6 images, 3 methods, PSNR/SSIM/NIQE (~2-3 min on 2 cores)
@@ -61,9 +62,9 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.images <= len(SOURCES):
-            raise ValueError(f"--images {self.images}: choose 1 to {len(SOURCES)} (the demo ships {len(SOURCES)} sources)")
+            raise ConfigError(f"--images {self.images}: choose 1 to {len(SOURCES)} (the demo ships {len(SOURCES)} sources)")
         if self.size < 16 * self.scale:
-            raise ValueError(f"--size {self.size}: too small for x{self.scale}; use at least {16 * self.scale}")
+            raise ConfigError(f"--size {self.size}: too small for x{self.scale}; use at least {16 * self.scale}")
 
     @property
     def store_url(self) -> str:
@@ -91,6 +92,8 @@ def write_sources(folder: Path, images: int, size: int) -> list[Path]:
     import skimage.data
     from PIL import Image
 
+    from core.atomic import atomic_path
+
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in SOURCES[:images]:
@@ -104,9 +107,8 @@ def write_sources(folder: Path, images: int, size: int) -> list[Path]:
         side_w = min(w, size) // 8 * 8
         top, left = (h - side_h) // 2, (w - side_w) // 2
         crop = np.ascontiguousarray(img[top : top + side_h, left : left + side_w])
-        tmp = path.with_suffix(".png.part")
-        Image.fromarray(crop).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(crop).save(tmp, format="PNG")
     return paths
 
 
@@ -121,7 +123,7 @@ def check_config(cfg: DemoConfig) -> None:
     from data_capture.simulate import preset_config
 
     if not cfg.methods:
-        raise ValueError("--methods is empty; e.g. --methods bicubic,lanczos,realesrgan")
+        raise ConfigError("--methods is empty; e.g. --methods bicubic,lanczos,realesrgan")
     for spec in cfg.methods:
         create_method(spec)  # models load on first use: this only checks the name and options
     resolve_metrics(list(cfg.metrics))
@@ -132,6 +134,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     """Build the demo dataset, run the methods, score them, write and return the summary."""
     from benchmark.report import summary
     from benchmark.runner import evaluate
+    from core.atomic import atomic_path
     from data_capture.pipeline import make_simulated_dataset
 
     check_config(cfg)
@@ -147,12 +150,11 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> DemoResult:
     # metrics whose weights are absent are not computed; the runner says which files are missing
     skipped = dict(frame.attrs.get("unavailable", {}))
     if frame.empty:
-        raise ValueError(f"none of the metrics {', '.join(cfg.metrics)} can run here; see `screensr doctor`")
+        raise UserError(f"none of the metrics {', '.join(cfg.metrics)} can run here; see `screensr doctor`")
     table = summary(frame)
     csv_path = cfg.out / "results.csv"
-    tmp = csv_path.with_suffix(".csv.part")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
     return DemoResult(table=table, csv_path=csv_path, dataset_dir=dataset_dir, store_url=cfg.store_url, skipped=skipped)
 
 

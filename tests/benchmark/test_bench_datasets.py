@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_helpers import DREALSR, make_capture, make_generic, save, smooth_image
 from PIL import Image
 
 from benchmark.datasets import DatasetError, load_dataset
@@ -12,27 +11,27 @@ from benchmark.images import ImageFormatError, read_image
 from core.errors import UnknownNameError
 
 
-def test_drealsr_crops_layout():
-    ds = load_dataset(DREALSR)
+def test_drealsr_crops_layout(drealsr_dir):
+    ds = load_dataset(drealsr_dir)
     assert (ds.layout, ds.scale, len(ds)) == ("crops", 4, 19)
     assert all(p.hr.name == p.lr.name for p in ds)  # same file name on both sides
     assert ds.record().n_pairs == 19
 
 
-def test_generic_pairs_by_name_not_sorted_order(tmp_path):
+def test_generic_pairs_by_name_not_sorted_order(tmp_path, save_png, smooth_image):
     rng = np.random.default_rng(1)
     # LR stems sort differently from HR stems' creation order; partners must still match by name
     for stem in ("b", "a", "10", "9"):
         hr = smooth_image(rng, 32, 32)
-        save(tmp_path / "d" / "HR" / f"{stem}.png", hr)
-        save(tmp_path / "d" / "LR" / f"{stem}.png", hr[::2, ::2])
+        save_png(tmp_path / "d" / "HR" / f"{stem}.png", hr)
+        save_png(tmp_path / "d" / "LR" / f"{stem}.png", hr[::2, ::2])
     ds = load_dataset(tmp_path / "d")
     assert ds.layout == "generic" and ds.scale == 2
     for p in ds:
         assert p.hr.stem == p.lr.stem == p.id
 
 
-def test_capture_layout_skips_rejected(tmp_path):
+def test_capture_layout_skips_rejected(tmp_path, make_capture):
     root = make_capture(tmp_path / "cap", n=4, rejected=1)
     ds = load_dataset(root)
     assert ds.layout == "capture" and ds.n_rejected == 1 and len(ds) == 3
@@ -42,33 +41,33 @@ def test_capture_layout_skips_rejected(tmp_path):
         load_dataset(root, scale=2)
 
 
-def test_realsr_and_drealsr_full_layouts(tmp_path):
+def test_realsr_and_drealsr_full_layouts(tmp_path, save_png, smooth_image):
     rng = np.random.default_rng(2)
     for cam in ("Canon", "Nikon"):
         for k in (1, 2):
             hr = smooth_image(rng, 32, 32)
-            save(tmp_path / "RealSR" / cam / "Test" / "4" / f"{cam}_00{k}_HR.png", hr)
-            save(tmp_path / "RealSR" / cam / "Test" / "4" / f"{cam}_00{k}_LR4.png", hr[::4, ::4])
+            save_png(tmp_path / "RealSR" / cam / "Test" / "4" / f"{cam}_00{k}_HR.png", hr)
+            save_png(tmp_path / "RealSR" / cam / "Test" / "4" / f"{cam}_00{k}_LR4.png", hr[::4, ::4])
     ds = load_dataset(tmp_path / "RealSR")
     assert ds.layout == "realsr" and ds.scale == 4
     assert [p.id for p in ds] == ["Canon_001", "Canon_002", "Nikon_001", "Nikon_002"]
     for k in ("a", "b"):
         hr = smooth_image(rng, 32, 32)
-        save(tmp_path / "DRealSR" / "Test_x4" / "test_HR" / f"{k}_x1.png", hr)
-        save(tmp_path / "DRealSR" / "Test_x4" / "test_LR" / f"{k}_x4.png", hr[::4, ::4])
+        save_png(tmp_path / "DRealSR" / "Test_x4" / "test_HR" / f"{k}_x1.png", hr)
+        save_png(tmp_path / "DRealSR" / "Test_x4" / "test_LR" / f"{k}_x4.png", hr[::4, ::4])
     ds = load_dataset(tmp_path / "DRealSR")
     assert (ds.layout, ds.scale, [p.id for p in ds]) == ("drealsr", 4, ["a", "b"])
 
 
-def test_nr_only_set(tmp_path):
+def test_nr_only_set(tmp_path, save_png, smooth_image):
     rng = np.random.default_rng(3)
     for k in range(2):
-        save(tmp_path / "nr" / f"x{k}.png", smooth_image(rng, 16, 16))
+        save_png(tmp_path / "nr" / f"x{k}.png", smooth_image(rng, 16, 16))
     ds = load_dataset(tmp_path / "nr", scale=4)
     assert ds.layout == "nr" and not ds.has_reference and all(p.hr is None for p in ds)
 
 
-def test_named_dataset_under_screensr_home(tmp_path, monkeypatch):
+def test_named_dataset_under_screensr_home(tmp_path, monkeypatch, make_generic):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     make_generic(tmp_path / "home" / "datasets" / "mini", n=2)
     assert load_dataset("mini").name == "mini"
@@ -76,7 +75,7 @@ def test_named_dataset_under_screensr_home(tmp_path, monkeypatch):
         load_dataset("nosuchset")
 
 
-def test_hf_datasets_folder(tmp_path, monkeypatch):
+def test_hf_datasets_folder(tmp_path, monkeypatch, smooth_image):
     import datasets as hfds
 
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
@@ -103,8 +102,8 @@ def test_missing_partner_named(generic_ds):
         load_dataset(generic_ds)
 
 
-def test_size_contradicting_scale_named(generic_ds):
-    save(generic_ds / "hr" / "img_1.png", np.zeros((60, 64, 3), np.uint8))
+def test_size_contradicting_scale_named(generic_ds, save_png):
+    save_png(generic_ds / "hr" / "img_1.png", np.zeros((60, 64, 3), np.uint8))
     with pytest.raises(ImageFormatError, match=r"img_1.*60.*must be 64x64"):
         load_dataset(generic_ds, scale=4)
     with pytest.raises(ImageFormatError, match="must be"):
@@ -146,12 +145,12 @@ def test_16bit_rgb_png_named(tmp_path):
         read_image(f)
 
 
-def test_not_a_dataset(tmp_path):
+def test_not_a_dataset(tmp_path, drealsr_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="not a dataset folder"):
         load_dataset(tmp_path / "empty")
     with pytest.raises(UnknownNameError, match="unknown layout 'crop' \\(did you mean 'crops'\\?\\)"):
-        load_dataset(DREALSR, layout="crop")
+        load_dataset(drealsr_dir, layout="crop")
 
 
 # ---------------------------------------------------------------------------- layouts and sources
@@ -182,17 +181,17 @@ def test_empty_hr_lr_folders_name_the_layout(tmp_path):
         load_dataset(tmp_path / "c", layout="crops")
 
 
-def test_test_hr_lr_folders_read_as_generic_too(tmp_path):
+def test_test_hr_lr_folders_read_as_generic_too(tmp_path, drealsr_dir):
     import shutil
 
-    shutil.copytree(DREALSR / "test_HR", tmp_path / "d" / "test_HR")
-    shutil.copytree(DREALSR / "test_LR", tmp_path / "d" / "test_LR")
+    shutil.copytree(drealsr_dir / "test_HR", tmp_path / "d" / "test_HR")
+    shutil.copytree(drealsr_dir / "test_LR", tmp_path / "d" / "test_LR")
     crops, generic = load_dataset(tmp_path / "d"), load_dataset(tmp_path / "d", layout="generic")
     assert crops.layout == "crops" and generic.layout == "generic"
     assert [(p.id, p.hr, p.lr) for p in crops] == [(p.id, p.hr, p.lr) for p in generic]
 
 
-def test_parent_of_datasets_points_at_them(tmp_path):
+def test_parent_of_datasets_points_at_them(tmp_path, make_generic):
     # the StableSR zip unpacks to one folder per test set
     make_generic(tmp_path / "StableSR_testsets" / "RealSRVal_crop128", n=1)
     (tmp_path / "StableSR_testsets" / "README.txt").write_text("x")
@@ -220,11 +219,11 @@ def test_missing_known_dataset_says_where_it_comes_from(tmp_path, monkeypatch):
     assert str(exc.value) == f"dataset {tmp_path / 'nowhere'}: no such folder; check the path"
 
 
-def test_named_datasets_are_found_case_insensitively(tmp_path, monkeypatch):
+def test_named_datasets_are_found_case_insensitively(tmp_path, monkeypatch, drealsr_dir):
     import shutil
 
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
-    shutil.copytree(DREALSR, tmp_path / "home" / "datasets" / "DRealSR_crops")
+    shutil.copytree(drealsr_dir, tmp_path / "home" / "datasets" / "DRealSR_crops")
     assert len(load_dataset("DRealSR_crops")) == len(load_dataset("drealsr_crops")) == 19
     from benchmark.datasets import DatasetNotFoundError
 
@@ -232,16 +231,16 @@ def test_named_datasets_are_found_case_insensitively(tmp_path, monkeypatch):
         load_dataset("DRealSR_crop")  # close to the local folder's name
 
 
-def test_survey_reports_known_local_and_given(tmp_path, monkeypatch):
+def test_survey_reports_known_local_and_given(tmp_path, monkeypatch, drealsr_dir, make_generic):
     import shutil
 
     from benchmark.datasets import survey
 
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
-    shutil.copytree(DREALSR, tmp_path / "home" / "datasets" / "DRealSR_crops")
+    shutil.copytree(drealsr_dir, tmp_path / "home" / "datasets" / "DRealSR_crops")
     make_generic(tmp_path / "home" / "datasets" / "mine", n=3)
     (tmp_path / "home" / "datasets" / "broken").mkdir()
-    found = survey([str(DREALSR), "hf:CSWRY/ScreenSR"])
+    found = survey([str(drealsr_dir), "hf:CSWRY/ScreenSR"])
     known = {st.given: st for st in found["known"]}
     assert known["DRealSR_crops"].pairs == 19 and known["DRealSR_crops"].layout == "crops"
     assert known["RealSR_crops"].path is None and known["RealSR_crops"].error is None  # absent
@@ -269,7 +268,7 @@ def test_hf_hub_offline_fails_at_once_with_the_fix(tmp_path, monkeypatch):
     assert "hf download --repo-type dataset CSWRY/ScreenSR --local-dir DIR" in msg and "--dataset hf:DIR" in msg
 
 
-def test_hf_hub_offline_uses_the_copy_made_earlier(tmp_path, monkeypatch, capsys):
+def test_hf_hub_offline_uses_the_copy_made_earlier(tmp_path, monkeypatch, capsys, make_generic):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     copy = make_generic(tmp_path / "home" / "datasets" / "ScreenSR", n=2)
     (copy / ".complete").write_text("fingerprint-of-the-release")
@@ -300,3 +299,24 @@ def test_hf_mistyped_local_path_is_not_reported_as_offline(tmp_path):
 
     with pytest.raises(DatasetNotFoundError, match=r"^hf:/no/such/ScreenSR: no such folder on this machine, and not a hub"):
         load_dataset("hf:/no/such/ScreenSR")
+
+
+def test_layout_and_known_dataset_registries_have_one_shape():
+    import dataclasses
+
+    from benchmark.dataset_sources import KNOWN_DATASETS, LAYOUT_GUIDE, get_known_dataset
+    from benchmark.datasets import LAYOUTS, get_layout
+    from core.errors import UnknownNameError
+
+    # every layout the harness reads has its guide, and nothing else is described
+    assert list(LAYOUTS) == list(LAYOUT_GUIDE)
+    for name, layout in LAYOUTS.items():
+        assert layout.name == name and layout.guide is LAYOUT_GUIDE[name] and get_layout(name) is layout
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            layout.name = "x"  # type: ignore[misc]
+    with pytest.raises(UnknownNameError, match=r"^unknown layout 'drealsrr' \(did you mean 'drealsr'\?\)"):
+        get_layout("drealsrr")
+    for name, known in KNOWN_DATASETS.items():
+        assert known.name == name and get_known_dataset(name.lower()) is known  # case-insensitive
+    with pytest.raises(UnknownNameError, match=r"^unknown public dataset 'RealSR_crop' \(did you mean 'RealSR_crops'\?\)"):
+        get_known_dataset("RealSR_crop")

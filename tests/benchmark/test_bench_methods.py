@@ -7,7 +7,6 @@ import types
 
 import numpy as np
 import pytest
-from bench_helpers import DREALSR, save, smooth_image
 
 from benchmark.datasets import load_dataset
 from benchmark.images import read_image
@@ -22,8 +21,8 @@ from core.errors import ConfigError, UnknownNameError
 
 
 @pytest.fixture
-def lr(tmp_path):
-    return read_image(save(tmp_path / "lr" / "p1.png", smooth_image(np.random.default_rng(0), 12, 10)))
+def lr(tmp_path, save_png, smooth_image):
+    return read_image(save_png(tmp_path / "lr" / "p1.png", smooth_image(np.random.default_rng(0), 12, 10)))
 
 
 def test_bicubic_lanczos_equal_opencv_and_are_cached(lr, tmp_path, monkeypatch):
@@ -82,14 +81,14 @@ def test_command_template(lr, tmp_path, monkeypatch):
         create_method("cmd:echo hi")
 
 
-def test_folder_method_matches_by_stem():
-    m = create_method(f"folder:{DREALSR / 'osediff'}")
+def test_folder_method_matches_by_stem(drealsr_dir):
+    m = create_method(f"folder:{drealsr_dir / 'osediff'}")
     assert isinstance(m, FolderMethod) and m.name == "osediff" and m.precomputed
-    lr = read_image(DREALSR / "test_LR" / "Canon_10_x1.png")
+    lr = read_image(drealsr_dir / "test_LR" / "Canon_10_x1.png")
     assert m.output("Canon_10_x1", lr, 4).path.name == "Canon_10_x1.png"
     with pytest.raises(FileNotFoundError, match="no SR output for pair 'nope'"):
-        m.output_path("nope", read_image(DREALSR / "test_LR" / "Canon_10_x1.png").__class__(
-            DREALSR / "test_LR" / "nope.png", lr.array, "0"))
+        m.output_path("nope", read_image(drealsr_dir / "test_LR" / "Canon_10_x1.png").__class__(
+            drealsr_dir / "test_LR" / "nope.png", lr.array, "0"))
     with pytest.raises(FileNotFoundError, match="no such folder"):
         create_method("folder:/nonexistent/outputs")
 
@@ -138,19 +137,19 @@ def test_builtin_options_are_typed_and_checked():
     assert create_method("realesrgan@threads=3").method_hash == default.method_hash
 
 
-def test_folder_method_errors_name_the_fix(tmp_path):
+def test_folder_method_errors_name_the_fix(tmp_path, drealsr_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MethodError, match=r"folder:.*empty: holds no images"):
         create_method(f"folder:{tmp_path / 'empty'}")
-    m = create_method(f"folder:{DREALSR / 'osediff'}")
-    lr = read_image(DREALSR / "test_LR" / "Canon_10_x1.png")
+    m = create_method(f"folder:{drealsr_dir / 'osediff'}")
+    lr = read_image(drealsr_dir / "test_LR" / "Canon_10_x1.png")
     missing = lr.__class__(tmp_path / "nope.png", lr.array, "0")
     with pytest.raises(FileNotFoundError) as exc:
         m.output_path("nope", missing)  # the pair id and the LR stem coincide: named once
     assert "(looked for nope.*);" in str(exc.value) and "nope.* and" not in str(exc.value)
     with pytest.raises(FileNotFoundError, match=r"looked for p7\.\* or nope\.\*"):
         m.output_path("p7", missing)
-    assert m.missing_outputs(load_dataset(DREALSR).pairs) == []
+    assert m.missing_outputs(load_dataset(drealsr_dir).pairs) == []
 
 
 def test_vosr_specs_are_lazy(tmp_path, monkeypatch):
@@ -201,9 +200,9 @@ def test_vosr_adapter_calls_the_contract(tmp_path, monkeypatch, lr):
     assert built == [("vosr-0.5b-os", SamplingConfig(steps=1), "cpu", "bf16", None, "default", 2)]
 
 
-def test_realesrgan_ncnn_tiled_equals_untiled():
+def test_realesrgan_ncnn_tiled_equals_untiled(drealsr_dir):
     pytest.importorskip("ncnn", reason="pip install 'screensr[sr]' for Real-ESRGAN")
-    lr = read_image(DREALSR / "test_LR" / "Canon_10_x1.png").array[:48, :48]
+    lr = read_image(drealsr_dir / "test_LR" / "Canon_10_x1.png").array[:48, :48]
     whole = RealESRGANMethod("realesrgan", "GAN", tile=1024).upscale(lr, 4)
     tiled = RealESRGANMethod("realesrgan", "GAN", tile=24, tile_pad=24).upscale(lr, 4)
     assert whole.shape == (192, 192, 3)
@@ -226,3 +225,21 @@ def test_empty_screensr_home_means_the_default_not_the_working_directory(monkeyp
     monkeypatch.setenv("HOME", str(tmp_path))
     m = create_method("bicubic")
     assert cache_dir(m) == tmp_path / ".cache" / "screensr" / "outputs" / "bicubic" / m.method_hash
+
+
+def test_method_registry_has_one_shape_entry_name_lookup_and_suggestion():
+    import dataclasses
+
+    from benchmark.methods import BUILTINS, get_method
+
+    for name, entry in BUILTINS.items():
+        assert entry.name == name  # the dict is keyed by the entry's own name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            entry.name = "x"  # type: ignore[misc]
+        method = create_method(name)
+        # what the registry says is what the store records
+        assert (method.name, method.family, method.description) == (name, entry.family, entry.description)
+    assert get_method("lanczos") is BUILTINS["lanczos"]
+    with pytest.raises(UnknownNameError, match=r"^unknown method 'lanczso' \(did you mean 'lanczos'\?\)"):
+        get_method("lanczso")
+    assert create_method("mine=bicubic").name == "mine" and create_method("mine=bicubic").family == "interpolation"

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from bench_helpers import CALIBRATION, DREALSR
 
 from benchmark.images import read_image
 from benchmark.metrics import METRICS, PROTOCOLS, MetricModel, check_weights, get_metric, resolve_metrics
 from core.errors import ConfigError, UnknownNameError
 
 
-def _calibration(method: str) -> dict[str, float]:
+def _calibration(calibration_dir: Path, method: str) -> dict[str, float]:
     """pyiqa's own values for the TID2013 calibration images (rows ``name(ours)``)."""
-    with open(CALIBRATION / "calibration_summary.csv") as f:
+    with open(calibration_dir / "calibration_summary.csv") as f:
         for row in csv.DictReader(f):
             if row["Method"] == f"{method}(ours)":
                 return {k: float(v) for k, v in row.items() if k != "Method"}
@@ -81,17 +81,17 @@ def test_settings_record_pyiqa_version():
     assert get_metric("niqe").record().settings_hash == get_metric("niqe").settings_hash
 
 
-def test_psnr_ssim_equal_pyiqa_and_published_drealsr():
+def test_psnr_ssim_equal_pyiqa_and_published_drealsr(drealsr_dir):
     """The paper protocol: pyiqa psnr/ssim with Y of YCbCr reproduce OSEDiff's published values."""
     import pyiqa
 
-    sr = read_image(DREALSR / "osediff" / "Canon_10_x1.png").tensor()
-    hr = read_image(DREALSR / "test_HR" / "Canon_10_x1.png").tensor()
+    sr = read_image(drealsr_dir / "osediff" / "Canon_10_x1.png").tensor()
+    hr = read_image(drealsr_dir / "test_HR" / "Canon_10_x1.png").tensor()
     for name, published in (("psnr", 29.260979), ("ssim", 0.892310)):
         spec = get_metric(name)
         ours = float(MetricModel(spec)(sr, hr)[0])
         ref = pyiqa.create_metric(name, device="cpu", **spec.options)(
-            str(DREALSR / "osediff" / "Canon_10_x1.png"), str(DREALSR / "test_HR" / "Canon_10_x1.png")
+            str(drealsr_dir / "osediff" / "Canon_10_x1.png"), str(drealsr_dir / "test_HR" / "Canon_10_x1.png")
         )
         assert ours == pytest.approx(float(ref), abs=1e-9)
         assert ours == pytest.approx(published, abs=1e-5)
@@ -110,15 +110,15 @@ def _basicsr_psnr_y(sr: np.ndarray, hr: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("stem", ["Canon_10_x1", "DSC_1404_x1", "sony_54_x1"])
-def test_psnr_y_against_independent_basicsr_convention(stem):
-    sr = read_image(DREALSR / "osediff" / f"{stem}.png")
-    hr = read_image(DREALSR / "test_HR" / f"{stem}.png")
+def test_psnr_y_against_independent_basicsr_convention(stem, drealsr_dir):
+    sr = read_image(drealsr_dir / "osediff" / f"{stem}.png")
+    hr = read_image(drealsr_dir / "test_HR" / f"{stem}.png")
     ours = float(MetricModel(get_metric("psnr"))(sr.tensor(), hr.tensor())[0])
     # pyiqa computes in float32 on [0, 1] images: agreement to ~1e-4 dB
     assert ours == pytest.approx(_basicsr_psnr_y(sr.array, hr.array), abs=2e-4)
 
 
-def test_calibration_psnr_ssim_niqe_tid2013():
+def test_calibration_psnr_ssim_niqe_tid2013(calibration_dir):
     """Against pyiqa's calibration table for TID2013 I03/I04/I06 with the settings it used
     (pyiqa defaults: PSNR on RGB, SSIM on YIQ Y; NIQE with the official parameters)."""
     assert check_weights(get_metric("niqe")) is None  # installs the shipped official parameters
@@ -129,15 +129,15 @@ def test_calibration_psnr_ssim_niqe_tid2013():
         ("niqe", get_metric("niqe"), 5e-3),
     ):
         model = MetricModel(spec)
-        for img, expected in _calibration(name).items():
-            dist = read_image(CALIBRATION / "dist_dir" / img).tensor()
-            ref = read_image(CALIBRATION / "ref_dir" / img).tensor()
+        for img, expected in _calibration(calibration_dir, name).items():
+            dist = read_image(calibration_dir / "dist_dir" / img).tensor()
+            ref = read_image(calibration_dir / "ref_dir" / img).tensor()
             value = float(model(dist, ref if spec.kind == "FR" else None)[0])
             assert value == pytest.approx(expected, abs=tol * max(1.0, abs(expected))), (name, img)
     # NIQE's official (MATLAB) values: I04/I06 agree to 1e-3 of pyiqa's, I03 is a known 0.6% gap
     niqe = MetricModel(get_metric("niqe"))
     for img in ("I04.bmp", "I06.bmp"):
-        v = float(niqe(read_image(CALIBRATION / "dist_dir" / img).tensor())[0])
+        v = float(niqe(read_image(calibration_dir / "dist_dir" / img).tensor())[0])
         assert v == pytest.approx(official["niqe"][img], abs=2e-3)
 
 
@@ -146,13 +146,13 @@ def test_missing_weights_reported_not_computed():
     assert msg is not None and "musiq_koniq_ckpt" in msg and "hub/pyiqa" in msg
 
 
-def test_lpips_random_weights_equal_pyiqa_and_batch_equals_singles(lpips_random_weights):
+def test_lpips_random_weights_equal_pyiqa_and_batch_equals_singles(lpips_random_weights, drealsr_dir):
     import pyiqa
 
     spec = get_metric("lpips")
     assert check_weights(spec) is None
-    files = [DREALSR / "osediff" / f"{s}.png" for s in ("Canon_10_x1", "IMG_107_x1")]
-    hr = DREALSR / "test_HR" / "Canon_10_x1.png"
+    files = [drealsr_dir / "osediff" / f"{s}.png" for s in ("Canon_10_x1", "IMG_107_x1")]
+    hr = drealsr_dir / "test_HR" / "Canon_10_x1.png"
     model = MetricModel(spec)
     singles = [float(model(read_image(f).tensor(), read_image(hr).tensor())[0]) for f in files]
     batch = torch.cat([read_image(f).tensor() for f in files])
@@ -216,7 +216,7 @@ def _random_timm_backbone(metric: str, timm_name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["musiq", "dists", "topiq_nr", "maniqa"])
-def test_learned_metrics_with_random_weights_equal_pyiqa(name, tmp_path):
+def test_learned_metrics_with_random_weights_equal_pyiqa(name, tmp_path, drealsr_dir):
     """Harness == pyiqa for the same (random, written on purpose) weights and inputs: proves the
     loading and plumbing of learned metrics. (CLIPIQA and A-FINE load OpenAI CLIP files whose
     sha256 the loader enforces, so random stand-ins are impossible; they need the real files.)"""
@@ -242,8 +242,8 @@ def test_learned_metrics_with_random_weights_equal_pyiqa(name, tmp_path):
     })  # fmt: skip
     spec = get_metric(name)
     assert check_weights(spec) is None
-    sr = DREALSR / "osediff" / "Canon_10_x1.png"
-    hr = DREALSR / "test_HR" / "Canon_10_x1.png"
+    sr = drealsr_dir / "osediff" / "Canon_10_x1.png"
+    hr = drealsr_dir / "test_HR" / "Canon_10_x1.png"
     ours = float(MetricModel(spec)(read_image(sr).tensor(), read_image(hr).tensor() if spec.kind == "FR" else None)[0])
     ref = pyiqa.create_metric(spec.pyiqa_name, device="cpu", **spec.options)
     theirs = float(ref(str(sr), str(hr)) if spec.kind == "FR" else ref(str(sr)))

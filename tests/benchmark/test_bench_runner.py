@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -16,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bench_helpers import DREALSR, make_capture, make_generic, save
 
 from benchmark.images import ImageFormatError
 from benchmark.runner import WorkerError, evaluate
@@ -31,32 +28,32 @@ def _cli(*argv: str) -> str:
     return buf.getvalue()
 
 
-def _published() -> pd.DataFrame:
-    pub = pd.read_csv(DREALSR / "osediff_published_metrics.csv")
+def _published(drealsr_dir: Path) -> pd.DataFrame:
+    pub = pd.read_csv(drealsr_dir / "osediff_published_metrics.csv")
     pub.index = pub["image"].str.removesuffix(".png")
     return pub
 
 
-def _subset(tmp_path: Path, stems: list[str]) -> Path:
+def _subset(tmp_path: Path, stems: list[str], drealsr_dir: Path) -> Path:
     """A copy of some DRealSR pairs (same layout) and their OSEDiff outputs."""
     root = tmp_path / "drealsr_sub"
     for sub in ("test_HR", "test_LR", "osediff"):
         (root / sub).mkdir(parents=True)
         for s in stems:
-            shutil.copy(DREALSR / sub / f"{s}.png", root / sub / f"{s}.png")
+            shutil.copy(drealsr_dir / sub / f"{s}.png", root / sub / f"{s}.png")
     return root
 
 
-def test_drealsr_paper_protocol_reproduces_published_scores(tmp_path):
+def test_drealsr_paper_protocol_reproduces_published_scores(tmp_path, drealsr_dir):
     """`screensr bench run` with folder: outputs gives OSEDiff's published per-image PSNR
     (Y of YCbCr, no crop) to 1e-5 on all 19 pairs (SSIM and NIQE: the subset test below, and
     all 19 in the slow test: pyiqa's SSIM costs ~2.5 s per 512 px image on these cores)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    _cli("bench", "run", "--dataset", str(DREALSR), "--methods", f"folder:{DREALSR / 'osediff'}",
+    _cli("bench", "run", "--dataset", str(drealsr_dir), "--methods", f"folder:{drealsr_dir / 'osediff'}",
          "--metrics", "psnr", "--store", url, "--no-gt", "--no-progress")  # fmt: skip
     store = ResultsStore(url)
     got = store.scores_frame(method="osediff").pivot(index="image", columns="metric", values="value")
-    m = got.join(_published(), how="inner")
+    m = got.join(_published(drealsr_dir), how="inner")
     assert len(m) == 19
     assert np.abs(m["psnr"] - m["PSNR"]).max() < 1e-5
     out = _cli("bench", "report", "--store", url, "--format", "csv", "--n-boot", "200", "--metric", "psnr")
@@ -67,11 +64,11 @@ def test_drealsr_paper_protocol_reproduces_published_scores(tmp_path):
     assert row["ci_low"] < row["mean"] < row["ci_high"]
 
 
-def test_drealsr_osediff_preset_on_a_subset(tmp_path, capsys):
+def test_drealsr_osediff_preset_on_a_subset(tmp_path, capsys, drealsr_dir):
     """The `osediff` preset through the CLI: PSNR/SSIM/NIQE reproduce the published values; the
     learned metrics, whose weights are absent here, are reported unavailable and not stored."""
     stems = ["Canon_10_x1", "DSC_1241_x1", "P1140134_x1"]
-    root = _subset(tmp_path, stems)
+    root = _subset(tmp_path, stems, drealsr_dir)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     _cli("bench", "run", "--dataset", str(root), "--methods", f"folder:{root / 'osediff'}",
          "--metrics", "osediff", "--store", url, "--no-gt", "--no-progress")  # fmt: skip
@@ -86,17 +83,17 @@ def test_drealsr_osediff_preset_on_a_subset(tmp_path, capsys):
     got = ResultsStore(url).scores_frame().pivot(index="image", columns="metric", values="value")
     assert set(got.columns) == {s.name for s in resolve_metrics("osediff")} - missing
     assert {"psnr", "ssim", "niqe"} <= set(got.columns)
-    pub = _published().loc[stems]
+    pub = _published(drealsr_dir).loc[stems]
     assert np.abs(got.loc[stems, "niqe"] - pub["NIQE"]).max() < 1e-5
     assert np.abs(got.loc[stems, "psnr"] - pub["PSNR"]).max() < 1e-5
     assert np.abs(got.loc[stems, "ssim"] - pub["SSIM"]).max() < 1e-5
 
 
 @pytest.mark.slow
-def test_drealsr_ssim_niqe_all_19(tmp_path):
-    f = evaluate([DREALSR], [f"folder:{DREALSR / 'osediff'}"], "ssim,niqe", store=ResultsStore("sqlite://"),
+def test_drealsr_ssim_niqe_all_19(tmp_path, drealsr_dir):
+    f = evaluate([drealsr_dir], [f"folder:{drealsr_dir / 'osediff'}"], "ssim,niqe", store=ResultsStore("sqlite://"),
                  progress=False, gt=False)  # fmt: skip
-    got = f.pivot(index="image", columns="metric", values="value").join(_published(), how="inner")
+    got = f.pivot(index="image", columns="metric", values="value").join(_published(drealsr_dir), how="inner")
     assert len(got) == 19 and np.abs(got["ssim"] - got["SSIM"]).max() < 1e-5
     err = np.abs(got["niqe"] - got["NIQE"])
     # published NIQE came from another machine (float reductions differ): most within 1e-3,
@@ -104,7 +101,7 @@ def test_drealsr_ssim_niqe_all_19(tmp_path):
     assert len(err) == 19 and (err < 2e-3).sum() >= 15 and err.max() < 0.02
 
 
-def test_rerun_is_idempotent_and_recomputes_only_changes(tmp_path, monkeypatch):
+def test_rerun_is_idempotent_and_recomputes_only_changes(tmp_path, monkeypatch, make_generic, save_png):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=4)
     outs = tmp_path / "outs"
@@ -120,7 +117,7 @@ def test_rerun_is_idempotent_and_recomputes_only_changes(tmp_path, monkeypatch):
     # change one precomputed output: only that pair's scores of that method are recomputed
     arr = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(outs / "img_2.png")).copy()
     arr[:8] = 0
-    save(outs / "img_2.png", arr)
+    save_png(outs / "img_2.png", arr)
     third = evaluate([ds], methods, "psnr,ssim", store=store, progress=False)
     assert third.attrs["stats"]["computed"] == 2
     assert third.query("method == 'outs' and image == 'img_2' and metric == 'ssim'")["value"].iloc[0] < 1.0
@@ -129,7 +126,7 @@ def test_rerun_is_idempotent_and_recomputes_only_changes(tmp_path, monkeypatch):
     assert fourth.attrs["stats"]["computed"] == 4
 
 
-def test_batched_methods_equal_single_runs(tmp_path, monkeypatch):
+def test_batched_methods_equal_single_runs(tmp_path, monkeypatch, make_generic):
     """psnr/ssim score all methods of a pair in one batch: equal to one method at a time."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=3)
@@ -141,7 +138,7 @@ def test_batched_methods_equal_single_runs(tmp_path, monkeypatch):
         np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-6)
 
 
-def test_gt_scores_once_per_dataset_and_unavailable_metric(tmp_path, monkeypatch):
+def test_gt_scores_once_per_dataset_and_unavailable_metric(tmp_path, monkeypatch, make_generic):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=2, lr_size=48)  # 192 px: NIQE needs 96 px blocks
     store = ResultsStore("sqlite://")
@@ -153,11 +150,11 @@ def test_gt_scores_once_per_dataset_and_unavailable_metric(tmp_path, monkeypatch
     assert set(store.metrics_frame()["name"]) == {"psnr", "niqe"}
 
 
-def test_sr_output_of_wrong_size_is_an_error(tmp_path):
+def test_sr_output_of_wrong_size_is_an_error(tmp_path, make_generic, save_png):
     ds = make_generic(tmp_path / "toy", n=2)
     outs = tmp_path / "bad"
     shutil.copytree(ds / "hr", outs)
-    save(outs / "img_1.png", np.zeros((60, 64, 3), np.uint8))
+    save_png(outs / "img_1.png", np.zeros((60, 64, 3), np.uint8))
     with pytest.raises(ImageFormatError, match=r"bad/img_1\.png is 64x60 .* never resized"):
         evaluate([ds], [f"folder:{outs}"], "psnr", store=ResultsStore("sqlite://"), progress=False)
     os.remove(outs / "img_1.png")
@@ -165,7 +162,7 @@ def test_sr_output_of_wrong_size_is_an_error(tmp_path):
         evaluate([ds], [f"folder:{outs}"], "psnr", store=ResultsStore("sqlite://"), progress=False)
 
 
-def test_capture_dataset_end_to_end(tmp_path, monkeypatch, capsys):
+def test_capture_dataset_end_to_end(tmp_path, monkeypatch, capsys, make_capture):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     root = make_capture(tmp_path / "cap", n=4, rejected=1)
     url = f"sqlite:///{tmp_path / 'r.db'}"
@@ -178,60 +175,7 @@ def test_capture_dataset_end_to_end(tmp_path, monkeypatch, capsys):
     assert ResultsStore(url).datasets_frame().loc[0, "layout"] == "capture"
 
 
-_SLOW_METHOD = """
-import time
-import numpy as np
-
-def slow_nearest(img, scale):
-    time.sleep(0.3)
-    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
-"""
-
-
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    """A real SIGKILL mid-run loses at most the pair in flight; the rerun computes only the rest."""
-    (tmp_path / "mods").mkdir()
-    (tmp_path / "mods" / "slow_sr_mod.py").write_text(_SLOW_METHOD)
-    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
-    monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
-    ds = make_generic(tmp_path / "toy", n=8)
-    db = tmp_path / "killed.db"
-    script = textwrap.dedent(f"""
-        from benchmark.runner import evaluate
-        evaluate([{str(ds)!r}], ["slow=py:slow_sr_mod:slow_nearest"], "psnr,ssim",
-                 store={f"sqlite:///{db}"!r}, progress=False, gt=False)
-    """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    n_before = 0
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                n_before = len(ResultsStore(db).scores_frame())
-            except Exception:  # the schema may not exist yet
-                n_before = 0
-        if n_before >= 4 or proc.poll() is not None:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    before = ResultsStore(db).scores_frame()
-    assert 4 <= len(before) < 16 and len(before) % 2 == 0  # whole pairs only
-    resumed = evaluate([ds], ["slow=py:slow_sr_mod:slow_nearest"], "psnr,ssim", store=f"sqlite:///{db}",
-                       progress=False, gt=False)  # fmt: skip
-    assert resumed.attrs["stats"]["computed"] == 16 - len(before)
-    after = ResultsStore(db).scores_frame()
-    kept = after.merge(before, on=["image", "metric"], suffixes=("", "_old"))
-    assert (kept["created"] == kept["created_old"]).all()  # nothing stored was recomputed
-    clean = evaluate([ds], ["slow=py:slow_sr_mod:slow_nearest"], "psnr,ssim", store=ResultsStore("sqlite://"),
-                     progress=False, gt=False)  # fmt: skip
-    cols = ["image", "method", "metric", "value"]
-    pd.testing.assert_frame_equal(resumed[cols], clean[cols])
-
-
-def _sharded_equals_single(tmp_path, metrics: str, n_per_pair: int) -> None:
+def _sharded_equals_single(tmp_path, make_generic, metrics: str, n_per_pair: int) -> None:
     ds = make_generic(tmp_path / "toy", n=5, lr_size=48)
     one = evaluate([str(ds)], ["bicubic"], metrics, store=ResultsStore("sqlite://"), progress=False)
     url = f"sqlite:///{tmp_path / 'sharded.db'}"
@@ -244,13 +188,13 @@ def _sharded_equals_single(tmp_path, metrics: str, n_per_pair: int) -> None:
     assert len(a) == 5 * n_per_pair
 
 
-def test_two_process_shards_equal_one_process(tmp_path, monkeypatch):
+def test_two_process_shards_equal_one_process(tmp_path, monkeypatch, make_generic):
     """Two spawned processes (gloo group) each take every other pair: same scores as one."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
-    _sharded_equals_single(tmp_path, "psnr,ssim", 2)
+    _sharded_equals_single(tmp_path, make_generic, "psnr,ssim", 2)
 
 
-def test_failing_worker_fails_the_run(tmp_path, monkeypatch):
+def test_failing_worker_fails_the_run(tmp_path, monkeypatch, make_generic):
     """An error in another rank's shard (here a missing output) ends the run with that error."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=4)
@@ -263,15 +207,15 @@ def test_failing_worker_fails_the_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_process_shards_equal_one_process_niqe(tmp_path, monkeypatch):
+def test_two_process_shards_equal_one_process_niqe(tmp_path, monkeypatch, make_generic):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
-    _sharded_equals_single(tmp_path, "psnr,ssim,niqe", 4)  # + NIQE of each GT image
+    _sharded_equals_single(tmp_path, make_generic, "psnr,ssim,niqe", 4)  # + NIQE of each GT image
 
 
-def test_cli_errors_are_user_errors(tmp_path, capsys):
+def test_cli_errors_are_user_errors(tmp_path, capsys, drealsr_dir):
     assert screensr_main(["bench", "run", "--dataset", str(tmp_path / "missing"), "--methods", "bicubic"]) == 2
     assert "no such folder" in capsys.readouterr().err
-    assert screensr_main(["bench", "run", "--dataset", str(DREALSR), "--methods", "bicubc",
+    assert screensr_main(["bench", "run", "--dataset", str(drealsr_dir), "--methods", "bicubc",
                           "--store", f"sqlite:///{tmp_path / 'r.db'}"]) == 2  # fmt: skip
     assert "did you mean 'bicubic'" in capsys.readouterr().err
 
@@ -284,7 +228,7 @@ def test_help_has_examples():
     assert Path(sys.executable).exists()
 
 
-def test_gt_quality_cli(tmp_path, monkeypatch):
+def test_gt_quality_cli(tmp_path, monkeypatch, make_generic):
     """`screensr bench gt-quality` scores each dataset's HR once (method GT) and prints Table 2."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=2, lr_size=48)
@@ -299,7 +243,7 @@ def test_gt_quality_cli(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_equal_one_process(tmp_path):
+def test_torchrun_two_ranks_equal_one_process(tmp_path, make_generic):
     """`torchrun --nproc_per_node 2 ... bench run` shards through torch.distributed (gloo)."""
     ds = make_generic(tmp_path / "toy", n=4, lr_size=48)
     env = {**os.environ, "SCREENSR_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
@@ -318,7 +262,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path):
     )  # fmt: skip
 
 
-def test_lr_only_dataset_gets_no_reference_scores(tmp_path, monkeypatch, capsys):
+def test_lr_only_dataset_gets_no_reference_scores(tmp_path, monkeypatch, capsys, make_generic):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=2, lr_size=48)
     shutil.rmtree(ds / "hr")
@@ -330,7 +274,7 @@ def test_lr_only_dataset_gets_no_reference_scores(tmp_path, monkeypatch, capsys)
 # --------------------------------------------------------------------------- partial failure
 
 
-def test_on_error_skip_lists_counts_and_stores_nothing_for_skipped_pairs(tmp_path, monkeypatch):
+def test_on_error_skip_lists_counts_and_stores_nothing_for_skipped_pairs(tmp_path, monkeypatch, make_generic):
     """One corrupt LR and one missing output: with skip, the rest is scored, the two pairs are
     listed and counted, nothing is stored for them, and the runs say partial."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
@@ -359,7 +303,7 @@ def test_on_error_skip_lists_counts_and_stores_nothing_for_skipped_pairs(tmp_pat
     assert s["rank"].isna().all() and set(s["status"]) == {"partial"}
 
 
-def test_on_error_stop_records_the_failed_run_with_its_error(tmp_path, monkeypatch):
+def test_on_error_stop_records_the_failed_run_with_its_error(tmp_path, monkeypatch, make_generic):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=3)
     outs = tmp_path / "outs"
@@ -383,7 +327,7 @@ def test_on_error_stop_records_the_failed_run_with_its_error(tmp_path, monkeypat
     assert set(store.runs_frame()["status"]) == {"complete"}
 
 
-def test_strict_exit_code_and_the_last_line_says_what_was_skipped(tmp_path, monkeypatch, capsys):
+def test_strict_exit_code_and_the_last_line_says_what_was_skipped(tmp_path, monkeypatch, capsys, make_generic):
     """Issue 12.4: a requested metric skipped for missing weights exited 0 and nothing said so at
     the end; --strict makes it non-zero."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
@@ -406,7 +350,7 @@ def test_strict_exit_code_and_the_last_line_says_what_was_skipped(tmp_path, monk
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_a_pair_removed_from_the_dataset_leaves_the_run_summary(tmp_path, monkeypatch, capsys):
+def test_a_pair_removed_from_the_dataset_leaves_the_run_summary(tmp_path, monkeypatch, capsys, make_generic):
     """Issue 12.1: after a pair is removed, the run (and the report) reported n=3."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_generic(tmp_path / "toy", n=3)
@@ -440,7 +384,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def test_pixel_bomb_is_refused_before_decoding_naming_the_file(tmp_path, monkeypatch):
+def test_pixel_bomb_is_refused_before_decoding_naming_the_file(tmp_path, monkeypatch, drealsr_dir):
     from benchmark.images import read_image
     from core.imagelimits import ImageTooLargeError
 
@@ -453,10 +397,10 @@ def test_pixel_bomb_is_refused_before_decoding_naming_the_file(tmp_path, monkeyp
     assert time.perf_counter() - t0 < 1.0
     monkeypatch.setenv("SCREENSR_MAX_PIXELS", "100")
     with pytest.raises(ImageTooLargeError, match="SCREENSR_MAX_PIXELS"):
-        read_image(DREALSR / "test_LR" / "Canon_10_x1.png")  # 128 x 128 > 100 pixels
+        read_image(drealsr_dir / "test_LR" / "Canon_10_x1.png")  # 128 x 128 > 100 pixels
 
 
-def test_pixel_limit_in_a_run_dataset_image_and_generated_output(tmp_path, monkeypatch):
+def test_pixel_limit_in_a_run_dataset_image_and_generated_output(tmp_path, monkeypatch, make_generic):
     """A bomb among the dataset's LR images is skipped (skip) or named (stop); a generated output
     over the limit is refused before the method runs."""
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench_helpers import make_generic
 
-import benchmark.methods
 import benchmark.metrics
+import benchmark.training_eval
 
 
 class _Nearest:
@@ -23,11 +22,11 @@ class _Nearest:
         pass
 
 
-def test_a_metric_failing_on_one_image_is_nan_not_a_mean_over_fewer(tmp_path, monkeypatch, capsys):
+def test_a_metric_failing_on_one_image_is_nan_not_a_mean_over_fewer(tmp_path, monkeypatch, capsys, make_generic):
     from benchmark.training_eval import make_eval_callback
 
     ds = make_generic(tmp_path / "toy", n=3)
-    monkeypatch.setattr(benchmark.methods, "VOSRMethod", _Nearest)
+    monkeypatch.setattr(benchmark.training_eval, "VOSRMethod", _Nearest)
     real_call = benchmark.metrics.MetricModel.__call__
     calls = {"n": 0}
 
@@ -46,13 +45,13 @@ def test_a_metric_failing_on_one_image_is_nan_not_a_mean_over_fewer(tmp_path, mo
     assert "step 2: metric psnr gave nan on img_1" in err and "img_1.png" in err
 
 
-def test_callback_mean_is_over_all_images(tmp_path, monkeypatch):
+def test_callback_mean_is_over_all_images(tmp_path, monkeypatch, make_generic):
     from benchmark.images import read_image
     from benchmark.metrics import MetricModel, get_metric
     from benchmark.training_eval import make_eval_callback
 
     ds = make_generic(tmp_path / "toy", n=3)
-    monkeypatch.setattr(benchmark.methods, "VOSRMethod", _Nearest)
+    monkeypatch.setattr(benchmark.training_eval, "VOSRMethod", _Nearest)
     got = make_eval_callback(ds, metrics=["psnr"], device="cpu", max_images=3)(1, tmp_path)["psnr"]
     import torch
 

@@ -303,3 +303,29 @@ def test_distributed_helpers_single_process_and_two_gloo_ranks(
     )
     assert Path(tmp_path, "0.json").read_text() == "(2, 0, True, 0.5, 'from 0', [0, 1])"
     assert Path(tmp_path, "1.json").read_text() == "(2, 1, False, 0.5, 'from 0', [0, 1])"
+
+
+def test_file_digest_equals_hashlib_across_chunk_boundaries(tmp_path):
+    import hashlib
+
+    from core.hashing import file_digest, file_sha1, file_sha256
+
+    data = bytes(range(256)) * (5 * 4096 + 7)  # 5 MiB + 1792 bytes: several 1 MiB chunks and a tail
+    p = tmp_path / "blob.bin"
+    p.write_bytes(data)
+    assert file_sha256(p) == hashlib.sha256(data).hexdigest()
+    assert file_sha1(p) == hashlib.sha1(data).hexdigest()
+    assert file_digest(p, "md5") == hashlib.md5(data).hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert file_sha256(empty) == hashlib.sha256(b"").hexdigest()
+
+
+def test_a_missing_config_file_is_both_a_config_error_and_file_not_found(tmp_path):
+    from core.config import MissingConfigError, read_mapping
+    from core.errors import UserError
+
+    with pytest.raises(MissingConfigError, match="nosuch.json does not exist") as info:
+        read_mapping(tmp_path / "nosuch.json")
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, UserError)

@@ -168,9 +168,9 @@ def test_exif_rotated_photo_gives_the_upright_geometry(tmp_path, sources_dir, ca
 
 def test_crash_mid_pair_leaves_no_record_and_resume_completes(tmp_path, sources_dir, canvases_dir, photos_dir,
                                                              monkeypatch):
-    import data_capture.imageio as io_mod
+    import data_capture.build as build_mod
 
-    real = io_mod.write_image
+    real = build_mod.write_image
     calls = {"n": 0}
 
     def flaky(path, *a, **k):
@@ -180,13 +180,13 @@ def test_crash_mid_pair_leaves_no_record_and_resume_completes(tmp_path, sources_
                 raise KeyboardInterrupt("simulated crash while writing an LR image")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(io_mod, "write_image", flaky)
+    monkeypatch.setattr(build_mod, "write_image", flaky)
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
         build_dataset(sources_dir, canvases_dir, photos_dir, out, BuildConfig(report=False), progress=False)
     assert len(list((out / "records").glob("*.json"))) == 1  # the finished pair only
     assert not list(out.rglob("*.tmp"))
-    monkeypatch.setattr(io_mod, "write_image", real)
+    monkeypatch.setattr(build_mod, "write_image", real)
     first = next((out / "records").glob("*.json"))
     stamp = first.stat().st_mtime_ns
     build_dataset(sources_dir, canvases_dir, photos_dir, out, BuildConfig(report=False), progress=False)

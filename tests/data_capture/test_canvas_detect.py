@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
 from data_capture.canvas import (
     CanvasConfig,
     load_layout,
@@ -14,9 +15,8 @@ from data_capture.canvas import (
     plan_layout,
     render_canvas,
 )
-from data_capture.config import ConfigError
 from data_capture.detect import DetectConfig, detect_markers, to_gray
-from data_capture.register import apply_h
+from data_capture.geometry import apply_h
 
 
 def test_layout_corners_match_detection_on_the_canvas(source_images):

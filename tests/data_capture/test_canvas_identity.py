@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
 from data_capture.build import BuildConfig, build_dataset, read_manifest
 from data_capture.canvas import (
     CanvasConfig,
@@ -20,7 +21,6 @@ from data_capture.canvas import (
     make_canvases,
     read_layouts,
 )
-from data_capture.config import ConfigError
 from data_capture.simulate import simulate_folder
 
 SMALL = CanvasConfig(width=800, height=600)

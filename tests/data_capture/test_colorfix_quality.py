@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
 from data_capture.colorfix import ColorFixConfig, adain, color_fix, low_band, wavelet_transfer
-from data_capture.config import ConfigError
 from data_capture.quality import QAConfig, judge, shift_map, y_psnr_ssim
 
 

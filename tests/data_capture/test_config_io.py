@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from core.config import from_dict, load_config
+from core.errors import ConfigError
 from data_capture.canvas import CanvasConfig
-from data_capture.config import ConfigError, from_dict, load_config
 from data_capture.imageio import ImageReadError, apply_orientation, read_image, write_json
 from data_capture.pair import PairConfig
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from data_capture.canvas import CanvasConfig, plan_layout, render_canvas
+from data_capture.geometry import apply_h
 from data_capture.pair import PairConfig, process_pair
 from data_capture.quality import shift_map, summary_figure
-from data_capture.register import PolyField, Registration, apply_h
+from data_capture.register import PolyField, Registration
 from data_capture.simulate import preset_config, simulate_photo, truth_photo_to_canvas
 
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import ConfigError
 from data_capture.canvas import CanvasConfig, plan_layout, render_canvas
-from data_capture.config import ConfigError
 from data_capture.detect import detect_markers, to_gray
 from data_capture.quality import dense_error
 from data_capture.register import (
@@ -34,27 +34,49 @@ def test_clean_photo_maps_back_onto_the_canvas(scene):
     src, layout, canvas = scene
     cfg = preset_config("clean", photo_width=1024, photo_height=768)
     photo, truth = simulate_photo(canvas, cfg, seed=1)
-    reg_true_src = np.linalg.inv(layout.S)
-    # source grid -> canvas -> photo: invert the truth numerically on the source grid
+    assert truth["distortion"]["k1"] == 0.0 and truth["distortion"]["k2"] == 0.0  # "clean": a pure homography
+    # source grid -> canvas -> photo through the truth's homography (OpenCV's, not ours)
     H = np.asarray(truth["canvas_to_ideal"])
     W, Hs = layout.source_size
     gx, gy = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(Hs, dtype=np.float64))
-    from data_capture.register import apply_h
-
-    p = apply_h(H @ layout.S, np.stack([gx, gy], -1)).astype(np.float32)  # no distortion in "clean"
+    grid = np.stack([gx, gy], -1)
+    p = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), H @ layout.S).reshape(Hs, W, 2).astype(np.float32)
     back = cv2.remap(photo, p[..., 0], p[..., 1], cv2.INTER_CUBIC)
     err = np.abs(back.astype(float) - src.astype(float))[8:-8, 8:-8]
     assert err.mean() < 10  # lens blur (sigma 0.5) and gamma-space averaging only
-    assert reg_true_src.shape == (3, 3)
+    # and the truth's photo -> canvas map takes those photo points back to the canvas points
+    canvas_pts = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), layout.S).reshape(Hs, W, 2)
+    np.testing.assert_allclose(truth_photo_to_canvas(truth, p.astype(np.float64)), canvas_pts, atol=2e-3)
 
 
-def test_distortion_model_round_trip():
+def test_distortion_model_on_hand_computed_points():
+    # p_u = c + (p_d - c)(1 + k1 r^2 + k2 r^4), r = |p_d - c| / r0 (the truth file's "radial-inverse")
     dist = {"centre": [511.5, 383.5], "r0": 640.0, "k1": 0.003, "k2": 0.001}
-    pts = np.random.default_rng(0).uniform(0, 1023, (100, 2))
-    u = undistort_points(pts, dist)
-    r = np.linalg.norm(pts - dist["centre"], axis=1) / 640.0
-    expect = dist["centre"] + (pts - dist["centre"]) * (1 + 0.003 * r**2 + 0.001 * r**4)[:, None]
-    np.testing.assert_allclose(u, expect)
+    pts = np.array([
+        [511.5, 383.5],  # the centre is fixed
+        [1151.5, 383.5],  # r = 1 along x: factor 1 + 0.003 + 0.001 = 1.004 -> 511.5 + 640 * 1.004
+        [511.5, 63.5],  # r = 0.5 along -y: factor 1 + 0.003 / 4 + 0.001 / 16 = 1.0008125
+        [831.5, 703.5],  # r = sqrt(0.5) diagonally: factor 1 + 0.0015 + 0.00025 = 1.00175
+    ])
+    expect = np.array([
+        [511.5, 383.5],
+        [1154.06, 383.5],
+        [511.5, 383.5 - 320 * 1.0008125],
+        [511.5 + 320 * 1.00175, 383.5 + 320 * 1.00175],
+    ])
+    np.testing.assert_allclose(undistort_points(pts, dist), expect, rtol=0, atol=1e-9)
+    # and broadcasting over leading shapes gives the same points
+    np.testing.assert_allclose(undistort_points(pts.reshape(2, 2, 2), dist).reshape(4, 2), expect, atol=1e-9)
+
+
+def test_apply_h_equals_opencv_perspective_transform():
+    from data_capture.geometry import apply_h
+
+    rng = np.random.default_rng(3)
+    H = np.array([[1.1, 0.05, 12.0], [-0.03, 0.95, -7.0], [1e-4, -2e-4, 1.0]])
+    pts = rng.uniform(-50, 900, (7, 5, 2))
+    ref = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), H).reshape(7, 5, 2)
+    np.testing.assert_allclose(apply_h(H, pts), ref, rtol=1e-12, atol=1e-9)
 
 
 def test_simulator_is_deterministic_per_seed(scene):
@@ -90,14 +112,14 @@ def test_full_registration_beats_four_corners(scene, preset):
     e = dense_error(reg, truth, layout)
     assert reg.ecc_correlation is not None and reg.ecc_correlation > 0.95
     assert e["median"] < 0.08 and e["p95"] < 0.3, e
-    # baseline: homography from the 4 outer corners only
+    # baseline: homography from the 4 outer corners only (all four markers are found on these photos)
     ids = sorted(det.corners)
-    if len(ids) == 4:
-        outer = np.array([det.corners[ids[k]][k] for k in range(4)], np.float32)
-        canv = np.array([layout.markers[ids[k]][k] for k in range(4)], np.float32)
-        H4 = cv2.getPerspectiveTransform(outer, canv).astype(np.float64)
-        e4 = dense_error(Registration(H4, layout.S, layout.source_size), truth, layout)
-        assert e["median"] < e4["median"]
+    assert len(ids) == 4, f"{preset}: markers found {ids}"
+    outer = np.array([det.corners[ids[k]][k] for k in range(4)], np.float32)
+    canv = np.array([layout.markers[ids[k]][k] for k in range(4)], np.float32)
+    H4 = cv2.getPerspectiveTransform(outer, canv).astype(np.float64)
+    e4 = dense_error(Registration(H4, layout.S, layout.source_size), truth, layout)
+    assert e["median"] < e4["median"]
 
 
 def test_ecc_recovers_from_a_perturbed_start(scene):
@@ -164,7 +186,13 @@ def test_truth_error_is_zero_for_the_true_geometry(scene):
     H = np.linalg.inv(np.asarray(truth["canvas_to_ideal"]))
     e = dense_error(Registration(H, layout.S, layout.source_size), truth, layout)
     assert e["max"] < 1e-6
-    assert np.allclose(truth_photo_to_canvas(truth, np.array([[10.0, 20.0]])).shape, (1, 2))
+    # the truth's photo -> canvas map, against its definition written out here: undistort, then H^-1
+    d = truth["distortion"]
+    p = np.array([[10.0, 20.0], [128.0, 96.0], [250.0, 180.0]])
+    r2 = ((p - d["centre"]) ** 2).sum(1, keepdims=True) / d["r0"] ** 2
+    u = d["centre"] + (p - d["centre"]) * (1 + d["k1"] * r2 + d["k2"] * r2**2)
+    ref = cv2.perspectiveTransform(u.reshape(-1, 1, 2), H).reshape(-1, 2)
+    np.testing.assert_allclose(truth_photo_to_canvas(truth, p), ref, atol=1e-9)
 
 
 @pytest.mark.slow
@@ -221,3 +249,13 @@ def test_polyfield_fit_is_exact_on_polynomial_data():
     q = rng.uniform(0, [299, 199], (200, 2))
     g = PolyField.fit(q, f(q), np.ones(len(q)), 3, (300, 200))
     np.testing.assert_allclose(g.coef, f.coef, atol=1e-8)
+
+
+def test_zero_residual_passes_registers_with_the_homography_alone(scene):
+    # residual_passes=0 fitted no field, then measured the missing one ("'NoneType' is not callable")
+    src, layout, canvas = scene
+    photo, truth = simulate_photo(canvas, preset_config("mild", photo_width=1024, photo_height=768), 3)
+    det = detect_markers(to_gray(photo), layout)
+    reg = register(registration_plane(src), registration_plane(photo), layout, det, RegisterConfig(residual_passes=0))
+    assert reg.residual is None
+    assert dense_error(reg, truth, layout)["median"] < 0.3  # marker + ECC homography only

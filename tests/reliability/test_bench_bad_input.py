@@ -9,12 +9,12 @@ from __future__ import annotations
 import io
 import re
 import shutil
+from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_attack_kit import make_pairs, png_header_only, real_pixel_bomb
 from PIL import Image
 
 from benchmark.store import ResultsStore
@@ -28,31 +28,31 @@ def _run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def _truncated(ds: Path, outs: Path) -> tuple[Path, str]:
+def _truncated(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     f = ds / "lr" / "img_1.png"
     f.write_bytes(f.read_bytes()[:70])
     return f, "corrupt or truncated"
 
 
-def _garbage(ds: Path, outs: Path) -> tuple[Path, str]:
+def _garbage(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     f = ds / "hr" / "img_1.png"
     f.write_bytes(b"this is not a PNG at all" * 10)
     return f, "not a readable image|cannot be decoded"  # header check up front | decode when reached
 
 
-def _grayscale(ds: Path, outs: Path) -> tuple[Path, str]:
+def _grayscale(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     f = outs / "img_1.png"
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(f)
     return f, "grayscale"
 
 
-def _alpha(ds: Path, outs: Path) -> tuple[Path, str]:
+def _alpha(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     f = outs / "img_1.png"
     Image.fromarray(np.zeros((64, 64, 4), np.uint8)).save(f)
     return f, "alpha channel"
 
 
-def _sixteen_bit(ds: Path, outs: Path) -> tuple[Path, str]:
+def _sixteen_bit(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     import cv2
 
     f = outs / "img_1.png"
@@ -60,21 +60,21 @@ def _sixteen_bit(ds: Path, outs: Path) -> tuple[Path, str]:
     return f, "16-bit"
 
 
-def _wrong_size(ds: Path, outs: Path) -> tuple[Path, str]:
+def _wrong_size(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     f = outs / "img_1.png"
     Image.fromarray(np.zeros((60, 64, 3), np.uint8)).save(f)
     return f, "never resized"
 
 
-def _missing_output(ds: Path, outs: Path) -> tuple[Path, str]:
+def _missing_output(ds: Path, outs: Path, _png: Callable[..., Path]) -> tuple[Path, str]:
     (outs / "img_1.png").unlink()
     # stop: the up-front check of the output folder; skip: the pair reached without its output
     return outs, r"no SR output for (pair 'img_1'|1 of the 3 pairs of toy \(img_1\))"
 
 
-def _pixel_bomb(ds: Path, outs: Path) -> tuple[Path, str]:
+def _pixel_bomb(ds: Path, outs: Path, png_header_file: Callable[..., Path]) -> tuple[Path, str]:
     f = outs / "img_1.png"
-    png_header_only(f, 20000, 20000)
+    png_header_file(f, 20000, 20000)
     return f, "over the pixel limit"
 
 
@@ -91,13 +91,13 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_named_then_skippable(tmp_path, monkeypatch, case):
+def test_bad_input_is_named_then_skippable(tmp_path, monkeypatch, case, make_pairs, png_header_file):
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     ds = make_pairs(tmp_path / "toy", n=3)
     outs = tmp_path / "outs"
     shutil.copytree(ds / "hr", outs)
     make, who = CASES[case]
-    culprit, needle = make(ds, outs)
+    culprit, needle = make(ds, outs, png_header_file)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     base = ["bench", "run", "--dataset", str(ds), "--methods", f"bicubic,folder:{outs}", "--metrics", "psnr",
             "--store", url, "--no-progress", "--no-gt", "--scale", "4"]  # fmt: skip
@@ -121,7 +121,7 @@ def test_bad_input_is_named_then_skippable(tmp_path, monkeypatch, case):
     assert code == 1
 
 
-def test_bad_arguments_are_one_error_line(tmp_path, capsys):
+def test_bad_arguments_are_one_error_line(tmp_path, capsys, make_pairs):
     ds = make_pairs(tmp_path / "toy", n=2)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     checks = [
@@ -138,7 +138,7 @@ def test_bad_arguments_are_one_error_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_real_pixel_bomb_costs_neither_time_nor_memory(tmp_path):
+def test_real_pixel_bomb_costs_neither_time_nor_memory(tmp_path, real_pixel_bomb):
     """A complete 1.2 MB PNG of 20000 x 20000 pixels (3.4 GiB once decoded) is refused from its
     header: well under a second and without the allocation."""
     import resource

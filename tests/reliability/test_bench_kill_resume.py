@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from bench_attack_kit import count_scores, kill, make_pairs, slow_method_env, start_run, wait_for
 
 from benchmark.report import summary
 from benchmark.runner import evaluate
@@ -42,7 +41,7 @@ def _runs_started(db) -> bool:
         pytest.param("half", marks=pytest.mark.slow),
     ],
 )
-def test_sigkill_then_resume_is_exact(tmp_path, monkeypatch, moment):
+def test_sigkill_then_resume_is_exact(tmp_path, monkeypatch, moment, count_scores, kill, make_pairs, slow_method_env, start_run, wait_for):
     ds = make_pairs(tmp_path / "toy", n=N_PAIRS)
     db = tmp_path / "killed.db"
     env = slow_method_env(tmp_path, delay=0.5)

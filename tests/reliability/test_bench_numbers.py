@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from bench_attack_kit import make_pairs
 
 from benchmark import report
 from benchmark.runner import evaluate
@@ -29,14 +29,14 @@ NUMBERS = ["mean", "ci_low", "ci_high", "n", "n_total"]
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory):
+def filled(tmp_path_factory, make_pairs):
     tmp = tmp_path_factory.mktemp("numbers")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCREENSR_HOME", str(tmp / "home"))
-        yield _fill(tmp)
+        yield _fill(tmp, make_pairs)
 
 
-def _fill(tmp: Path) -> tuple[str, Path]:
+def _fill(tmp: Path, make_pairs: Callable[..., Path]) -> tuple[str, Path]:
     ds = make_pairs(tmp / "toy", n=6)
     url = f"sqlite:///{tmp / 'r.db'}"
     store = ResultsStore(url)

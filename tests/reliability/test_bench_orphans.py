@@ -9,18 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
-from bench_attack_kit import (
-    count_scores,
-    kill,
-    make_pairs,
-    process_gone,
-    slow_method_env,
-    start_run,
-    wait_for,
-)
 
-
-def test_worker_exits_when_rank0_is_killed(tmp_path):
+def test_worker_exits_when_rank0_is_killed(tmp_path, count_scores, kill, make_pairs, process_gone, slow_method_env, start_run, wait_for):
     ds = make_pairs(tmp_path / "toy", n=24)  # 12 pairs per rank at 0.4 s: ~5 s of work each
     db = tmp_path / "r.db"
     env = slow_method_env(tmp_path, delay=0.4)
@@ -49,9 +39,9 @@ out = Path(sys.argv[1])
 child = os.fork()
 if child == 0:
     sys.platform = "darwin"  # take the portable path: the parent-pid watchdog thread
-    from benchmark.runner import _exit_with_parent
+    from core.distributed import exit_with_parent
 
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     (out / "child").write_text(str(os.getpid()))
     time.sleep(60)
     (out / "survived").write_text("the orphan outlived its parent")
@@ -62,7 +52,7 @@ time.sleep(60)
 """
 
 
-def test_watchdog_path_also_ends_an_orphan(tmp_path):
+def test_watchdog_path_also_ends_an_orphan(tmp_path, kill, process_gone, slow_method_env, wait_for):
     """The non-Linux fallback (a thread polling the parent pid) ends the worker too."""
     import subprocess
 

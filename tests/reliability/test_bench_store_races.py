@@ -12,7 +12,6 @@ import multiprocessing as mp
 import traceback
 
 import pytest
-from bench_attack_kit import make_pairs
 
 from benchmark.store import DatasetRecord, MethodRecord, MetricRecord, ResultsStore
 
@@ -68,7 +67,7 @@ def _bench(url: str, ds: str, home: str, barrier, errors) -> None:
         raise
 
 
-def test_parallel_bench_runs_on_one_fresh_store(tmp_path):
+def test_parallel_bench_runs_on_one_fresh_store(tmp_path, make_pairs):
     """Four `bench run`s of the same dataset and method start at once on a new store: all succeed
     and every score is stored exactly once."""
     import pyiqa  # noqa: F401 - imported before forking (seconds of CPU per process otherwise)

@@ -12,10 +12,8 @@ import json
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -25,54 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _png_header(path: Path, width: int, height: int) -> Path:
-    """A ~60-byte PNG whose header declares ``width x height`` RGB pixels (a decompression bomb's shape)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-    return path
-
-
-def _png_bomb(path: Path, width: int, height: int) -> Path:
-    """A real, valid PNG of ``width x height`` black RGB pixels, streamed (never held in memory)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    comp = zlib.compressobj(9)
-    row = b"\x00" * (1 + 3 * width)  # filter byte + pixels
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
-        buf = b""
-        for _ in range(height):
-            buf += comp.compress(row)
-            if len(buf) > 1 << 20:
-                f.write(chunk(b"IDAT", buf))
-                buf = b""
-        f.write(chunk(b"IDAT", buf + comp.flush()) + chunk(b"IEND", b""))
-    return path
-
-
 @pytest.fixture(scope="module")
-def capture_set(tmp_path_factory) -> dict[str, Path]:
+def capture_set(tmp_path_factory, simulated_capture) -> dict[str, Path]:
     """Two small sources with canvases and simulated photos."""
-    from skimage import data
-
-    from data_capture.canvas import CanvasConfig, make_canvases
-    from data_capture.simulate import simulate_folder
-
-    d = tmp_path_factory.mktemp("inputs")
-    (d / "sources").mkdir()
-    for name, img in {"astronaut": data.astronaut(), "coffee": data.coffee()}.items():
-        small = cv2.resize(img[..., :3], (160, 120), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(d / "sources" / f"{name}.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-    make_canvases(d / "sources", d / "canvases", CanvasConfig(width=480, height=360), progress=False)
-    simulate_folder(d / "canvases", d / "photos", preset="mild", seed=0,
-                    overrides={"photo_width": 640, "photo_height": 480}, progress=False)
-    return {"sources": d / "sources", "canvases": d / "canvases", "photos": d / "photos"}
+    return simulated_capture(tmp_path_factory.mktemp("inputs"), ["astronaut", "coffee"])
 
 
 def _copy(capture_set: dict[str, Path], tmp: Path) -> dict[str, Path]:
@@ -83,13 +37,14 @@ def _copy(capture_set: dict[str, Path], tmp: Path) -> dict[str, Path]:
     return out
 
 
-def test_pixel_bomb_photo_is_rejected_from_its_header_and_the_build_goes_on(capture_set, tmp_path, monkeypatch):
+def test_pixel_bomb_photo_is_rejected_from_its_header_and_the_build_goes_on(capture_set, tmp_path, monkeypatch,
+                                                                             png_header_file):
     from data_capture.build import BuildConfig, build_dataset, read_manifest
 
     s = _copy(capture_set, tmp_path)
     (s["photos"] / "coffee.jpg").unlink()
     (s["photos"] / "coffee.truth.json").unlink()
-    _png_header(s["photos"] / "coffee.png", 20000, 20000)  # a few bytes declaring 400 MP
+    png_header_file(s["photos"] / "coffee.png", 20000, 20000)  # a few bytes declaring 400 MP
     decoded = []
     real = cv2.imdecode
     monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: decoded.append(len(buf)) or real(buf, flags))
@@ -126,12 +81,12 @@ def test_the_pixel_limit_is_configurable_and_applies_to_photos_and_sources(captu
 
 
 @pytest.mark.slow
-def test_a_real_20000x20000_png_costs_neither_memory_nor_time(capture_set, tmp_path):
+def test_a_real_20000x20000_png_costs_neither_memory_nor_time(capture_set, tmp_path, real_pixel_bomb):
     """The issue's bomb: a valid 1.2 MB PNG of 20000x20000 px. The build rejects it with bounded
     memory (measured in a child process: its peak RSS stays far below the 1.2 GB of pixels)."""
     s = _copy(capture_set, tmp_path)
     (s["photos"] / "coffee.jpg").unlink()
-    bomb = _png_bomb(s["photos"] / "coffee.png", 20000, 20000)
+    bomb = real_pixel_bomb(s["photos"] / "coffee.png", 20000)
     assert bomb.stat().st_size < 2_000_000
     code = (
         "import json, resource, sys\n"
@@ -157,7 +112,7 @@ def test_a_real_20000x20000_png_costs_neither_memory_nor_time(capture_set, tmp_p
     assert res["rss_kb"] < 500_000, res["rss_kb"]  # the decoded bomb alone would be 1.2 GB
 
 
-def test_every_bad_input_is_rejected_with_a_reason_naming_it(capture_set, tmp_path):
+def test_every_bad_input_is_rejected_with_a_reason_naming_it(capture_set, tmp_path, png_header_file):
     """Each class of bad input: a rejected pair with its reason, the good pair still built."""
     from data_capture.build import BuildConfig, build_dataset, read_manifest
 
@@ -176,8 +131,8 @@ def test_every_bad_input_is_rejected_with_a_reason_naming_it(capture_set, tmp_pa
     add("empty", b"", ".jpg", "could not be decoded")
     add("truncated", raw[: len(raw) // 2], ".jpg", "could not be decoded")
     add("notimage", b"this is a text file with an image suffix\n" * 20, ".jpg", "could not be decoded")
-    add("bomb", _png_header(tmp_path / "b.png", 30000, 30000).read_bytes(), ".png", "over the pixel limit")
-    add("wide", _png_header(tmp_path / "w.png", 12000, 10000).read_bytes(), ".png", "12000x10000 = 120.0 MP exceeds")
+    add("bomb", png_header_file(tmp_path / "b.png", 30000, 30000).read_bytes(), ".png", "over the pixel limit")
+    add("wide", png_header_file(tmp_path / "w.png", 12000, 10000).read_bytes(), ".png", "12000x10000 = 120.0 MP exceeds")
     gray = cv2.cvtColor(cv2.imread(str(good)), cv2.COLOR_BGR2GRAY)
     add("gray", cv2.imencode(".png", gray)[1].tobytes(), ".png", "is grayscale")
     blank = np.full((480, 640, 3), 255, np.uint8)

@@ -19,7 +19,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -76,22 +75,9 @@ sys.exit(3)  # the hook never fired: the moment was not reached
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
+def inputs(tmp_path_factory, simulated_capture) -> dict[str, Path]:
     """Three small sources, their canvases and simulated photos (one pair per source)."""
-    from skimage import data
-
-    from data_capture.canvas import CanvasConfig, make_canvases
-    from data_capture.simulate import simulate_folder
-
-    d = tmp_path_factory.mktemp("kill-inputs")
-    (d / "sources").mkdir()
-    for name, img in {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee()}.items():
-        small = cv2.resize(img[..., :3], (160, 120), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(d / "sources" / f"{name}.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-    make_canvases(d / "sources", d / "canvases", CanvasConfig(width=480, height=360), progress=False)
-    simulate_folder(d / "canvases", d / "photos", preset="mild", seed=0,
-                    overrides={"photo_width": 640, "photo_height": 480}, progress=False)
-    return {"sources": d / "sources", "canvases": d / "canvases", "photos": d / "photos"}
+    return simulated_capture(tmp_path_factory.mktemp("kill-inputs"), ["astronaut", "chelsea", "coffee"])
 
 
 def _run_all(inputs: dict[str, Path], work: Path, full: bool) -> Path:

@@ -14,14 +14,13 @@ import sys
 import time
 
 import pytest
-from cli_attack_kit import ROOT, assert_user_error, cli_env, pairs, screensr
 
 
-def _with_closed_stdout(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+def _with_closed_stdout(cli_env, repo_root, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run the command with a stdout pipe whose reader is closed before anything is written."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "screensr.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or cli_env(), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or cli_env(), cwd=repo_root,
     )  # fmt: skip
     proc.stdout.close()  # the reader goes away (as `head` does after its line)
     _, err = proc.communicate(timeout=180)
@@ -33,25 +32,25 @@ def _with_closed_stdout(*args: str, env: dict[str, str] | None = None) -> tuple[
     [("weights",), ("bench", "metrics"), ("bench", "datasets"), ("doctor",)],
     ids=" ".join,
 )
-def test_listing_into_a_closed_pipe_exits_quietly(args):
-    rc, err = _with_closed_stdout(*args)
+def test_listing_into_a_closed_pipe_exits_quietly(args, cli_env, repo_root):
+    rc, err = _with_closed_stdout(cli_env, repo_root, *args)
     assert err == ""  # no BrokenPipeError traceback, no "Exception ignored in ... stdout"
     assert rc in (0, 141)
 
 
-def test_report_into_a_closed_pipe_exits_quietly(tmp_path):
+def test_report_into_a_closed_pipe_exits_quietly(tmp_path, pairs, cli_env, repo_root):
     from benchmark.runner import evaluate
 
     store = f"sqlite:///{tmp_path / 'r.db'}"
     evaluate([str(pairs(tmp_path / "d", n=2))], ["bicubic"], "psnr", store=store, progress=False)
-    rc, err = _with_closed_stdout("bench", "report", "--store", store)
+    rc, err = _with_closed_stdout(cli_env, repo_root, "bench", "report", "--store", store)
     assert err == "" and rc in (0, 141)
 
 
-def test_head_in_a_shell_pipeline():
+def test_head_in_a_shell_pipeline(cli_env, repo_root):
     proc = subprocess.run(
         ["bash", "-c", f"set -o pipefail; {sys.executable} -m screensr.cli weights | head -1"],
-        capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=180,
+        capture_output=True, text=True, env=cli_env(), cwd=repo_root, timeout=180,
     )  # fmt: skip
     assert proc.stderr == ""
     assert proc.returncode in (0, 141)
@@ -68,7 +67,7 @@ def _hf_message(home, reason: str) -> str:
     )
 
 
-def test_hf_dataset_in_offline_mode_fails_at_once(tmp_path):
+def test_hf_dataset_in_offline_mode_fails_at_once(tmp_path, assert_user_error, cli_env, screensr):
     home = tmp_path / "home"
     start = time.perf_counter()
     res = screensr("bench", "run", "--dataset", "hf:CSWRY/ScreenSR", "--methods", "bicubic",
@@ -78,7 +77,7 @@ def test_hf_dataset_in_offline_mode_fails_at_once(tmp_path):
     assert elapsed < 10, f"took {elapsed:.1f} s"
 
 
-def test_hf_dataset_with_the_hub_unreachable_fails_at_once(tmp_path):
+def test_hf_dataset_with_the_hub_unreachable_fails_at_once(tmp_path, assert_user_error, cli_env, screensr):
     home = tmp_path / "home"
     # offline mode off, and a hub endpoint on a closed local port (9, "discard"): every connection
     # is refused at once, as on a machine without network
@@ -93,7 +92,7 @@ def test_hf_dataset_with_the_hub_unreachable_fails_at_once(tmp_path):
     assert elapsed < 10, f"took {elapsed:.1f} s (the datasets library alone retries for ~30 s)"
 
 
-def test_hf_dataset_offline_uses_the_local_copy(tmp_path):
+def test_hf_dataset_offline_uses_the_local_copy(tmp_path, cli_env, pairs, screensr):
     home = tmp_path / "home"
     copy = pairs(home / "datasets" / "ScreenSR", n=1)
     (copy / ".complete").write_text("fingerprint")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,16 @@ def _walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
 ALL_COMMANDS = [path for path, _ in _walk(build_parser())]
 
 
-def test_console_script_help():
-    out = subprocess.run(["screensr", "--help"], capture_output=True, text=True, check=True).stdout
+def test_console_script_help(checkout_env):
+    # the installed console script itself (the one test where the entry point on PATH is the point)
+    out = subprocess.run(["screensr", "--help"], capture_output=True, text=True, check=True,
+                         env=checkout_env()).stdout  # fmt: skip
     for name in [*GROUPS, *VERBS]:
         assert name in out
 
 
-def test_module_entry_point_matches_console_script():
-    out = subprocess.run(
-        [sys.executable, "-m", "screensr.cli", "--help"], capture_output=True, text=True, check=True
-    ).stdout
+def test_module_entry_point_matches_console_script(run_screensr):
+    out = run_screensr("--help", check=True).stdout
     assert "doctor" in out and "bench" in out
 
 
@@ -55,11 +54,9 @@ def test_group_without_verb_prints_its_help(capsys):
     assert "usage: screensr bench" in capsys.readouterr().out
 
 
-def test_user_error_is_one_line_without_traceback():
+def test_user_error_is_one_line_without_traceback(run_screensr):
     # a missing folder given to `weights --from` is the user's to fix: message, exit 2, no traceback
-    proc = subprocess.run(
-        ["screensr", "weights", "--from", "/nonexistent/weights-dir"], capture_output=True, text=True
-    )
+    proc = run_screensr("weights", "--from", "/nonexistent/weights-dir")
     assert proc.returncode == 2
     assert "error: --from /nonexistent/weights-dir: not a folder" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -79,13 +76,26 @@ def _parser_raising(exc: BaseException):
     return build
 
 
-def test_key_error_message_is_printed_without_quotes(monkeypatch, capsys):
+def test_unknown_name_error_is_printed_without_quotes(monkeypatch, capsys):
     import screensr.cli as cli
+    from core.errors import UnknownNameError
 
     # str(KeyError("unknown thing 'x'")) is "\"unknown thing 'x'\"": the CLI prints the message as written
-    monkeypatch.setattr(cli, "build_parser", _parser_raising(KeyError("unknown thing 'x'; choose y")))
+    err = UnknownNameError("thing", "x", [], hint="choose y")
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(err))
     assert cli.main(["boom"]) == 2
     assert capsys.readouterr().err == "error: unknown thing 'x'; choose y\n"
+
+
+@pytest.mark.parametrize("exc", [KeyError("a bug"), ValueError("a bug"), FileNotFoundError("a bug")])
+def test_builtin_errors_are_bugs_and_keep_their_traceback(monkeypatch, capsys, exc):
+    import screensr.cli as cli
+
+    # only UserError (is_user_error) is the user's to fix; a builtin from a package is a bug
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(exc))
+    with pytest.raises(type(exc)):
+        cli.main(["boom"])
+    assert "error:" not in capsys.readouterr().err
 
 
 def test_broken_pipe_elsewhere_keeps_its_traceback(monkeypatch):
@@ -120,3 +130,29 @@ def test_bench_datasets_lists_layouts_sources_and_what_is_here(tmp_path, monkeyp
     listing = json.loads(capsys.readouterr().out)
     assert [k["name"] for k in listing["known"]] == list(KNOWN_DATASETS)
     assert listing["known"][2]["present"]["pairs"] == 19 and set(listing["layouts"]) == set(LAYOUT_GUIDE)
+
+
+def test_every_error_class_of_the_cli_packages_is_a_user_error():
+    # The CLI prints only UserError as one line: an error class a user can trigger that is not
+    # one would end in a traceback (as DatasetError, ImageFormatError, MethodError did)
+    import importlib
+    import inspect
+    import pkgutil
+
+    from core.errors import UserError
+
+    found, bad = [], []
+    for pkg_name in ("benchmark", "data_capture", "screensr"):
+        pkg = importlib.import_module(pkg_name)
+        for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{pkg_name}."):
+            module = importlib.import_module(info.name)
+            for name, obj in vars(module).items():
+                if not (inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == info.name):
+                    continue
+                if issubclass(obj, Warning):
+                    continue  # warnings are printed by the warnings machinery, never raised to the CLI
+                found.append(f"{info.name}.{name}")
+                if not issubclass(obj, UserError):
+                    bad.append(f"{info.name}.{name} ({', '.join(b.__name__ for b in obj.__mro__[1:-2])})")
+    assert len(found) >= 20, found  # the sweep saw the packages' error classes
+    assert not bad, "error classes that print a traceback for a user's mistake:\n" + "\n".join(bad)

@@ -1,14 +1,13 @@
 """``screensr demo`` on a reduced setting: real numbers, reproducible, stored, and skipped metrics named.
 
-The demo runs as a user would run it, through the console script, each time with a fresh, empty
+The demo runs as a user would run it, through the command line (``python -m screensr.cli``), each
+time with a fresh, empty
 weight cache: other tests write random stand-in weights into the session cache, and the demo must
 never score with those (nor with any random weights).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -20,23 +19,24 @@ from screensr.demo import DemoConfig
 SETTING = ["--images", "2", "--size", "256"]
 
 
-def run_cli(out: Path, cache: Path, *extra: str) -> str:
-    env = {**os.environ, "TORCH_HOME": str(cache / "torch"), "HF_HOME": str(cache / "hf")}
-    proc = subprocess.run(
-        ["screensr", "demo", *SETTING, "--out", str(out), "--no-progress", *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+@pytest.fixture(scope="module")
+def run_demo_cli(run_screensr, checkout_env):
+    """``run_demo_cli(out, cache, *extra)`` -> stdout of ``screensr demo`` with weight caches under ``cache``."""
+
+    def run(out: Path, cache: Path, *extra: str) -> str:
+        env = checkout_env(TORCH_HOME=str(cache / "torch"), HF_HOME=str(cache / "hf"))
+        proc = run_screensr("demo", *SETTING, "--out", out, "--no-progress", *extra, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    return run
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def first_run(tmp_path_factory, run_demo_cli):
     out = tmp_path_factory.mktemp("demo-a")
     cache = tmp_path_factory.mktemp("cache-a")
-    stdout = run_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
+    stdout = run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
     return out, cache, stdout
 
 
@@ -73,20 +73,20 @@ def test_demo_store_holds_every_per_image_score(first_run):
     pd.testing.assert_series_equal(table.sort_index(), means.sort_index(), check_names=False)
 
 
-def test_demo_is_reproducible_from_scratch(first_run, tmp_path):
+def test_demo_is_reproducible_from_scratch(first_run, tmp_path, run_demo_cli):
     out, _, _ = first_run
-    run_cli(tmp_path / "demo-b", tmp_path / "cache-b")
+    run_demo_cli(tmp_path / "demo-b", tmp_path / "cache-b")
     cols = ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"]
     a = pd.read_csv(out / "results.csv")[cols]
     b = pd.read_csv(tmp_path / "demo-b" / "results.csv")[cols]
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), rtol=1e-9)
 
 
-def test_demo_rerun_reuses_the_store(first_run):
+def test_demo_rerun_reuses_the_store(first_run, run_demo_cli):
     out, cache, _ = first_run
     store = ResultsStore(f"sqlite:///{out / 'results.db'}")
     before = store.scores_frame()
-    run_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
+    run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
     after = store.scores_frame()
     # nothing recomputed: the same rows with their original timestamps
     pd.testing.assert_frame_equal(before, after)

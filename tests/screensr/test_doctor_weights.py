@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import torch
@@ -45,8 +44,8 @@ def test_doctor_sees_a_file_appear_and_disappear(lpips_installed):
     assert str(victim.path) in doctor.format_report(report)
 
 
-def test_doctor_cli_json_lists_missing_paths():
-    out = subprocess.run(["screensr", "doctor", "--json"], capture_output=True, text=True, check=True).stdout
+def test_doctor_cli_json_lists_missing_paths(run_screensr):
+    out = run_screensr("doctor", "--json", check=True).stdout
     data = json.loads(out)
     musiq = data["metrics"]["musiq"]
     assert musiq["runnable"] is False
@@ -56,8 +55,8 @@ def test_doctor_cli_json_lists_missing_paths():
     assert groups == {"metric", "sr", "vosr"}
 
 
-def test_doctor_strict_fails_when_files_missing():
-    proc = subprocess.run(["screensr", "doctor", "--strict"], capture_output=True, text=True)
+def test_doctor_strict_fails_when_files_missing(run_screensr):
+    proc = run_screensr("doctor", "--strict")
     assert proc.returncode == 1
 
 
@@ -81,7 +80,7 @@ def test_niqe_ships_and_installs_offline():
     assert (weights.pyiqa_cache_dir() / weights.NIQE_FILE).is_file()
 
 
-def test_weights_from_dir_installs_hub_layout_that_timm_loads_offline(tmp_path):
+def test_weights_from_dir_installs_hub_layout_that_timm_loads_offline(tmp_path, run_screensr):
     import timm
     from safetensors.torch import save_file
 
@@ -92,9 +91,7 @@ def test_weights_from_dir_installs_hub_layout_that_timm_loads_offline(tmp_path):
     src = tmp_path / "incoming"
     src.mkdir()
     save_file(model.state_dict(), str(src / wf.name))
-    out = subprocess.run(
-        ["screensr", "weights", "--from", str(src), "--group", "metric"], capture_output=True, text=True, check=True
-    ).stdout
+    out = run_screensr("weights", "--from", src, "--group", "metric", check=True).stdout
     assert f"installed {wf.name}" in out
     assert wf.present
     loaded = timm.create_model("resnet50", pretrained=True)  # offline: resolves through the cache
@@ -137,3 +134,29 @@ def test_weights_from_dir_matches_release_folders_by_relative_path(tmp_path):
     for tag in ("VOSR_0.5B_os", "VOSR_0.5B_ms"):
         assert entries[f"{tag}/checkpoints/ema_model.safetensors"].path.read_bytes() == tag.encode()
     assert not entries["VOSR_1.4B_os/checkpoints/ema_model.safetensors"].present
+
+
+def test_installed_weight_files_get_umask_permissions_like_any_file(tmp_path):
+    # a mkstemp copy (the installers' old temporary) is 0600: another user of a shared cache
+    # could not read it; core.atomic gives what open() gives, 0o666 & ~umask
+    import os
+    import stat
+
+    from core.atomic import current_umask
+
+    want = 0o666 & ~current_umask()
+    src = tmp_path / "incoming"
+    src.mkdir()
+    files = _lpips_files()
+    for wf in files:
+        torch.save({"random": torch.randn(3)}, src / wf.name)
+    try:
+        weights.install_from_dir(src, files)
+        for wf in files:
+            assert stat.S_IMODE(os.stat(wf.path).st_mode) == want, wf.path
+    finally:
+        for wf in files:
+            wf.path.unlink(missing_ok=True)
+    niqe = weights.install_niqe_params(force=True)
+    assert stat.S_IMODE(os.stat(niqe).st_mode) == want
+    assert [p.name for p in niqe.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left
