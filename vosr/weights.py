@@ -22,7 +22,6 @@ checkpoint in settings and the benchmark's method hash), remembered by (path, si
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -31,6 +30,7 @@ from typing import Any
 
 from core.atomic import atomic_write_json
 from core.errors import MissingFileError, did_you_mean
+from core.hashing import file_sha256 as core_file_sha256
 from core.paths import torch_hub_checkpoints
 from core.weights import WeightFile, hf_snapshot_path
 from vosr.autoencoders import AUTOENCODERS
@@ -124,11 +124,7 @@ def file_sha256(path: str | os.PathLike[str], *, cache: bool = True) -> str:
     hit = entries.get(key)
     if isinstance(hit, dict) and hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
         return str(hit["sha256"])
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = core_file_sha256(p)
     if cache:
         entries = _read_hash_cache(cache_path)  # re-read: another process may have added entries
         entries[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
