@@ -192,9 +192,9 @@ def launch_streamlit() -> None:
 
 def _preload_board(url: str) -> None:
     try:
-        from leaderboard import data
+        from leaderboard.board import cache
 
-        data.cached_board(url)
+        cache.cached_board(url)
     except Exception as exc:  # the pages report store errors to the visitor; never kill the server
         print(f"warning: could not preload the results store {url}: {exc}", file=sys.stderr)
 
@@ -236,7 +236,7 @@ def admin_hash_option(args: argparse.Namespace) -> str | None:
         AdminSecretError: an unsalted sha256 or anything but a ``hash-secret`` hash, with the fix.
         ValueError: both spellings given.
     """
-    from leaderboard.submissions import parse_admin_hash
+    from leaderboard.board.submissions import parse_admin_hash
 
     new, old = getattr(args, "admin_secret_hash", None), getattr(args, "admin_secret_sha256", None)
     if new and old:
@@ -289,7 +289,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ImportError("the leaderboard needs Streamlit: pip install 'screensr[board]'") from exc
     cmd = streamlit_command(args)  # first: option errors before anything is opened
     env = dict(os.environ)
-    from leaderboard.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash
+    from leaderboard.board.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash
 
     admin = admin_hash_option(args)  # refuses an unsalted sha256, with the command that makes the hash
     if admin:
@@ -316,7 +316,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from leaderboard.export import ExportOptions, export_site
+    from leaderboard.board.export import ExportOptions, export_site
 
     url = _resolved_store(args.store)
     options = ExportOptions(

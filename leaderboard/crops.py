@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leaderboard.data import BOARD_TTL_S, Board
-
 
 def crop_box(size: tuple[int, int], center: tuple[float, float], crop: int, multiple: int = 1) -> tuple[int, int, int, int]:
     """A square crop of side ``crop`` centred at ``center``, clamped inside an image.
@@ -172,26 +170,3 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
-
-
-# --------------------------------------------------------------------------- Streamlit glue
-
-_CACHED: dict[str, object] = {}
-
-
-def cached_dataset_images(board: Board, dataset: str) -> dict[str, ImageFiles]:
-    """``dataset_images`` behind ``st.cache_resource`` (listing a dataset folder once per TTL)."""
-    import streamlit as st
-
-    fn = _CACHED.get("images")
-    if fn is None:
-        fn = st.cache_resource(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(_images_for_cache)
-        _CACHED["images"] = fn
-    rows = board.datasets[board.datasets["name"] == dataset]
-    key = tuple(rows[["root", "layout", "scale"]].astype(str).iloc[0]) if len(rows) else ()
-    return fn(board.url, dataset, key, board.datasets)  # type: ignore[operator]
-
-
-def _images_for_cache(url: str, dataset: str, key: tuple, _datasets: pd.DataFrame) -> dict[str, ImageFiles]:
-    # the leading underscore keeps Streamlit from hashing the frame: (url, dataset, key) identify it
-    return dataset_images(_datasets, dataset)

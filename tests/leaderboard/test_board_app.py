@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from board_fixtures import BoardEnv, make_board_env
 
-from leaderboard import data
+from leaderboard.board import data, display, loading
 
 APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
 
@@ -73,8 +73,8 @@ def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
         assert header in table.columns
     # one column per metric, drawn as "mean [low, high]" (the cell's value stays the numeric mean)
     assert not any("CI" in c for c in table.columns)
-    board = data.load_board(env.url)
-    expected = board.table("DRealSR", data.select_metric_set(board.columns("DRealSR"), "Default"))
+    board = loading.load_board(env.url)
+    expected = board.table("DRealSR", display.select_metric_set(board.columns("DRealSR"), "Default"))
     shown = _lb_text(at)
     for i, method in enumerate(table["Method"]):
         row = expected[expected["method"] == method].iloc[0]
@@ -90,8 +90,8 @@ def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
 
 def test_leaderboard_ranking_matches_pure_function(app, env):
     at = app()
-    board = data.load_board(env.url)
-    cols = data.select_metric_set(board.columns("DRealSR"), "Default")
+    board = loading.load_board(env.url)
+    cols = display.select_metric_set(board.columns("DRealSR"), "Default")
     expected = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)
     table = _lb(at)
     assert table["Method"].tolist() == expected["method"].tolist()
@@ -181,7 +181,7 @@ def test_empty_store_explains_how_to_fill_it(app, tmp_path, monkeypatch):
 
 
 def test_plots_page_pareto_front_and_axis_choice(app, env):
-    at = app("pages/plots.py")
+    at = app("board/pages/plots.py")
     assert any(m.value == "**Pareto front:** m00, m01, m02" for m in at.markdown)
     points = _frame(at, "On front")
     assert points.set_index("Method")["On front"].to_dict() == {
@@ -197,7 +197,7 @@ def test_plots_page_pareto_front_and_axis_choice(app, env):
 
 
 def test_plots_distribution_methods(app):
-    at = app("pages/plots.py")
+    at = app("board/pages/plots.py")
     at.multiselect(key="pl_dist_methods").set_value(["m05"]).run()
     assert any("8 per-image scores" in c.value for c in at.caption)
 
@@ -206,7 +206,7 @@ def test_plots_distribution_methods(app):
 
 
 def test_compare_shows_the_chosen_methods_losslessly(app, env):
-    at = app("pages/compare.py")
+    at = app("board/pages/compare.py")
     at.multiselect(key="cmp_methods").set_value(["m03", "m01"]).run()
     assert not at.exception
     images = at.get("image")
@@ -219,7 +219,7 @@ def test_compare_shows_the_chosen_methods_losslessly(app, env):
 
 
 def test_compare_crop_controls_and_missing_output(app, env):
-    at = app("pages/compare.py")
+    at = app("board/pages/compare.py")
     at.selectbox(key="cmp_crop").set_value(32).run()
     at.selectbox(key="cmp_zoom").set_value(4).run()
     assert any("every pixel is a 4x4 block" in c.value for c in at.caption)
@@ -233,7 +233,7 @@ def test_compare_crop_controls_and_missing_output(app, env):
 
 
 def test_methods_page_shows_description_config_provenance(app):
-    at = app("pages/methods.py")
+    at = app("board/pages/methods.py")
     at.selectbox(key="mt_method").set_value("m02").run()
     assert at.header[0].value == "m02"
     assert [m.value for m in at.metric] == ["GAN", "1.0", "2"]
@@ -245,7 +245,7 @@ def test_methods_page_shows_description_config_provenance(app):
 
 
 def test_methods_page_opens_from_query_parameter(app):
-    at = app("pages/methods.py", method="m04")
+    at = app("board/pages/methods.py", method="m04")
     assert at.selectbox(key="mt_method").value == "m04"
 
 
@@ -253,7 +253,7 @@ def test_methods_page_opens_from_query_parameter(app):
 
 
 def test_submit_is_disabled_without_admin_secret(app):
-    at = app("pages/submit.py")
+    at = app("board/pages/submit.py")
     assert any("Submissions are disabled" in w.value for w in at.warning)
     assert not at.get("file_uploader")
 
@@ -262,7 +262,7 @@ def test_submit_is_disabled_without_admin_secret(app):
 def limiter(monkeypatch):
     """A fresh admin-login limiter (3 failures, 60 s lockout) on a fake clock, recording its delays."""
     from core.secrets import AttemptLimiter
-    from leaderboard import submissions
+    from leaderboard.board import submissions
 
     clock = {"now": 1000.0, "slept": []}
     fresh = AttemptLimiter(
@@ -282,7 +282,7 @@ def test_submit_rejects_wrong_secret(app, monkeypatch, limiter):
     from core.secrets import hash_secret
 
     monkeypatch.setenv("SCREENSR_BOARD_ADMIN_HASH", hash_secret("right-secret"))
-    at = _login(app("pages/submit.py"), "wrong")
+    at = _login(app("board/pages/submit.py"), "wrong")
     assert any("Wrong admin secret" in e.value for e in at.error)
     assert not at.get("file_uploader")
     assert limiter["slept"] == [0.5]  # every wrong secret costs the delay
@@ -294,7 +294,7 @@ def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatc
     from core.secrets import hash_secret
 
     monkeypatch.setenv("SCREENSR_BOARD_ADMIN_HASH", hash_secret("right-secret"))
-    at = app("pages/submit.py")
+    at = app("board/pages/submit.py")
     for guess in ("a", "b", "c"):
         _login(at, guess)
     assert limiter["slept"] == [0.5, 0.5, 0.5]
@@ -305,7 +305,7 @@ def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatc
     assert [e.value for e in at.error] == ["Too many wrong admin secrets from this session: try again in 30 s."]
 
     # the right secret does not help during the lockout; another browser session is not locked
-    other = _login(app("pages/submit.py"), "right-secret")
+    other = _login(app("board/pages/submit.py"), "right-secret")
     assert other.get("file_uploader")
     limiter["now"] += 31.0
     at.run()
@@ -315,13 +315,13 @@ def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatc
 
 def test_submit_refuses_an_unsalted_sha256_with_the_fix(app, monkeypatch):
     monkeypatch.setenv("SCREENSR_BOARD_ADMIN_SHA256", hashlib.sha256(b"right").hexdigest())
-    at = app("pages/submit.py")
+    at = app("board/pages/submit.py")
     assert any("unsalted sha256" in e.value and "screensr board hash-secret" in e.value for e in at.error)
     assert not at.get("text_input") and not at.get("file_uploader")
 
 
 def test_every_page_renders(app):
-    for page in ("pages/leaderboard.py", "pages/plots.py", "pages/compare.py", "pages/methods.py", "pages/submit.py"):
+    for page in ("board/pages/leaderboard.py", "board/pages/plots.py", "board/pages/compare.py", "board/pages/methods.py", "board/pages/submit.py"):
         at = app(page)
         assert not at.exception and not at.error, (page, [e.value for e in at.error])
 
@@ -367,7 +367,7 @@ def test_compare_selects_the_methods_of_the_dataset_switched_to(two_sets, monkey
 
     monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("board/pages/compare.py").run()
     assert at.multiselect(key="cmp_methods").value == ["MySR", "a1", "a2"]
     at.multiselect(key="cmp_methods").set_value(["a2"]).run()
     at.selectbox(key="cmp_dataset").set_value("B").run()
@@ -384,11 +384,12 @@ def test_compare_shows_the_outputs_of_the_version_scored_on_that_dataset(two_set
     pixels (HR + 3), and the page must say which version it shows."""
     from streamlit.testing.v1 import AppTest
 
-    from leaderboard import crops, versions
+    from leaderboard import crops
+    from leaderboard.board import loading, versions
 
     url, folders = two_sets
     monkeypatch.setenv("SCREENSR_STORE", url)
-    board = data.load_board(url)
+    board = loading.load_board(url)
     for dataset, key, version in (("A", "v1", "1.0"), ("B", "v2", "2.0")):
         shown = versions.shown_versions(_score_versions(url), board.methods, dataset)
         assert shown["MySR"].versions == (version,) and shown["MySR"].outputs == str(folders[key])
@@ -397,7 +398,7 @@ def test_compare_shows_the_outputs_of_the_version_scored_on_that_dataset(two_set
                                            (0.5, 0.5), 16, 1)  # fmt: skip
         np.testing.assert_array_equal(panels["MySR"], panels["HR"] + np.uint8(_offset(key)))
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("board/pages/compare.py").run()
     assert any("Versions shown: MySR 1.0" in c.value for c in at.caption)
     at.selectbox(key="cmp_dataset").set_value("B").run()
     assert any("Versions shown: MySR 2.0" in c.value for c in at.caption)
@@ -423,7 +424,7 @@ def test_methods_page_lists_every_version_and_where_it_is_shown(two_sets, monkey
 
     monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/methods.py").run()
+    at.switch_page("board/pages/methods.py").run()
     at.selectbox(key="mt_method").set_value("MySR").run()
     assert not at.exception
     assert [m.value for m in at.metric][:2] == ["GAN", "2.0"]  # the current version described

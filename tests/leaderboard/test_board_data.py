@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderboard import crops, data
+from leaderboard import crops
+from leaderboard.board import cache, data, display, loading
 
 # --------------------------------------------------------------------------- helpers
 
@@ -105,7 +106,7 @@ def test_summarize_agrees_with_benchmark_report_summary():
     pd.testing.assert_frame_equal(ours, theirs)
     import inspect
 
-    for fn in (data.summarize, data.load_board):
+    for fn in (data.summarize, loading.load_board):
         assert inspect.signature(fn).parameters["n_boot"].default == report.N_BOOT == 2000
 
 
@@ -255,8 +256,8 @@ def _summary_for_table():
 def test_leaderboard_table_layout_rank_and_families():
     summary = _summary_for_table()
     cols = [
-        data.MetricColumn("psnr", "PSNR", True, "FR", "dB"),
-        data.MetricColumn("lpips", "LPIPS", False, "FR"),
+        display.MetricColumn("psnr", "PSNR", True, "FR", "dB"),
+        display.MetricColumn("lpips", "LPIPS", False, "FR"),
     ]
     methods = pd.DataFrame({"name": ["good", "mid", "bad"], "family": ["one-step", "GAN", "regression"]})
     table = data.leaderboard_table(summary, "D", cols, methods=methods)
@@ -283,22 +284,22 @@ def test_gt_quality_table():
 
 def test_plane_points_marks_pareto_in_metric_directions():
     summary = _summary_for_table()
-    x = data.MetricColumn("psnr", "PSNR", True, "FR")
-    y = data.MetricColumn("lpips", "LPIPS", False, "FR")
+    x = display.MetricColumn("psnr", "PSNR", True, "FR")
+    y = display.MetricColumn("lpips", "LPIPS", False, "FR")
     pts = data.plane_points(summary, "D", x, y).set_index("method")
     assert pts.loc["good", "pareto"] and not pts.loc["mid", "pareto"] and not pts.loc["bad", "pareto"]
     with pytest.raises(ValueError, match="known direction"):
-        data.plane_points(summary, "D", x, data.MetricColumn("odd", "ODD", None))
+        data.plane_points(summary, "D", x, display.MetricColumn("odd", "ODD", None))
 
 
 def test_metric_columns_direction_from_store_and_arrows():
-    known = data.known_metrics(
+    known = display.known_metrics(
         pd.DataFrame({"name": ["lpips", "musiq"], "higher_is_better": [False, True], "kind": ["FR", "NR"]})
     )
-    cols = {c.name: c for c in data.metric_columns(["musiq", "lpips", "zzz"], known)}
+    cols = {c.name: c for c in display.metric_columns(["musiq", "lpips", "zzz"], known)}
     assert cols["lpips"].header == "LPIPS ↓" and cols["lpips"].fidelity
     assert cols["musiq"].header == "MUSIQ ↑" and not cols["musiq"].fidelity
-    assert [c.name for c in data.metric_columns(["musiq", "zzz", "lpips"], known)] == ["lpips", "musiq", "zzz"]
+    assert [c.name for c in display.metric_columns(["musiq", "zzz", "lpips"], known)] == ["lpips", "musiq", "zzz"]
 
 
 def test_filter_methods_and_image_scores():
@@ -363,11 +364,11 @@ def test_read_scores_equals_the_stores_latest_rows(tmp_path):
     store.add_scores([ScoreRecord("D", f"i{k}", m, "psnr", 20.0 + k, "s1", "h1", f"c{k}") for k in range(4) for m in "ab"])
     # a rerun with new metric settings: a newer row for the same (dataset, image, method, metric)
     store.add_scores([ScoreRecord("D", "i1", "a", "psnr", 99.0, "s2", "h1", "c1", {"pyiqa": "0.1.16"})])
-    ours = data.read_scores(store).sort_values(["dataset", "method", "metric", "image"]).reset_index(drop=True)
-    theirs = store.scores_frame()[data.SCORE_KEYS]
+    ours = loading.read_scores(store).sort_values(["dataset", "method", "metric", "image"]).reset_index(drop=True)
+    theirs = store.scores_frame()[loading.SCORE_KEYS]
     pd.testing.assert_frame_equal(ours, theirs)
     assert ours.loc[(ours["method"] == "a") & (ours["image"] == "i1"), "value"].item() == 99.0
-    assert sorted(data.method_versions(store.url, "a"), key=len) == [{}, {"pyiqa": "0.1.16"}]
+    assert sorted(loading.method_versions(store.url, "a"), key=len) == [{}, {"pyiqa": "0.1.16"}]
     store.close()
 
 
@@ -384,18 +385,18 @@ def test_board_cache_serves_stale_while_refreshing_in_background():
             release.wait(5)  # the background reload takes a while
         return f"board-{len(loads)}"
 
-    cache = data.BoardCache(loader, ttl=60, clock=lambda: now[0])
-    assert cache.get() == "board-1" and loads == [0]  # first read: synchronous
+    board_cache = cache.BoardCache(loader, ttl=60, clock=lambda: now[0])
+    assert board_cache.get() == "board-1" and loads == [0]  # first read: synchronous
     now[0] = 30.0
-    assert cache.get() == "board-1" and loads == [0]  # fresh: no reload
+    assert board_cache.get() == "board-1" and loads == [0]  # fresh: no reload
     now[0] = 61.0
-    assert cache.get() == "board-1"  # stale: served at once, one reload started
-    assert cache.get() == "board-1"
+    assert board_cache.get() == "board-1"  # stale: served at once, one reload started
+    assert board_cache.get() == "board-1"
     release.set()
-    cache.wait_refresh(5)
-    assert loads == [0, 1] and cache.get() == "board-2"
-    cache.clear()
-    assert cache.get() == "board-3"  # after clear(): synchronous again
+    board_cache.wait_refresh(5)
+    assert loads == [0, 1] and board_cache.get() == "board-2"
+    board_cache.clear()
+    assert board_cache.get() == "board-3"  # after clear(): synchronous again
 
 
 def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
@@ -408,12 +409,12 @@ def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
             raise item
         return item
 
-    cache = data.BoardCache(loader, ttl=1, clock=lambda: now[0])
-    assert cache.get() == "first"
+    board_cache = cache.BoardCache(loader, ttl=1, clock=lambda: now[0])
+    assert board_cache.get() == "first"
     now[0] = 5.0
-    assert cache.get() == "first"
-    cache.wait_refresh(5)
-    assert cache.get() == "first"
+    assert board_cache.get() == "first"
+    board_cache.wait_refresh(5)
+    assert board_cache.get() == "first"
     assert "database is locked" in capsys.readouterr().err
 
 
@@ -432,7 +433,7 @@ def _rule_summary():
 
 def test_leaderboard_ranks_only_complete_methods_and_marks_the_others():
     summary, runs = _rule_summary()
-    cols = [data.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), data.MetricColumn("lpips", "LPIPS", False, "FR")]
+    cols = [display.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), display.MetricColumn("lpips", "LPIPS", False, "FR")]
     table = data.leaderboard_table(summary, "D", cols, runs=runs)
     assert table["method"].tolist() == ["full", "also", "ghost", "half"]  # ranked first, then the rest by name
     assert table["rank"].tolist()[:2] == [1, 2] and table["rank"].iloc[2:].isna().all()
@@ -452,7 +453,7 @@ def test_leaderboard_ranks_only_complete_methods_and_marks_the_others():
 
 def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
     summary, runs = _rule_summary()
-    cols = [data.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), data.MetricColumn("lpips", "LPIPS", False, "FR")]
+    cols = [display.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), display.MetricColumn("lpips", "LPIPS", False, "FR")]
     table = data.leaderboard_table(summary, "D", cols, runs=runs)
     styler = data.styled_table(table, cols)
     shown = styler.data

@@ -15,8 +15,9 @@ import pytest
 from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
-from leaderboard import crops, data
-from leaderboard.export import ExportOptions, export_site, write_if_changed
+from leaderboard import crops
+from leaderboard.board import data, display, loading
+from leaderboard.board.export import ExportOptions, export_site, write_if_changed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,7 @@ def test_site_files_and_tables(site, env):
                 "data/DRealSR/scores.csv", "data/RealSR/leaderboard.csv", "plots/DRealSR-pd.png",
                 "plots/DRealSR-dist.png", "plots/RealSR-pd.png"):  # fmt: skip
         assert (site / rel).is_file(), rel
-    board = data.load_board(env.url)
+    board = loading.load_board(env.url)
     table = pd.read_csv(site / "data/DRealSR/leaderboard.csv")
     expected = data.leaderboard_table(board.summary, "DRealSR", board.columns("DRealSR"), methods=board.methods)
     assert table["method"].tolist() == expected["method"].tolist()
@@ -69,10 +70,10 @@ def test_html_shows_each_metric_as_one_cell_with_its_interval(site, env):
     """Issue 13.8: a metric reads ``26.95 [26.55, 27.35]`` in one column, not three; the cell's
     sort key stays the mean; the numbers are the board's (one rule, one bootstrap)."""
     page = (site / "index.html").read_text()
-    board = data.load_board(env.url)
+    board = loading.load_board(env.url)
     cols = board.columns("DRealSR")
     table = board.table("DRealSR", cols)
-    psnr = data.metric_column("psnr", board.known)
+    psnr = display.metric_column("psnr", board.known)
     for text, mean in zip(data.cell_text(table, psnr), table["psnr"], strict=True):
         assert f"<td data-v='{mean}'>{text}</td>" in page
     assert "CI low" not in page and "Status" in page and f"{data.N_BOOT} resamples" in page
@@ -126,7 +127,7 @@ def test_export_of_an_empty_store_says_so(tmp_path):
 
 
 def test_export_hides_store_password():
-    from leaderboard.export import _safe_url
+    from leaderboard.board.export import _safe_url
 
     assert "secret" not in _safe_url("postgresql+psycopg://board:secret@db/screensr")
 

@@ -82,11 +82,11 @@ def timed(fn, repeat: int, name: str) -> tuple[float, object]:
 
 
 def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
-    from leaderboard import data
+    from leaderboard.board import data, display, loading
 
     def cold():
-        board = data.load_board(url)
-        cols = data.select_metric_set(board.columns("Set0"), "Default")
+        board = loading.load_board(url)
+        cols = display.select_metric_set(board.columns("Set0"), "Default")
         return board, data.leaderboard_table(board.summary, "Set0", cols, methods=board.methods)
 
     t_cold, (board, _) = timed(cold, repeat, "page data preparation, cold (read + aggregate + table)")
@@ -101,11 +101,11 @@ def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
             store.close()
 
     t_read, scores = timed(read_only, 1, "store read baseline: ResultsStore.scores_frame")
-    t_fast, _ = timed(lambda: data.read_scores(ResultsStore(url)), repeat, "store read: leaderboard.data.read_scores")
-    t_agg, _ = timed(lambda: data.summarize(board.scores), repeat, "aggregate: leaderboard.data.summarize")
+    t_fast, _ = timed(lambda: loading.read_scores(ResultsStore(url)), repeat, "store read: leaderboard.loading.read_scores")
+    t_agg, _ = timed(lambda: data.summarize(board.scores), repeat, "aggregate: leaderboard.board.data.summarize")
 
     def warm():
-        cols = data.select_metric_set(board.columns("Set1"), "All")
+        cols = display.select_metric_set(board.columns("Set1"), "All")
         table = data.leaderboard_table(board.summary, "Set1", cols, methods=board.methods)
         return data.sort_table(table, "lpips", cols)
 
@@ -114,8 +114,8 @@ def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
     t_base, _ = timed(lambda: scipy_summary(frame, n_boot=1000), 1, "aggregate baseline: scipy per group")
     return [
         ("store read baseline: ResultsStore.scores_frame", t_read),
-        ("store read: leaderboard.data.read_scores", t_fast),
-        ("aggregate: leaderboard.data.summarize", t_agg),
+        ("store read: leaderboard.loading.read_scores", t_fast),
+        ("aggregate: leaderboard.board.data.summarize", t_agg),
         ("aggregate baseline: scipy per group", t_base),
         ("page data preparation, cold (read + aggregate + table)", t_cold),
         ("page data preparation, warm (filter change)", t_warm),

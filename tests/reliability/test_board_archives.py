@@ -1,4 +1,4 @@
-"""Every archive attack on the Submit page's unpacking (``leaderboard.archives``), small and fast;
+"""Every archive attack on the Submit page's unpacking (``leaderboard.board.archives``), small and fast;
 the full-size member flood and bomb are ``slow`` (and measured by tests/perf/bench_board_archives.py).
 
 Each attack must be refused with a message naming the archive (and the member), and leave nothing
@@ -29,7 +29,7 @@ from board_attack_kit import (
     zip_with_mode,
 )
 
-from leaderboard.archives import ArchiveLimits, UnsafeArchiveError, unpack_archive
+from leaderboard.board.archives import ArchiveLimits, UnsafeArchiveError, unpack_archive
 
 SMALL = ArchiveLimits(max_members=50, max_bytes=1 << 20, max_header_bytes=16 << 10)
 

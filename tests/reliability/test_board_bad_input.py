@@ -135,7 +135,7 @@ def test_hash_secret_output_reaches_the_app_and_unlocks_it(capsys, clean_env, mo
     """The documented round trip: hash-secret's output, given to --admin-secret-hash, is what the
     server process gets (the legacy variable dropped) and what checks the secret there."""
     import leaderboard.cli as board_cli
-    from leaderboard.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash, check_admin
+    from leaderboard.board.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash, check_admin
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse battery\n"))
     _, out, _ = _run(capsys, "board", "hash-secret")

@@ -18,8 +18,8 @@ from board_attack_kit import outputs_like_hr, png_bomb, png_header_only, tiny_da
 from benchmark.datasets import load_dataset
 from benchmark.runner import evaluate
 from benchmark.store import MethodOwnershipError, ResultsStore
-from leaderboard import data, submissions
-from leaderboard.submissions import Submission, SubmissionError, SubmittedMethod, validate_submission
+from leaderboard.board import loading, submissions
+from leaderboard.board.submissions import Submission, SubmissionError, SubmittedMethod, validate_submission
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "leaderboard" / "app.py")
@@ -68,7 +68,7 @@ def test_a_submission_cannot_take_over_a_built_in_method(board, tmp_path, name):
     url, root = board
     before_scores, before_rows = _snapshot(url, "bicubic")
     mean_before = (
-        data.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
+        loading.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
     )
     evil = outputs_like_hr(root, tmp_path / "evil", 40)
     store = ResultsStore(url)
@@ -96,7 +96,7 @@ def test_a_submission_cannot_take_over_a_built_in_method(board, tmp_path, name):
     after_scores, after_rows = _snapshot(url, "bicubic")
     assert after_rows == before_rows
     assert after_scores.equals(before_scores)
-    mean_after = data.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
+    mean_after = loading.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
     assert mean_after == mean_before
 
 
@@ -203,7 +203,7 @@ BOMB_PROBE = """
 import sys
 from pathlib import Path
 from benchmark.store import ResultsStore
-from leaderboard.submissions import Submission, SubmissionError, validate_submission
+from leaderboard.board.submissions import Submission, SubmissionError, validate_submission
 store = ResultsStore(sys.argv[1])
 try:
     validate_submission(Submission("tiny", "MySR", "1.0", "GAN", owner="ana"), Path(sys.argv[2]), store)
@@ -246,7 +246,7 @@ def page(board, monkeypatch):
     monkeypatch.setenv(submissions.ADMIN_ENV, hash_secret("s3cret-admin"))
     monkeypatch.setenv("SCREENSR_STORE", url)
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/submit.py").run()
+    at.switch_page("board/pages/submit.py").run()
     at.text_input(key="sub_secret").set_value("s3cret-admin")
     at.button[0].click().run()
     return at

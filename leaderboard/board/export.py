@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leaderboard import crops, data
-from leaderboard.submissions import is_web_link
+from leaderboard import crops
+from leaderboard.board import data, display, loading
+from leaderboard.board.submissions import is_web_link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +184,7 @@ def _fmt(value: Any, decimals: int) -> str:
     return f"{float(value):.{decimals}f}"
 
 
-def leaderboard_html(table: pd.DataFrame, columns: Sequence[data.MetricColumn]) -> str:
+def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn]) -> str:
     """One dataset's wide table as a sortable HTML table.
 
     Each metric is one cell, ``mean [CI low, CI high]`` (sorting uses the mean); a method that
@@ -260,7 +261,7 @@ def _simple_table(frame: pd.DataFrame, headers: dict[str, str], decimals: int = 
 # --------------------------------------------------------------------------- plots and crops
 
 
-def _plot_axes(columns: Sequence[data.MetricColumn], options: ExportOptions) -> tuple[str | None, str | None]:
+def _plot_axes(columns: Sequence[display.MetricColumn], options: ExportOptions) -> tuple[str | None, str | None]:
     names = [c.name for c in columns if c.higher_is_better is not None]
     fidelity = [c.name for c in columns if c.fidelity and c.higher_is_better is not None]
     perceptual = [c.name for c in columns if not c.fidelity and c.higher_is_better is not None]
@@ -306,7 +307,7 @@ def export_site(
 
     options = options or ExportOptions()
     out = Path(out)
-    board = data.load_board(url)
+    board = loading.load_board(url)
     if board.scores.empty:
         raise ValueError(f"the results store {_safe_url(board.url)} holds no scores; run `screensr bench run` first")
     out.mkdir(parents=True, exist_ok=True)
@@ -363,7 +364,7 @@ def export_site(
 
     gt_html = ""
     if not gt.empty:
-        gt_cols = data.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
+        gt_cols = display.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
         headers = {"dataset": "Dataset", "n": "Images", **{c.name: c.header for c in gt_cols}}
         gt_html = f"<h2 id='gt-quality'>Ground-truth quality</h2>{_simple_table(gt, headers)}"
         nav.append("<a href='#gt-quality'>GT quality</a>")
@@ -380,7 +381,7 @@ def export_site(
     return index
 
 
-def report_problems(board: data.Board, dataset: str) -> pd.DataFrame:
+def report_problems(board: loading.Board, dataset: str) -> pd.DataFrame:
     """The latest runs on ``dataset`` that did not complete (``benchmark.report.run_problems``)."""
     from benchmark.report import run_problems
 
@@ -389,10 +390,10 @@ def report_problems(board: data.Board, dataset: str) -> pd.DataFrame:
 
 
 def _crops_section(
-    board: data.Board,
+    board: loading.Board,
     dataset: str,
     table: pd.DataFrame,
-    columns: Sequence[data.MetricColumn],
+    columns: Sequence[display.MetricColumn],
     options: ExportOptions,
     out: Path,
 ) -> str:
@@ -435,10 +436,10 @@ def _crops_section(
     return "\n".join(blocks)
 
 
-def _methods_body(board: data.Board) -> str:
+def _methods_body(board: loading.Board) -> str:
     parts = ["<h1>Methods</h1><p><a href='index.html'>Back to the leaderboard</a></p>"]
     for name in data.filter_methods(board.methods):
-        info = data.method_info(board, name)
+        info = loading.method_info(board, name)
         links = "".join(
             f"<li><a href='{html.escape(u)}'>{html.escape(u)}</a></li>" if is_web_link(u) else f"<li>{html.escape(u)}</li>"
             for u in info.links

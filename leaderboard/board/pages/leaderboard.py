@@ -1,19 +1,19 @@
 """Leaderboard page: per dataset, methods x metrics (mean and bootstrap CI), filters, ranking.
 
-Thin: every number comes from ``leaderboard.data`` (tested pure functions).
+Thin: every number comes from ``leaderboard.board.data`` (tested pure functions).
 """
 
 import streamlit as st
 
-from leaderboard import data, versions
+from leaderboard.board import cache, data, display, loading, versions
 
-board = data.board_or_stop()
+board = cache.board_or_stop()
 st.title("Leaderboard")
 
 filters = st.columns([1, 1, 2, 1])
 protocol = filters[0].selectbox(
     "Protocol",
-    [data.ALL_PROTOCOLS, *data.protocol_names()],
+    [loading.ALL_PROTOCOLS, *loading.protocol_names()],
     key="lb_protocol",
     help="keep only scores computed with a named protocol's metrics and exact pinned settings "
     "(benchmark.metrics.PROTOCOLS); 'any' shows every stored score",
@@ -27,7 +27,7 @@ if dataset is None:
 
 present_families = [f for f in data.FAMILIES if f in {*board.methods["family"], "other"}]
 families = filters[2].multiselect("Method family", present_families, default=present_families, key="lb_families")
-metric_set = filters[3].selectbox("Metric set", [*data.METRIC_SETS, "Custom"], key="lb_metric_set")
+metric_set = filters[3].selectbox("Metric set", [*display.METRIC_SETS, "Custom"], key="lb_metric_set")
 
 all_columns = board.columns(dataset, summary)
 if metric_set == "Custom":
@@ -35,12 +35,12 @@ if metric_set == "Custom":
         "Metrics",
         [c.name for c in all_columns],
         default=[c.name for c in all_columns if c.default],
-        format_func=lambda name: data.metric_column(name, board.known).header,
+        format_func=lambda name: display.metric_column(name, board.known).header,
         key="lb_metrics",
     )
     columns = [c for c in all_columns if c.name in picked]
 else:
-    columns = data.select_metric_set(all_columns, metric_set)
+    columns = display.select_metric_set(all_columns, metric_set)
 if not columns:
     st.warning("No metric selected: pick at least one metric (or another metric set).")
     st.stop()
@@ -51,7 +51,7 @@ sort_by = options[0].selectbox(
     ["rank", *[c.name for c in columns]],
     format_func=lambda name: "aggregated rank (mean of per-metric ranks)"
     if name == "rank"
-    else data.metric_column(name, board.known).header,
+    else display.metric_column(name, board.known).header,
     key="lb_sort",
 )
 show_ci = options[1].toggle("Confidence intervals", value=True, key="lb_ci")
@@ -115,7 +115,7 @@ else:
     )
 
 if not table.empty:  # which version of each method these scores come from (store rows are name + version)
-    shown_versions = versions.shown_versions(versions.cached_score_versions(board), board.methods, dataset)
+    shown_versions = versions.shown_versions(cache.cached_score_versions(board), board.methods, dataset)
     labels = [shown_versions[m].label for m in table["method"] if m in shown_versions]
     st.caption("Versions shown: " + " · ".join(labels))
 
@@ -125,5 +125,5 @@ gt = data.gt_quality_table(summary)
 if gt.empty:
     st.info("The store has no GT scores; compute them with `screensr bench gt-quality`.")
 else:
-    gt_columns = data.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
+    gt_columns = display.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
     st.table(gt.rename(columns={"dataset": "Dataset", "n": "Images", **{c.name: c.header for c in gt_columns}}))

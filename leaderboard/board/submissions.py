@@ -20,7 +20,7 @@ fix:
   (never resized): the pixel limit (``core.imagelimits``) and the size are checked on the
   header, before any pixel is decoded, and a decode streams from the file.
 
-Archives are unpacked with bounded work (``leaderboard.archives``).
+Archives are unpacked with bounded work (``leaderboard.board.archives``).
 
 Accepted outputs are moved (atomically, one ``os.replace`` of the folder) to
 ``$SCREENSR_HOME/submissions/<dataset>/<method>/<version>/``; a ``.complete`` marker is written
@@ -50,7 +50,7 @@ from typing import IO, TYPE_CHECKING
 
 from benchmark.methods import FolderMethod
 from core.errors import UserError
-from leaderboard.archives import ArchiveLimits, UnsafeArchiveError, is_archive_name, unpack_archive
+from leaderboard.board.archives import ArchiveLimits, UnsafeArchiveError, is_archive_name, unpack_archive
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,7 +147,7 @@ def unpack_upload(
     ``.tar.xz``) into the folder ``into``; return the folder that holds the images.
 
     The upload is copied to disk in chunks (a file object is never read whole), then unpacked by
-    :func:`leaderboard.archives.unpack_archive`: members are counted and sized while streaming
+    :func:`leaderboard.board.archives.unpack_archive`: members are counted and sized while streaming
     (``limits``), absolute paths, ``..`` components, links and device files are refused, and a
     corrupt or truncated archive is rejected as such. A single top-level folder inside the
     archive is descended into.
@@ -157,7 +157,7 @@ def unpack_upload(
         source: the upload: a binary file object (e.g. Streamlit's ``UploadedFile``), a path,
             or bytes.
         into: a working folder (created); on failure nothing is left in it.
-        limits: archive bounds (default :class:`~leaderboard.archives.ArchiveLimits`).
+        limits: archive bounds (default :class:`~leaderboard.board.archives.ArchiveLimits`).
 
     Raises:
         SubmissionError: an unsafe, oversized or unreadable archive (naming the member).

@@ -1,15 +1,15 @@
 """Plots page: the perception-distortion plane with its Pareto front; per-image distributions.
 
 Axes are oriented so that "better" is always right and up (a lower-is-better metric gets a
-reversed axis); the front is computed by ``leaderboard.data.pareto_front``.
+reversed axis); the front is computed by ``leaderboard.board.data.pareto_front``.
 """
 
 import altair as alt
 import streamlit as st
 
-from leaderboard import data
+from leaderboard.board import cache, data
 
-board = data.board_or_stop()
+board = cache.board_or_stop()
 st.title("Plots")
 
 dataset = st.selectbox("Dataset", board.dataset_names(), key="pl_dataset")

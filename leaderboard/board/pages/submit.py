@@ -1,6 +1,6 @@
 """Submit page (admin): register a method's SR outputs for a dataset; the server scores them.
 
-Only outputs are accepted, never scores: ``leaderboard.submissions`` validates the upload and
+Only outputs are accepted, never scores: ``leaderboard.board.submissions`` validates the upload and
 runs the benchmark harness on it. The page needs the admin secret, configured as a salted scrypt
 hash (``screensr board --admin-secret-hash "$(screensr board hash-secret)"``); wrong secrets are
 limited per browser session (``submissions.admin_limiter``), each costing a delay.
@@ -14,7 +14,7 @@ import streamlit as st
 
 from benchmark.metrics import list_metrics
 from benchmark.store import ResultsStore
-from leaderboard import data, submissions
+from leaderboard.board import cache, data, display, submissions
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -60,7 +60,7 @@ if not st.session_state.get("board_admin"):
     st.stop()
 
 try:
-    board = data.cached_board()  # not board_or_stop: the first submission goes to a store without scores
+    board = cache.cached_board()  # not board_or_stop: the first submission goes to a store without scores
 except (FileNotFoundError, ValueError) as exc:
     st.error(f"Cannot open the results store: {exc}")
     st.stop()
@@ -88,7 +88,7 @@ with st.form("submission"):
     )
     description = st.text_area("Description", key="sub_description")
     links = st.text_area("Links (one URL per line)", key="sub_links")
-    options = data.order_metrics([*on_board, *list_metrics()])
+    options = display.order_metrics([*on_board, *list_metrics()])
     metrics = st.multiselect(
         "Metrics to compute", options, default=on_board or ["psnr", "ssim"], key="sub_metrics"
     )
@@ -153,7 +153,7 @@ if submitted:
             status.update(label="Scores stored", state="complete")
     for metric, message in frame.attrs.get("unavailable", {}).items():
         st.warning(f"Metric {metric} was not computed: {message}")
-    data.clear_board_cache()
+    cache.clear_board_cache()
     means = frame.groupby("metric")["value"].mean()
     st.success(
         f"Published {sub.method} {sub.version} on {dataset}: "
