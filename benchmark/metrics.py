@@ -53,6 +53,15 @@ class MetricSpec:
         forwarded_options: options pyiqa's network takes through ``**kwargs`` and passes on
             (PSNR hands ``data_range``, ``eps`` and ``color_space`` to its function); with the
             network's named parameters they are the options a ``name@key=value`` may set.
+        label: the short name tables and the board show (``"MANIQA"``); default the name in
+            capitals with ``-`` for ``_`` (``topiq_nr`` -> ``TOPIQ-NR``).
+        unit: the unit of the value (``"dB"``), empty when it has none.
+        decimals: digits shown after the point (papers print PSNR with 2, LPIPS with 4).
+        shown_by_default: the board shows the metric before the user picks a metric set
+            (variants and combined scores are opt-in).
+
+    Presentation (label, unit, decimals, shown_by_default) never enters :attr:`settings`: it does
+    not change a value, so it never changes the settings hash either.
     """
 
     name: str
@@ -65,8 +74,14 @@ class MetricSpec:
     inplace_input: bool = False
     description: str = ""
     forwarded_options: tuple[str, ...] = ()
+    label: str = ""
+    unit: str = ""
+    decimals: int = 4
+    shown_by_default: bool = True
 
     def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", default_label(self.name))
         if self.kind not in ("FR", "NR"):
             raise ValueError(f"metric {self.name}: kind must be FR or NR, got {self.kind!r}")
         if self.size_policy not in SIZE_POLICIES:
@@ -96,6 +111,11 @@ class MetricSpec:
         )
 
 
+def default_label(name: str) -> str:
+    """The label of a metric that declares none: ``topiq_nr`` -> ``TOPIQ-NR``."""
+    return name.upper().replace("_", "-")
+
+
 @functools.cache
 def pyiqa_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -114,25 +134,26 @@ METRICS: dict[str, MetricSpec] = {
     for s in (
         MetricSpec("psnr", "psnr", "FR", True, dict(_Y), batch_exact=True,
                    description="PSNR on BT.601 limited-range Y (BasicSR convention), dB",
-                   forwarded_options=("data_range", "eps", "color_space")),
+                   forwarded_options=("data_range", "eps", "color_space"), unit="dB", decimals=2),
         MetricSpec("ssim", "ssim", "FR", True, dict(_Y), batch_exact=True,
                    description="SSIM on BT.601 limited-range Y (BasicSR convention)"),
         MetricSpec("lpips", "lpips", "FR", False, batch_exact=True, description="LPIPS (AlexNet, v0.1)"),
         MetricSpec("dists", "dists", "FR", False, batch_exact=True, description="DISTS"),
         MetricSpec("niqe", "niqe", "NR", False,
                    description="NIQE (official LIVE parameters, Y channel, 96x96 blocks)"),
-        MetricSpec("musiq", "musiq", "NR", True, description="MUSIQ (KonIQ checkpoint, multi-scale)"),
+        MetricSpec("musiq", "musiq", "NR", True, description="MUSIQ (KonIQ checkpoint, multi-scale)", decimals=2),
         # pyiqa's default `maniqa` is the KonIQ model; the papers use PIPAL.
         MetricSpec("maniqa", "maniqa-pipal", "NR", True, description="MANIQA (PIPAL checkpoint)"),
         MetricSpec("clipiqa", "clipiqa", "NR", True, batch_exact=True, description="CLIP-IQA"),
         MetricSpec("topiq_nr", "topiq_nr", "NR", True, description="TOPIQ-NR (KonIQ, ResNet50)"),
-        MetricSpec("topiq_fr", "topiq_fr", "FR", True, description="TOPIQ-FR (KADID, ResNet50)"),
+        MetricSpec("topiq_fr", "topiq_fr", "FR", True, description="TOPIQ-FR (KADID, ResNet50)",
+                   shown_by_default=False),
         MetricSpec("afine_nr", "afine_nr", "NR", False, size_policy="crop32", inplace_input=True,
                    description="A-FINE naturalness term (the NR score of VOSR's Table 2)"),
         MetricSpec("afine_fr", "afine_fr", "FR", False, size_policy="crop32", inplace_input=True,
-                   description="A-FINE fidelity term"),
+                   description="A-FINE fidelity term", shown_by_default=False),
         MetricSpec("afine_all", "afine_all", "FR", False, size_policy="crop32", inplace_input=True,
-                   description="A-FINE combined score"),
+                   description="A-FINE combined score", label="AFINE", shown_by_default=False),
     )
 }  # fmt: skip
 

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.metrics import get_metric
 from benchmark.store import GT
 
 #: Bootstrap resamples of every interval the suite shows (CLI report, leaderboard, export).
@@ -75,14 +77,9 @@ SUMMARY_COLUMNS = [
 _RUN_PROBLEMS = ("failed", "aborted", "partial", "running", "interrupted")
 
 
-def direction(metric: str) -> bool | None:
-    """True if higher is better, False if lower is, None if the metric is unknown."""
-    from benchmark.metrics import get_metric
-
-    try:
-        return get_metric(metric).higher_is_better
-    except KeyError:
-        return None
+def direction(metric: str, metrics: pd.DataFrame | None = None) -> bool | None:
+    """True if higher is better, False if lower is, None if unknown (:func:`metric_info`)."""
+    return metric_info(metric, metrics)[0]
 
 
 def bootstrap_ci(
@@ -168,22 +165,33 @@ def _check(frame: pd.DataFrame) -> None:
 
 # ---------------------------------------------------------------------------- the comparison rule
 def metric_info(metric: str, metrics: pd.DataFrame | None = None) -> tuple[bool | None, str]:
-    """``(higher_is_better, "FR"|"NR")`` of ``metric``: from the store's ``metrics`` frame when
-    it has the metric (what the runner recorded), else from :mod:`benchmark.metrics`."""
-    if metrics is not None and len(metrics) and metric in set(metrics["name"]):
-        row = metrics[metrics["name"] == metric].iloc[0]
-        return bool(row["higher_is_better"]), str(row["kind"]).upper()
-    from benchmark.metrics import METRICS
+    """``(higher_is_better, "FR"|"NR")`` of ``metric``: the one direction lookup of the suite.
 
-    spec = METRICS.get(metric)
-    if spec is not None:
-        return bool(spec.higher_is_better), spec.kind
-    hib = direction(metric)
-    if hib is None:
+    The CLI report, the rank aggregation, the plots, the leaderboard and its export all ask here,
+    so they cannot disagree. Sources, first match wins:
+
+    1. the store's ``metrics`` frame (what the runner recorded when it computed the scores);
+    2. the metric registry :data:`benchmark.metrics.METRICS`;
+    3. pyiqa's own configuration, for any other per-image pyiqa metric (imports pyiqa once).
+
+    Returns ``(None, "NR")`` for a name none of them knows: such a metric is shown without an
+    arrow and never ranked.
+    """
+    if metrics is not None and len(metrics) and "name" in metrics.columns:
+        rows = metrics[metrics["name"] == metric]
+        if len(rows):
+            row = rows.iloc[0]
+            return bool(row["higher_is_better"]), str(row["kind"]).upper()
+    return _registered_info(str(metric))
+
+
+@functools.cache
+def _registered_info(metric: str) -> tuple[bool | None, str]:
+    try:
+        spec = get_metric(metric)
+    except KeyError:  # UnknownNameError: neither registered nor a per-image pyiqa metric
         return None, "NR"
-    from benchmark.metrics import get_metric
-
-    return hib, get_metric(metric).kind
+    return bool(spec.higher_is_better), spec.kind
 
 
 def current_scores(
@@ -384,6 +392,55 @@ def compare(
     )
 
 
+def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | None]) -> pd.DataFrame:
+    """Rank methods across metrics, each metric ranked in its own direction: the one aggregated
+    ranking of the suite (``bench report --ranks``, the leaderboard, its export).
+
+    The rule: the methods that have every ranked metric (a mean that is not NaN; callers blank
+    the means of incomplete methods first, see :func:`ranks`) are ranked on each metric among
+    themselves (1 = best, ties share the average rank), and a method's ``mean_rank`` is the average
+    of its per-metric ranks. A method missing any ranked metric gets no rank and comes last: it
+    is never rewarded for a missing score, nor does it shift the others' per-metric ranks.
+
+    Args:
+        means: method x metric table of means (index: method; columns: metric names; NaN where
+            the method has no comparable mean).
+        higher_is_better: direction per metric; metrics with ``None`` or missing are skipped.
+
+    Returns:
+        Index method; columns ``mean_rank``, ``metrics_ranked`` (how many of the ranked metrics
+        the method has), ``rank`` (1 + the number of methods with a strictly better mean rank) and
+        one ``rank_<metric>`` per ranked metric; sorted best first, unranked methods last.
+
+    Raises:
+        ValueError: no metric of ``means`` has a known direction.
+
+    Example:
+        >>> m = pd.DataFrame({"psnr": [28.0, 25.0], "lpips": [0.1, 0.2]}, index=["a", "b"])
+        >>> aggregate_rank(m, {"psnr": True, "lpips": False})["rank"].tolist()
+        [1, 2]
+    """
+    used = [m for m in means.columns if higher_is_better.get(m) is not None]
+    if not used:
+        raise ValueError(
+            f"no metric with a known direction among {list(means.columns)}: declare its direction "
+            "in benchmark.metrics (higher_is_better)"
+        )
+    have = means[used].notna()
+    complete = means.loc[have.all(axis=1), used]
+    per_metric = pd.DataFrame(
+        {m: complete[m].rank(ascending=not higher_is_better[m], method="average") for m in used},
+        index=complete.index,
+    )
+    out = pd.DataFrame(index=means.index)
+    out["mean_rank"] = per_metric.mean(axis=1).reindex(means.index)
+    out["metrics_ranked"] = have.sum(axis=1)
+    out["rank"] = out["mean_rank"].rank(method="min", ascending=True).astype("Int64")
+    for m in used:
+        out[f"rank_{m}"] = per_metric[m].reindex(means.index)
+    return out.sort_values(["mean_rank"], kind="stable", na_position="last")
+
+
 def ranks(
     frame: pd.DataFrame,
     metrics: Sequence[str] | None = None,
@@ -391,43 +448,43 @@ def ranks(
     images: pd.DataFrame | None = None,
     metrics_frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Rank aggregation: per dataset and metric, the complete methods ranked by mean (1 = best,
-    respecting the metric's direction; ties share the average rank), then averaged over metrics.
+    """Rank aggregation per dataset (:func:`aggregate_rank`) over the means of the complete
+    methods (comparison rule: a method missing images of a metric has no comparable mean there).
 
-    Metrics of unknown direction are left out; ``GT`` is not ranked. A method is given a
-    ``mean_rank`` only when it is complete (comparison rule) on every ranked metric of the
-    dataset: a missing or partial score is never rewarded. Others come last with ``mean_rank``
-    NaN and ``n_metrics`` = the metrics they are ranked on.
+    Metrics of unknown direction are left out; ``GT`` is not ranked. A method complete on every
+    ranked metric of the dataset gets a rank; the others come last with ``mean_rank`` NaN and
+    ``n_metrics`` = the metrics they are complete on.
 
     Returns:
-        Columns ``dataset, method, mean_rank, n_metrics`` and one ``rank_<metric>`` per metric,
-        sorted by dataset, mean rank.
+        Columns ``dataset, method, rank, mean_rank, n_metrics`` and one ``rank_<metric>`` per
+        metric, sorted by dataset, mean rank.
     """
     _check(frame)
     f = frame[frame["method"] != GT]
     if metrics is not None:
         f = f[f["metric"].isin(metrics)]
+    empty = pd.DataFrame(columns=["dataset", "method", "rank", "mean_rank", "n_metrics"])
     if f.empty:
-        return pd.DataFrame(columns=["dataset", "method", "mean_rank", "n_metrics"])
+        return empty
     current, totals, _ = current_scores(f, images, metrics_frame)
     means = current.groupby(["dataset", "metric", "method"])["value"].agg(["mean", "size"]).reset_index()
     means = means.merge(totals, on=["dataset", "metric"], how="left")
-    means["hib"] = means["metric"].map(lambda m: metric_info(str(m), metrics_frame)[0])
-    means = means[means["hib"].notna()]
+    dirs = {m: metric_info(str(m), metrics_frame)[0] for m in means["metric"].unique()}
+    means = means[means["metric"].map(dirs).notna()]
     if means.empty:
-        return pd.DataFrame(columns=["dataset", "method", "mean_rank", "n_metrics"])
-    complete = means[means["size"] >= means["n_total"]].copy()
-    signed = complete["mean"] * np.where(complete["hib"].astype(bool), -1.0, 1.0)
-    complete["rank"] = signed.groupby([complete["dataset"], complete["metric"]]).rank(method="average")
-    wide = complete.pivot_table(index=["dataset", "method"], columns="metric", values="rank")
-    everyone = means[["dataset", "method"]].drop_duplicates().set_index(["dataset", "method"]).index
-    wide = wide.reindex(everyone)
-    per_ds = means.groupby("dataset")["metric"].nunique()
-    n_metrics = wide.notna().sum(axis=1)
-    full = n_metrics.to_numpy() == per_ds.reindex(wide.index.get_level_values("dataset")).to_numpy()
-    out = pd.DataFrame({"mean_rank": wide.mean(axis=1).where(full), "n_metrics": n_metrics}).join(wide.add_prefix("rank_"))
-    out.columns.name = None
-    return out.reset_index().sort_values(["dataset", "mean_rank", "method"], na_position="last").reset_index(drop=True)
+        return empty
+    # a partial mean is not comparable: blank it, so the method is unranked on the dataset
+    means["mean"] = means["mean"].where(means["size"] >= means["n_total"])
+    parts = []
+    for dataset, group in means.groupby("dataset", sort=True):
+        wide = group.pivot_table(index="method", columns="metric", values="mean", dropna=False)
+        wide.columns.name = None
+        ranked = aggregate_rank(wide, dirs).rename(columns={"metrics_ranked": "n_metrics"})
+        parts.append(ranked.rename_axis("method").reset_index().assign(dataset=dataset))
+    out = pd.concat(parts, ignore_index=True)
+    per_metric = sorted(c for c in out.columns if c.startswith("rank_"))
+    out = out[["dataset", "method", "rank", "mean_rank", "n_metrics", *per_metric]]
+    return out.sort_values(["dataset", "mean_rank", "method"], na_position="last").reset_index(drop=True)
 
 
 def gt_quality(frame: pd.DataFrame, *, images: pd.DataFrame | None = None) -> pd.DataFrame:

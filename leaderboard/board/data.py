@@ -75,39 +75,6 @@ def summarize(
     )
 
 
-def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | None]) -> pd.DataFrame:
-    """Rank methods across metrics, each metric ranked in its own direction.
-
-    Args:
-        means: method x metric table of means (index: method; columns: metric names).
-        higher_is_better: direction per metric; metrics with ``None`` or missing are skipped.
-
-    Returns:
-        Index method; columns ``mean_rank`` (average of the per-metric ranks, 1 = best, ties
-        share the average rank), ``metrics_ranked`` (how many of the ranked metrics the method
-        has) and ``rank`` (1 + the number of methods with a strictly better mean rank), sorted
-        best first. Only methods that have every ranked metric are ranked (a method is never
-        rewarded for a missing score); the others get no rank (NaN / NA) and come last.
-    """
-    used = [m for m in means.columns if higher_is_better.get(m) is not None]
-    if not used:
-        raise ValueError(
-            f"no metric with a known direction among {list(means.columns)}: declare its direction "
-            "in benchmark.metrics (higher_is_better)"
-        )
-    have = means[used].notna()
-    complete = means.loc[have.all(axis=1), used]
-    per_metric = pd.DataFrame(
-        {m: complete[m].rank(ascending=not higher_is_better[m], method="average") for m in used},
-        index=complete.index,
-    )
-    out = pd.DataFrame(index=means.index)
-    out["mean_rank"] = per_metric.mean(axis=1).reindex(means.index)
-    out["metrics_ranked"] = have.sum(axis=1)
-    out["rank"] = out["mean_rank"].rank(method="min", ascending=True).astype("Int64")
-    return out.sort_values(["mean_rank"], kind="stable", na_position="last")
-
-
 def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_higher: bool) -> np.ndarray:
     """Which points are not dominated (PIRM 2018's perception-distortion trade-off).
 
@@ -215,7 +182,7 @@ def leaderboard_table(
     # the rank sees only complete cells: a partial mean never competes with complete ones
     rankable = table[names].where(done)
     if any(c.higher_is_better is not None for c in columns) and complete.any():
-        ranks = aggregate_rank(rankable, directions(columns))
+        ranks = report.aggregate_rank(rankable, directions(columns))
     else:
         ranks = pd.DataFrame({"mean_rank": np.nan, "rank": pd.array([pd.NA] * len(table), "Int64")}, index=table.index)
     table["mean_rank"] = ranks["mean_rank"]

@@ -1,7 +1,9 @@
-"""How the board shows each metric: label, unit, direction arrow, FR/NR, shown by default.
+"""How the board shows each metric: label, unit, decimals, direction arrow, FR/NR, shown by default.
 
-Directions and FR/NR come from the benchmark (the store's ``metrics`` table, then the metric
-registry), so the board can never disagree with the harness that produced the numbers.
+Nothing about a metric is declared here: label, unit, decimals and "shown by default" are fields
+of its ``benchmark.metrics.MetricSpec``, and the direction and FR/NR come from
+``benchmark.report.metric_info`` (the store's ``metrics`` table first), so the board can never
+disagree with the harness that produced the numbers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
+
+from benchmark import report
+from benchmark.metrics import METRICS, default_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,83 +58,54 @@ class MetricColumn:
         return self.reference == "FR"
 
 
-# Presentation of the metrics the suite computes: (label, unit, default shown, decimals).
-# Directions and FR/NR are NOT declared here: they come from ``benchmark.metrics`` so that the
-# leaderboard can never disagree with the harness that produced the numbers.
-COLUMNS: dict[str, tuple[str, str, bool, int]] = {
-    "psnr": ("PSNR", "dB", True, 2),
-    "ssim": ("SSIM", "", True, 4),
-    "ms_ssim": ("MS-SSIM", "", False, 4),
-    "lpips": ("LPIPS", "", True, 4),
-    "dists": ("DISTS", "", True, 4),
-    "niqe": ("NIQE", "", True, 4),
-    "musiq": ("MUSIQ", "", True, 2),
-    "maniqa": ("MANIQA", "", True, 4),  # the harness' maniqa is pyiqa's maniqa-pipal (as papers use)
-    "clipiqa": ("CLIPIQA", "", True, 4),
-    "topiq_nr": ("TOPIQ-NR", "", True, 4),
-    "topiq_fr": ("TOPIQ-FR", "", False, 4),
-    "afine_nr": ("AFINE-NR", "", True, 4),
-    "afine_fr": ("AFINE-FR", "", False, 4),
-    "afine_all": ("AFINE", "", False, 4),
-}
+def known_metrics(metrics_frame: pd.DataFrame | None) -> dict[str, tuple[bool | None, str]]:
+    """``{name: (higher_is_better, "FR"|"NR")}`` of every metric in the store's ``metrics`` table.
 
-
-def known_metrics(metrics_frame: pd.DataFrame | None) -> dict[str, tuple[bool, str]]:
-    """``{name: (higher_is_better, "FR"|"NR")}`` from the store's ``metrics`` table.
-
-    The runner writes each metric's spec there when it stores scores, so the store is the one
-    place directions come from; metrics missing there fall back to ``benchmark.metrics``.
+    The runner writes each metric's spec there when it stores scores; every value comes from
+    :func:`benchmark.report.metric_info`, the suite's one direction lookup.
     """
     if metrics_frame is None or metrics_frame.empty:
         return {}
-    return {
-        str(r.name): (bool(r.higher_is_better), str(r.kind).upper())
-        for r in metrics_frame[["name", "higher_is_better", "kind"]].itertuples(index=False)
-    }
-
-
-def _spec_direction(metric: str) -> tuple[bool | None, str]:
-    """(higher_is_better, "FR"/"NR") from the benchmark's metric registry, if it has the metric.
-
-    Only the registry: other pyiqa names are resolved by importing pyiqa (seconds), and the
-    runner records every metric it computes in the store's ``metrics`` table anyway.
-    """
-    from benchmark.metrics import METRICS
-
-    spec = METRICS.get(metric)
-    if spec is None:
-        return None, "NR"
-    return bool(spec.higher_is_better), spec.kind
+    return {str(name): report.metric_info(str(name), metrics_frame) for name in metrics_frame["name"].unique()}
 
 
 def metric_column(
     metric: str,
-    known: Mapping[str, tuple[bool, str]] | None = None,
+    known: Mapping[str, tuple[bool | None, str]] | None = None,
     overrides: Mapping[str, object] | None = None,
 ) -> MetricColumn:
     """The ``MetricColumn`` of ``metric`` (store name).
 
+    Label, unit, decimals and "shown by default" are the metric's ``MetricSpec`` fields (a metric
+    outside the registry gets :func:`benchmark.metrics.default_label`, 4 decimals, shown); the
+    direction and FR/NR are ``known`` (the store's, :func:`known_metrics`) or else
+    :func:`benchmark.report.metric_info`.
+
     Args:
         metric: the metric's store name.
-        known: directions from the store (``known_metrics``); else the benchmark spec is used.
+        known: directions from the store (``known_metrics``).
         overrides: replaces fields of the result.
     """
-    label, unit, default, decimals = COLUMNS.get(metric, (metric.upper(), "", True, 4))
-    higher, ref = (known or {}).get(metric) or _spec_direction(metric)
-    column = MetricColumn(metric, label, higher, ref, unit, default, decimals)
+    spec = METRICS.get(metric)
+    higher, ref = (known or {}).get(metric) or report.metric_info(metric)
+    if spec is not None:
+        column = MetricColumn(metric, spec.label, higher, ref, spec.unit, spec.shown_by_default, spec.decimals)
+    else:
+        column = MetricColumn(metric, default_label(metric), higher, ref)
     return dataclasses.replace(column, **dict(overrides)) if overrides else column
 
 
 def metric_columns(
-    metrics: Iterable[str], known: Mapping[str, tuple[bool, str]] | None = None
+    metrics: Iterable[str], known: Mapping[str, tuple[bool | None, str]] | None = None
 ) -> list[MetricColumn]:
-    """Columns for ``metrics`` in display order: declared metrics first (``COLUMNS`` order)."""
+    """Columns for ``metrics`` in display order (:func:`order_metrics`)."""
     return [metric_column(m, known) for m in order_metrics(metrics)]
 
 
 def order_metrics(metrics: Iterable[str]) -> list[str]:
-    """Unique metric names in display order: ``COLUMNS`` order, then the others by name."""
-    order = {name: i for i, name in enumerate(COLUMNS)}
+    """Unique metric names in display order: the registry's order (``benchmark.metrics.METRICS``),
+    then the others by name."""
+    order = {name: i for i, name in enumerate(METRICS)}
     return sorted(set(metrics), key=lambda m: (order.get(m, len(order)), m))
 
 

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from benchmark import plots, report
@@ -63,6 +65,79 @@ def test_ranks_respect_direction_and_skip_gt():
     assert r["method"].tolist() == ["good", "bad"]
     assert r.loc[0, "rank_niqe"] == 1.0 and r.loc[0, "rank_psnr"] == 1.0
     assert GT not in set(r["method"])
+
+
+def test_aggregate_rank_respects_direction():
+    # a is best on both (highest PSNR, lowest LPIPS); c is worst on both
+    means = pd.DataFrame({"psnr": [28.0, 25.0, 21.0], "lpips": [0.1, 0.2, 0.4]}, index=["a", "b", "c"])
+    ranked = report.aggregate_rank(means, {"psnr": True, "lpips": False})
+    assert ranked.index.tolist() == ["a", "b", "c"]
+    assert ranked["rank"].tolist() == [1, 2, 3]
+    assert ranked.loc["a", "mean_rank"] == 1.0
+    # the HELM pitfall: ignoring LPIPS' direction would tie everyone; the result must not
+    naive = report.aggregate_rank(means, {"psnr": True, "lpips": True})
+    assert naive["mean_rank"].nunique() == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(-100, 100), st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=12
+    ),
+    st.lists(st.booleans(), min_size=3, max_size=3),
+)
+@settings(max_examples=60, deadline=None)
+def test_aggregate_rank_invariant_to_flipping_a_metric_and_its_direction(rows, higher):
+    names = [f"m{i}" for i in range(len(rows))]
+    means = pd.DataFrame(rows, columns=["a", "b", "c"], index=names)
+    direction = dict(zip("abc", higher, strict=True))
+    flipped = means.copy()
+    flipped["b"] = -flipped["b"]
+    flipped_dir = {**direction, "b": not direction["b"]}
+    r1 = report.aggregate_rank(means, direction).sort_index()
+    r2 = report.aggregate_rank(flipped, flipped_dir).sort_index()
+    np.testing.assert_allclose(r1["mean_rank"], r2["mean_rank"])
+
+
+def test_aggregate_rank_ties_missing_and_unknown_direction():
+    means = pd.DataFrame(
+        {"psnr": [25.0, 25.0, 20.0, 30.0], "niqe": [4.0, 4.5, 5.0, np.nan], "odd": [1.0, 2.0, 3.0, 4.0]},
+        index=["a", "b", "c", "d"],
+    )
+    ranked = report.aggregate_rank(means, {"psnr": True, "niqe": False, "odd": None})
+    # psnr ranks among complete methods: a, b tie at 1.5, c 3; niqe: a 1, b 2, c 3
+    assert ranked.loc["a", "mean_rank"] == pytest.approx(1.25)
+    assert ranked.loc["b", "mean_rank"] == pytest.approx(1.75)
+    assert ranked.loc["c", "mean_rank"] == pytest.approx(3.0)
+    # d has the best PSNR but no NIQE: never rewarded for the missing score, listed last, unranked
+    assert np.isnan(ranked.loc["d", "mean_rank"]) and pd.isna(ranked.loc["d", "rank"])
+    assert ranked.index.tolist() == ["a", "b", "c", "d"]
+    assert ranked.loc["d", "metrics_ranked"] == 1 and ranked.loc["a", "metrics_ranked"] == 2
+    with pytest.raises(ValueError, match="no metric with a known direction"):
+        report.aggregate_rank(means[["odd"]], {"odd": None})
+
+
+def test_ranks_blank_incomplete_methods_before_ranking_each_metric():
+    """Issue 14.6, one rule: a method complete on PSNR but not on NIQE is unranked and does not
+    take a PSNR rank from the others (hand-computed: a 1.5, b 1.5, c 3.0; the old rule ranked d
+    first on PSNR and gave a 2.0, b 2.0, c 3.5)."""
+    rows = []
+    for method, psnr, niqe, n_niqe in (("a", 25.0, 4.0, 3), ("b", 24.0, 3.0, 3), ("c", 20.0, 5.0, 3), ("d", 30.0, 2.0, 2)):
+        rows += [("d", f"i{k}", method, "psnr", psnr) for k in range(3)]
+        rows += [("d", f"i{k}", method, "niqe", niqe) for k in range(n_niqe)]
+    r = report.ranks(_scores(rows)).set_index("method")
+    assert r.loc[["a", "b", "c"], "mean_rank"].tolist() == [1.5, 1.5, 3.0]
+    assert r.loc[["a", "b", "c"], "rank"].tolist() == [1, 1, 3]
+    assert r.loc["a", "rank_psnr"] == 1.0 and r.loc["b", "rank_niqe"] == 1.0
+    assert np.isnan(r.loc["d", "mean_rank"]) and pd.isna(r.loc["d", "rank"]) and r.loc["d", "n_metrics"] == 1
+    assert r.index.tolist()[-1] == "d"
+
+
+def test_one_direction_lookup_store_first_then_registry_then_pyiqa():
+    """Issue 14.6: one lookup; the store's record wins, then the registry, then pyiqa's config."""
+    frame = pd.DataFrame({"name": ["custom"], "higher_is_better": [False], "kind": ["fr"]})
+    assert report.metric_info("custom", frame) == (False, "FR")
+    assert report.metric_info("lpips") == (False, "FR") and report.direction("musiq") is True
+    assert report.metric_info("no-such-metric") == (None, "NR")
 
 
 def test_gt_quality_table():

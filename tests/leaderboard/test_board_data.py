@@ -146,70 +146,25 @@ def test_summarize_rejects_frames_without_required_columns():
 # --------------------------------------------------------------------------- ranking
 
 
-def test_aggregate_rank_respects_direction():
-    # a is best on both (highest PSNR, lowest LPIPS); c is worst on both
-    means = pd.DataFrame({"psnr": [28.0, 25.0, 21.0], "lpips": [0.1, 0.2, 0.4]}, index=["a", "b", "c"])
-    ranked = data.aggregate_rank(means, {"psnr": True, "lpips": False})
-    assert ranked.index.tolist() == ["a", "b", "c"]
-    assert ranked["rank"].tolist() == [1, 2, 3]
-    assert ranked.loc["a", "mean_rank"] == 1.0
-    # the HELM pitfall: ignoring LPIPS' direction would tie everyone; the result must not
-    naive = data.aggregate_rank(means, {"psnr": True, "lpips": True})
-    assert naive["mean_rank"].nunique() == 1
-
-
-@given(
-    st.lists(
-        st.tuples(st.floats(-100, 100), st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=12
-    ),
-    st.lists(st.booleans(), min_size=3, max_size=3),
-)
-@settings(max_examples=60, deadline=None)
-def test_aggregate_rank_invariant_to_flipping_a_metric_and_its_direction(rows, higher):
-    names = [f"m{i}" for i in range(len(rows))]
-    means = pd.DataFrame(rows, columns=["a", "b", "c"], index=names)
-    direction = dict(zip("abc", higher, strict=True))
-    flipped = means.copy()
-    flipped["b"] = -flipped["b"]
-    flipped_dir = {**direction, "b": not direction["b"]}
-    r1 = data.aggregate_rank(means, direction).sort_index()
-    r2 = data.aggregate_rank(flipped, flipped_dir).sort_index()
-    np.testing.assert_allclose(r1["mean_rank"], r2["mean_rank"])
-
-
-def test_aggregate_rank_ties_missing_and_unknown_direction():
-    means = pd.DataFrame(
-        {"psnr": [25.0, 25.0, 20.0, 30.0], "niqe": [4.0, 4.5, 5.0, np.nan], "odd": [1.0, 2.0, 3.0, 4.0]},
-        index=["a", "b", "c", "d"],
-    )
-    ranked = data.aggregate_rank(means, {"psnr": True, "niqe": False, "odd": None})
-    # psnr ranks among complete methods: a, b tie at 1.5, c 3; niqe: a 1, b 2, c 3
-    assert ranked.loc["a", "mean_rank"] == pytest.approx(1.25)
-    assert ranked.loc["b", "mean_rank"] == pytest.approx(1.75)
-    assert ranked.loc["c", "mean_rank"] == pytest.approx(3.0)
-    # d has the best PSNR but no NIQE: never rewarded for the missing score, listed last, unranked
-    assert np.isnan(ranked.loc["d", "mean_rank"]) and pd.isna(ranked.loc["d", "rank"])
-    assert ranked.index.tolist() == ["a", "b", "c", "d"]
-    assert ranked.loc["d", "metrics_ranked"] == 1 and ranked.loc["a", "metrics_ranked"] == 2
-    with pytest.raises(ValueError, match="no metric with a known direction"):
-        data.aggregate_rank(means[["odd"]], {"odd": None})
-
-
-def test_aggregate_rank_agrees_with_benchmark_report_ranks():
-    """The leaderboard's rank (over summary means) equals the benchmark report's (over per-image scores)."""
+def test_board_ranks_with_the_one_rule_of_the_report():
+    """Issue 14.6: the board's aggregated rank is ``benchmark.report``'s (one rule): d has the best
+    PSNR but lacks a NIQE image, so it is unranked AND does not shift the others' PSNR ranks
+    (a, b, c ranked among themselves: a 1.5, b 1.5, c 3.0; the old report rule gave 2.0, 2.0, 3.5)."""
     from benchmark import report
 
-    rng = np.random.default_rng(4)
-    rows = {}
-    for m in ("a", "b", "c", "d"):
-        for metric in ("psnr", "lpips", "niqe", "musiq"):
-            rows[("D", m, metric)] = list(rng.normal(size=6))
+    rows = {("D", "a", "psnr"): [25.0] * 3, ("D", "b", "psnr"): [24.0] * 3, ("D", "c", "psnr"): [20.0] * 3,
+            ("D", "d", "psnr"): [30.0] * 3, ("D", "a", "niqe"): [4.0] * 3, ("D", "b", "niqe"): [3.0] * 3,
+            ("D", "c", "niqe"): [5.0] * 3, ("D", "d", "niqe"): [2.0] * 2}  # fmt: skip
     scores = _scores(rows)
-    summary = data.summarize(scores, n_boot=50)
-    means = summary.pivot_table(index="method", columns="metric", values="mean")
-    ours = data.aggregate_rank(means, {"psnr": True, "lpips": False, "niqe": False, "musiq": True})
+    cols = display.metric_columns(["psnr", "niqe"])
+    table = data.leaderboard_table(data.summarize(scores, n_boot=50), "D", cols).set_index("method")
     theirs = report.ranks(scores).set_index("method")
-    np.testing.assert_allclose(ours["mean_rank"].sort_index(), theirs["mean_rank"].sort_index())
+    expected = {"a": 1.5, "b": 1.5, "c": 3.0}
+    for method, value in expected.items():
+        assert table.loc[method, "mean_rank"] == pytest.approx(value)
+        assert theirs.loc[method, "mean_rank"] == pytest.approx(value)
+    assert table["rank"].dropna().to_dict() == theirs["rank"].dropna().to_dict() == {"a": 1, "b": 1, "c": 3}
+    assert pd.isna(table.loc["d", "rank"]) and pd.isna(theirs.loc["d", "rank"])
 
 
 # --------------------------------------------------------------------------- Pareto front
@@ -300,6 +255,27 @@ def test_metric_columns_direction_from_store_and_arrows():
     assert cols["lpips"].header == "LPIPS ↓" and cols["lpips"].fidelity
     assert cols["musiq"].header == "MUSIQ ↑" and not cols["musiq"].fidelity
     assert [c.name for c in display.metric_columns(["musiq", "zzz", "lpips"], known)] == ["lpips", "musiq", "zzz"]
+
+
+def test_metric_columns_read_label_unit_decimals_from_the_metric_spec(monkeypatch):
+    """Issue 14.5: label, unit, decimals and "shown by default" live on ``MetricSpec``; the board
+    keeps no copy (a spec edited in the registry changes the column)."""
+    import dataclasses
+
+    from benchmark import metrics
+
+    psnr = display.metric_column("psnr")
+    assert (psnr.label, psnr.unit, psnr.decimals, psnr.default) == ("PSNR", "dB", 2, True)
+    assert display.metric_column("afine_all").label == "AFINE" and not display.metric_column("afine_all").default
+    assert display.metric_column("topiq_nr").label == metrics.get_metric("topiq_nr").label == "TOPIQ-NR"
+    changed = dataclasses.replace(metrics.METRICS["lpips"], label="LPIPS-Alex", unit="u", decimals=3,
+                                  shown_by_default=False)  # fmt: skip
+    monkeypatch.setitem(metrics.METRICS, "lpips", changed)
+    col = display.metric_column("lpips")
+    assert (col.label, col.unit, col.decimals, col.default, col.header) == ("LPIPS-Alex", "u", 3, False, "LPIPS-Alex ↓")
+    # a metric outside the registry: the default label, 4 decimals, shown
+    other = display.metric_column("ms_ssim", {"ms_ssim": (True, "FR")})
+    assert (other.label, other.decimals, other.default, other.header) == ("MS-SSIM", 4, True, "MS-SSIM ↑")
 
 
 def test_filter_methods_and_image_scores():
