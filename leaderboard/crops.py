@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import MissingFileError, UnknownNameError
+
 
 def crop_box(size: tuple[int, int], center: tuple[float, float], crop: int, multiple: int = 1) -> tuple[int, int, int, int]:
     """A square crop of side ``crop`` centred at ``center``, clamped inside an image.
@@ -71,18 +73,19 @@ def dataset_images(datasets: pd.DataFrame, dataset: str) -> dict[str, ImageFiles
     and layout the store recorded (so pairs are matched exactly as when they were scored).
 
     Raises:
-        KeyError: the store does not describe ``dataset``.
-        FileNotFoundError: its root folder is not on this machine (names the folder).
+        UnknownNameError: the store does not describe ``dataset`` (a ``KeyError``).
+        MissingFileError: its root folder is not on this machine (a ``FileNotFoundError`` naming
+            the folder).
     """
     from benchmark.datasets import load_dataset
 
     rows = datasets[datasets["name"] == dataset]
     if rows.empty:
-        raise KeyError(f"dataset {dataset!r} is not described in the results store (known: {sorted(datasets['name'])})")
+        raise UnknownNameError("dataset", dataset, datasets["name"].tolist(), hint="the results store does not describe it")
     row = rows.iloc[0]
     root = Path(str(row["root"]))
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"dataset {dataset!r}: its images were at {root}, which is not on this machine; mount or copy "
             "the dataset there (or re-run `screensr bench run` from where it is)"
         )

@@ -27,6 +27,7 @@ from benchmark.report import CONFIDENCE, N_BOOT, SEED, bootstrap_ci  # noqa: F40
 # under which the store keeps the no-reference scores of the HR images (re-exported for the pages)
 from benchmark.store import FAMILIES  # noqa: F401
 from benchmark.store import GT as GT_METHOD
+from core.errors import UnknownNameError
 from leaderboard.board.display import MetricColumn, directions, order_metrics
 
 # --------------------------------------------------------------------------- aggregation
@@ -370,7 +371,7 @@ def sort_table(table: pd.DataFrame, by: str, columns: Sequence[MetricColumn]) ->
         return table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
     column = next((c for c in columns if c.name == by), None)
     if column is None:
-        raise ValueError(f"cannot sort by {by!r}: not one of the shown metrics {[c.name for c in columns]}")
+        raise UnknownNameError("sort column", by, ["rank", *(c.name for c in columns)], hint="sort by the rank or a shown metric")
     ascending = column.higher_is_better is False
     partial = (table[f"{by} n"] < table[f"{by} N"]) if f"{by} n" in table.columns else pd.Series(False, index=table.index)
     keyed = table.assign(_partial=partial.astype(bool))

@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmark import report
 from benchmark.metrics import METRICS, default_label
+from core.errors import UnknownNameError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,4 +129,4 @@ def select_metric_set(columns: Sequence[MetricColumn], name: str) -> list[Metric
         return [c for c in columns if not c.fidelity]
     if name == "All":
         return list(columns)
-    raise ValueError(f"unknown metric set {name!r}; choose one of {list(METRIC_SETS)}")
+    raise UnknownNameError("metric set", name, METRIC_SETS)

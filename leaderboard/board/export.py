@@ -20,7 +20,6 @@ change, so a rerun on an unchanged store rewrites nothing.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import html
 import json
 import os
@@ -33,14 +32,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.atomic import write_if_changed
+from core.errors import ConfigError, UserError
 from leaderboard import crops
 from leaderboard.board import data, display, loading
 from leaderboard.board.submissions import is_web_link
 
 
+class EmptyStoreError(UserError, ValueError):
+    """The results store holds no scores: there is nothing to publish."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportOptions:
-    """What the static export contains.
+    """What the static export contains (``screensr board export --config FILE.yaml`` loads it
+    with :func:`core.config.load_config`: unknown keys are refused with the closest name).
 
     Attributes:
         crops: comparison crops per dataset (images with the largest spread between the top
@@ -64,56 +70,17 @@ class ExportOptions:
     def __post_init__(self) -> None:
         for name in ("crops", "methods_per_crop"):
             if getattr(self, name) < 0:
-                raise ValueError(f"export option {name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"export option {name} must be >= 0, got {getattr(self, name)}")
         if self.crop_size < 8:
-            raise ValueError(f"export option crop_size must be >= 8 pixels, got {self.crop_size}")
+            raise ConfigError(f"export option crop_size must be >= 8 pixels, got {self.crop_size}")
         if self.zoom < 1 or self.crop_size * self.zoom > 2048:
-            raise ValueError(
+            raise ConfigError(
                 f"export option zoom={self.zoom} with crop_size={self.crop_size} gives "
                 f"{self.crop_size * self.zoom} px crops; keep zoom >= 1 and crop_size x zoom <= 2048"
             )
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ExportOptions:
-        """Build from a YAML/JSON mapping; unknown keys are rejected with the closest names."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown export option {key!r}{hint} (known: {', '.join(known)})")
-        return cls(**values)
-
 
 # --------------------------------------------------------------------------- files
-
-
-def write_if_changed(path: Path, payload: bytes | str) -> bool:
-    """Write ``payload`` to ``path`` atomically unless the file already holds exactly it.
-
-    Returns:
-        True when the file was (re)written.
-    """
-    raw = payload.encode() if isinstance(payload, str) else payload
-    if path.is_file() and path.stat().st_size == len(raw) and path.read_bytes() == raw:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a published site must be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def slug(name: str) -> str:
@@ -123,11 +90,12 @@ def slug(name: str) -> str:
 
 def _safe_url(url: str) -> str:
     """The store URL without any password (it ends up in a published page)."""
-    try:
-        from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
+    try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL cannot have come from an opened store; hide it entirely
+    except (ArgumentError, ValueError):  # an unparsable URL cannot have come from an opened store: hide it all
         return "(store)"
 
 
@@ -269,7 +237,7 @@ def _plot_axes(columns: Sequence[display.MetricColumn], options: ExportOptions) 
     y = options.y_metric or next((m for m in ("musiq", "maniqa") if m in perceptual), perceptual[0] if perceptual else None)
     for chosen in (options.x_metric, options.y_metric):
         if chosen is not None and chosen not in names:
-            raise ValueError(f"export: metric {chosen!r} has no scores with a known direction; available: {names}")
+            raise ConfigError(f"export: metric {chosen!r} has no scores with a known direction; available: {names}")
     return x, y
 
 
@@ -299,7 +267,8 @@ def export_site(
     """Write the static site for the store at ``url`` into ``out``; returns ``out/index.html``.
 
     Raises:
-        ValueError: the store holds no scores (nothing to publish), or bad options.
+        EmptyStoreError: the store holds no scores (nothing to publish).
+        ConfigError: an option names a metric without scores.
     """
     from tqdm import tqdm
 
@@ -309,7 +278,7 @@ def export_site(
     out = Path(out)
     board = loading.load_board(url)
     if board.scores.empty:
-        raise ValueError(f"the results store {_safe_url(board.url)} holds no scores; run `screensr bench run` first")
+        raise EmptyStoreError(f"the results store {_safe_url(board.url)} holds no scores; run `screensr bench run` first")
     out.mkdir(parents=True, exist_ok=True)
     write_if_changed(out / "export.json", json.dumps(
         {"store": _safe_url(board.url), "options": dataclasses.asdict(options)}, indent=1, sort_keys=True

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report import CONFIDENCE, N_BOOT
+from core.errors import UnknownNameError
 from leaderboard.board.data import GT_METHOD, _require_columns, images_text, leaderboard_table, summarize
 from leaderboard.board.display import MetricColumn, known_metrics, metric_columns, order_metrics
 
@@ -42,7 +43,7 @@ def protocol_scores(scores: pd.DataFrame, protocol: str) -> pd.DataFrame:
     from benchmark.metrics import PROTOCOLS, get_metric
 
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {[ALL_PROTOCOLS, *PROTOCOLS]}")
+        raise UnknownNameError("protocol", protocol, [ALL_PROTOCOLS, *PROTOCOLS])
     _require_columns(scores, ("metric", "settings_hash"), "scores")
     wanted = {m: get_metric(m).settings_hash for m in PROTOCOLS[protocol]}
     return scores[scores["metric"].map(wanted) == scores["settings_hash"]]
@@ -199,14 +200,11 @@ def method_info(board: Board, name: str) -> MethodInfo:
     """Description, configuration, provenance and per-dataset standing of method ``name``.
 
     Raises:
-        KeyError: ``name`` is not in the store (with the closest names).
+        UnknownNameError: ``name`` is not in the store (a ``KeyError``, with the closest name).
     """
     rows = board.methods[board.methods["name"] == name]
     if rows.empty:
-        import difflib
-
-        close = difflib.get_close_matches(name, board.methods["name"].tolist(), n=3)
-        raise KeyError(f"method {name!r} is not in the store" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise UnknownNameError("method", name, board.methods["name"].tolist(), hint="the results store does not describe it")
     row = rows.iloc[0]
     coverage = []
     for dataset in board.dataset_names():

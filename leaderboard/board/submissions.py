@@ -67,10 +67,8 @@ COMPLETE_MARKER = ".complete"
 COPY_CHUNK = 1 << 20  # bytes per read when an upload is copied to disk
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """A submission that cannot be accepted; the message lists every problem and the fix."""
-
-    is_user_error = True
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
@@ -531,7 +529,7 @@ def publish_submission(
 
     sub = checked.submission
     if not metrics:
-        raise ValueError("no metrics chosen: pick at least one metric to compute")
+        raise SubmissionError(["no metrics chosen: pick at least one metric to compute"])
     problems = ownership_problems(sub, store.methods_frame(all_versions=True))
     if problems:
         raise SubmissionError(problems)

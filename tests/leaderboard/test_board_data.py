@@ -446,3 +446,24 @@ def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
     for text in data.cell_text(twin, cols[0])[:2]:
         assert text in html
     assert data.cell_text(twin, cols[0])[0] != data.cell_text(twin, cols[0])[1]
+
+
+def test_board_user_errors_are_user_errors_with_the_closest_name(tmp_path):
+    """Issue 14.1: what a user can get wrong on the board is a ``UserError`` (one ``error:`` line in
+    the CLI), keeping the builtin it was for callers that catch it."""
+    from core.errors import MissingFileError, UnknownNameError, UserError
+
+    frame = _scores({("D", "a", "psnr"): [1.0, 2.0]})
+    with pytest.raises(UnknownNameError, match=r"unknown protocol 'osedif' \(did you mean 'osediff'\?\)"):
+        loading.protocol_scores(frame.assign(settings_hash="x"), "osedif")
+    with pytest.raises(KeyError, match=r"unknown metric set 'Defualt' \(did you mean 'Default'\?\)"):
+        display.select_metric_set([], "Defualt")
+    datasets = pd.DataFrame({"name": ["DRealSR"], "root": [str(tmp_path / "gone")], "layout": ["generic"], "scale": [4]})
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'DRealSr' \(did you mean 'DRealSR'\?\)"):
+        crops.dataset_images(datasets, "DRealSr")
+    with pytest.raises(MissingFileError, match="not on this machine") as missing:
+        crops.dataset_images(datasets, "DRealSR")
+    assert isinstance(missing.value, FileNotFoundError) and isinstance(missing.value, UserError)
+    table = data.leaderboard_table(data.summarize(frame, n_boot=20), "D", display.metric_columns(["psnr"]))
+    with pytest.raises(UnknownNameError, match="unknown sort column 'pnsr'"):
+        data.sort_table(table, "pnsr", display.metric_columns(["psnr"]))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from leaderboard import crops
 from leaderboard.board import data, display, loading
-from leaderboard.board.export import ExportOptions, export_site, write_if_changed
+from leaderboard.board.export import ExportOptions, export_site
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,26 +103,33 @@ def test_export_is_idempotent(env, site):
     export_site(env.url, site, ExportOptions(crops=2, crop_size=32, zoom=2, methods_per_crop=3))
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in site.rglob("*") if p.is_file()}
     assert after == before  # same bytes, and nothing was rewritten
+    assert not [p for p in site.rglob(".*") if ".tmp" in p.name]  # no temporary file left behind
 
 
-def test_write_if_changed(tmp_path):
-    target = tmp_path / "a" / "f.txt"
-    assert write_if_changed(target, "one") and target.read_text() == "one"
-    assert not write_if_changed(target, "one")
-    assert write_if_changed(target, b"two") and target.read_bytes() == b"two"
-    assert not [p for p in target.parent.iterdir() if p.name != "f.txt"]  # no temporary left behind
+def test_export_options_from_a_config_file_reject_unknown_keys_and_bad_values(tmp_path):
+    """Issue 14.1: the export options load through core.config (typed, unknown keys refused with the
+    closest name); flags given on the command line override the file."""
+    from core.config import load_config
+    from core.errors import ConfigError
 
-
-def test_export_options_reject_unknown_keys_and_bad_values():
-    with pytest.raises(ValueError, match="unknown export option 'crop_sise'; did you mean 'crop_size'"):
-        ExportOptions.from_dict({"crop_sise": 64})
-    with pytest.raises(ValueError, match="crop_size x zoom <= 2048"):
+    good = tmp_path / "export.yaml"
+    good.write_text("crops: 0\nzoom: 4\ny_metric: maniqa\n")
+    options = load_config(ExportOptions, good, overrides={"zoom": 2, "crop_size": None})
+    assert (options.crops, options.zoom, options.crop_size, options.y_metric) == (0, 2, 96, "maniqa")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("crop_sise: 64\n")
+    with pytest.raises(ConfigError, match="unknown key 'crop_sise' \\(did you mean 'crop_size'\\?\\)"):
+        load_config(ExportOptions, bad)
+    with pytest.raises(ConfigError, match="crop_size x zoom <= 2048"):
         ExportOptions(crop_size=512, zoom=8)
-    assert ExportOptions.from_dict({"zoom": 4}).zoom == 4
+    with pytest.raises(ConfigError, match="crops: expected an integer"):
+        load_config(ExportOptions, None, overrides={"crops": "two"})
 
 
 def test_export_of_an_empty_store_says_so(tmp_path):
-    with pytest.raises(ValueError, match="holds no scores"):
+    from leaderboard.board.export import EmptyStoreError
+
+    with pytest.raises(EmptyStoreError, match="holds no scores"):
         export_site(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "site")
 
 
@@ -169,6 +176,11 @@ def test_cli_rejects_bad_options(env):
 
 
 def test_cli_export(env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("zooom: 2\n")
+    res = _cli("board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--config", str(bad))
+    assert res.returncode == 2 and "unknown key 'zooom' (did you mean 'zoom'?)" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "s").exists()
     res = _cli("board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--crops", "0")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s" / "index.html").is_file() and not (tmp_path / "s" / "crops").exists()
@@ -180,3 +192,11 @@ def test_plot_png_is_lossless_png(site):
     raw = (site / "plots" / "DRealSR-pd.png").read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(BytesIO(raw)).format == "PNG"
+
+
+def test_method_info_of_an_unknown_method_names_the_closest(env):
+    from core.errors import UnknownNameError
+
+    board = loading.load_board(env.url)
+    with pytest.raises(UnknownNameError, match=r"unknown method 'm00x' \(did you mean 'm00'\?\)"):
+        loading.method_info(board, "m00x")
