@@ -317,12 +317,13 @@ def _report(args) -> int:
         table = report.compare(frame, *args.compare, images=images, test=args.test, confidence=confidence,
                                n_boot=n_boot)  # fmt: skip
     elif args.ranks:
-        table = report.ranks(frame, images=images, metrics_frame=metrics)
+        table = report.with_versions(report.ranks(frame, images=images, metrics_frame=metrics), store.score_versions())
     elif args.gt:
         table = report.gt_quality(frame, images=images)
     else:
         table = report.summary(frame, images=images, runs=runs, metrics=metrics, confidence=confidence,
                                n_boot=n_boot)  # fmt: skip
+        table = report.with_versions(table, store.score_versions())  # which version each row's scores are
     text = report.format_table(table, args.format)
     if args.output:
         from core.atomic import atomic_write_text

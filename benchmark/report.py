@@ -320,6 +320,28 @@ def _ranks(out: pd.DataFrame, dirs: Mapping[str, bool | None]) -> pd.Series:
     return rank
 
 
+def with_versions(table: pd.DataFrame, versions: pd.DataFrame | None) -> pd.DataFrame:
+    """``table`` (one row per dataset x method, e.g. :func:`summary` or :func:`ranks`) with a last
+    ``version`` column: the method version the current scores come from (appended, so readers of
+    the CSV by column position keep working).
+
+    Args:
+        versions: ``ResultsStore.score_versions()`` (``dataset, method, version, images``). A method
+            whose current scores mix versions (a newer version scored on fewer metrics) reads
+            ``"2.0 + 1.0"``, the version with most images first; unknown versions are empty.
+    """
+    out = table.copy()
+    text: dict[tuple[str, str], str] = {}
+    if versions is not None and len(versions):
+        known = versions.dropna(subset=["version"]).sort_values(["images", "version"], ascending=[False, True],
+                                                                 kind="stable")  # fmt: skip
+        for (dataset, method), group in known.groupby(["dataset", "method"], sort=False):
+            text[(str(dataset), str(method))] = " + ".join(v for v in map(str, group["version"]) if v)
+    labels = [text.get((str(d), str(m)), "") for d, m in zip(out["dataset"], out["method"], strict=True)]
+    out["version"] = labels
+    return out
+
+
 def run_problems(runs: pd.DataFrame | None) -> pd.DataFrame:
     """Latest runs per (dataset, method) that did not complete: ``dataset, method, status, error,
     finished`` (a failed run is shown as failed, with its error, never as a silent partial)."""

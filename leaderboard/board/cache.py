@@ -1,5 +1,5 @@
 """The board's Streamlit glue: one ``Board`` per store shared by every session, refreshed in the
-background, plus the cached readers the pages share (dataset listings, score versions).
+background, and the cached dataset listing the Compare page reads.
 
 Streamlit is imported only inside the functions that need it; ``BoardCache`` itself is plain
 Python and tested without it.
@@ -11,7 +11,7 @@ import os
 
 import pandas as pd
 
-from benchmark.store import ResultsStore, default_url
+from benchmark.store import default_url
 from leaderboard import crops
 from leaderboard.board.loading import Board, load_board
 
@@ -141,54 +141,21 @@ def board_or_stop(url: str | None = None) -> Board:
 
 # --------------------------------------------------------------------------- cached readers
 
-_CACHED: dict[str, object] = {}
-
-
-def _cached(name: str, fn, *, resource: bool = False):
-    """``fn`` behind ``st.cache_data`` (``resource``: ``st.cache_resource``, shared, not copied)
-    with the board's time-to-live; wrapped once per process."""
-    import streamlit as st
-
-    if name not in _CACHED:
-        wrap = st.cache_resource if resource else st.cache_data
-        _CACHED[name] = wrap(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(fn)
-    return _CACHED[name]
+_IMAGES: list = []  # the st.cache_resource-wrapped reader, made once per process
 
 
 def cached_dataset_images(board: Board, dataset: str) -> dict[str, crops.ImageFiles]:
-    """``crops.dataset_images`` behind ``st.cache_resource`` (listing a dataset folder once per TTL)."""
+    """``crops.dataset_images`` behind ``st.cache_resource`` (listing a dataset folder once per TTL;
+    a board's score versions and version rows are memoised on the ``Board`` itself)."""
+    import streamlit as st
+
+    if not _IMAGES:
+        _IMAGES.append(st.cache_resource(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(_images_for_cache))
     rows = board.datasets[board.datasets["name"] == dataset]
     key = tuple(rows[["root", "layout", "scale"]].astype(str).iloc[0]) if len(rows) else ()
-    return _cached("images", _images_for_cache, resource=True)(board.url, dataset, key, board.datasets)
+    return _IMAGES[0](board.url, dataset, key, board.datasets)
 
 
 def _images_for_cache(url: str, dataset: str, key: tuple, _datasets: pd.DataFrame) -> dict[str, crops.ImageFiles]:
     # the leading underscore keeps Streamlit from hashing the frame: (url, dataset, key) identify it
     return crops.dataset_images(_datasets, dataset)
-
-
-def cached_score_versions(board: Board) -> pd.DataFrame:
-    """``ResultsStore.score_versions()`` of the board's store, read once per board refresh (the key
-    holds the number of scores and methods loaded, so a new submission is seen at once)."""
-    return _cached("score_versions", _read_score_versions)(board.url, len(board.scores), len(board.methods))
-
-
-def cached_all_versions(board: Board) -> pd.DataFrame:
-    """``ResultsStore.methods_frame(all_versions=True)``, read once per board refresh."""
-    return _cached("all_versions", _read_all_versions)(board.url, len(board.scores), len(board.methods))
-
-
-def _read_score_versions(url: str, n_scores: int, n_methods: int) -> pd.DataFrame:
-    store = ResultsStore(url)
-    try:
-        return store.score_versions()
-    finally:
-        store.close()
-
-
-def _read_all_versions(url: str, n_scores: int, n_methods: int) -> pd.DataFrame:
-    store = ResultsStore(url)
-    try:
-        return store.methods_frame(all_versions=True)
-    finally:
-        store.close()

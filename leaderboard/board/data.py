@@ -15,7 +15,7 @@ reading the store is :mod:`leaderboard.board.loading`; the Streamlit caches are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from benchmark.store import FAMILIES  # noqa: F401
 from benchmark.store import GT as GT_METHOD
 from core.errors import UnknownNameError
 from leaderboard.board.display import MetricColumn, directions, order_metrics
+from leaderboard.board.versions import shown_versions
 
 # --------------------------------------------------------------------------- aggregation
 
@@ -119,6 +120,7 @@ def leaderboard_table(
     methods: pd.DataFrame | None = None,
     include: Iterable[str] | None = None,
     runs: pd.DataFrame | None = None,
+    versions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The wide leaderboard of one dataset: one row per method, the numbers of each metric.
 
@@ -134,9 +136,12 @@ def leaderboard_table(
         include: keep only these methods (after the filters the page applied); default all.
         runs: the store's latest runs: a method whose last run failed shows it (``status``,
             ``note``), and one that failed before any score is listed with empty cells.
+        versions: ``ResultsStore.score_versions()``: the ``version`` column says which version
+            of each method the dataset's scores come from (``"2.0 + 1.0"`` when they mix
+            versions); without it, the methods frame's current version.
 
     Returns:
-        Columns ``rank, method, family, mean_rank, status`` then, per metric ``m``: ``m`` (mean),
+        Columns ``rank, method, version, family, mean_rank, status`` then, per metric ``m``: ``m`` (mean),
         ``m ci_low``, ``m ci_high``, ``m n`` (images scored), ``m N`` (images in the dataset);
         then ``n`` (fewest images over the shown metrics), ``n_total`` (images in the dataset)
         and ``note`` (the last run's error, if it did not complete). ``status`` is ``complete``,
@@ -152,7 +157,7 @@ def leaderboard_table(
     keep = None if include is None else set(include)
     if keep is not None:
         part = part[part["method"].isin(keep)]
-    wide_cols = ["rank", "method", "family", "mean_rank", "status"]
+    wide_cols = ["rank", "method", "version", "family", "mean_rank", "status"]
     for m in names:
         wide_cols += [m, *(f"{m} {stat}" for stat in METRIC_STATS)]
     wide_cols += ["n", "n_total", "note"]
@@ -195,6 +200,7 @@ def leaderboard_table(
     ]
     table["note"] = [str(notes.get(m, "")) for m in table.index]
     table["family"] = _families(methods, table.index)
+    table["version"] = _versions(methods, versions, dataset, table.index)
     table = table.reset_index()
     table = table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
     return table[wide_cols]
@@ -239,7 +245,7 @@ def gt_quality_table(summary: pd.DataFrame, dataset: str | None = None) -> pd.Da
 
 def header_labels(columns: Sequence[MetricColumn]) -> dict[str, str]:
     """Rename map from the wide table's column names to headers with direction arrows."""
-    out: dict[str, str] = {"rank": "Rank", "method": "Method", "family": "Family", "status": "Status",
+    out: dict[str, str] = {"rank": "Rank", "method": "Method", "version": "Version", "family": "Family", "status": "Status",
                            "mean_rank": "Mean rank ↓", "n": "Images", "n_total": "Dataset images",
                            "note": "Last run"}  # fmt: skip
     for c in columns:
@@ -266,12 +272,12 @@ def styled_table(table: pd.DataFrame, columns: Sequence[MetricColumn], *, ci: bo
     JSON downloads keep them as numbers (``leaderboard_table``).
 
     Returns:
-        ``pandas.io.formats.style.Styler`` with columns ``Rank, Method, Family, Mean rank ↓,
+        ``pandas.io.formats.style.Styler`` with columns ``Rank, Method, Version, Family, Mean rank ↓,
         Status``, one header per metric (``PSNR ↑``), ``Images`` (``n`` or ``n/N``) and, when a
         shown method's last run did not complete, ``Last run`` (its error).
     """
     headers = header_labels(columns)
-    keep = ["rank", "method", "family", "mean_rank", "status", *(c.name for c in columns)]
+    keep = ["rank", "method", "version", "family", "mean_rank", "status", *(c.name for c in columns)]
     shown = table[keep].reset_index(drop=True).rename(columns=headers)
     shown[headers["n"]] = images_text(table) if len(table) else []
     if len(table) and table["note"].astype(str).str.len().gt(0).any():
@@ -400,6 +406,19 @@ def _families(methods: pd.DataFrame | None, names: Iterable[str]) -> list[str]:
         return ["other" for _ in names]
     lookup = dict(zip(methods["name"], methods["family"], strict=False))
     return [str(lookup.get(n) or "other") for n in names]
+
+
+def _versions(methods: pd.DataFrame | None, versions: pd.DataFrame | None, dataset: str, names: Iterable[str]) -> list[str]:
+    """The version each method's scores on ``dataset`` come from (empty when unknown)."""
+    if versions is not None:
+        described = methods if methods is not None and {"name", "version", "outputs"} <= set(methods.columns) else None
+        shown = shown_versions(versions, described if described is not None else pd.DataFrame(
+            columns=["name", "version", "outputs"]), dataset)  # fmt: skip
+        return [shown[n].version_text if n in shown else "" for n in names]
+    if methods is None or methods.empty or "version" not in methods.columns:
+        return ["" for _ in names]
+    lookup = dict(zip(methods["name"], methods["version"], strict=False))
+    return [str(lookup.get(n) or "") for n in names]
 
 
 def _require_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:

@@ -35,7 +35,7 @@ import pandas as pd
 from core.atomic import write_if_changed
 from core.errors import ConfigError, UserError
 from leaderboard import crops
-from leaderboard.board import data, display, loading
+from leaderboard.board import data, display, loading, versions
 from leaderboard.board.submissions import is_web_link
 
 
@@ -159,7 +159,9 @@ def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn
     lacks images of the dataset shows ``(n/N images)`` in the cell and its status, and has no rank.
     """
     head = ["<th class='t' title='aggregated rank, 1 = best; only methods with every image are ranked'>Rank</th>",
-            "<th class='t'>Method</th>", "<th class='t'>Family</th>",
+            "<th class='t'>Method</th>",
+            "<th class='t' title='the version whose scores this dataset shows'>Version</th>",
+            "<th class='t'>Family</th>",
             "<th title='mean of per-metric ranks'>Mean rank ↓</th>",
             "<th class='t' title='complete: a score for every image of the dataset'>Status</th>"]  # fmt: skip
     for c in columns:
@@ -180,6 +182,7 @@ def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn
             f"<td class='t' data-v='{rank}'>{rank}</td>",
             f"<td class='t' data-v='{html.escape(str(r['method']))}'><a href='methods.html#{slug(str(r['method']))}'>"
             f"{html.escape(str(r['method']))}</a></td>",
+            f"<td class='t' data-v='{html.escape(str(r['version']))}'>{html.escape(str(r['version']) or '–')}</td>",
             f"<td class='t' data-v='{html.escape(str(r['family']))}'>{html.escape(str(r['family']))}</td>",
             f"<td data-v='{'' if pd.isna(r['mean_rank']) else r['mean_rank']}'>{_fmt(r['mean_rank'], 2)}</td>",
             f"<td class='t' data-v='{html.escape(status)}'>{status_cell}</td>",
@@ -373,6 +376,8 @@ def _crops_section(
     except (KeyError, FileNotFoundError, ValueError) as exc:
         return f"<p><em>No comparison crops: {html.escape(str(exc))}</em></p>"
     top = [m for m in table["method"]][: options.methods_per_crop]
+    # the outputs of the version whose scores the dataset shows (not merely the newest version)
+    shown = versions.shown_versions(board.score_versions(), board.methods, dataset)
     metric = next((c.name for c in columns if c.fidelity), columns[0].name if columns else None)
     if metric is None:
         return ""
@@ -381,14 +386,11 @@ def _crops_section(
               "(nearest neighbour), lossless PNG.</p>"]  # fmt: skip
     for image in chosen[: options.crops]:
         files = images[image]
-        outputs = {}
-        for m in top:
-            row = board.methods[board.methods["name"] == m]
-            outputs[m] = crops.method_output(str(row["outputs"].iloc[0]) if len(row) else "", files)
+        outputs = {m: crops.method_output(shown[m].outputs if m in shown else "", files) for m in top}
         box, panels = crops.comparison_crops(files, outputs, (0.5, 0.5), options.crop_size, options.zoom)
         figs = []
         for name, panel in panels.items():
-            label = {"LR": "LR input", "HR": "HR reference"}.get(name, name)
+            label = {"LR": "LR input", "HR": "HR reference"}.get(name, shown[name].label if name in shown else name)
             if isinstance(panel, str):
                 figs.append(f"<figure><figcaption>{html.escape(label)}: {html.escape(panel)}</figcaption></figure>")
                 continue
@@ -415,10 +417,12 @@ def _methods_body(board: loading.Board) -> str:
         )  # only http(s) becomes a link: a stored javascript: URL must not run in a published page
         parts.append(
             f"<h2 id='{slug(name)}'>{html.escape(name)}</h2>"
-            f"<p><b>Family</b>: {html.escape(info.family)} · <b>Version</b>: {html.escape(info.version or '–')}</p>"
+            f"<p><b>Family</b>: {html.escape(info.family)} · <b>Current version</b>: {html.escape(info.version or '–')}</p>"
             f"<p>{html.escape(info.description)}</p>"
             + (f"<ul>{links}</ul>" if links else "")
             + (_simple_table(info.coverage, {}) if not info.coverage.empty else "")
+            + "<h3>Versions</h3>"
+            + _simple_table(versions.version_history(board.all_versions(), board.score_versions(), name), {})
             + f"<details><summary>Configuration (hash {html.escape(info.config_hash)})</summary><pre>"
             f"{html.escape(json.dumps(info.config, indent=1, sort_keys=True))}</pre></details>"
         )

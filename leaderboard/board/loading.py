@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.report import CONFIDENCE, N_BOOT
+from benchmark.store import ResultsStore
 from core.errors import UnknownNameError
 from leaderboard.board.data import GT_METHOD, _require_columns, images_text, leaderboard_table, summarize
 from leaderboard.board.display import MetricColumn, known_metrics, metric_columns, order_metrics
@@ -83,6 +84,19 @@ class Board:
                                              runs=self.runs, metrics=self.metrics)  # fmt: skip
         return self._memo[protocol]
 
+    def score_versions(self) -> pd.DataFrame:
+        """``ResultsStore.score_versions()``: which method version each dataset's current scores
+        come from; read from the store once per board (a refreshed board reads it again)."""
+        if "score_versions" not in self._memo:
+            self._memo["score_versions"] = _read_store(self.url, lambda store: store.score_versions())
+        return self._memo["score_versions"]
+
+    def all_versions(self) -> pd.DataFrame:
+        """``ResultsStore.methods_frame(all_versions=True)`` (every version row), read once per board."""
+        if "all_versions" not in self._memo:
+            self._memo["all_versions"] = _read_store(self.url, lambda store: store.methods_frame(all_versions=True))
+        return self._memo["all_versions"]
+
     def table(
         self,
         dataset: str,
@@ -91,9 +105,9 @@ class Board:
         summary: pd.DataFrame | None = None,
         include: Iterable[str] | None = None,
     ) -> pd.DataFrame:
-        """``leaderboard_table`` of ``dataset`` with this board's methods and runs."""
+        """``leaderboard_table`` of ``dataset`` with this board's methods, runs and score versions."""
         return leaderboard_table(self.summary if summary is None else summary, dataset, columns, methods=self.methods,
-                                 include=include, runs=self.runs)  # fmt: skip
+                                 include=include, runs=self.runs, versions=self.score_versions())  # fmt: skip
 
     def columns(self, dataset: str | None = None, summary: pd.DataFrame | None = None) -> list[MetricColumn]:
         """Metric columns that methods (not only GT) have, on one dataset or all."""
@@ -106,6 +120,14 @@ class Board:
     def dataset_names(self) -> list[str]:
         """Datasets that have scores, in name order."""
         return sorted(self.summary["dataset"].unique())
+
+
+def _read_store(url: str, read):
+    store = ResultsStore(url)
+    try:
+        return read(store)
+    finally:
+        store.close()
 
 
 def read_scores(store) -> pd.DataFrame:
@@ -146,8 +168,6 @@ def method_versions(url: str, method: str) -> list[dict]:
     """The distinct package versions (pyiqa, torch, screensr) recorded with ``method``'s scores."""
     from sqlalchemy import select
 
-    from benchmark.store import ResultsStore
-
     store = ResultsStore(url)
     try:
         s = store.scores.c
@@ -161,8 +181,6 @@ def method_versions(url: str, method: str) -> list[dict]:
 def load_board(url: str | None = None, *, confidence: float = CONFIDENCE, n_boot: int = N_BOOT) -> Board:
     """Read the results store at ``url`` (default ``$SCREENSR_STORE``) and summarise it under the
     comparison rule, with the suite's one bootstrap setting (``benchmark.report.N_BOOT``)."""
-    from benchmark.store import ResultsStore
-
     store = ResultsStore(url)
     try:
         scores = read_scores(store)

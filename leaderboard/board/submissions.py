@@ -241,14 +241,14 @@ def decode_output(path: Path) -> None:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from benchmark.images import ImageFormatError, _check_mode
+    from benchmark.images import ImageFormatError, check_mode
 
     try:
         with open(path, "rb") as fh:
             head = fh.read(32)  # the PNG IHDR holds the bit depth (16-bit PNGs open as 8-bit RGB)
             fh.seek(0)
             with Image.open(fh) as img:
-                _check_mode(img, path, head)
+                check_mode(img, path, head)
                 img.load()  # decodes from the file handle: truncated data fails here
     except ImageFormatError:
         raise

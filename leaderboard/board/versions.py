@@ -34,10 +34,14 @@ class ShownVersion:
     """The outputs location of the first version (what the Compare page crops)."""
 
     @property
+    def version_text(self) -> str:
+        """``"2.0"``, ``"2.0 + 1.0"`` for mixed versions, ``""`` with no version."""
+        return " + ".join(v for v in self.versions if v)
+
+    @property
     def label(self) -> str:
         """``"MySR 2.0"``, ``"MySR 2.0 + 1.0"`` for mixed versions, ``"MySR"`` with no version."""
-        named = [v for v in self.versions if v]
-        return f"{self.method} {' + '.join(named)}" if named else self.method
+        return f"{self.method} {self.version_text}".strip()
 
 
 def shown_versions(versions: pd.DataFrame, methods: pd.DataFrame, dataset: str) -> dict[str, ShownVersion]:

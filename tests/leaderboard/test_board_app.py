@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from board_fixtures import BoardEnv, make_board_env
 
@@ -441,3 +443,63 @@ def test_leaderboard_says_which_version_each_method_shows(two_sets, monkeypatch)
     assert any(c.value == "Versions shown: MySR 1.0 · a1 · a2" for c in at.caption), [c.value for c in at.caption]
     at.selectbox(key="lb_dataset").set_value("B").run()
     assert any(c.value.startswith("Versions shown: MySR 2.0 · b1") for c in at.caption)
+
+
+def test_table_and_its_downloads_have_a_version_column(two_sets, monkeypatch):
+    """The leaderboard (and its CSV/JSON, which are the same frame) says per row which version the
+    dataset's scores come from: A shows MySR 1.0, B MySR 2.0 (the newest), not only in a caption."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    url, _ = two_sets
+    board = loading.load_board(url)
+    for dataset, version in (("A", "1.0"), ("B", "2.0")):
+        table = board.table(dataset, board.columns(dataset))
+        assert list(table.columns[:3]) == ["rank", "method", "version"]
+        assert table.set_index("method").loc["MySR", "version"] == version
+        rows = json.loads(data.table_json(table, dataset, board.columns(dataset)))["rows"]
+        assert {r["method"]: r["version"] for r in rows}["MySR"] == version
+        assert "version" in table.to_csv(index=False).splitlines()[0].split(",")
+    monkeypatch.setenv("SCREENSR_STORE", url)
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert _lb(at).set_index("Method").loc["MySR", "Version"] == "1.0"
+    at.selectbox(key="lb_dataset").set_value("B").run()
+    assert _lb(at).set_index("Method").loc["MySR", "Version"] == "2.0"
+
+
+def test_export_shows_the_version_each_dataset_shows(two_sets, tmp_path):
+    """The static export: the version column, the crops of the version scored on the dataset (A's
+    MySR crop is 1.0's pixels, HR + 3), and every version on the methods page."""
+    from PIL import Image
+
+    from leaderboard.board.export import ExportOptions, export_site
+
+    url, folders = two_sets
+    site = tmp_path / "site"
+    export_site(url, site, ExportOptions(crops=1, crop_size=16, zoom=1, methods_per_crop=3))
+    page = (site / "index.html").read_text()
+    assert "<th class='t' title='the version whose scores this dataset shows'>Version</th>" in page
+    assert pd.read_csv(site / "data" / "A" / "leaderboard.csv").set_index("method").loc["MySR", "version"] == 1.0
+    assert pd.read_csv(site / "data" / "B" / "leaderboard.csv").set_index("method").loc["MySR", "version"] == 2.0
+    crop_dir = next((site / "crops" / "A").iterdir())
+    mine = np.asarray(Image.open(crop_dir / "MySR.png"))
+    hr = np.asarray(Image.open(crop_dir / "HR.png"))
+    np.testing.assert_array_equal(mine, hr + np.uint8(_offset("v1")))
+    assert "MySR 1.0" in page
+    methods = (site / "methods.html").read_text()
+    assert methods.count("<td data-v='2.0'>2.0</td>") == 1 and methods.count("<td data-v='1.0'>1.0</td>") == 1
+
+
+def test_bench_report_labels_versions(two_sets, capsys):
+    from screensr.cli import main
+
+    url, _ = two_sets
+    assert main(["bench", "report", "--store", url, "--format", "csv", "--n-boot", "20"]) == 0
+    rep = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"version": str})
+    assert rep.columns[-1] == "version"
+    got = rep[rep["method"] == "MySR"].set_index("dataset")["version"].to_dict()
+    assert got == {"A": "1.0", "B": "2.0"}
+    assert main(["bench", "report", "--store", url, "--format", "csv", "--ranks"]) == 0
+    ranks = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"version": str})
+    assert ranks[ranks["method"] == "MySR"].set_index("dataset")["version"].to_dict() == {"A": "1.0", "B": "2.0"}

@@ -219,7 +219,7 @@ def test_leaderboard_table_layout_rank_and_families():
     assert table["method"].tolist() == ["good", "mid", "bad"]  # GT excluded, best first
     assert table["rank"].tolist() == [1, 2, 3]
     assert table["family"].tolist() == ["one-step", "GAN", "regression"]
-    assert list(table.columns[:4]) == ["rank", "method", "family", "mean_rank"]
+    assert list(table.columns[:5]) == ["rank", "method", "version", "family", "mean_rank"]
     assert {"psnr", "psnr ci_low", "psnr ci_high", "lpips", "lpips ci_low", "lpips ci_high", "n"} <= set(table.columns)
     assert table.loc[0, "psnr"] == pytest.approx(28.0)
     assert table["n"].tolist() == [3, 3, 3]
@@ -433,7 +433,7 @@ def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
     table = data.leaderboard_table(summary, "D", cols, runs=runs)
     styler = data.styled_table(table, cols)
     shown = styler.data
-    assert list(shown.columns) == ["Rank", "Method", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
+    assert list(shown.columns) == ["Rank", "Method", "Version", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
                                    "Last run"]  # fmt: skip
     assert shown["PSNR ↑"].dtype.kind == "f"  # the value under the text is the mean
     html = styler.to_html()

@@ -42,7 +42,7 @@ if chosen is not None:
 methods = st.multiselect(
     "Methods", available, default=None if "cmp_methods" in st.session_state else available[:3], key="cmp_methods"
 )
-shown = versions.shown_versions(cache.cached_score_versions(board), board.methods, dataset)
+shown = versions.shown_versions(board.score_versions(), board.methods, dataset)
 
 controls = st.columns(4)
 cx = controls[0].slider("Crop centre x", 0.0, 1.0, 0.5, 0.01, key="cmp_cx")

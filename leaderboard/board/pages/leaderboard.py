@@ -115,7 +115,7 @@ else:
     )
 
 if not table.empty:  # which version of each method these scores come from (store rows are name + version)
-    shown_versions = versions.shown_versions(cache.cached_score_versions(board), board.methods, dataset)
+    shown_versions = versions.shown_versions(board.score_versions(), board.methods, dataset)
     labels = [shown_versions[m].label for m in table["method"] if m in shown_versions]
     st.caption("Versions shown: " + " · ".join(labels))
 

@@ -43,7 +43,7 @@ else:
     st.dataframe(info.coverage, hide_index=True, key="mt_coverage")
 
 st.subheader("Versions")
-history = versions.version_history(cache.cached_all_versions(board), cache.cached_score_versions(board), name)
+history = versions.version_history(board.all_versions(), board.score_versions(), name)
 st.caption("Each version is a separate entry: a new version never changes the scores or outputs of an earlier one.")
 st.dataframe(history, hide_index=True, key="mt_versions")
 
