@@ -1,6 +1,7 @@
 """Leaderboard benchmark: data preparation and first page load at the issue's scale.
 
-Run: ``python tests/perf/bench_board.py [--methods 50 --datasets 3 --images 130] [--no-browser]``
+Run from the repository root, with the checkout importable (``pip install -e .`` or
+``PYTHONPATH=.``): ``python tests/perf/bench_board.py [--methods 50 --datasets 3 --images 130] [--no-browser]``
 
 Store: 50 methods x 3 datasets x 12 metrics x 130 images (+ GT no-reference scores), written
 through the results store's own API (as the runner writes them).
@@ -33,8 +34,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "leaderboard"))
+
+
+def _fixtures():
+    """tests/leaderboard/board/conftest.py (the synthetic-store builder), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("board_conftest", REPO / "tests" / "leaderboard" / "board" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look their module up there
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 
@@ -52,7 +62,7 @@ def scipy_summary(frame, n_boot: int = 1000):
     return rows
 
 def build_store(base: Path, n_methods: int, n_datasets: int, n_images: int) -> tuple[str, float, int]:
-    import board_fixtures as bf
+    bf = _fixtures()
 
     from benchmark.store import ResultsStore
 

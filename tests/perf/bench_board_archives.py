@@ -42,8 +42,8 @@ MAX_MEMBERS, MAX_BYTES = 20_000, 4 << 30  # the defaults of leaderboard.board.ar
 
 
 def _kit():
-    """tests/reliability/board_attack_kit.py, loaded by path (it is a test helper, not a package)."""
-    spec = importlib.util.spec_from_file_location("board_attack_kit", REPO / "tests" / "reliability" / "board_attack_kit.py")
+    """tests/reliability/board/conftest.py (the hostile-input builders), loaded by path."""
+    spec = importlib.util.spec_from_file_location("board_attack_kit", REPO / "tests" / "reliability" / "board" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module

@@ -13,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
 from benchmark.store import ResultsStore
 from leaderboard.board import submissions
 from leaderboard.board.submissions import Submission, SubmissionError, validate_submission
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 APP = str(REPO / "leaderboard" / "app.py")
 DREALSR = REPO / "tests" / "data" / "drealsr_osediff"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
+def env(tmp_path_factory, make_board_env):
+    """A store of its own: these tests publish submissions into it."""
     return make_board_env(tmp_path_factory.mktemp("submit"))
 
 
@@ -361,10 +361,9 @@ def test_submission_of_all_19_drealsr_pairs(admin_app, tmp_path):
     _end_to_end(admin_app, url, outputs)
 
 
-def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch):
+def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch, image_folders):
     """Generated outputs live in the method's cache keyed by the LR file's hash; the compare page
     must find them and show exactly their pixels."""
-    from board_fixtures import write_image_folders
     from streamlit.testing.v1 import AppTest
 
     from benchmark.images import read_image
@@ -373,7 +372,7 @@ def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch):
     from leaderboard import crops
     from leaderboard.board import loading
 
-    root, _ = write_image_folders(tmp_path, "tiny", [], ["a", "b"], hr=64)
+    root, _ = image_folders(tmp_path, "tiny", [], ["a", "b"], hr=64)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     evaluate([str(root)], ["bicubic"], ["psnr"], store=url, progress=False)
     board = loading.load_board(url)

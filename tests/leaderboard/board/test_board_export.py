@@ -12,19 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
 from leaderboard import crops
 from leaderboard.board import data, display, loading
 from leaderboard.board.export import ExportOptions, export_site
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
-    return make_board_env(tmp_path_factory.mktemp("export"))
+def env(board_env):
+    return board_env
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +174,16 @@ def test_cli_rejects_bad_options(env):
     assert res.returncode == 2 and "is not an admin-secret hash" in res.stderr
 
 
-def test_cli_export(env, tmp_path):
+def test_cli_export(env, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SCREENSR_DEBUG", raising=False)
+    from screensr.cli import main
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("zooom: 2\n")
-    res = _cli("board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--config", str(bad))
-    assert res.returncode == 2 and "unknown key 'zooom' (did you mean 'zoom'?)" in res.stderr
-    assert "Traceback" not in res.stderr and not (tmp_path / "s").exists()
+    assert main(["board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "unknown key 'zooom' (did you mean 'zoom'?)" in err
+    assert "Traceback" not in err and not (tmp_path / "s").exists()
     res = _cli("board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--crops", "0")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s" / "index.html").is_file() and not (tmp_path / "s" / "crops").exists()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
 from leaderboard import crops
@@ -24,7 +23,7 @@ from leaderboard.board import data, display, loading
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -76,8 +75,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
-    return make_board_env(tmp_path_factory.mktemp("browser"))
+def env(board_env):
+    return board_env
 
 
 @pytest.fixture(scope="module")

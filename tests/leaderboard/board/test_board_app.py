@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -9,16 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 
 from leaderboard.board import data, display, loading
 
-APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[3] / "leaderboard" / "app.py")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
-    return make_board_env(tmp_path_factory.mktemp("board"))
+def env(board_env):
+    return board_env
 
 
 @pytest.fixture
@@ -155,7 +155,11 @@ def test_protocol_filter_keeps_only_scores_with_the_protocol_settings(app, env, 
     # a store where one method has PSNR with the pinned settings and another with crop_border=4
     url = f"sqlite:///{tmp_path / 'p.db'}"
     store = ResultsStore(url)
-    pinned, cropped = get_metric("psnr").settings_hash, get_metric("psnr", crop_border=4).settings_hash
+    # the crop_border=4 spec built without get_metric's option check (which imports pyiqa: seconds);
+    # the hash is the same one get_metric("psnr", crop_border=4) gives
+    spec = get_metric("psnr")
+    pinned = spec.settings_hash
+    cropped = dataclasses.replace(spec, options={**spec.options, "crop_border": 4}).settings_hash
     store.add_scores(
         [ScoreRecord("D", f"i{k}", "pinned", "psnr", 25.0 + k, pinned, "h1", f"c{k}") for k in range(3)]
         + [ScoreRecord("D", f"i{k}", "cropped", "psnr", 30.0 + k, cropped, "h2", f"c{k}") for k in range(3)]
@@ -329,39 +333,6 @@ def test_every_page_renders(app):
 
 
 # --------------------------------------------------------------------------- compare: datasets and versions
-
-
-@pytest.fixture(scope="module")
-def two_sets(tmp_path_factory):
-    """Datasets A (methods a1, a2; MySR 1.0) and B (b1..b4; MySR 2.0), with outputs on disk.
-
-    MySR's versions have different outputs (1.0 = HR + 3, 2.0 = HR + 5) in folders of their own.
-    """
-    from board_fixtures import register_metrics, write_image_folders
-
-    from benchmark.store import DatasetRecord, MethodRecord, ResultsStore, ScoreRecord
-
-    base = tmp_path_factory.mktemp("two")
-    url = f"sqlite:///{base / 'r.db'}"
-    store = ResultsStore(url)
-    register_metrics(store, ["psnr"])
-    folders = {}
-    for ds, names in (("A", ["a1", "a2", "v1"]), ("B", ["b1", "b2", "b3", "b4", "v2"])):
-        root, outs = write_image_folders(base / ds, ds, names, ["i0", "i1"])
-        folders.update(outs)
-        store.upsert_dataset(DatasetRecord(ds, str(root), "generic", 4, 2))
-        for m in names:
-            if m.startswith("v"):
-                continue
-            store.upsert_method(MethodRecord(m, "GAN", outputs=str(outs[m])))
-            store.add_scores([ScoreRecord(ds, i, m, "psnr", 20.0 + k, "s-psnr", "h", "c") for k, i in enumerate(["i0", "i1"])])
-    for version, ds, key in (("1.0", "A", "v1"), ("2.0", "B", "v2")):
-        rec = MethodRecord("MySR", "GAN", config={"folder": str(folders[key])}, version=version,
-                           outputs=str(folders[key]), owner="ana")  # fmt: skip
-        store.upsert_method(rec)
-        store.add_scores([ScoreRecord(ds, i, "MySR", "psnr", 30.0, "s-psnr", rec.config_hash, "c") for i in ["i0", "i1"]])
-    store.close()
-    return url, folders
 
 
 def test_compare_selects_the_methods_of_the_dataset_switched_to(two_sets, monkeypatch):
