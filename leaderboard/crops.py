@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.datasets import load_dataset
+from benchmark.images import IMAGE_SUFFIXES, file_sha256, read_image
 from core.errors import MissingFileError, UnknownNameError
 
 
@@ -77,7 +79,6 @@ def dataset_images(datasets: pd.DataFrame, dataset: str) -> dict[str, ImageFiles
         MissingFileError: its root folder is not on this machine (a ``FileNotFoundError`` naming
             the folder).
     """
-    from benchmark.datasets import load_dataset
 
     rows = datasets[datasets["name"] == dataset]
     if rows.empty:
@@ -100,7 +101,6 @@ def method_output(outputs: str, files: ImageFiles) -> Path | None:
     pair id or LR stem (``folder:`` methods); generated outputs are cached as
     ``<sha256 of the LR file>[:24].png`` (``benchmark.methods.SRMethod.output_path``).
     """
-    from benchmark.images import IMAGE_SUFFIXES, file_sha256
 
     if not outputs:
         return None
@@ -134,7 +134,6 @@ def comparison_crops(
         Each array is (crop*zoom, crop*zoom, 3) uint8. A method output whose size differs from
         the HR image gets a message naming both sizes (never a silent resize).
     """
-    from benchmark.images import read_image
 
     lr = read_image(files.lr).array
     hr = read_image(files.hr).array if files.hr is not None else None

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import report
+from benchmark.plots import pareto_front as dominance_front
 from benchmark.report import CONFIDENCE, N_BOOT, SEED, bootstrap_ci  # noqa: F401 (re-exported)
 
 # FAMILIES: the method families, in the order the filters show them; GT_METHOD: the pseudo-method
@@ -71,7 +72,7 @@ def summarize(
         >>> bool(s["ci_low"][0] <= 22.0 <= s["ci_high"][0])
         True
     """
-    _require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
+    require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
     return report.summary(
         scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot, seed=seed
     )
@@ -91,7 +92,6 @@ def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_hi
         >>> pareto_front([28.0, 26.0, 25.0], [6.0, 5.0, 5.5], x_higher=True, y_higher=False).tolist()
         [True, True, False]
     """
-    from benchmark.plots import pareto_front as dominance_front
 
     xs = np.asarray(x, dtype=np.float64)
     ys = np.asarray(y, dtype=np.float64)
@@ -149,7 +149,7 @@ def leaderboard_table(
         ``interrupted``. Sorted by rank; the GT pseudo-method is excluded (it has its own
         table). Empty frame (same columns) when nothing matches.
     """
-    _require_columns(summary, ("dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"), "summary")
+    require_columns(summary, ("dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"), "summary")
     names = [c.name for c in columns]
     part = summary[
         (summary["dataset"] == dataset) & (summary["method"] != GT_METHOD) & summary["metric"].isin(names)
@@ -421,7 +421,7 @@ def _versions(methods: pd.DataFrame | None, versions: pd.DataFrame | None, datas
     return [str(lookup.get(n) or "") for n in names]
 
 
-def _require_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} frame lacks columns {missing}; it has {list(frame.columns)}")

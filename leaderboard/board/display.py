@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -73,7 +74,7 @@ def known_metrics(metrics_frame: pd.DataFrame | None) -> dict[str, tuple[bool | 
 def metric_column(
     metric: str,
     known: Mapping[str, tuple[bool | None, str]] | None = None,
-    overrides: Mapping[str, object] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> MetricColumn:
     """The ``MetricColumn`` of ``metric`` (store name).
 

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark import plots
+from benchmark.report import run_problems
 from core.atomic import write_if_changed
 from core.errors import ConfigError, UserError
 from leaderboard import crops
@@ -275,7 +277,6 @@ def export_site(
     """
     from tqdm import tqdm
 
-    from benchmark import plots
 
     options = options or ExportOptions()
     out = Path(out)
@@ -355,7 +356,6 @@ def export_site(
 
 def report_problems(board: loading.Board, dataset: str) -> pd.DataFrame:
     """The latest runs on ``dataset`` that did not complete (``benchmark.report.run_problems``)."""
-    from benchmark.report import run_problems
 
     problems = run_problems(board.runs)
     return problems[(problems["dataset"] == dataset) & (problems["method"] != data.GT_METHOD)]

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.metrics import PROTOCOLS, get_metric
 from benchmark.report import CONFIDENCE, N_BOOT
 from benchmark.store import ResultsStore
 from core.errors import UnknownNameError
-from leaderboard.board.data import GT_METHOD, _require_columns, images_text, leaderboard_table, summarize
+from leaderboard.board.data import GT_METHOD, images_text, leaderboard_table, require_columns, summarize
 from leaderboard.board.display import MetricColumn, known_metrics, metric_columns, order_metrics
 
 SCORE_KEYS = ["dataset", "image", "method", "metric", "value", "settings_hash"]
@@ -25,7 +26,6 @@ ALL_PROTOCOLS = "any"
 
 def protocol_names() -> list[str]:
     """The benchmark's named evaluation protocols (``benchmark.metrics.PROTOCOLS``)."""
-    from benchmark.metrics import PROTOCOLS
 
     return list(PROTOCOLS)
 
@@ -41,11 +41,10 @@ def protocol_scores(scores: pd.DataFrame, protocol: str) -> pd.DataFrame:
     """
     if protocol == ALL_PROTOCOLS:
         return scores
-    from benchmark.metrics import PROTOCOLS, get_metric
 
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, [ALL_PROTOCOLS, *PROTOCOLS])
-    _require_columns(scores, ("metric", "settings_hash"), "scores")
+    require_columns(scores, ("metric", "settings_hash"), "scores")
     wanted = {m: get_metric(m).settings_hash for m in PROTOCOLS[protocol]}
     return scores[scores["metric"].map(wanted) == scores["settings_hash"]]
 
@@ -70,7 +69,7 @@ class Board:
     methods: pd.DataFrame
     datasets: pd.DataFrame
     metrics: pd.DataFrame
-    known: dict[str, tuple[bool, str]]
+    known: dict[str, tuple[bool | None, str]]
     images: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "image", "has_reference"]))
     runs: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "method", "status", "error"]))
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)

@@ -48,16 +48,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from benchmark.methods import FolderMethod
+from benchmark.datasets import PairedDataset, load_dataset
+from benchmark.images import ImageFormatError, check_mode, file_sha256, image_size, is_image
+from benchmark.methods import BUILTINS, VOSR_PRESETS, FolderMethod
+from benchmark.runner import content_hash, evaluate
+from benchmark.store import FAMILIES, GT, SUITE_OWNER, MethodRecord, ResultsStore
+from core.atomic import atomic_write_text
 from core.errors import UserError
+from core.imagelimits import ImageTooLargeError, check_image_pixels
+from core.paths import screensr_home
+from core.secrets import AttemptLimiter, check_secret
 from leaderboard.board.archives import ArchiveLimits, UnsafeArchiveError, is_archive_name, unpack_archive
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from benchmark.datasets import PairedDataset
-    from benchmark.store import MethodRecord, ResultsStore
-    from core.secrets import AttemptLimiter
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 """Method names and versions: letters, digits and ``_ . + -`` (they become folder names)."""
@@ -112,7 +117,6 @@ class CheckedSubmission:
 
 def submissions_home() -> Path:
     """``$SCREENSR_HOME/submissions``: where accepted outputs are kept."""
-    from core.paths import screensr_home
 
     return screensr_home() / "submissions"
 
@@ -130,7 +134,6 @@ def normalise_owner(owner: str) -> str:
 
 def builtin_names() -> list[str]:
     """Names the suite's own methods use (``bicubic``, ``vosr-0.5b-ms``, ...): never submittable."""
-    from benchmark.methods import BUILTINS, VOSR_PRESETS
 
     return [*BUILTINS, *VOSR_PRESETS]
 
@@ -221,8 +224,6 @@ def output_header(path: Path) -> tuple[int, int]:
         ImageTooLargeError: over the pixel limit (names the file and the limit).
         ImageFormatError: not a readable image (names the file).
     """
-    from benchmark.images import ImageFormatError
-    from core.imagelimits import ImageTooLargeError, check_image_pixels
 
     try:
         return check_image_pixels(path)
@@ -241,7 +242,6 @@ def decode_output(path: Path) -> None:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from benchmark.images import ImageFormatError, check_mode
 
     try:
         with open(path, "rb") as fh:
@@ -277,7 +277,6 @@ def ownership_problems(sub: Submission, methods: pd.DataFrame) -> list[str]:
         sub: the submission (``sub.owner`` already given).
         methods: every version row of the store (``ResultsStore.methods_frame(all_versions=True)``).
     """
-    from benchmark.store import SUITE_OWNER
 
     name, owner = sub.method, normalise_owner(sub.owner)
     folded = name.casefold()
@@ -317,10 +316,6 @@ def validate_submission(sub: Submission, folder: Path, store: ResultsStore) -> C
         SubmissionError: listing every problem found (all checks run, so one pass tells the
             submitter everything to fix).
     """
-    from benchmark.datasets import load_dataset
-    from benchmark.images import ImageFormatError, image_size, is_image
-    from benchmark.store import FAMILIES, GT
-    from core.imagelimits import ImageTooLargeError
 
     problems: list[str] = []
     for what, value in (("method name", sub.method), ("version", sub.version)):
@@ -456,18 +451,16 @@ def _identical_method(ds: PairedDataset, outputs: dict[str, Path], store: Result
     Uses the content hash the runner stores with precomputed outputs
     (``benchmark.runner.content_hash(lr, hr, sr)``), so no image is re-read from other methods.
     """
-    from benchmark.images import file_sha256
-    from benchmark.runner import content_hash
 
     scores = store.scores_frame(dataset=ds.name)
     if scores.empty:
         return None
     pairs = {p.id: p for p in ds.pairs}
-    mine = {
-        pid: content_hash(file_sha256(pairs[pid].lr), file_sha256(pairs[pid].hr), file_sha256(path))
-        for pid, path in outputs.items()
-        if pairs[pid].hr is not None
-    }
+    mine = {}
+    for pid, path in outputs.items():
+        hr = pairs[pid].hr
+        if hr is not None:
+            mine[pid] = content_hash(file_sha256(pairs[pid].lr), file_sha256(hr), file_sha256(path))
     if not mine:
         return None
     have = scores.drop_duplicates(["method", "image", "content_hash"])
@@ -524,8 +517,6 @@ def publish_submission(
     Raises:
         SubmissionError: the name now belongs to someone else.
     """
-    from benchmark.runner import evaluate
-    from core.atomic import atomic_write_text
 
     sub = checked.submission
     if not metrics:
@@ -653,7 +644,6 @@ def _secret(secrets: object | None, key: str) -> str | None:
 
 def check_admin(secret: str, expected_hash: str) -> bool:
     """Whether ``secret`` matches the scrypt hash ``expected_hash`` (constant-time comparison)."""
-    from core.secrets import check_secret
 
     return bool(secret) and check_secret(secret, expected_hash)
 
@@ -669,7 +659,6 @@ def admin_limiter() -> AttemptLimiter:
     global _limiter
     with _limiter_lock:
         if _limiter is None:
-            from core.secrets import AttemptLimiter
 
             _limiter = AttemptLimiter(
                 max_failures=ADMIN_MAX_FAILURES, lockout_s=ADMIN_LOCKOUT_S, delay_s=ADMIN_DELAY_S

@@ -18,6 +18,8 @@ st.title("Compare")
 
 top = st.columns([1, 2])
 dataset = top[0].selectbox("Dataset", board.dataset_names(), key="cmp_dataset")
+if dataset is None:  # the board has scores (board_or_stop), so a dataset; this narrows the type
+    st.stop()
 try:
     images = cache.cached_dataset_images(board, dataset)
 except (KeyError, FileNotFoundError, ValueError) as exc:
@@ -29,6 +31,8 @@ if not ids:
     st.info(f"No scored image of {dataset!r} was found in its folder.")
     st.stop()
 image = top[1].selectbox("Image", ids, key="cmp_image")
+if image is None:
+    st.stop()
 
 ranked = data.leaderboard_table(board.summary, dataset, board.columns(dataset), methods=board.methods)
 available = [m for m in ranked["method"] if m in set(scored.loc[scored["image"] == image, "method"])]
@@ -49,6 +53,8 @@ cx = controls[0].slider("Crop centre x", 0.0, 1.0, 0.5, 0.01, key="cmp_cx")
 cy = controls[1].slider("Crop centre y", 0.0, 1.0, 0.5, 0.01, key="cmp_cy")
 crop = controls[2].selectbox("Crop side (HR px)", [32, 48, 64, 96, 128, 192, 256, 384, 512], index=4, key="cmp_crop")
 zoom = controls[3].selectbox("Zoom (nearest neighbour)", [1, 2, 3, 4, 6, 8], index=1, key="cmp_zoom")
+if crop is None or zoom is None:
+    st.stop()
 if crop * zoom > MAX_PANEL_PX:
     fitted = max(1, MAX_PANEL_PX // crop)
     st.warning(f"{crop} px x {zoom} would exceed {MAX_PANEL_PX} px per panel; zoom lowered to {fitted}.")

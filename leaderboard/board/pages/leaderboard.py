@@ -18,6 +18,8 @@ protocol = filters[0].selectbox(
     help="keep only scores computed with a named protocol's metrics and exact pinned settings "
     "(benchmark.metrics.PROTOCOLS); 'any' shows every stored score",
 )
+if protocol is None:  # a selectbox with options always has a value; this narrows the type
+    st.stop()
 summary = board.summary_for(protocol)
 datasets = sorted(summary["dataset"].unique())
 dataset = filters[1].selectbox("Dataset", datasets, key="lb_dataset")
@@ -28,6 +30,8 @@ if dataset is None:
 present_families = [f for f in data.FAMILIES if f in {*board.methods["family"], "other"}]
 families = filters[2].multiselect("Method family", present_families, default=present_families, key="lb_families")
 metric_set = filters[3].selectbox("Metric set", [*display.METRIC_SETS, "Custom"], key="lb_metric_set")
+if metric_set is None:
+    st.stop()
 
 all_columns = board.columns(dataset, summary)
 if metric_set == "Custom":
@@ -54,6 +58,8 @@ sort_by = options[0].selectbox(
     else display.metric_column(name, board.known).header,
     key="lb_sort",
 )
+if sort_by is None:
+    st.stop()
 show_ci = options[1].toggle("Confidence intervals", value=True, key="lb_ci")
 search = options[2].text_input("Method contains", key="lb_search")
 

@@ -19,8 +19,10 @@ if not names:
     st.info("The store describes no method yet.")
     st.stop()
 wanted = st.query_params.get("method")
-index = names.index(wanted) if wanted in names else 0
+index = names.index(wanted) if wanted is not None and wanted in names else 0
 name = st.selectbox("Method", names, index=index, key="mt_method")
+if name is None:
+    st.stop()
 st.query_params["method"] = name
 
 info = loading.method_info(board, name)

@@ -79,7 +79,7 @@ with st.form("submission"):
     cols = st.columns(3)
     method = cols[0].text_input("Method name", key="sub_method", placeholder="e.g. MySR")
     version = cols[1].text_input("Version", value="1.0", key="sub_version")
-    family = cols[2].selectbox("Family", data.FAMILIES, key="sub_family")
+    family = cols[2].selectbox("Family", data.FAMILIES, key="sub_family") or "other"
     owner = st.text_input(
         "Submitter (id or contact)",
         key="sub_owner",
