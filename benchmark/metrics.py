@@ -1,7 +1,7 @@
 """Metric specs: thin, pinned descriptions of pyiqa metrics, and the loaded models that score.
 
 A :class:`MetricSpec` says which pyiqa metric to build and with which options (the settings the
-OSEDiff/VOSR evaluation scripts use, see metrics-protocol.md), whether it is full-reference (FR,
+OSEDiff/VOSR evaluation scripts use, see ``docs/metrics-protocol.md``), whether it is full-reference (FR,
 called as ``metric(sr, hr)``) or no-reference (NR), its direction, how it treats image sizes, and
 whether a batch of equally sized images gives exactly the per-image values. The settings
 (including the pyiqa version, because learned metrics change between releases) are hashed and

@@ -22,60 +22,14 @@ import pandas as pd
 
 from benchmark import report
 from benchmark.plots import pareto_front as dominance_front
-from benchmark.report import CONFIDENCE, N_BOOT, SEED, bootstrap_ci  # noqa: F401 (re-exported)
 
-# FAMILIES: the method families, in the order the filters show them; GT_METHOD: the pseudo-method
-# under which the store keeps the no-reference scores of the HR images (re-exported for the pages)
-from benchmark.store import FAMILIES  # noqa: F401
+# GT_METHOD: the pseudo-method under which the store keeps the no-reference scores of the HR images
 from benchmark.store import GT as GT_METHOD
 from core.errors import UnknownNameError
 from leaderboard.board.display import MetricColumn, directions, order_metrics
 from leaderboard.board.versions import shown_versions
 
 # --------------------------------------------------------------------------- aggregation
-
-
-def summarize(
-    scores: pd.DataFrame,
-    *,
-    images: pd.DataFrame | None = None,
-    runs: pd.DataFrame | None = None,
-    metrics: pd.DataFrame | None = None,
-    confidence: float = CONFIDENCE,
-    n_boot: int = N_BOOT,
-    seed: int = SEED,
-) -> pd.DataFrame:
-    """Mean and bootstrap CI of each (dataset, method, metric) under the comparison rule.
-
-    This is :func:`benchmark.report.summary` (the one implementation of the rule and of the
-    bootstrap), so the leaderboard, its static export and ``screensr bench report`` show the
-    same numbers, ``n`` of ``n_total``, ranks and intervals for the same scores.
-
-    Args:
-        scores: tidy scores with columns ``dataset, image, method, metric, value``.
-        images: the store's ``dataset_images`` (the images each dataset holds now).
-        runs: the store's latest method runs (their status explains incomplete methods).
-        metrics: the store's metric descriptions (directions, FR/NR).
-        confidence, n_boot, seed: see :func:`benchmark.report.bootstrap_ci`.
-
-    Returns:
-        One row per (dataset, method, metric), columns :data:`benchmark.report.SUMMARY_COLUMNS`
-        (``n`` = current images with a score, ``n_total`` = images in the dataset, ``complete``,
-        ``rank``, ``status``), sorted by the three keys.
-
-    Example:
-        >>> f = pd.DataFrame({"dataset": "d", "image": ["a", "b", "c"], "method": "m",
-        ...                   "metric": "psnr", "value": [20.0, 22.0, 24.0]})
-        >>> s = summarize(f, n_boot=200)
-        >>> s[["method", "mean", "n", "n_total", "complete"]].values.tolist()
-        [['m', 22.0, 3, 3, True]]
-        >>> bool(s["ci_low"][0] <= 22.0 <= s["ci_high"][0])
-        True
-    """
-    require_columns(scores, ("dataset", "image", "method", "metric", "value"), "scores")
-    return report.summary(
-        scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot, seed=seed
-    )
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], *, x_higher: bool, y_higher: bool) -> np.ndarray:
@@ -129,7 +83,7 @@ def leaderboard_table(
     their partial means, marked by ``status`` and by ``<m> n`` < ``<m> N``, and come last.
 
     Args:
-        summary: output of ``summarize``.
+        summary: output of :func:`benchmark.report.summary` (the comparison rule).
         dataset: which dataset.
         columns: metrics to show, in order.
         methods: the store's methods frame (``name``, ``family``, ...) to add the family.

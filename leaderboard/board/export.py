@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark import plots
+from benchmark import plots, report
 from benchmark.report import run_problems
 from core.atomic import write_if_changed
 from core.errors import ConfigError, UserError
@@ -169,7 +169,7 @@ def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn
     for c in columns:
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[c.higher_is_better]
         unit = f" ({c.unit})" if c.unit else ""
-        level = f"{round(data.CONFIDENCE * 100)}%"
+        level = f"{round(report.CONFIDENCE * 100)}%"
         head.append(f"<th title='{html.escape(c.label + unit)}: {direction}; mean [{level} CI]'>{html.escape(c.header)}</th>")
     head.append("<th>Images</th>")
     texts = {c.name: data.cell_text(table, c) for c in columns}
@@ -308,8 +308,8 @@ def export_site(
         nav.append(f"<a href='#{d}'>{html.escape(dataset)}</a>")
         parts = [
             f"<h2 id='{d}'>{html.escape(dataset)}</h2>",
-            f"<p>{len(table)} methods; mean over the dataset's images [{round(data.CONFIDENCE * 100)}% percentile "
-            f"bootstrap interval, {data.N_BOOT} resamples]; rank = mean of per-metric ranks, each in its metric's "
+            f"<p>{len(table)} methods; mean over the dataset's images [{round(report.CONFIDENCE * 100)}% percentile "
+            f"bootstrap interval, {report.N_BOOT} resamples]; rank = mean of per-metric ranks, each in its metric's "
             "direction, among the methods with a score for every image (others show n/N and are not ranked). "
             "Click a header to sort. Download: "
             f"<a href='data/{d}/leaderboard.csv'>CSV</a> · <a href='data/{d}/leaderboard.json'>JSON</a> · "

@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark import report
 from benchmark.metrics import PROTOCOLS, get_metric
 from benchmark.report import CONFIDENCE, N_BOOT
 from benchmark.store import ResultsStore
 from core.errors import UnknownNameError
-from leaderboard.board.data import GT_METHOD, images_text, leaderboard_table, require_columns, summarize
+from leaderboard.board.data import GT_METHOD, images_text, leaderboard_table, require_columns
 from leaderboard.board.display import MetricColumn, known_metrics, metric_columns, order_metrics
 
 SCORE_KEYS = ["dataset", "image", "method", "metric", "value", "settings_hash"]
@@ -56,7 +57,7 @@ class Board:
     Attributes:
         url: the results store's SQLAlchemy URL.
         scores: per-image scores, columns ``dataset, image, method, metric, value, settings_hash``.
-        summary: ``summarize(scores)`` (protocol ``ALL_PROTOCOLS``).
+        summary: ``benchmark.report.summary`` of the scores (protocol ``ALL_PROTOCOLS``).
         methods, datasets, metrics: the store's description frames.
         known: ``{metric: (higher_is_better, "FR"|"NR")}`` from the store.
         images: the store's ``dataset_images`` (the images each dataset holds now).
@@ -75,11 +76,11 @@ class Board:
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def summary_for(self, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
-        """``summarize`` of the scores of one protocol (memoised per board)."""
+        """``benchmark.report.summary`` of the scores of one protocol (memoised per board)."""
         if protocol == ALL_PROTOCOLS:
             return self.summary
         if protocol not in self._memo:
-            self._memo[protocol] = summarize(protocol_scores(self.scores, protocol), images=self.images,
+            self._memo[protocol] = report.summary(protocol_scores(self.scores, protocol), images=self.images,
                                              runs=self.runs, metrics=self.metrics)  # fmt: skip
         return self._memo[protocol]
 
@@ -190,8 +191,8 @@ def load_board(url: str | None = None, *, confidence: float = CONFIDENCE, n_boot
         runs = store.runs_frame()
     finally:
         store.close()
-    summary = summarize(scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot)
-    return Board(store.url, scores, summary, methods, datasets, metrics, known_metrics(metrics), images, runs)
+    table = report.summary(scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot)
+    return Board(store.url, scores, table, methods, datasets, metrics, known_metrics(metrics), images, runs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,6 +92,7 @@ def timed(fn, repeat: int, name: str) -> tuple[float, object]:
 
 
 def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
+    from benchmark import report
     from leaderboard.board import data, display, loading
 
     def cold():
@@ -112,7 +113,7 @@ def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
 
     t_read, scores = timed(read_only, 1, "store read baseline: ResultsStore.scores_frame")
     t_fast, _ = timed(lambda: loading.read_scores(ResultsStore(url)), repeat, "store read: leaderboard.loading.read_scores")
-    t_agg, _ = timed(lambda: data.summarize(board.scores), repeat, "aggregate: leaderboard.board.data.summarize")
+    t_agg, _ = timed(lambda: report.summary(board.scores), repeat, "aggregate: benchmark.report.summary")
 
     def warm():
         cols = display.select_metric_set(board.columns("Set1"), "All")
@@ -125,7 +126,7 @@ def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
     return [
         ("store read baseline: ResultsStore.scores_frame", t_read),
         ("store read: leaderboard.loading.read_scores", t_fast),
-        ("aggregate: leaderboard.board.data.summarize", t_agg),
+        ("aggregate: benchmark.report.summary", t_agg),
         ("aggregate baseline: scipy per group", t_base),
         ("page data preparation, cold (read + aggregate + table)", t_cold),
         ("page data preparation, warm (filter change)", t_warm),

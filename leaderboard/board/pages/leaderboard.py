@@ -5,6 +5,8 @@ Thin: every number comes from ``leaderboard.board.data`` (tested pure functions)
 
 import streamlit as st
 
+from benchmark import report
+from benchmark.store import FAMILIES
 from leaderboard.board import cache, data, display, loading, versions
 
 board = cache.board_or_stop()
@@ -27,7 +29,7 @@ if dataset is None:
     st.info(f"No score in the store was computed with the `{protocol}` protocol's settings.")
     st.stop()
 
-present_families = [f for f in data.FAMILIES if f in {*board.methods["family"], "other"}]
+present_families = [f for f in FAMILIES if f in {*board.methods["family"], "other"}]
 families = filters[2].multiselect("Method family", present_families, default=present_families, key="lb_families")
 metric_set = filters[3].selectbox("Metric set", [*display.METRIC_SETS, "Custom"], key="lb_metric_set")
 if metric_set is None:
@@ -71,10 +73,10 @@ if search:
 table = board.table(dataset, columns, summary=summary, include=names)
 table = data.sort_table(table, sort_by, columns)
 
-level = round(data.CONFIDENCE * 100)
+level = round(report.CONFIDENCE * 100)
 st.caption(
     f"**{dataset}** · {len(table)} methods · each cell: mean over the dataset's images [{level} % bootstrap "
-    f"interval, {data.N_BOOT} resamples] · arrows give each metric's direction · only methods with a score for "
+    f"interval, {report.N_BOOT} resamples] · arrows give each metric's direction · only methods with a score for "
     "every image are ranked (the others show n/N images and come last) · the rank averages per-metric ranks, "
     "each in its own direction · click a header to re-sort."
 )

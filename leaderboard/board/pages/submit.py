@@ -13,8 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from benchmark.metrics import list_metrics
-from benchmark.store import ResultsStore
-from leaderboard.board import cache, data, display, submissions
+from benchmark.store import FAMILIES, ResultsStore
+from leaderboard.board import cache, display, submissions
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -79,7 +79,7 @@ with st.form("submission"):
     cols = st.columns(3)
     method = cols[0].text_input("Method name", key="sub_method", placeholder="e.g. MySR")
     version = cols[1].text_input("Version", value="1.0", key="sub_version")
-    family = cols[2].selectbox("Family", data.FAMILIES, key="sub_family") or "other"
+    family = cols[2].selectbox("Family", FAMILIES, key="sub_family") or "other"
     owner = st.text_input(
         "Submitter (id or contact)",
         key="sub_owner",

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmark import report
 from leaderboard import crops
 from leaderboard.board import cache, data, display, loading
 
@@ -55,7 +56,7 @@ def test_summarize_means_counts_and_nan():
         ("D", "b", "psnr"): [30.0, 31.0],
         ("E", "a", "lpips"): [0.1, 0.3, 0.2],
     }
-    out = data.summarize(_scores(rows), n_boot=200)
+    out = report.summary(_scores(rows), n_boot=200)
     got = {(r.dataset, r.method, r.metric): (round(r.mean, 12), r.n) for r in out.itertuples()}
     assert got == {("D", "a", "psnr"): (22.0, 3), ("D", "b", "psnr"): (30.5, 2), ("E", "a", "lpips"): (0.2, 3)}
     assert (out["ci_low"] <= out["mean"]).all() and (out["mean"] <= out["ci_high"]).all()
@@ -72,7 +73,7 @@ def test_summarize_matches_pandas_groupby_on_random_frame():
             "value": rng.normal(size=600),
         }
     )
-    ours = data.summarize(frame, n_boot=100).set_index(["dataset", "method", "metric"])
+    ours = report.summary(frame, n_boot=100).set_index(["dataset", "method", "metric"])
     ref = frame.groupby(["dataset", "method", "metric"])["value"].agg(["mean", "count"])
     np.testing.assert_allclose(ours["mean"], ref["mean"], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(ours["n"], ref["count"])
@@ -83,7 +84,7 @@ def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
 
     rng = np.random.default_rng(0)
     x = rng.normal(10.0, 2.0, size=130)
-    low, high = data.bootstrap_ci(x[None, :], n_boot=20000, seed=1)
+    low, high = report.bootstrap_ci(x[None, :], n_boot=20000, seed=1)
     ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=2).confidence_interval
     # two independent Monte-Carlo estimates of the same percentile interval
     assert abs(low[0] - ref.low) < 0.03 and abs(high[0] - ref.high) < 0.03
@@ -92,32 +93,30 @@ def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
     assert abs((high[0] - low[0]) / 2 - half) / half < 0.05
 
 
-def test_summarize_agrees_with_benchmark_report_summary():
-    """The leaderboard and the benchmark's report aggregate through one implementation
-    (``benchmark.report.mean_ci``): same means, counts and intervals."""
-    from benchmark import report
-
+def test_the_board_summarises_with_the_reports_one_setting():
+    """The board has no aggregation of its own: it calls ``benchmark.report.summary`` with the
+    suite's one bootstrap setting; the result does not depend on the order of the rows."""
     rng = np.random.default_rng(8)
     rows = {("D", m, k): list(rng.normal(loc, 1.0, size=130)) for m, loc in (("a", 0.0), ("b", 3.0)) for k in ("psnr", "niqe")}
     scores = _scores(rows)
-    ours = data.summarize(scores.sample(frac=1.0, random_state=1)).set_index(["dataset", "method", "metric"]).sort_index()
+    ours = report.summary(scores.sample(frac=1.0, random_state=1)).set_index(["dataset", "method", "metric"]).sort_index()
     theirs = report.summary(scores).set_index(["dataset", "method", "metric"]).sort_index()
     # one function, one setting (report.N_BOOT, defaults of both): identical, whatever the row order
     pd.testing.assert_frame_equal(ours, theirs)
     import inspect
 
-    for fn in (data.summarize, loading.load_board):
-        assert inspect.signature(fn).parameters["n_boot"].default == report.N_BOOT == 2000
+    assert inspect.signature(loading.load_board).parameters["n_boot"].default == report.N_BOOT == 2000
+    assert not hasattr(data, "summarize")  # one way: benchmark.report.summary
 
 
 def test_bootstrap_ci_batch_equals_singles_and_is_deterministic():
     rng = np.random.default_rng(5)
     block = rng.normal(size=(7, 40))
-    low, high = data.bootstrap_ci(block, n_boot=500, seed=9)
+    low, high = report.bootstrap_ci(block, n_boot=500, seed=9)
     for g in range(7):
-        lo1, hi1 = data.bootstrap_ci(block[g : g + 1], n_boot=500, seed=9)
+        lo1, hi1 = report.bootstrap_ci(block[g : g + 1], n_boot=500, seed=9)
         assert lo1[0] == pytest.approx(low[g], abs=1e-12) and hi1[0] == pytest.approx(high[g], abs=1e-12)
-    low2, high2 = data.bootstrap_ci(block, n_boot=500, seed=9)
+    low2, high2 = report.bootstrap_ci(block, n_boot=500, seed=9)
     np.testing.assert_array_equal(low, low2)
     np.testing.assert_array_equal(high, high2)
 
@@ -126,21 +125,21 @@ def test_bootstrap_ci_coverage_near_nominal():
     """Over many synthetic samples with known mean 0, ~95 % of the intervals contain 0."""
     rng = np.random.default_rng(11)
     block = rng.normal(0.0, 1.0, size=(600, 130))
-    low, high = data.bootstrap_ci(block, n_boot=1000, seed=0)
+    low, high = report.bootstrap_ci(block, n_boot=1000, seed=0)
     coverage = np.mean((low <= 0.0) & (0.0 <= high))
     assert 0.92 <= coverage <= 0.97
 
 
 def test_bootstrap_ci_bad_input():
     with pytest.raises(ValueError, match="confidence must be in"):
-        data.bootstrap_ci(np.zeros((1, 3)), confidence=1.5)
+        report.bootstrap_ci(np.zeros((1, 3)), confidence=1.5)
     with pytest.raises(ValueError, match="groups, n"):
-        data.bootstrap_ci(np.zeros(3))
+        report.bootstrap_ci(np.zeros(3))
 
 
 def test_summarize_rejects_frames_without_required_columns():
     with pytest.raises(ValueError, match="lacks columns \\['value'\\]"):
-        data.summarize(pd.DataFrame({"dataset": [], "image": [], "method": [], "metric": []}))
+        report.summary(pd.DataFrame({"dataset": [], "image": [], "method": [], "metric": []}))
 
 
 # --------------------------------------------------------------------------- ranking
@@ -157,7 +156,7 @@ def test_board_ranks_with_the_one_rule_of_the_report():
             ("D", "c", "niqe"): [5.0] * 3, ("D", "d", "niqe"): [2.0] * 2}  # fmt: skip
     scores = _scores(rows)
     cols = display.metric_columns(["psnr", "niqe"])
-    table = data.leaderboard_table(data.summarize(scores, n_boot=50), "D", cols).set_index("method")
+    table = data.leaderboard_table(report.summary(scores, n_boot=50), "D", cols).set_index("method")
     theirs = report.ranks(scores).set_index("method")
     expected = {"a": 1.5, "b": 1.5, "c": 3.0}
     for method, value in expected.items():
@@ -205,7 +204,7 @@ def _summary_for_table():
         rows[("D", method, "psnr")] = [20 + 8 * q + d for d in (-0.1, 0.0, 0.1)]
         rows[("D", method, "lpips")] = [0.4 - 0.3 * q + d for d in (-0.01, 0.0, 0.01)]
     rows[("D", "GT", "niqe")] = [3.0, 4.0, 5.0]
-    return data.summarize(_scores(rows), n_boot=200)
+    return report.summary(_scores(rows), n_boot=200)
 
 
 def test_leaderboard_table_layout_rank_and_families():
@@ -404,7 +403,7 @@ def _rule_summary():
     images = pd.DataFrame({"dataset": "D", "image": ["i0", "i1", "i2"], "has_reference": True})
     runs = pd.DataFrame({"dataset": ["D", "D"], "method": ["half", "ghost"], "status": ["failed", "failed"],
                          "error": ["pair 'i1': FileNotFoundError: gone", "pair 'i0': MethodError: crashed"]})  # fmt: skip
-    return data.summarize(_scores(rows), images=images, runs=runs, n_boot=300), runs
+    return report.summary(_scores(rows), images=images, runs=runs, n_boot=300), runs
 
 
 def test_leaderboard_ranks_only_complete_methods_and_marks_the_others():
@@ -464,6 +463,6 @@ def test_board_user_errors_are_user_errors_with_the_closest_name(tmp_path):
     with pytest.raises(MissingFileError, match="not on this machine") as missing:
         crops.dataset_images(datasets, "DRealSR")
     assert isinstance(missing.value, FileNotFoundError) and isinstance(missing.value, UserError)
-    table = data.leaderboard_table(data.summarize(frame, n_boot=20), "D", display.metric_columns(["psnr"]))
+    table = data.leaderboard_table(report.summary(frame, n_boot=20), "D", display.metric_columns(["psnr"]))
     with pytest.raises(UnknownNameError, match="unknown sort column 'pnsr'"):
         data.sort_table(table, "pnsr", display.metric_columns(["psnr"]))
