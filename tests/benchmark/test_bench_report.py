@@ -272,3 +272,112 @@ def test_readable_tables_show_one_interval_column():
     assert f"{s.loc[0, 'mean']:.2f} [{s.loc[0, 'ci_low']:.2f}, {s.loc[0, 'ci_high']:.2f}]" in row
     csv = pd.read_csv(io.StringIO(report.format_table(s, "csv")))
     assert {"mean", "ci_low", "ci_high", "n", "n_total"} <= set(csv.columns)  # machine formats: one number per cell
+
+
+# ---------------------------------------------------------------------------- rank confidence (issue 15.3)
+
+
+def _two_level_frame(n_images: int = 30, *, gap: float = 2.0, seed: int = 0) -> pd.DataFrame:
+    """a and b identical, c clearly worse, d clearly worse still, on PSNR (up) and NIQE (down)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(25.0, 2.0, n_images)
+    niqe = rng.normal(5.0, 0.3, n_images)
+    rows = []
+    for i in range(n_images):
+        for method, shift in (("a", 0.0), ("b", 0.0), ("c", gap), ("d", 2 * gap)):
+            rows.append(("d", f"i{i:02d}", method, "psnr", base[i] - shift))
+            rows.append(("d", f"i{i:02d}", method, "niqe", niqe[i] + shift / 2))
+    return _scores(rows)
+
+
+def test_rank_intervals_of_identical_methods_overlap_and_separated_ones_do_not():
+    """Issue 15.3: two identical methods share ranks 1-2; clearly separated methods get one rank each."""
+    boxes = report.rank_intervals(_two_level_frame())
+    agg = boxes[boxes["metric"] == report.AGGREGATE].set_index("method")
+    assert agg.loc["a", "shared_rank"] == agg.loc["b", "shared_rank"] == "1-2"
+    assert bool(agg.loc["a", "tied"]) and bool(agg.loc["b", "tied"])
+    assert (agg.loc["c", "shared_rank"], agg.loc["d", "shared_rank"]) == ("3", "4")
+    assert (agg.loc["c", "rank_low"], agg.loc["c", "rank_high"]) == (3, 3)
+    for metric in ("psnr", "niqe"):
+        one = boxes[boxes["metric"] == metric].set_index("method")
+        assert one.loc["a", "shared_rank"] == one.loc["b", "shared_rank"] == "1-2"
+        assert one.loc["d", "shared_rank"] == "4" and not bool(one.loc["d", "tied"])
+    # the point rank is the suite's one aggregated rank
+    point = report.aggregate_rank(
+        _two_level_frame().pivot_table(index="method", columns="metric", values="value"), {"psnr": True, "niqe": False}
+    )
+    assert agg["rank"].to_dict() == point["rank"].astype(int).to_dict()
+
+
+def test_rank_intervals_resample_images_paired_with_the_one_bootstrap_setting():
+    """The bootstrap is N_BOOT multinomial resamples with SEED, the same images for every method:
+    an independent computation of one method's per-metric rank interval gives the same bounds. A
+    0.05 dB gap on images that vary by 2 dB is certain when paired (c is 3rd in every resample),
+    where resampling each method on its own would mix c with a and b."""
+    frame = _two_level_frame(n_images=12, gap=0.05, seed=3)
+    boxes = report.rank_intervals(frame, ["psnr"])
+    assert boxes[boxes["method"] == "c"]["shared_rank"].tolist() == ["3", "3"]  # psnr and the aggregate
+    wide = frame[frame["metric"] == "psnr"].pivot_table(index="image", columns="method", values="value")
+    w = np.random.default_rng(report.SEED).multinomial(12, np.full(12, 1 / 12), size=report.N_BOOT)
+    means = (w @ wide.to_numpy()) / 12  # (B, methods): every method resampled with the same images
+    ranks = stats.rankdata(-means, axis=1, method="min")
+    for j, method in enumerate(wide.columns):
+        lo, hi = np.quantile(ranks[:, j], 0.025, method="lower"), np.quantile(ranks[:, j], 0.975, method="higher")
+        row = boxes[(boxes["metric"] == "psnr") & (boxes["method"] == method)].iloc[0]
+        assert (row["rank_low"], row["rank_high"]) == (lo, hi)
+    again = report.rank_intervals(frame.sample(frac=1.0, random_state=2), ["psnr"])
+    pd.testing.assert_frame_equal(boxes.reset_index(drop=True), again.reset_index(drop=True))
+
+
+def test_shared_ranks_from_overlapping_intervals():
+    first, last = report.shared_ranks([1, 1, 3, 3, 5], [2, 3, 4, 4, 5])
+    assert [report.shared_rank_text(a, b) for a, b in zip(first, last, strict=True)] == ["1-2", "1-4", "2-4", "2-4", "5"]
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.001, 0.04, 0.03, 0.2, 0.011, 0.5])
+    np.testing.assert_allclose(report.holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
+
+
+def test_pairwise_p_values_are_wilcoxon_then_holm():
+    from statsmodels.stats.multitest import multipletests
+
+    frame = _two_level_frame(n_images=20, gap=0.3)
+    tests = report.pairwise_tests(frame, "psnr")
+    wide = frame[frame["metric"] == "psnr"].pivot_table(index="image", columns="method", values="value")
+    # identical methods: no signed rank at all, p = 1 (scipy returns NaN for an all-zero difference)
+    raw = [1.0 if np.all(wide[a] == wide[b]) else stats.wilcoxon(wide[a], wide[b]).pvalue
+           for a, b in zip(tests["a"], tests["b"], strict=True)]  # fmt: skip
+    np.testing.assert_allclose(tests["p_value"], raw, rtol=1e-12)
+    np.testing.assert_allclose(tests["p_holm"], multipletests(raw, method="holm")[1], rtol=1e-12)
+    by = tests.set_index(["a", "b"])
+    assert by.loc[("a", "b"), "better"] == "tie" and by.loc[("a", "d"), "better"] == "a"
+    matrix = report.pairwise_matrix(tests)
+    assert matrix.loc["a", "d"] == matrix.loc["d", "a"] == by.loc[("a", "d"), "p_holm"]
+    assert np.isnan(matrix.loc["a", "a"]) and list(matrix.columns) == ["a", "b", "c", "d"]
+    from core.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown metric with scores 'lpip'"):
+        report.pairwise_tests(frame, "lpip")
+
+
+def test_bench_report_ranks_and_pairwise_on_the_command_line(tmp_path, capsys):
+    from benchmark.store import MetricRecord, ResultsStore, ScoreRecord
+    from screensr.cli import main
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = ResultsStore(url)
+    for name, higher in (("psnr", True), ("niqe", False)):
+        store.upsert_metric(MetricRecord(name, "NR" if name == "niqe" else "FR", higher, {}, f"s-{name}", "0.1.16"))
+    store.add_scores([ScoreRecord(r.dataset, r.image, r.method, r.metric, float(r.value), f"s-{r.metric}", "h", "c")
+                      for r in _two_level_frame().itertuples(index=False)])  # fmt: skip
+    store.close()
+    assert main(["bench", "report", "--store", url, "--ranks", "--format", "csv"]) == 0
+    ranks = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str).set_index("method")
+    assert ranks.loc["a", "shared_rank"] == ranks.loc["b", "shared_rank"] == "1-2" and ranks.loc["d", "shared_rank"] == "4"
+    assert ranks.loc["a", "shared_rank_psnr"] == "1-2"
+    assert main(["bench", "report", "--store", url, "--pairwise", "psnr"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].split("|")[1].strip() == "method" and "| d " in text
