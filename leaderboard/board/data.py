@@ -26,6 +26,7 @@ from benchmark.plots import pareto_front as dominance_front
 # GT_METHOD: the pseudo-method under which the store keeps the no-reference scores of the HR images
 from benchmark.store import GT as GT_METHOD
 from core.errors import UnknownNameError
+from leaderboard.board import display
 from leaderboard.board.display import MetricColumn, directions, order_metrics
 from leaderboard.board.versions import shown_versions
 
@@ -75,6 +76,7 @@ def leaderboard_table(
     include: Iterable[str] | None = None,
     runs: pd.DataFrame | None = None,
     versions: pd.DataFrame | None = None,
+    intervals: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The wide leaderboard of one dataset: one row per method, the numbers of each metric.
 
@@ -93,9 +95,13 @@ def leaderboard_table(
         versions: ``ResultsStore.score_versions()``: the ``version`` column says which version
             of each method the dataset's scores come from (``"2.0 + 1.0"`` when they mix
             versions); without it, the methods frame's current version.
+        intervals: ``benchmark.report.rank_intervals`` over the same metrics and methods: its
+            aggregated rows give ``shared_rank`` (``"2-3"`` where the bootstrap rank intervals
+            overlap), ``rank_low`` and ``rank_high``; without it those cells are empty.
 
     Returns:
-        Columns ``rank, method, version, family, mean_rank, status`` then, per metric ``m``: ``m`` (mean),
+        Columns ``rank, method, version, family, mean_rank, status, shared_rank, rank_low,
+        rank_high`` then, per metric ``m``: ``m`` (mean),
         ``m ci_low``, ``m ci_high``, ``m n`` (images scored), ``m N`` (images in the dataset);
         then ``n`` (fewest images over the shown metrics), ``n_total`` (images in the dataset)
         and ``note`` (the last run's error, if it did not complete). ``status`` is ``complete``,
@@ -111,7 +117,7 @@ def leaderboard_table(
     keep = None if include is None else set(include)
     if keep is not None:
         part = part[part["method"].isin(keep)]
-    wide_cols = ["rank", "method", "version", "family", "mean_rank", "status"]
+    wide_cols = ["rank", "method", "version", "family", "mean_rank", "status", "shared_rank", "rank_low", "rank_high"]
     for m in names:
         wide_cols += [m, *(f"{m} {stat}" for stat in METRIC_STATS)]
     wide_cols += ["n", "n_total", "note"]
@@ -155,6 +161,14 @@ def leaderboard_table(
     table["note"] = [str(notes.get(m, "")) for m in table.index]
     table["family"] = _families(methods, table.index)
     table["version"] = _versions(methods, versions, dataset, table.index)
+    boxes = None
+    if intervals is not None and len(intervals):
+        boxes = intervals[(intervals["dataset"] == dataset) & (intervals["metric"] == report.AGGREGATE)].set_index("method")
+    ranked = table["rank"].notna()
+    for col in ("shared_rank", "rank_low", "rank_high"):
+        values = boxes[col].reindex(table.index) if boxes is not None else pd.Series(pd.NA, index=table.index)
+        table[col] = values.where(ranked, pd.NA)  # intervals only for the methods the rule ranks
+    table["shared_rank"] = table["shared_rank"].astype(object).where(table["shared_rank"].notna(), "")
     table = table.reset_index()
     table = table.sort_values(["mean_rank", "method"], kind="stable", na_position="last").reset_index(drop=True)
     return table[wide_cols]
@@ -200,6 +214,8 @@ def gt_quality_table(summary: pd.DataFrame, dataset: str | None = None) -> pd.Da
 def header_labels(columns: Sequence[MetricColumn]) -> dict[str, str]:
     """Rename map from the wide table's column names to headers with direction arrows."""
     out: dict[str, str] = {"rank": "Rank", "method": "Method", "version": "Version", "family": "Family", "status": "Status",
+                           "shared_rank": f"Rank ({round(report.CONFIDENCE * 100)}% interval)",
+                           "rank_low": "Rank low", "rank_high": "Rank high",
                            "mean_rank": "Mean rank ↓", "n": "Images", "n_total": "Dataset images",
                            "note": "Last run"}  # fmt: skip
     for c in columns:
@@ -226,12 +242,12 @@ def styled_table(table: pd.DataFrame, columns: Sequence[MetricColumn], *, ci: bo
     JSON downloads keep them as numbers (``leaderboard_table``).
 
     Returns:
-        ``pandas.io.formats.style.Styler`` with columns ``Rank, Method, Version, Family, Mean rank ↓,
-        Status``, one header per metric (``PSNR ↑``), ``Images`` (``n`` or ``n/N``) and, when a
+        ``pandas.io.formats.style.Styler`` with columns ``Rank, Rank (95% interval), Method,
+        Version, Family, Mean rank ↓, Status``, one header per metric (``PSNR ↑``), ``Images`` (``n`` or ``n/N``) and, when a
         shown method's last run did not complete, ``Last run`` (its error).
     """
     headers = header_labels(columns)
-    keep = ["rank", "method", "version", "family", "mean_rank", "status", *(c.name for c in columns)]
+    keep = ["rank", "shared_rank", "method", "version", "family", "mean_rank", "status", *(c.name for c in columns)]
     shown = table[keep].reset_index(drop=True).rename(columns=headers)
     shown[headers["n"]] = images_text(table) if len(table) else []
     if len(table) and table["note"].astype(str).str.len().gt(0).any():
@@ -379,3 +395,62 @@ def require_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> No
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} frame lacks columns {missing}; it has {list(frame.columns)}")
+
+
+# --------------------------------------------------------------------------- rank confidence, derived and reported
+
+
+def rank_interval_table(boxes: pd.DataFrame, columns: Sequence[MetricColumn]) -> pd.DataFrame:
+    """``benchmark.report.rank_intervals`` of one dataset as a method x metric table of shared ranks.
+
+    Returns:
+        Columns ``Method``, ``Aggregated`` and one header per metric (``PSNR ↑``), each cell the
+        shared rank text (``"2-3"``); rows in aggregated-rank order, methods ranked on no metric
+        left out, cells empty where a method is not ranked on that metric.
+    """
+    if boxes.empty:
+        return pd.DataFrame(columns=["Method", "Aggregated", *(c.header for c in columns)])
+    wide = boxes.pivot_table(index="method", columns="metric", values="shared_rank", aggfunc="first")
+    order = boxes[boxes["metric"] == report.AGGREGATE].sort_values(["rank", "method"])["method"].tolist()
+    order += sorted(set(wide.index) - set(order))
+    out = pd.DataFrame({"Method": order})
+    out["Aggregated"] = [wide.at[m, report.AGGREGATE] if report.AGGREGATE in wide.columns else "" for m in order]
+    for c in columns:
+        out[c.header] = [wide.at[m, c.name] if c.name in wide.columns else "" for m in order]
+    return out.fillna("")
+
+
+def derived_display(derived: pd.DataFrame) -> pd.DataFrame:
+    """A ``benchmark.derived.derived_table`` for reading: rank, method, the score with its
+    interval as one cell, then each component's mean (4 decimals) and the images counted."""
+    comps = [c for c in derived.columns if c not in ("dataset", "method", "score", "ci_low", "ci_high", "rank", "n",
+                                                     "complete", "components")]  # fmt: skip
+    out = pd.DataFrame({
+        "Rank": ["" if pd.isna(r) else str(int(r)) for r in derived["rank"]],
+        "Method": derived["method"].tolist(),
+        "Score ↑": [report.interval_text(s, lo, hi, 4) if not pd.isna(s) else "incomplete"
+                    for s, lo, hi in zip(derived["score"], derived["ci_low"], derived["ci_high"], strict=True)],
+    })  # fmt: skip
+    for c in comps:
+        out[display.metric_column(c).header] = [f"{v:.4f}" for v in derived[c]]
+    out["Images"] = derived["n"].tolist()
+    return out
+
+
+def reported_display(compared: pd.DataFrame) -> pd.DataFrame:
+    """A ``benchmark.reported.compare_reported`` frame for reading: the badge (✓ reproduced),
+    source, method, metric, reported, measured, difference, tolerance, images, status."""
+    return pd.DataFrame({
+        "": ["✓" if ok else "" for ok in compared["reproduced"]],
+        "Source": [f"{s} ({t})" if t else s for s, t in zip(compared["source"], compared["source_table"], strict=True)],
+        "Method": compared["method"].tolist(),
+        "Metric": [display.metric_column(m).header for m in compared["metric"]],
+        "Reported": compared["reported"].round(4).tolist(),
+        "Measured": compared["measured"].round(4).tolist(),
+        "Measured - reported": compared["diff"].round(4).tolist(),
+        "Largest gap": compared["max_abs_diff"].round(4).tolist(),
+        "Tolerance": compared["tolerance"].tolist(),
+        "Images (reported / compared)": [f"{a} / {b}" for a, b in zip(compared["n_reported"], compared["n_measured"],
+                                                                      strict=True)],
+        "Status": compared["status"].tolist(),
+    })  # fmt: skip

@@ -160,7 +160,10 @@ def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn
     Each metric is one cell, ``mean [CI low, CI high]`` (sorting uses the mean); a method that
     lacks images of the dataset shows ``(n/N images)`` in the cell and its status, and has no rank.
     """
+    level = f"{round(report.CONFIDENCE * 100)}%"
     head = ["<th class='t' title='aggregated rank, 1 = best; only methods with every image are ranked'>Rank</th>",
+            f"<th class='t' title='the rank&#39;s {level} bootstrap interval over images; overlapping intervals share a "
+            f"rank'>Rank ({level} interval)</th>",
             "<th class='t'>Method</th>",
             "<th class='t' title='the version whose scores this dataset shows'>Version</th>",
             "<th class='t'>Family</th>",
@@ -180,8 +183,10 @@ def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn
         status = str(r["status"])
         note = str(r.get("note", "") or "")
         status_cell = html.escape(status) if not note else f"<span title='{html.escape(note)}'>{html.escape(status)}</span>"
+        shared = str(r.get("shared_rank", "") or "")
         cells = [
             f"<td class='t' data-v='{rank}'>{rank}</td>",
+            f"<td class='t' data-v='{html.escape(shared)}'>{html.escape(shared)}</td>",
             f"<td class='t' data-v='{html.escape(str(r['method']))}'><a href='methods.html#{slug(str(r['method']))}'>"
             f"{html.escape(str(r['method']))}</a></td>",
             f"<td class='t' data-v='{html.escape(str(r['version']))}'>{html.escape(str(r['version']) or '–')}</td>",
@@ -332,6 +337,7 @@ def export_site(
                 f"<h3>Per-image distribution of {html.escape(dist)}</h3><img src='plots/{d}-dist.png' "
                 f"alt='per-image {html.escape(dist)} on {html.escape(dataset)}'>"
             )
+        parts.append(_extras_section(board, dataset, columns, out))
         parts.append(_crops_section(board, dataset, table, columns, options, out))
         sections.append("\n".join(parts))
 
@@ -359,6 +365,40 @@ def report_problems(board: loading.Board, dataset: str) -> pd.DataFrame:
 
     problems = run_problems(board.runs)
     return problems[(problems["dataset"] == dataset) & (problems["method"] != data.GT_METHOD)]
+
+
+def _extras_section(board: loading.Board, dataset: str, columns: Sequence[display.MetricColumn], out: Path) -> str:
+    """Rank intervals per metric, the NTIRE 2025 score and the reported-vs-measured rows of one
+    dataset, as HTML and as CSV files beside the leaderboard's."""
+    d = slug(dataset)
+    ranked = [c for c in columns if c.higher_is_better is not None]
+    parts = []
+    boxes = board.rank_intervals(dataset, [c.name for c in ranked]) if ranked else pd.DataFrame()
+    if len(boxes):
+        write_if_changed(out / "data" / d / "rank_intervals.csv", boxes.to_csv(index=False))
+        parts.append(
+            f"<h3>Rank intervals</h3><p>{round(report.CONFIDENCE * 100)}% bootstrap intervals of each rank (images "
+            f"resampled, paired across methods, {report.N_BOOT} resamples); overlapping intervals share a rank. "
+            f"<a href='data/{d}/rank_intervals.csv'>CSV</a></p>"
+            + _simple_table(data.rank_interval_table(boxes, ranked), {})
+        )
+    derived = board.derived(dataset, "ntire2025")
+    if len(derived):
+        write_if_changed(out / "data" / d / "ntire2025.csv", derived.to_csv(index=False))
+        parts.append(
+            "<h3>NTIRE 2025 perceptual score</h3><p>(1 - LPIPS) + (1 - DISTS) + CLIPIQA + MANIQA + MUSIQ/100 + "
+            "max(0, (10 - NIQE)/10) on the dataset means (MANIQA: pyiqa's KonIQ model, as the challenge script; "
+            f"arXiv:2504.14582). <a href='data/{d}/ntire2025.csv'>CSV</a></p>" + _simple_table(data.derived_display(derived), {})
+        )
+    compared = board.reported_vs_measured(dataset)
+    if len(compared):
+        write_if_changed(out / "data" / d / "reported_vs_measured.csv", compared.to_csv(index=False))
+        parts.append(
+            "<h3>Reported vs measured</h3><p>Published numbers beside the measured ones (never mixed into the means "
+            "above); ✓ where the suite reproduced the value within the metric's tolerance. "
+            f"<a href='data/{d}/reported_vs_measured.csv'>CSV</a></p>" + _simple_table(data.reported_display(compared), {})
+        )
+    return "\n".join(parts)
 
 
 def _crops_section(

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark import report
+from benchmark.derived import derived_table
 from benchmark.metrics import PROTOCOLS, get_metric
 from benchmark.report import CONFIDENCE, N_BOOT
+from benchmark.reported import compare_reported
 from benchmark.store import ResultsStore
 from core.errors import UnknownNameError
 from leaderboard.board.data import GT_METHOD, images_text, leaderboard_table, require_columns
@@ -62,6 +64,8 @@ class Board:
         known: ``{metric: (higher_is_better, "FR"|"NR")}`` from the store.
         images: the store's ``dataset_images`` (the images each dataset holds now).
         runs: the store's latest run per (dataset, method), with status and error.
+        reported: the store's published numbers (``ResultsStore.reported_frame``), never mixed
+            into ``scores``.
     """
 
     url: str
@@ -73,6 +77,7 @@ class Board:
     known: dict[str, tuple[bool | None, str]]
     images: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "image", "has_reference"]))
     runs: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "method", "status", "error"]))
+    reported: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=ResultsStore.REPORTED_COLUMNS))
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def summary_for(self, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
@@ -97,6 +102,45 @@ class Board:
             self._memo["all_versions"] = _read_store(self.url, lambda store: store.methods_frame(all_versions=True))
         return self._memo["all_versions"]
 
+    def _memoised(self, key: str, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def dataset_scores(self, dataset: str, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
+        """The per-image scores of one dataset (of one protocol), memoised."""
+        def compute() -> pd.DataFrame:
+            part = self.scores[self.scores["dataset"] == dataset]
+            return part if protocol == ALL_PROTOCOLS else protocol_scores(part, protocol)
+
+        return self._memoised(f"scores:{dataset}:{protocol}", compute)
+
+    def rank_intervals(self, dataset: str, metrics: Sequence[str], include: Iterable[str] | None = None,
+                       protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:  # fmt: skip
+        """``benchmark.report.rank_intervals`` of one dataset over ``metrics`` among ``include``
+        (default every method), memoised per board."""
+        chosen = None if include is None else sorted(set(include))
+        key = f"ranks:{dataset}:{protocol}:{','.join(metrics)}:{','.join(chosen) if chosen is not None else '*'}"
+        return self._memoised(key, lambda: report.rank_intervals(
+            self.dataset_scores(dataset, protocol), list(metrics), images=self.images, metrics_frame=self.metrics,
+            methods=chosen))  # fmt: skip
+
+    def reported_vs_measured(self, dataset: str) -> pd.DataFrame:
+        """``benchmark.reported.compare_reported`` of the dataset's published numbers, memoised."""
+        return self._memoised(f"reported:{dataset}", lambda: compare_reported(
+            self.reported[self.reported["dataset"] == dataset], self.dataset_scores(dataset), images=self.images,
+            metrics_frame=self.metrics))  # fmt: skip
+
+    def derived(self, dataset: str, name: str = "ntire2025") -> pd.DataFrame:
+        """``benchmark.derived.derived_table`` of one dataset, memoised."""
+        return self._memoised(f"derived:{dataset}:{name}", lambda: derived_table(
+            self.dataset_scores(dataset), name, images=self.images, metrics_frame=self.metrics))  # fmt: skip
+
+    def pairwise(self, dataset: str, metric: str) -> pd.DataFrame:
+        """``benchmark.report.pairwise_tests`` of one dataset and metric, memoised."""
+        return self._memoised(f"pairwise:{dataset}:{metric}", lambda: report.pairwise_tests(
+            self.dataset_scores(dataset), metric, dataset, images=self.images, metrics_frame=self.metrics))  # fmt: skip
+
     def table(
         self,
         dataset: str,
@@ -104,10 +148,15 @@ class Board:
         *,
         summary: pd.DataFrame | None = None,
         include: Iterable[str] | None = None,
+        protocol: str = ALL_PROTOCOLS,
     ) -> pd.DataFrame:
-        """``leaderboard_table`` of ``dataset`` with this board's methods, runs and score versions."""
+        """``leaderboard_table`` of ``dataset`` with this board's methods, runs, score versions and
+        the bootstrap rank intervals of the ranked metrics (the shown ones of known direction)."""
+        ranked = [c.name for c in columns if c.higher_is_better is not None]
+        intervals = self.rank_intervals(dataset, ranked, include, protocol) if ranked else None
         return leaderboard_table(self.summary if summary is None else summary, dataset, columns, methods=self.methods,
-                                 include=include, runs=self.runs, versions=self.score_versions())  # fmt: skip
+                                 include=include, runs=self.runs, versions=self.score_versions(),
+                                 intervals=intervals)  # fmt: skip
 
     def columns(self, dataset: str | None = None, summary: pd.DataFrame | None = None) -> list[MetricColumn]:
         """Metric columns that methods (not only GT) have, on one dataset or all."""
@@ -189,10 +238,11 @@ def load_board(url: str | None = None, *, confidence: float = CONFIDENCE, n_boot
         metrics = store.metrics_frame()
         images = store.dataset_images_frame()
         runs = store.runs_frame()
+        reported = store.reported_frame()
     finally:
         store.close()
     table = report.summary(scores, images=images, runs=runs, metrics=metrics, confidence=confidence, n_boot=n_boot)
-    return Board(store.url, scores, table, methods, datasets, metrics, known_metrics(metrics), images, runs)
+    return Board(store.url, scores, table, methods, datasets, metrics, known_metrics(metrics), images, runs, reported)
 
 
 @dataclasses.dataclass(frozen=True)

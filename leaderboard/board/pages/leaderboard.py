@@ -70,7 +70,7 @@ names = data.filter_methods(
 )
 if search:
     names = [n for n in names if search.lower() in n.lower()]
-table = board.table(dataset, columns, summary=summary, include=names)
+table = board.table(dataset, columns, summary=summary, include=names, protocol=protocol)
 table = data.sort_table(table, sort_by, columns)
 
 level = round(report.CONFIDENCE * 100)
@@ -103,6 +103,10 @@ else:
             help="complete: a score for every image; incomplete / failed / partial...: not ranked"
         ),
         headers["n"]: st.column_config.TextColumn(help="images averaged (n/N when the method lacks images)"),
+        headers["shared_rank"]: st.column_config.TextColumn(
+            help=f"the aggregated rank's {level} % bootstrap interval over images (paired across methods, "
+            f"{report.N_BOOT} resamples); methods whose intervals overlap share a rank such as 2-3"
+        ),
     }
     for c in columns:
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[c.higher_is_better]
@@ -126,6 +130,53 @@ if not table.empty:  # which version of each method these scores come from (stor
     shown_versions = versions.shown_versions(board.score_versions(), board.methods, dataset)
     labels = [shown_versions[m].label for m in table["method"] if m in shown_versions]
     st.caption("Versions shown: " + " · ".join(labels))
+
+if not table.empty:
+    ranked_columns = [c for c in columns if c.higher_is_better is not None]
+    with st.expander("Rank intervals per metric and pairwise tests"):
+        boxes = board.rank_intervals(dataset, [c.name for c in ranked_columns], names, protocol)
+        if boxes.empty:
+            st.info("No method is complete on these metrics: nothing is ranked.")
+        else:
+            st.caption(
+                f"Each metric's rank with its {level} % bootstrap interval (images resampled, the same images for "
+                "every method); overlapping intervals share a rank (2-3)."
+            )
+            st.dataframe(data.rank_interval_table(boxes, ranked_columns), hide_index=True, key="lb_rank_boxes")
+        if ranked_columns:
+            pair_metric = st.selectbox(
+                "Pairwise tests on", [c.name for c in ranked_columns],
+                format_func=lambda name: display.metric_column(name, board.known).header, key="lb_pair_metric",
+            )  # fmt: skip
+            if pair_metric is not None:
+                tests = board.pairwise(dataset, pair_metric)
+                tests = tests[tests["a"].isin(names) & tests["b"].isin(names)]
+                if tests.empty:
+                    st.info("Fewer than two complete methods on this metric.")
+                else:
+                    st.caption("Paired Wilcoxon signed-rank p-values on the shared images, Holm-corrected over all pairs.")
+                    st.dataframe(report.pairwise_matrix(tests).reset_index(), hide_index=True, key="lb_pairwise")
+
+    derived = board.derived(dataset, "ntire2025")
+    derived = derived[derived["method"].isin(names)]
+    if len(derived):
+        st.subheader("NTIRE 2025 perceptual score")
+        st.caption(
+            "(1 - LPIPS) + (1 - DISTS) + CLIPIQA + MANIQA + MUSIQ / 100 + max(0, (10 - NIQE) / 10) on the dataset "
+            "means, MANIQA being pyiqa's KonIQ model as in the challenge script (NTIRE 2025 image SR x4, "
+            "arXiv:2504.14582); the components are shown beside it."
+        )
+        st.dataframe(data.derived_display(derived), hide_index=True, key="lb_ntire")
+
+    compared = board.reported_vs_measured(dataset)
+    if len(compared):
+        st.subheader("Reported vs measured")
+        st.caption(
+            "Published numbers (imported with `screensr bench import-reported`, never mixed into the means above) "
+            "beside what this store measured; ✓ when the suite reproduced the value within the metric's tolerance "
+            "(MetricSpec.reproduce_tol plus the rounding of the printed value) on every compared image."
+        )
+        st.dataframe(data.reported_display(compared), hide_index=True, key="lb_reported")
 
 st.subheader("Ground-truth quality")
 st.caption("No-reference scores of the HR images themselves (as in the VOSR paper's Table 2).")

@@ -474,3 +474,84 @@ def test_bench_report_labels_versions(two_sets, capsys):
     assert main(["bench", "report", "--store", url, "--format", "csv", "--ranks"]) == 0
     ranks = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"version": str})
     assert ranks[ranks["method"] == "MySR"].set_index("dataset")["version"].to_dict() == {"A": "1.0", "B": "2.0"}
+
+
+# --------------------------------------------------------------------------- rank intervals, NTIRE score, reported rows
+
+
+@pytest.fixture(scope="module")
+def confidence_store(tmp_path_factory):
+    """Methods a and b identical, c clearly worse, on the six NTIRE 2025 components (with metric
+    rows), and two reported numbers: one the store reproduces, one it does not."""
+    from benchmark.reported import parse_rows
+    from benchmark.store import DatasetRecord, MethodRecord, MetricRecord, ResultsStore, ScoreRecord
+
+    base = tmp_path_factory.mktemp("confidence")
+    url = f"sqlite:///{base / 'r.db'}"
+    store = ResultsStore(url)
+    specs = {"lpips": ("FR", False, 0.30, 0.05), "dists": ("FR", False, 0.20, 0.05), "clipiqa": ("NR", True, 0.6, -0.1),
+             "maniqa_koniq": ("NR", True, 0.5, -0.1), "musiq": ("NR", True, 60.0, -10.0), "niqe": ("NR", False, 5.0, 1.0)}  # fmt: skip
+    for name, (kind, higher, _, _) in specs.items():
+        store.upsert_metric(MetricRecord(name, kind, higher, {}, f"s-{name}", "0.1.16"))
+    store.upsert_dataset(DatasetRecord("D", "/nowhere", "generic", 4, 12))
+    rng = np.random.default_rng(5)
+    image_effect = rng.normal(0.0, 0.02, 12)
+    records = []
+    for method, worse in (("a", 0.0), ("b", 0.0), ("c", 1.0)):
+        store.upsert_method(MethodRecord(method, "GAN"))
+        for name, (_, _, value, step) in specs.items():
+            records += [ScoreRecord("D", f"i{k:02d}", method, name, value + worse * step + image_effect[k] * abs(value),
+                                    f"s-{name}", "h", f"c{k}") for k in range(12)]  # fmt: skip
+    store.add_scores(records)
+    mean_a = float(np.mean([0.30 + e * 0.30 for e in image_effect]))
+    store.add_reported(r.row() for r in parse_rows([
+        {"dataset": "D", "method": "a", "metric": "lpips", "value": f"{mean_a:.4f}", "n": 12, "source": "Paper", "table": "1"},
+        {"dataset": "D", "method": "c", "metric": "lpips", "value": "0.2000", "n": 12, "source": "Paper", "table": "1"},
+    ], where="test"))  # fmt: skip
+    store.close()
+    return url
+
+
+def test_leaderboard_shows_shared_ranks_ntire_score_and_reported_rows(confidence_store, monkeypatch):
+    """Issue 15: identical methods share rank 1-2 on the board, the NTIRE 2025 score is shown with
+    its components, and reported numbers stand beside the measured ones with the badge."""
+    from streamlit.testing.v1 import AppTest
+
+    from benchmark.derived import derived_table
+
+    monkeypatch.setenv("SCREENSR_STORE", confidence_store)
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="lb_metric_set").set_value("All").run()
+    table = _lb(at).set_index("Method")
+    assert table.loc["a", "Rank (95% interval)"] == table.loc["b", "Rank (95% interval)"] == "1-2"
+    assert table.loc["c", "Rank (95% interval)"] == "3"
+    ntire = _frame(at, "Score ↑").set_index("Method")
+    board = loading.load_board(confidence_store)
+    expected = derived_table(board.scores, "ntire2025").set_index("method")
+    assert ntire.loc["a", "Score ↑"].startswith(f"{expected.loc['a', 'score']:.4f} [")
+    assert ntire.loc["c", "Rank"] == "3"
+    reported = _frame(at, "Measured - reported").set_index("Method")
+    assert reported.loc["a", ""] == "✓" and reported.loc["a", "Status"] == "reproduced"
+    assert reported.loc["c", ""] == "" and reported.loc["c", "Status"] == "differs"
+    boxes = _frame(at, "Aggregated").set_index("Method")
+    assert boxes.loc["a", "Aggregated"] == "1-2" and boxes.loc["c", "LPIPS ↓"] == "3"
+    pairwise = [d.value for d in at.dataframe if "method" in d.value.columns and "c" in d.value.columns]
+    assert len(pairwise) == 1 and pairwise[0].set_index("method").loc["a", "b"] == 1.0
+
+
+def test_export_writes_rank_intervals_ntire_and_reported(confidence_store, tmp_path):
+    from leaderboard.board.export import ExportOptions, export_site
+
+    site = tmp_path / "site"
+    export_site(confidence_store, site, ExportOptions(crops=0))
+    page = (site / "index.html").read_text()
+    assert "Rank (95% interval)" in page and "NTIRE 2025 perceptual score" in page and "Reported vs measured" in page
+    boxes = pd.read_csv(site / "data" / "D" / "rank_intervals.csv", dtype={"shared_rank": str})
+    agg = boxes[boxes["metric"] == "aggregate"].set_index("method")
+    assert agg.loc["a", "shared_rank"] == "1-2"
+    compared = pd.read_csv(site / "data" / "D" / "reported_vs_measured.csv").set_index("method")
+    assert bool(compared.loc["a", "reproduced"]) and not bool(compared.loc["c", "reproduced"])
+    assert len(pd.read_csv(site / "data" / "D" / "ntire2025.csv")) == 3
+    table = pd.read_csv(site / "data" / "D" / "leaderboard.csv", dtype={"shared_rank": str}).set_index("method")
+    assert table.loc["a", "shared_rank"] == "1-2"

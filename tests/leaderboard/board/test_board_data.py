@@ -432,7 +432,7 @@ def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
     table = data.leaderboard_table(summary, "D", cols, runs=runs)
     styler = data.styled_table(table, cols)
     shown = styler.data
-    assert list(shown.columns) == ["Rank", "Method", "Version", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
+    assert list(shown.columns) == ["Rank", "Rank (95% interval)", "Method", "Version", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
                                    "Last run"]  # fmt: skip
     assert shown["PSNR ↑"].dtype.kind == "f"  # the value under the text is the mean
     html = styler.to_html()
