@@ -366,7 +366,13 @@ def _report(args) -> int:
     elif args.reported:
         from benchmark.reported import compare_reported
 
-        table = compare_reported(store.reported_frame(), frame, images=images, metrics_frame=metrics)
+        reported = store.reported_frame()
+        for column, wanted in (("dataset", args.dataset), ("method", args.method), ("metric", args.metric)):
+            if _split(wanted):  # the report's own filters apply to the published rows too
+                reported = reported[reported[column].isin(_split(wanted))]
+        table = compare_reported(reported, frame, images=images, metrics_frame=metrics)
+        if args.format in ("markdown", "latex"):  # the citation's long cells stay in CSV/JSON
+            table = table.drop(columns=["link", "protocol"])
     elif args.gt:
         table = report.gt_quality(frame, images=images)
     else:

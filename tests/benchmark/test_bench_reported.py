@@ -215,3 +215,26 @@ def test_import_reported_on_the_command_line(tmp_path, capsys, monkeypatch):
     assert main(["bench", "import-reported", "nope.csv", "--store", url]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nope.csv does not exist" in err and "vosr_appendix" in err
+
+
+def test_bench_report_reported_applies_the_report_filters(tmp_path, capsys):
+    """`bench report --reported --dataset RealSR` shows the RealSR rows only; markdown drops the
+    long citation cells that CSV keeps; a measured GT NIQE of 6.1167 carries the badge."""
+    import io
+
+    from screensr.cli import main
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = _store(tmp_path, [("RealSR", f"i{k}", "GT", "niqe", 6.1167 + (0.01 if k % 2 else -0.01)) for k in range(4)])
+    store.close()
+    assert main(["bench", "import-reported", "vosr_appendix", "--store", url]) == 0
+    capsys.readouterr()
+    assert main(["bench", "report", "--store", url, "--reported", "--dataset", "RealSR", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(table["dataset"]) == {"RealSR"} and len(table) == 6 + 5 + 10  # Tables 1, 2 (RealSR GT) and 4
+    niqe = table[(table["method"] == "GT") & (table["metric"] == "niqe")].iloc[0]
+    assert niqe["status"] == REPRODUCED and niqe["measured"] == pytest.approx(6.1167)
+    assert {"link", "protocol"} <= set(table.columns)
+    assert main(["bench", "report", "--store", url, "--reported", "--metric", "niqe"]) == 0
+    text = capsys.readouterr().out
+    assert "arxiv.org" not in text and "| ScreenSR " in text and "| lpips " not in text
