@@ -622,20 +622,26 @@ def rank_intervals(
         need = pd.Series({m: int(total.get((dataset, m), 0)) for m in used})
         complete = counts.ge(need, axis=1) & counts.gt(0)
         images_all = sorted(part["image"].astype(str).unique())
-        col = {name: i for i, name in enumerate(images_all)}
         rng = np.random.default_rng(seed)
         k = len(images_all)
         weights = rng.multinomial(k, np.full(k, 1.0 / k), size=int(n_boot)).astype(np.float64)  # (B, k)
+        # one (metric, method, image) cube of the dataset's scores (NaN = no score) instead of a
+        # pivot per metric (a store has one score per key; a hand-made frame keeps its first)
+        part = part.drop_duplicates(["metric", "method", "image"], keep="first")
+        metric_pos = {m: i for i, m in enumerate(used)}
+        method_names = sorted(part["method"].unique())
+        method_pos = {m: i for i, m in enumerate(method_names)}
+        cube = np.full((len(used), len(method_names), k), np.nan)
+        cube[pd.Index(used).get_indexer(part["metric"]), pd.Index(method_names).get_indexer(part["method"]),
+             pd.Index(images_all).get_indexer(part["image"].astype(str))] = part["value"].to_numpy(dtype=np.float64)  # fmt: skip
         signed_boot: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
         for m in used:
             ranked = sorted(complete.index[complete[m]])
             if not ranked:
                 continue
-            wide = part[(part["metric"] == m) & part["method"].isin(ranked)].pivot_table(
-                index="method", columns="image", values="value", aggfunc="first"
-            ).reindex(index=ranked)
-            idx = np.array([col[str(c)] for c in wide.columns])
-            values = wide.to_numpy(dtype=np.float64)  # (methods, images of m)
+            sub = cube[metric_pos[m]][[method_pos[x] for x in ranked]]  # (ranked methods, k)
+            idx = np.flatnonzero(~np.isnan(sub).all(axis=0))  # the images any ranked method has
+            values = sub[:, idx]  # (methods, images of m)
             point = values.mean(axis=1)
             w = weights[:, idx]  # (B, images of m)
             denom = w.sum(axis=1)  # (B,)
