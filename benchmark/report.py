@@ -687,21 +687,25 @@ def _interval_rows(rows: list, dataset, metric: str, methods: list[str], point: 
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (Holm 1979): the k-th smallest of m is
-    multiplied by ``m - k + 1``, made monotone and capped at 1; reject where adjusted < alpha.
+    """Holm's step-down adjustment of one family of p-values (Holm 1979), by statsmodels: the
+    k-th smallest of m is multiplied by ``m - k + 1``, made monotone and capped at 1.
+
+    Raises:
+        ImportError: statsmodels is missing (it comes with ``pip install 'screensr[board]'``).
 
     Example:
         >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
         [0.03, 0.06, 0.06]
     """
+    try:
+        from statsmodels.stats.multitest import multipletests
+    except ImportError as exc:  # an optional dependency: say which extra brings it
+        raise ImportError("Holm-corrected p-values need statsmodels: pip install 'screensr[board]'") from exc
+
     p = np.asarray(p_values, dtype=np.float64)
-    m = len(p)
-    adjusted = np.empty(m)
-    running = 0.0
-    for k, i in enumerate(np.argsort(p, kind="stable")):
-        running = max(running, min(1.0, (m - k) * p[i]))
-        adjusted[i] = running
-    return adjusted
+    if not len(p):
+        return p
+    return np.asarray(multipletests(p, method="holm")[1], dtype=np.float64)
 
 
 def pairwise_tests(
