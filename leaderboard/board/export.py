@@ -372,32 +372,30 @@ def _extras_section(board: loading.Board, dataset: str, columns: Sequence[displa
     dataset, as HTML and as CSV files beside the leaderboard's."""
     d = slug(dataset)
     ranked = [c for c in columns if c.higher_is_better is not None]
-    parts = []
     boxes = board.rank_intervals(dataset, [c.name for c in ranked]) if ranked else pd.DataFrame()
-    if len(boxes):
-        write_if_changed(out / "data" / d / "rank_intervals.csv", boxes.to_csv(index=False))
-        parts.append(
-            f"<h3>Rank intervals</h3><p>{round(report.CONFIDENCE * 100)}% bootstrap intervals of each rank (images "
-            f"resampled, paired across methods, {report.N_BOOT} resamples); overlapping intervals share a rank. "
-            f"<a href='data/{d}/rank_intervals.csv'>CSV</a></p>"
-            + _simple_table(data.rank_interval_table(boxes, ranked), {})
-        )
     derived = board.derived(dataset, "ntire2025")
-    if len(derived):
-        write_if_changed(out / "data" / d / "ntire2025.csv", derived.to_csv(index=False))
-        parts.append(
-            "<h3>NTIRE 2025 perceptual score</h3><p>(1 - LPIPS) + (1 - DISTS) + CLIPIQA + MANIQA + MUSIQ/100 + "
-            "max(0, (10 - NIQE)/10) on the dataset means (MANIQA: pyiqa's KonIQ model, as the challenge script; "
-            f"arXiv:2504.14582). <a href='data/{d}/ntire2025.csv'>CSV</a></p>" + _simple_table(data.derived_display(derived), {})
-        )
     compared = board.reported_vs_measured(dataset)
-    if len(compared):
-        write_if_changed(out / "data" / d / "reported_vs_measured.csv", compared.to_csv(index=False))
-        parts.append(
-            "<h3>Reported vs measured</h3><p>Published numbers beside the measured ones (never mixed into the means "
-            "above); ✓ where the suite reproduced the value within the metric's tolerance. "
-            f"<a href='data/{d}/reported_vs_measured.csv'>CSV</a></p>" + _simple_table(data.reported_display(compared), {})
-        )
+    # (file stem, title, what it is, the frame written as CSV, its readable table)
+    sections = [
+        ("rank_intervals", "Rank intervals",
+         f"{round(report.CONFIDENCE * 100)}% bootstrap intervals of each rank (images resampled, paired across "
+         f"methods, {report.N_BOOT} resamples); overlapping intervals share a rank.",
+         boxes, lambda: data.rank_interval_table(boxes, ranked)),
+        ("ntire2025", "NTIRE 2025 perceptual score",
+         "(1 - LPIPS) + (1 - DISTS) + CLIPIQA + MANIQA + MUSIQ/100 + max(0, (10 - NIQE)/10) on the dataset means "
+         "(MANIQA: pyiqa's KonIQ model, as the challenge script; arXiv:2504.14582).",
+         derived, lambda: data.derived_display(derived)),
+        ("reported_vs_measured", "Reported vs measured",
+         "Published numbers beside the measured ones (never mixed into the means above); ✓ where the suite "
+         "reproduced the value within the metric's tolerance.",
+         compared, lambda: data.reported_display(compared)),
+    ]  # fmt: skip
+    parts = []
+    for stem, title, text, frame, readable in sections:
+        if len(frame):
+            write_if_changed(out / "data" / d / f"{stem}.csv", frame.to_csv(index=False))
+            parts.append(f"<h3>{title}</h3><p>{html.escape(text)} <a href='data/{d}/{stem}.csv'>CSV</a></p>"
+                         + _simple_table(readable(), {}))  # fmt: skip
     return "\n".join(parts)
 
 
