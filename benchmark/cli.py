@@ -120,6 +120,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "  screensr bench report --store sqlite:///results.db --format markdown\n"
         "  screensr bench report --compare osediff bicubic --test wilcoxon\n"
         "  screensr bench report --ranks --format latex\n"
+        "  screensr bench report --pairwise lpips --dataset DRealSR\n"
+        "  screensr bench report --derived ntire2025\n"
+        "  screensr bench report --reported\n"
         "  screensr bench report --plot-pd psnr lpips --plot-dist niqe --plot-dir plots/\n",
     )
     _add_store(p)
@@ -133,7 +136,15 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                    help="bootstrap resamples (default: benchmark.report.N_BOOT, as on the board)")  # fmt: skip
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired comparison of two methods")
     p.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "bootstrap"])
-    p.add_argument("--ranks", action="store_true", help="rank aggregation respecting each metric's direction")
+    p.add_argument("--ranks", action="store_true",
+                   help="rank aggregation respecting each metric's direction, with bootstrap rank intervals "
+                   "(paired over images) and shared ranks such as 2-3 where the intervals overlap")  # fmt: skip
+    p.add_argument("--pairwise", metavar="METRIC", default=None,
+                   help="matrix of paired Wilcoxon p-values (Holm-corrected) between the methods on METRIC")
+    p.add_argument("--derived", metavar="NAME", default=None,
+                   help="a derived score with its components, e.g. ntire2025 (the NTIRE 2025 perceptual score)")
+    p.add_argument("--reported", action="store_true",
+                   help="reported (published) numbers beside the measured ones: difference and reproduced or not")
     p.add_argument("--gt", action="store_true", help="the GT-quality table")
     p.add_argument("--plot-pd", nargs=2, metavar=("X", "Y"), help="perception-distortion plot of metrics X, Y")
     p.add_argument("--plot-dist", metavar="METRIC", help="per-image distribution plot of METRIC")
@@ -209,6 +220,26 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     _add_store(p)
     p.add_argument("path", help="output file (.csv, .parquet or .json)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "import-reported",
+        help="import published numbers (a paper's table, per-image logs) into the store, apart from measured scores",
+        description="Import reported results (CSV or YAML, each row cited) into the store's `reported` table. "
+        "They are shown beside the measured numbers (`bench report --reported`, the board) and never "
+        "enter a measured mean.",
+        formatter_class=_Fmt,
+        epilog="examples:\n"
+        "  screensr bench import-reported vosr_appendix            # a shipped file (see --list)\n"
+        "  screensr bench import-reported osediff_drealsr --dataset drealsr_osediff\n"
+        "  screensr bench import-reported my_paper_table2.csv --store sqlite:///results.db\n"
+        "CSV columns: dataset, method, metric, value, source [, image, n, table, link, protocol, note, decimals]\n",
+    )
+    _add_store(p)
+    p.add_argument("file", nargs="?", help="a .csv/.yaml file, or the name of a shipped one")
+    p.add_argument("--dataset", default=None, help="store every row under this dataset name (as the store names it)")
+    p.add_argument("--method", default=None, help="store every row under this method name")
+    p.add_argument("--list", action="store_true", help="list the shipped files and exit")
+    p.set_defaults(func=_import_reported)
 
 
 def _datasets(args):
@@ -337,6 +368,8 @@ def _gt_quality(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
+    import pandas as pd
+
     from benchmark import report
     from benchmark.store import ResultsStore
 
@@ -355,12 +388,35 @@ def _report(args) -> int:
         table = report.compare(frame, *args.compare, images=images, test=args.test, confidence=confidence,
                                n_boot=n_boot)  # fmt: skip
     elif args.ranks:
-        table = report.ranks(frame, images=images, metrics_frame=metrics)
+        table = report.ranks(frame, images=images, metrics_frame=metrics, intervals=True, confidence=confidence,
+                             n_boot=n_boot)  # fmt: skip
+        table = report.with_versions(table, store.score_versions())
+    elif args.pairwise:
+        table = report.pairwise_tests(frame, args.pairwise, images=images, metrics_frame=metrics)
+        if args.format in ("markdown", "latex"):  # the matrix to read; CSV/JSON keep the long form
+            parts = [report.pairwise_matrix(g).reset_index().assign(dataset=d) for d, g in table.groupby("dataset")]
+            table = pd.concat(parts, ignore_index=True) if parts else table
+    elif args.derived:
+        from benchmark.derived import derived_table
+
+        table = derived_table(frame, args.derived, images=images, metrics_frame=metrics, confidence=confidence,
+                              n_boot=n_boot)  # fmt: skip
+    elif args.reported:
+        from benchmark.reported import compare_reported
+
+        reported = store.reported_frame()
+        for column, wanted in (("dataset", args.dataset), ("method", args.method), ("metric", args.metric)):
+            if _split(wanted):  # the report's own filters apply to the published rows too
+                reported = reported[reported[column].isin(_split(wanted))]
+        table = compare_reported(reported, frame, images=images, metrics_frame=metrics)
+        if args.format in ("markdown", "latex"):  # the citation's long cells stay in CSV/JSON
+            table = table.drop(columns=["link", "protocol"])
     elif args.gt:
         table = report.gt_quality(frame, images=images)
     else:
         table = report.summary(frame, images=images, runs=runs, metrics=metrics, confidence=confidence,
                                n_boot=n_boot)  # fmt: skip
+        table = report.with_versions(table, store.score_versions())  # which version each row's scores are
     text = report.format_table(table, args.format)
     if args.output:
         from core.atomic import atomic_write_text
@@ -500,4 +556,23 @@ def _reconcile(args) -> int:
     if args.output:
         atomic_write_text(args.output, json.dumps(rc.to_json(result), indent=1) + "\n")
         print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _import_reported(args) -> int:
+    from benchmark.reported import ReportedFileError, import_reported, read_reported, shipped_files
+    from benchmark.store import ResultsStore
+
+    if args.list:
+        for name, path in shipped_files().items():
+            print(f"{name}\t{path}")
+        return 0
+    if not args.file:
+        raise ReportedFileError("give the file to import (or --list for the shipped ones)")
+    overrides = {k: v for k, v in (("dataset", args.dataset), ("method", args.method)) if v}
+    records = read_reported(args.file, overrides=overrides)  # every row checked before anything is written
+    store = ResultsStore(args.store)
+    n = import_reported(store, records)
+    print(f"imported {n} reported number(s) into {store.safe_url} (reported table; measured scores untouched)",
+          file=sys.stderr)  # fmt: skip
     return 0

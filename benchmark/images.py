@@ -82,7 +82,17 @@ def _bit_depth(img, data: bytes) -> int:
     return 8
 
 
-def _check_mode(img, path: Path, data: bytes = b"") -> None:
+def check_mode(img, path: Path, data: bytes = b"") -> None:
+    """Refuse an opened image that is not 8-bit RGB (alpha, grayscale, 16-bit, float).
+
+    Args:
+        img: an opened (not necessarily decoded) ``PIL.Image``.
+        path: its file, named in the message.
+        data: the file's first bytes (a PNG's IHDR holds the bit depth: 16-bit PNGs open as RGB).
+
+    Raises:
+        ImageFormatError: the mode, naming the file and the conversion that fixes it.
+    """
     mode = img.mode
     fix = "convert it to 8-bit RGB (e.g. `convert IN -alpha off -depth 8 -type TrueColor OUT`)"
     if mode in ("RGB", "RGBA") and _bit_depth(img, data) > 8:
@@ -121,7 +131,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         with Image.open(io.BytesIO(data)) as img:
             # Image.open parsed the header only: refuse a pixel bomb before decoding it
             check_pixels(img.size[0], img.size[1], path, max_pixels)
-            _check_mode(img, path, data)
+            check_mode(img, path, data)
             img.load()  # forces a full decode: truncated files fail here, not later
             rgb = img.convert("RGB")
     except (ImageFormatError, ImageTooLargeError):
@@ -166,7 +176,7 @@ def check_image_header(path: str | os.PathLike[str]) -> tuple[int, int]:
         with open(path, "rb") as fh:
             head = fh.read(64)  # the PNG IHDR (bit depth at byte 24) lies in the first 33 bytes
         with Image.open(path) as img:
-            _check_mode(img, path, head)
+            check_mode(img, path, head)
             size = img.size
     except FileNotFoundError:
         raise MissingFileError(f"image {path} does not exist") from None

@@ -55,6 +55,21 @@ class MetricSpec:
         forwarded_options: options pyiqa's network takes through ``**kwargs`` and passes on
             (PSNR hands ``data_range``, ``eps`` and ``color_space`` to its function); with the
             network's named parameters they are the options a ``name@key=value`` may set.
+        label: the short name tables and the board show (``"MANIQA"``); default the name in
+            capitals with ``-`` for ``_`` (``topiq_nr`` -> ``TOPIQ-NR``).
+        unit: the unit of the value (``"dB"``), empty when it has none.
+        decimals: digits shown after the point (papers print PSNR with 2, LPIPS with 4).
+        shown_by_default: the board shows the metric before the user picks a metric set
+            (variants and combined scores are opt-in).
+        reproduce_tol: the largest ``|measured - reported|`` (in the metric's unit) that still
+            counts as reproducing a published value, the numerical noise between runs of the
+            same protocol (hardware, BLAS, image decoders). The comparison adds half a unit of
+            the reported value's last printed digit (a paper printing ``27.92`` cannot be held
+            to 0.001 dB). The one place these tolerances are stated:
+            :func:`benchmark.reported.compare_reported` reads them from here.
+
+    Presentation (label, unit, decimals, shown_by_default) and the tolerance never enter
+    :attr:`settings`: they do not change a value, so they never change the settings hash either.
     """
 
     name: str
@@ -67,8 +82,15 @@ class MetricSpec:
     inplace_input: bool = False
     description: str = ""
     forwarded_options: tuple[str, ...] = ()
+    label: str = ""
+    unit: str = ""
+    decimals: int = 4
+    shown_by_default: bool = True
+    reproduce_tol: float = 1e-3
 
     def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", default_label(self.name))
         if self.kind not in ("FR", "NR"):
             raise ValueError(f"metric {self.name}: kind must be FR or NR, got {self.kind!r}")
         if self.size_policy not in SIZE_POLICIES:
@@ -98,6 +120,11 @@ class MetricSpec:
         )
 
 
+def default_label(name: str) -> str:
+    """The label of a metric that declares none: ``topiq_nr`` -> ``TOPIQ-NR``."""
+    return name.upper().replace("_", "-")
+
+
 @functools.cache
 def pyiqa_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -114,39 +141,83 @@ _Y = {"test_y_channel": True, "color_space": "ycbcr", "crop_border": 0}
 METRICS: dict[str, MetricSpec] = {
     s.name: s
     for s in (
+        # tolerances: per-image PSNR/SSIM of the shipped DRealSR x OSEDiff files reproduce the
+        # published values to 1e-6; NIQE to 4e-4 on 15 of the 19 pairs, but its covariance fit is
+        # ill-conditioned on some images (sony_54: 0.018, sony_120: 0.003), hence 0.02; the learned
+        # metrics differ by ~1e-4 between CPU and GPU runs of one pyiqa release
         MetricSpec("psnr", "psnr", "FR", True, dict(_Y), batch_exact=True,
                    description="PSNR on BT.601 limited-range Y (BasicSR convention), dB",
-                   forwarded_options=("data_range", "eps", "color_space")),
+                   forwarded_options=("data_range", "eps", "color_space"), unit="dB", decimals=2,
+                   reproduce_tol=1e-3),
         MetricSpec("ssim", "ssim", "FR", True, dict(_Y), batch_exact=True,
-                   description="SSIM on BT.601 limited-range Y (BasicSR convention)"),
+                   description="SSIM on BT.601 limited-range Y (BasicSR convention)", reproduce_tol=1e-4),
         MetricSpec("lpips", "lpips", "FR", False, batch_exact=True, description="LPIPS (AlexNet, v0.1)"),
         MetricSpec("dists", "dists", "FR", False, batch_exact=True, description="DISTS"),
         MetricSpec("niqe", "niqe", "NR", False,
-                   description="NIQE (official LIVE parameters, Y channel, 96x96 blocks)"),
-        MetricSpec("musiq", "musiq", "NR", True, description="MUSIQ (KonIQ checkpoint, multi-scale)"),
+                   description="NIQE (official LIVE parameters, Y channel, 96x96 blocks)", reproduce_tol=0.02),
+        MetricSpec("musiq", "musiq", "NR", True, description="MUSIQ (KonIQ checkpoint, multi-scale)", decimals=2,
+                   reproduce_tol=0.05),
         # pyiqa's default `maniqa` is the KonIQ model; the papers use PIPAL.
         MetricSpec("maniqa", "maniqa-pipal", "NR", True, description="MANIQA (PIPAL checkpoint)"),
+        # ... and the NTIRE 2025 challenge script uses pyiqa's default (KonIQ): a metric of its own
+        MetricSpec("maniqa_koniq", "maniqa", "NR", True, label="MANIQA-KonIQ", shown_by_default=False,
+                   description="MANIQA (KonIQ checkpoint: pyiqa's default `maniqa`, as the NTIRE 2025 script)"),
         MetricSpec("clipiqa", "clipiqa", "NR", True, batch_exact=True, description="CLIP-IQA"),
         MetricSpec("topiq_nr", "topiq_nr", "NR", True, description="TOPIQ-NR (KonIQ, ResNet50)"),
-        MetricSpec("topiq_fr", "topiq_fr", "FR", True, description="TOPIQ-FR (KADID, ResNet50)"),
+        MetricSpec("topiq_fr", "topiq_fr", "FR", True, description="TOPIQ-FR (KADID, ResNet50)",
+                   shown_by_default=False),
         MetricSpec("afine_nr", "afine_nr", "NR", False, size_policy="crop32", inplace_input=True,
                    description="A-FINE naturalness term (the NR score of VOSR's Table 2)"),
         MetricSpec("afine_fr", "afine_fr", "FR", False, size_policy="crop32", inplace_input=True,
-                   description="A-FINE fidelity term"),
+                   description="A-FINE fidelity term", shown_by_default=False),
         MetricSpec("afine_all", "afine_all", "FR", False, size_policy="crop32", inplace_input=True,
-                   description="A-FINE combined score"),
+                   description="A-FINE combined score", label="AFINE", shown_by_default=False),
     )
 }  # fmt: skip
 
-#: Named metric sets. ``osediff`` reproduces the OSEDiff evaluation (and the published DRealSR /
-#: RealSR numbers), ``vosr`` adds what the VOSR paper reports, ``gt-quality`` is Table 2.
-PROTOCOLS: dict[str, tuple[str, ...]] = {
-    "osediff": ("psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa"),
-    "vosr": ("psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa", "topiq_nr",
-             "afine_nr", "afine_fr", "afine_all"),
-    "gt-quality": ("niqe", "musiq", "maniqa", "afine_nr", "topiq_nr"),
-    "classical": ("psnr", "ssim", "niqe"),
+
+@dataclass(frozen=True)
+class MetricPreset:
+    """A named metric list (``--metrics osediff``), with where it comes from.
+
+    Attributes:
+        name: the preset name, as ``--metrics`` takes it.
+        metrics: registry names, in the order reports list them.
+        source: the paper, script or table whose metric list this is (or what it is for).
+    """
+
+    name: str
+    metrics: tuple[str, ...]
+    source: str
+
+
+#: The presets, one per evaluation protocol whose metric list differs.
+PRESETS: dict[str, MetricPreset] = {
+    p.name: p
+    for p in (
+        MetricPreset("osediff", ("psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa"),
+                     "OSEDiff's evaluation (Wu et al., NeurIPS 2024; cswry/OSEDiff evaluation log of the published "
+                     "per-image DRealSR scores): PSNR/SSIM on Y, LPIPS, DISTS, CLIPIQA, NIQE, MUSIQ, MANIQA-PIPAL. "
+                     "FID (a set metric) is left out."),
+        MetricPreset("vosr", ("psnr", "ssim", "lpips", "dists", "clipiqa", "niqe", "musiq", "maniqa", "topiq_nr",
+                              "afine_nr", "afine_fr", "afine_all"),
+                     "the osediff list plus what the VOSR paper adds (TOPIQ-NR, A-FINE NR/FR/all); its appendix "
+                     "tables use LPIPS, MUSIQ (Tables 1, 4, 5) and NIQE, MUSIQ, MANIQA, AFINE-NR, TOPIQ-NR (Table 2)"),
+        MetricPreset("vosr-appendix", ("lpips", "musiq", "niqe", "maniqa", "afine_nr", "topiq_nr"),
+                     "exactly the metrics of the VOSR appendix tables shipped in benchmark/data/reported "
+                     "(Tables 1, 4, 5: LPIPS, MUSIQ; Table 2: NIQE, MUSIQ, MANIQA, AFINE-NR, TOPIQ-NR)"),
+        MetricPreset("ntire2025", ("lpips", "dists", "clipiqa", "maniqa_koniq", "musiq", "niqe"),
+                     "the NTIRE 2025 image SR (x4) challenge's perception track: the six components of its score "
+                     "(zhengchen1999/NTIRE2025_ImageSR_x4, README and metrics.py: pyiqa defaults, MANIQA = "
+                     "pyiqa's `maniqa`, the KonIQ model); the score itself is benchmark.derived's `ntire2025`"),
+        MetricPreset("gt-quality", ("niqe", "musiq", "maniqa", "afine_nr", "topiq_nr"),
+                     "the VOSR appendix Table 2: no-reference quality of each benchmark's GT images"),
+        MetricPreset("classical", ("psnr", "ssim", "niqe"), "the metrics that need no learned weights"),
+    )
 }  # fmt: skip
+
+#: ``{preset: metric names}``: the view of :data:`PRESETS` that ``resolve_metrics`` and the board read.
+PROTOCOLS: dict[str, tuple[str, ...]] = {name: preset.metrics for name, preset in PRESETS.items()}
 
 
 def list_metrics() -> list[str]:

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -46,8 +47,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.metrics import get_metric
 from benchmark.store import GT
-from core.errors import ConfigError, UserError, did_you_mean
+from core.errors import ConfigError, UnknownNameError, UserError, did_you_mean
 
 #: Bootstrap resamples of every interval the suite shows (CLI report, leaderboard, export).
 N_BOOT = 2000
@@ -80,14 +82,9 @@ class ReportError(UserError, ValueError):
 _RUN_PROBLEMS = ("failed", "aborted", "partial", "running", "interrupted")
 
 
-def direction(metric: str) -> bool | None:
-    """True if higher is better, False if lower is, None if the metric is unknown."""
-    from benchmark.metrics import get_metric
-
-    try:
-        return get_metric(metric).higher_is_better
-    except KeyError:
-        return None
+def direction(metric: str, metrics: pd.DataFrame | None = None) -> bool | None:
+    """True if higher is better, False if lower is, None if unknown (:func:`metric_info`)."""
+    return metric_info(metric, metrics)[0]
 
 
 def bootstrap_ci(
@@ -173,22 +170,33 @@ def _check(frame: pd.DataFrame) -> None:
 
 # ---------------------------------------------------------------------------- the comparison rule
 def metric_info(metric: str, metrics: pd.DataFrame | None = None) -> tuple[bool | None, str]:
-    """``(higher_is_better, "FR"|"NR")`` of ``metric``: from the store's ``metrics`` frame when
-    it has the metric (what the runner recorded), else from :mod:`benchmark.metrics`."""
-    if metrics is not None and len(metrics) and metric in set(metrics["name"]):
-        row = metrics[metrics["name"] == metric].iloc[0]
-        return bool(row["higher_is_better"]), str(row["kind"]).upper()
-    from benchmark.metrics import METRICS
+    """``(higher_is_better, "FR"|"NR")`` of ``metric``: the one direction lookup of the suite.
 
-    spec = METRICS.get(metric)
-    if spec is not None:
-        return bool(spec.higher_is_better), spec.kind
-    hib = direction(metric)
-    if hib is None:
+    The CLI report, the rank aggregation, the plots, the leaderboard and its export all ask here,
+    so they cannot disagree. Sources, first match wins:
+
+    1. the store's ``metrics`` frame (what the runner recorded when it computed the scores);
+    2. the metric registry :data:`benchmark.metrics.METRICS`;
+    3. pyiqa's own configuration, for any other per-image pyiqa metric (imports pyiqa once).
+
+    Returns ``(None, "NR")`` for a name none of them knows: such a metric is shown without an
+    arrow and never ranked.
+    """
+    if metrics is not None and len(metrics) and "name" in metrics.columns:
+        rows = metrics[metrics["name"] == metric]
+        if len(rows):
+            row = rows.iloc[0]
+            return bool(row["higher_is_better"]), str(row["kind"]).upper()
+    return _registered_info(str(metric))
+
+
+@functools.cache
+def _registered_info(metric: str) -> tuple[bool | None, str]:
+    try:
+        spec = get_metric(metric)
+    except KeyError:  # UnknownNameError: neither registered nor a per-image pyiqa metric
         return None, "NR"
-    from benchmark.metrics import get_metric
-
-    return hib, get_metric(metric).kind
+    return bool(spec.higher_is_better), spec.kind
 
 
 def current_scores(
@@ -317,6 +325,28 @@ def _ranks(out: pd.DataFrame, dirs: Mapping[str, bool | None]) -> pd.Series:
     return rank
 
 
+def with_versions(table: pd.DataFrame, versions: pd.DataFrame | None) -> pd.DataFrame:
+    """``table`` (one row per dataset x method, e.g. :func:`summary` or :func:`ranks`) with a last
+    ``version`` column: the method version the current scores come from (appended, so readers of
+    the CSV by column position keep working).
+
+    Args:
+        versions: ``ResultsStore.score_versions()`` (``dataset, method, version, images``). A method
+            whose current scores mix versions (a newer version scored on fewer metrics) reads
+            ``"2.0 + 1.0"``, the version with most images first; unknown versions are empty.
+    """
+    out = table.copy()
+    text: dict[tuple[str, str], str] = {}
+    if versions is not None and len(versions):
+        known = versions.dropna(subset=["version"]).sort_values(["images", "version"], ascending=[False, True],
+                                                                 kind="stable")  # fmt: skip
+        for (dataset, method), group in known.groupby(["dataset", "method"], sort=False):
+            text[(str(dataset), str(method))] = " + ".join(v for v in map(str, group["version"]) if v)
+    labels = [text.get((str(d), str(m)), "") for d, m in zip(out["dataset"], out["method"], strict=True)]
+    out["version"] = labels
+    return out
+
+
 def run_problems(runs: pd.DataFrame | None) -> pd.DataFrame:
     """Latest runs per (dataset, method) that did not complete: ``dataset, method, status, error,
     finished`` (a failed run is shown as failed, with its error, never as a silent partial)."""
@@ -389,50 +419,372 @@ def compare(
     )
 
 
+def aggregate_rank(means: pd.DataFrame, higher_is_better: Mapping[str, bool | None]) -> pd.DataFrame:
+    """Rank methods across metrics, each metric ranked in its own direction: the one aggregated
+    ranking of the suite (``bench report --ranks``, the leaderboard, its export).
+
+    The rule: the methods that have every ranked metric (a mean that is not NaN; callers blank
+    the means of incomplete methods first, see :func:`ranks`) are ranked on each metric among
+    themselves (1 = best, ties share the average rank), and a method's ``mean_rank`` is the average
+    of its per-metric ranks. A method missing any ranked metric gets no rank and comes last: it
+    is never rewarded for a missing score, nor does it shift the others' per-metric ranks.
+
+    Args:
+        means: method x metric table of means (index: method; columns: metric names; NaN where
+            the method has no comparable mean).
+        higher_is_better: direction per metric; metrics with ``None`` or missing are skipped.
+
+    Returns:
+        Index method; columns ``mean_rank``, ``metrics_ranked`` (how many of the ranked metrics
+        the method has), ``rank`` (1 + the number of methods with a strictly better mean rank) and
+        one ``rank_<metric>`` per ranked metric; sorted best first, unranked methods last.
+
+    Raises:
+        ValueError: no metric of ``means`` has a known direction.
+
+    Example:
+        >>> m = pd.DataFrame({"psnr": [28.0, 25.0], "lpips": [0.1, 0.2]}, index=["a", "b"])
+        >>> aggregate_rank(m, {"psnr": True, "lpips": False})["rank"].tolist()
+        [1, 2]
+    """
+    used = [m for m in means.columns if higher_is_better.get(m) is not None]
+    if not used:
+        raise ValueError(
+            f"no metric with a known direction among {list(means.columns)}: declare its direction "
+            "in benchmark.metrics (higher_is_better)"
+        )
+    have = means[used].notna()
+    complete = means.loc[have.all(axis=1), used]
+    per_metric = pd.DataFrame(
+        {m: complete[m].rank(ascending=not higher_is_better[m], method="average") for m in used},
+        index=complete.index,
+    )
+    out = pd.DataFrame(index=means.index)
+    out["mean_rank"] = per_metric.mean(axis=1).reindex(means.index)
+    out["metrics_ranked"] = have.sum(axis=1)
+    out["rank"] = out["mean_rank"].rank(method="min", ascending=True).astype("Int64")
+    for m in used:
+        out[f"rank_{m}"] = per_metric[m].reindex(means.index)
+    return out.sort_values(["mean_rank"], kind="stable", na_position="last")
+
+
 def ranks(
     frame: pd.DataFrame,
     metrics: Sequence[str] | None = None,
     *,
     images: pd.DataFrame | None = None,
     metrics_frame: pd.DataFrame | None = None,
+    intervals: bool = False,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
 ) -> pd.DataFrame:
-    """Rank aggregation: per dataset and metric, the complete methods ranked by mean (1 = best,
-    respecting the metric's direction; ties share the average rank), then averaged over metrics.
+    """Rank aggregation per dataset (:func:`aggregate_rank`) over the means of the complete
+    methods (comparison rule: a method missing images of a metric has no comparable mean there).
 
-    Metrics of unknown direction are left out; ``GT`` is not ranked. A method is given a
-    ``mean_rank`` only when it is complete (comparison rule) on every ranked metric of the
-    dataset: a missing or partial score is never rewarded. Others come last with ``mean_rank``
-    NaN and ``n_metrics`` = the metrics they are ranked on.
+    Metrics of unknown direction are left out; ``GT`` is not ranked. A method complete on every
+    ranked metric of the dataset gets a rank; the others come last with ``mean_rank`` NaN and
+    ``n_metrics`` = the metrics they are complete on.
+
+    With ``intervals``, the bootstrap rank intervals of :func:`rank_intervals` are added:
+    ``rank_low, rank_high, shared_rank`` (the aggregated rank, ``"2-3"`` when tied) and one
+    ``shared_rank_<metric>`` per metric.
 
     Returns:
-        Columns ``dataset, method, mean_rank, n_metrics`` and one ``rank_<metric>`` per metric,
-        sorted by dataset, mean rank.
+        Columns ``dataset, method, rank, mean_rank, n_metrics`` and one ``rank_<metric>`` per
+        metric (then the interval columns), sorted by dataset, mean rank.
     """
     _check(frame)
     f = frame[frame["method"] != GT]
     if metrics is not None:
         f = f[f["metric"].isin(metrics)]
+    empty = pd.DataFrame(columns=["dataset", "method", "rank", "mean_rank", "n_metrics"])
     if f.empty:
-        return pd.DataFrame(columns=["dataset", "method", "mean_rank", "n_metrics"])
+        return empty
     current, totals, _ = current_scores(f, images, metrics_frame)
     means = current.groupby(["dataset", "metric", "method"])["value"].agg(["mean", "size"]).reset_index()
     means = means.merge(totals, on=["dataset", "metric"], how="left")
-    means["hib"] = means["metric"].map(lambda m: metric_info(str(m), metrics_frame)[0])
-    means = means[means["hib"].notna()]
+    dirs = {m: metric_info(str(m), metrics_frame)[0] for m in means["metric"].unique()}
+    means = means[means["metric"].map(dirs).notna()]
     if means.empty:
-        return pd.DataFrame(columns=["dataset", "method", "mean_rank", "n_metrics"])
-    complete = means[means["size"] >= means["n_total"]].copy()
-    signed = complete["mean"] * np.where(complete["hib"].astype(bool), -1.0, 1.0)
-    complete["rank"] = signed.groupby([complete["dataset"], complete["metric"]]).rank(method="average")
-    wide = complete.pivot_table(index=["dataset", "method"], columns="metric", values="rank")
-    everyone = means[["dataset", "method"]].drop_duplicates().set_index(["dataset", "method"]).index
-    wide = wide.reindex(everyone)
-    per_ds = means.groupby("dataset")["metric"].nunique()
-    n_metrics = wide.notna().sum(axis=1)
-    full = n_metrics.to_numpy() == per_ds.reindex(wide.index.get_level_values("dataset")).to_numpy()
-    out = pd.DataFrame({"mean_rank": wide.mean(axis=1).where(full), "n_metrics": n_metrics}).join(wide.add_prefix("rank_"))
-    out.columns.name = None
-    return out.reset_index().sort_values(["dataset", "mean_rank", "method"], na_position="last").reset_index(drop=True)
+        return empty
+    # a partial mean is not comparable: blank it, so the method is unranked on the dataset
+    means["mean"] = means["mean"].where(means["size"] >= means["n_total"])
+    parts = []
+    for dataset, group in means.groupby("dataset", sort=True):
+        wide = group.pivot_table(index="method", columns="metric", values="mean", dropna=False)
+        wide.columns.name = None
+        ranked = aggregate_rank(wide, dirs).rename(columns={"metrics_ranked": "n_metrics"})
+        parts.append(ranked.rename_axis("method").reset_index().assign(dataset=dataset))
+    out = pd.concat(parts, ignore_index=True)
+    per_metric = sorted(c for c in out.columns if c.startswith("rank_"))
+    out = out[["dataset", "method", "rank", "mean_rank", "n_metrics", *per_metric]]
+    if intervals:
+        boxes = rank_intervals(f, images=images, metrics_frame=metrics_frame, confidence=confidence,
+                               n_boot=n_boot, seed=seed)  # fmt: skip
+        agg = boxes[boxes["metric"] == AGGREGATE][["dataset", "method", "rank_low", "rank_high", "shared_rank"]]
+        out = out.merge(agg, on=["dataset", "method"], how="left")
+        for m in sorted(set(boxes["metric"]) - {AGGREGATE}):
+            one = boxes[boxes["metric"] == m][["dataset", "method", "shared_rank"]]
+            out = out.merge(one.rename(columns={"shared_rank": f"shared_rank_{m}"}), on=["dataset", "method"], how="left")
+    return out.sort_values(["dataset", "mean_rank", "method"], na_position="last").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- rank confidence
+#: The ``metric`` of :func:`rank_intervals` rows that hold the aggregated rank.
+AGGREGATE = "aggregate"
+
+RANK_INTERVAL_COLUMNS = ["dataset", "method", "metric", "rank", "rank_low", "rank_high", "shared_rank", "tied"]
+
+
+def shared_ranks(low: Sequence[float], high: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The rank range each method can claim given every method's rank interval.
+
+    A method is clearly behind another only when the other's interval lies entirely before its
+    own (``high_j < low_i``); methods whose intervals overlap are tied. Method ``i`` shares the
+    ranks ``1 + #{j: high_j < low_i}`` to ``N - #{j: low_j > high_i}`` (Chatbot Arena's "rank = 1 +
+    the number of systems clearly better", and its mirror for the lower end).
+
+    Args:
+        low, high: (N,) rank interval bounds (1 = best).
+
+    Returns:
+        ``(first, last)``: two (N,) int arrays; ``first == last`` when the method is separated
+        from every other.
+
+    Example:
+        >>> first, last = shared_ranks([1, 1, 3], [1, 2, 3])
+        >>> [f"{a}-{b}" if a != b else f"{a}" for a, b in zip(first, last)]
+        ['1-2', '1-2', '3']
+    """
+    lo = np.asarray(low, dtype=np.float64)
+    hi = np.asarray(high, dtype=np.float64)
+    n = len(lo)
+    first = 1 + (hi[None, :] < lo[:, None]).sum(axis=1)
+    last = n - (lo[None, :] > hi[:, None]).sum(axis=1)
+    return first.astype(int), last.astype(int)
+
+
+def shared_rank_text(first: int, last: int) -> str:
+    """``"2"`` or ``"2-3"`` (a shared rank)."""
+    return str(int(first)) if int(first) == int(last) else f"{int(first)}-{int(last)}"
+
+
+def rank_intervals(
+    frame: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    *,
+    images: pd.DataFrame | None = None,
+    metrics_frame: pd.DataFrame | None = None,
+    methods: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+) -> pd.DataFrame:
+    """Bootstrap intervals of every method's rank, per metric and for the aggregated rank.
+
+    Images are resampled (the suite's one bootstrap: :data:`N_BOOT` multinomial resamples with
+    :data:`SEED`), the same resampled images for every method and metric of a dataset (paired),
+    and every resample is ranked with the suite's rules: per metric, the complete methods by
+    mean in the metric's direction (ties share the lowest rank, as :func:`summary`); aggregated,
+    :func:`aggregate_rank`'s rule (methods complete on every ranked metric, average per-metric
+    ranks, then their order). The interval is the ``confidence`` percentile range of the ranks a
+    method gets over the resamples; :func:`shared_ranks` turns overlapping intervals into shared
+    ranks (``2-3``).
+
+    Args:
+        frame: per-image scores; GT is never ranked, metrics of unknown direction are skipped.
+        metrics: rank on these metrics only (default every metric of the dataset).
+        images, metrics_frame: the store's image lists and metric rows (comparison rule).
+        methods: rank among these methods only (default all).
+
+    Returns:
+        Columns :data:`RANK_INTERVAL_COLUMNS`: one row per (dataset, method, metric) for each
+        complete method, ``metric`` = :data:`AGGREGATE` for the aggregated rank; ``rank`` is the
+        rank of the means themselves, ``rank_low``/``rank_high`` the interval, ``shared_rank``
+        the text (``"2-3"``), ``tied`` whether it is shared.
+    """
+    _check(frame)
+    f = frame[frame["method"] != GT]
+    if metrics is not None:
+        f = f[f["metric"].isin(list(metrics))]
+    if methods is not None:
+        f = f[f["method"].isin(list(methods))]
+    empty = pd.DataFrame(columns=RANK_INTERVAL_COLUMNS)
+    if f.empty:
+        return empty
+    current, totals, _ = current_scores(f, images, metrics_frame)
+    current = current[np.isfinite(current["value"].to_numpy(dtype=np.float64))]
+    dirs = {m: metric_info(str(m), metrics_frame)[0] for m in current["metric"].unique()}
+    current = current[current["metric"].map(dirs).notna()]
+    total = totals.set_index(["dataset", "metric"])["n_total"]
+    alpha = (1.0 - confidence) / 2.0
+    rows: list[dict] = []
+    for dataset, part in current.groupby("dataset", sort=True):
+        used = sorted(part["metric"].unique())
+        counts = part.groupby(["method", "metric"])["image"].nunique().unstack("metric").reindex(columns=used)
+        need = pd.Series({m: int(total.get((dataset, m), 0)) for m in used})
+        complete = counts.ge(need, axis=1) & counts.gt(0)
+        images_all = sorted(part["image"].astype(str).unique())
+        rng = np.random.default_rng(seed)
+        k = len(images_all)
+        weights = rng.multinomial(k, np.full(k, 1.0 / k), size=int(n_boot)).astype(np.float64)  # (B, k)
+        # one (metric, method, image) cube of the dataset's scores (NaN = no score) instead of a
+        # pivot per metric (a store has one score per key; a hand-made frame keeps its first)
+        part = part.drop_duplicates(["metric", "method", "image"], keep="first")
+        metric_pos = {m: i for i, m in enumerate(used)}
+        method_names = sorted(part["method"].unique())
+        method_pos = {m: i for i, m in enumerate(method_names)}
+        cube = np.full((len(used), len(method_names), k), np.nan)
+        cube[pd.Index(used).get_indexer(part["metric"]), pd.Index(method_names).get_indexer(part["method"]),
+             pd.Index(images_all).get_indexer(part["image"].astype(str))] = part["value"].to_numpy(dtype=np.float64)  # fmt: skip
+        signed_boot: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+        for m in used:
+            ranked = sorted(complete.index[complete[m]])
+            if not ranked:
+                continue
+            sub = cube[metric_pos[m]][[method_pos[x] for x in ranked]]  # (ranked methods, k)
+            idx = np.flatnonzero(~np.isnan(sub).all(axis=0))  # the images any ranked method has
+            values = sub[:, idx]  # (methods, images of m)
+            point = values.mean(axis=1)
+            w = weights[:, idx]  # (B, images of m)
+            denom = w.sum(axis=1)  # (B,)
+            boot = np.where(denom[None, :] > 0, values @ w.T / np.where(denom > 0, denom, 1.0)[None, :], point[:, None])
+            sign = -1.0 if dirs[m] else 1.0  # smaller = better
+            signed_boot[m] = (ranked, sign * point, sign * boot)
+            _interval_rows(rows, dataset, m, ranked, sign * point, sign * boot, alpha, "min")
+        # the aggregated rank: methods complete on every ranked metric, average ranks per metric
+        full = sorted(complete.index[complete.all(axis=1)]) if len(used) else []
+        if full and signed_boot:
+            per_point, per_boot = [], []
+            for ranked, point, boot in signed_boot.values():
+                keep = [ranked.index(x) for x in full]
+                per_point.append(_rank(point[keep][:, None], "average")[:, 0])
+                per_boot.append(_rank(boot[keep], "average"))
+            mean_point = np.mean(per_point, axis=0)
+            mean_boot = np.mean(per_boot, axis=0)  # (methods, B)
+            _interval_rows(rows, dataset, AGGREGATE, full, mean_point, mean_boot, alpha, "min")
+    if not rows:
+        return empty
+    return pd.DataFrame(rows, columns=RANK_INTERVAL_COLUMNS)
+
+
+def _rank(values: np.ndarray, method: str) -> np.ndarray:
+    """Ranks down axis 0 (methods) of a (methods, B) array, 1 = smallest."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, axis=0, method=method)
+
+
+def _interval_rows(rows: list, dataset, metric: str, methods: list[str], point: np.ndarray,
+                   boot: np.ndarray, alpha: float, ties: str) -> None:  # fmt: skip
+    """Append one row per method: the rank of ``point`` and the percentile interval over ``boot``."""
+    point_rank = _rank(point[:, None], ties)[:, 0]
+    boot_rank = _rank(boot, ties)  # (methods, B)
+    low = np.quantile(boot_rank, alpha, axis=1, method="lower")
+    high = np.quantile(boot_rank, 1.0 - alpha, axis=1, method="higher")
+    first, last = shared_ranks(low, high)
+    for i, name in enumerate(methods):
+        rows.append({"dataset": dataset, "method": name, "metric": metric, "rank": int(point_rank[i]),
+                     "rank_low": int(low[i]), "rank_high": int(high[i]),
+                     "shared_rank": shared_rank_text(first[i], last[i]), "tied": bool(first[i] != last[i])})  # fmt: skip
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of one family of p-values (Holm 1979), by statsmodels: the
+    k-th smallest of m is multiplied by ``m - k + 1``, made monotone and capped at 1.
+
+    Raises:
+        ImportError: statsmodels is missing (it comes with ``pip install 'screensr[board]'``).
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    try:
+        from statsmodels.stats.multitest import multipletests
+    except ImportError as exc:  # an optional dependency: say which extra brings it
+        raise ImportError("Holm-corrected p-values need statsmodels: pip install 'screensr[board]'") from exc
+
+    p = np.asarray(p_values, dtype=np.float64)
+    if not len(p):
+        return p
+    return np.asarray(multipletests(p, method="holm")[1], dtype=np.float64)
+
+
+def pairwise_tests(
+    frame: pd.DataFrame,
+    metric: str,
+    dataset: str | None = None,
+    *,
+    images: pd.DataFrame | None = None,
+    metrics_frame: pd.DataFrame | None = None,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Paired Wilcoxon signed-rank p-values between every two complete methods on one metric,
+    Holm-corrected over the pairs of each dataset.
+
+    Args:
+        frame: per-image scores.
+        metric: the metric compared.
+        dataset: one dataset (default every dataset that has ``metric``).
+        methods: compare these methods only (default every complete method).
+
+    Returns:
+        Long form, one row per pair: ``dataset, metric, a, b, n`` (shared images), ``mean_diff``
+        (a - b), ``p_value`` (raw), ``p_holm``, ``better`` (``a``, ``b`` or ``tie`` at Holm
+        p < 1 - CONFIDENCE, in the metric's direction). :func:`pairwise_matrix` pivots it.
+
+    Raises:
+        UnknownNameError: the metric has no scores (a ``KeyError``, with the closest metric that has).
+    """
+    from scipy.stats import wilcoxon
+
+    _check(frame)
+    f = frame[(frame["method"] != GT) & (frame["metric"] == metric)]
+    if dataset is not None:
+        f = f[f["dataset"] == dataset]
+    if methods is not None:
+        f = f[f["method"].isin(list(methods))]
+    if f.empty:
+        raise UnknownNameError(f"metric with scores{' on ' + repr(dataset) if dataset else ''}", metric,
+                               sorted(set(frame["metric"])), hint="give --pairwise one of the metrics the store has")  # fmt: skip
+    current, totals, _ = current_scores(f, images, metrics_frame)
+    hib = metric_info(metric, metrics_frame)[0]
+    total = totals.set_index(["dataset", "metric"])["n_total"]
+    cols = ["dataset", "metric", "a", "b", "n", "mean_diff", "p_value", "p_holm", "better"]
+    out = []
+    for ds, part in current.groupby("dataset", sort=True):
+        wide = part.pivot_table(index="image", columns="method", values="value", aggfunc="first")
+        need = int(total.get((ds, metric), 0))
+        ranked = sorted(c for c in wide.columns if wide[c].notna().sum() >= need > 0)
+        pairs = []
+        for i, a in enumerate(ranked):
+            for b in ranked[i + 1 :]:
+                both = wide[[a, b]].dropna()
+                x, y = both[a].to_numpy(float), both[b].to_numpy(float)
+                diff = x - y
+                p = float(wilcoxon(x, y).pvalue) if len(diff) and np.any(diff != 0) else 1.0
+                pairs.append([ds, metric, a, b, len(diff), float(diff.mean()) if len(diff) else np.nan, p])
+        if not pairs:
+            continue
+        adjusted = holm([r[-1] for r in pairs])
+        for row, q in zip(pairs, adjusted, strict=True):
+            better = "tie"
+            if q < 1.0 - CONFIDENCE and hib is not None and row[5] != 0:
+                better = row[2] if (row[5] > 0) == hib else row[3]
+            out.append([*row, float(q), better])
+    return pd.DataFrame(out, columns=cols)
+
+
+def pairwise_matrix(tests: pd.DataFrame, value: str = "p_holm") -> pd.DataFrame:
+    """The square method x method matrix of one dataset's :func:`pairwise_tests` (symmetric, NaN
+    on the diagonal)."""
+    names = sorted(set(tests["a"]) | set(tests["b"]))
+    matrix = pd.DataFrame(np.nan, index=pd.Index(names, name="method"), columns=names)
+    for r in tests.itertuples(index=False):
+        matrix.loc[r.a, r.b] = matrix.loc[r.b, r.a] = getattr(r, value)
+    return matrix
 
 
 def gt_quality(frame: pd.DataFrame, *, images: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -40,6 +40,14 @@ Schema (all names are plain strings, so the tables read well from any SQL client
     :data:`RUN_STATUSES`), ``error`` (why it failed or what it skipped), ``n_pairs``, ``n_skipped``
     (pairs skipped with ``--on-error skip``), ``metrics`` and ``unavailable`` (JSON lists),
     ``host``, ``pid``, ``started``, ``finished`` (UTC).
+``reported``
+    Published numbers, never mixed with measured ones (:mod:`benchmark.reported`): ``dataset``,
+    ``method``, ``metric``, ``image`` (``""`` for a table's mean, else the pair id of a per-image
+    value), ``value``, ``decimals`` (digits printed in the source), ``n`` (images the source
+    averaged, 0 when it does not say), ``source`` (paper), ``source_table``, ``link`` (DOI or URL),
+    ``protocol`` (as the source states it), ``note``, ``imported`` (UTC). Unique on
+    ``(source, source_table, dataset, method, metric, image)``: importing a file twice is a no-op
+    that updates the rows in place.
 
 If a method's config, a metric's settings or an input image changes, the new score is a new row;
 :meth:`ResultsStore.scores_frame` returns the most recent row per
@@ -319,6 +327,31 @@ def _tables():
     return md, datasets, methods, metrics, scores, dataset_images, runs
 
 
+def _reported_table(md):
+    """The ``reported`` table (published numbers, see the module docstring) in ``md``."""
+    from sqlalchemy import Column, DateTime, Float, Integer, String, Table, Text, UniqueConstraint
+
+    return Table(
+        "reported",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("dataset", String(200), nullable=False),
+        Column("method", String(200), nullable=False),
+        Column("metric", String(100), nullable=False),
+        Column("image", String(500), nullable=False, default=""),
+        Column("value", Float, nullable=False),
+        Column("decimals", Integer, nullable=False, default=6),
+        Column("n", Integer, nullable=False, default=0),
+        Column("source", String(300), nullable=False),
+        Column("source_table", String(100), nullable=False, default=""),
+        Column("link", Text, nullable=False, default=""),
+        Column("protocol", Text, nullable=False, default=""),
+        Column("note", Text, nullable=False, default=""),
+        Column("imported", DateTime, nullable=False),
+        UniqueConstraint("source", "source_table", "dataset", "method", "metric", "image", name="uq_reported_identity"),
+    )
+
+
 def _pid_alive(pid: int) -> bool:
     """Whether a process with this id exists on this host (signal 0 probes without sending)."""
     if pid <= 0:
@@ -405,6 +438,7 @@ class ResultsStore:
 
         (self._md, self.datasets, self.methods, self.metrics, self.scores, self.dataset_images,
          self.runs) = _tables()  # fmt: skip
+        self.reported = _reported_table(self._md)
         self._create_tables()
 
     @property
@@ -1035,3 +1069,49 @@ class ResultsStore:
             else:
                 frame.to_json(tmp, orient="records", indent=1)
         return path
+
+    # ------------------------------------------------------------------ reported numbers
+    #: Columns of :meth:`reported_frame` (the ``reported`` table without its id).
+    REPORTED_COLUMNS = ["dataset", "method", "metric", "image", "value", "decimals", "n", "source", "source_table",
+                        "link", "protocol", "note", "imported"]  # fmt: skip
+
+    def add_reported(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert or update published numbers (one mapping per row, keys of :data:`REPORTED_COLUMNS`
+        but ``imported``), in one transaction; they never enter :meth:`scores_frame`.
+
+        Returns:
+            How many rows were written (inserted or updated).
+        """
+        rows = [dict(r, imported=_now()) for r in rows]
+        if not rows:
+            return 0
+        keys = ["source", "source_table", "dataset", "method", "metric", "image"]
+        stmt = self._insert(self.reported)
+        with self.engine.begin() as conn:
+            for row in rows:
+                if stmt is not None:
+                    one = stmt.values(**row)
+                    conn.execute(one.on_conflict_do_update(
+                        index_elements=keys, set_={c: one.excluded[c] for c in row if c not in keys}))  # fmt: skip
+                else:
+                    from sqlalchemy import and_
+
+                    where = and_(*(self.reported.c[k] == row[k] for k in keys))
+                    if not conn.execute(self.reported.update().where(where).values(**row)).rowcount:
+                        conn.execute(self.reported.insert().values(**row))
+        return len(rows)
+
+    def reported_frame(self, *, dataset: str | None = None) -> pd.DataFrame:
+        """The published numbers: columns :data:`REPORTED_COLUMNS`, sorted by source, dataset,
+        method, metric, image."""
+        import pandas as pd
+        from sqlalchemy import select
+
+        r = self.reported.c
+        q = select(*(r[c] for c in self.REPORTED_COLUMNS))
+        if dataset is not None:
+            q = q.where(r.dataset == dataset)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(q).fetchall(), columns=self.REPORTED_COLUMNS)
+        frame["value"] = frame["value"].astype(float)
+        return frame.sort_values(["source", "dataset", "method", "metric", "image"]).reset_index(drop=True)

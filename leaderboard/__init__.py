@@ -1,18 +1,16 @@
 """ScreenSR leaderboard: a Streamlit site over the benchmark's results store, and user studies.
 
-Modules:
-    ``data``         pure functions over the store's frames: aggregation with bootstrap CIs,
-                     direction-aware ranking, Pareto front, the metric columns; cached loading.
-    ``crops``        the compare view: same-region crops of LR, HR and outputs (lossless PNG).
-    ``submissions``  validation and server-side scoring of submitted SR outputs; the admin secret.
-    ``archives``     bounded, streaming unpacking of untrusted upload archives.
-    ``versions``     which method version each dataset shows; a method's version history.
-    ``export``       the static site (``screensr board export``).
-    ``cli``          ``screensr board`` (serve), ``export`` and ``study`` verbs.
-    ``app``          the Streamlit entry point; pages live in ``pages/``.
-    ``study``, ``study_db``, ``study_chain``, ``stats``, ``study_cli``: user studies (definitions,
-                     the vote store, its hash chain, statistics, the ``study`` verbs).
-    ``voter``        the voter-only app (``screensr board study serve``): the vote page alone.
+Subpackages:
+    ``board``        the results site: tables, plots, compare view, method pages, submissions,
+                     the static export (``screensr board``, ``screensr board export``).
+    ``study``        user studies: definitions, trial assignment, the vote store, statistics, the
+                     voter-only app (``screensr board study ...``).
 
-Nothing is imported here: ``import leaderboard`` stays free of Streamlit and pandas.
+Top-level modules (what both halves may use, or what joins them):
+    ``crops``        same-region crops of LR, HR and outputs (lossless PNG).
+    ``app``          the Streamlit entry point (``st.navigation`` over both halves' page files).
+    ``cli``          ``screensr board`` (serve), ``export``, ``hash-secret`` and the ``study`` verbs.
+
+The board and the study never import each other; only ``app`` and ``cli`` see both. Nothing is
+imported here: ``import leaderboard`` stays free of Streamlit and pandas.
 """

@@ -1,6 +1,7 @@
 """``screensr board ...``: serve the leaderboard, export it as a static site, run user studies.
 
-Only the standard library is imported at module level; handlers import what they need.
+Only the standard library and ``core.errors`` (standard library only) are imported at module
+level; handlers import what they need, so ``--help`` stays instant.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from core.errors import ConfigError, UserError
 
 _SERVE_EPILOG = """examples:
   screensr board                                   # results.db in this folder, http://127.0.0.1:8501
@@ -38,6 +41,7 @@ MIN_SECRET_CHARS = 8
 _EXPORT_EPILOG = """examples:
   screensr board export --out site/
   screensr board export --store sqlite:///results.db --out paper-supplement/ --crops 3
+  screensr board export --out site/ --config export.yaml   # e.g. {crops: 4, x_metric: lpips, y_metric: maniqa}
 """
 
 
@@ -103,10 +107,18 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     _store_option(export)
     export.add_argument("--out", required=True, type=Path, help="output folder (created; files are replaced atomically)")
-    export.add_argument("--crops", type=int, default=2, help="comparison crops per dataset (default 2; 0 for none)")
-    export.add_argument("--crop-size", type=int, default=96, help="crop side in HR pixels (default 96)")
-    export.add_argument("--zoom", type=int, default=3, help="nearest-neighbour zoom of the crops (default 3)")
-    export.add_argument("--methods-per-crop", type=int, default=4, help="top methods shown in each crop (default 4)")
+    export.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="export options from a YAML/JSON file (keys of leaderboard.board.export.ExportOptions: crops, "
+        "crop_size, zoom, methods_per_crop, x_metric, y_metric, dist_metric); flags given override it",
+    )
+    export.add_argument("--crops", type=int, default=None, help="comparison crops per dataset (default 2; 0 for none)")
+    export.add_argument("--crop-size", type=int, default=None, help="crop side in HR pixels (default 96)")
+    export.add_argument("--zoom", type=int, default=None, help="nearest-neighbour zoom of the crops (default 3)")
+    export.add_argument("--methods-per-crop", type=int, default=None, help="top methods shown in each crop (default 4)")
     export.set_defaults(func=_export)
 
     study = verbs.add_parser(
@@ -138,7 +150,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     for item in args.streamlit_option or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ValueError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.maxUploadSize=1024")
+            raise ConfigError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.maxUploadSize=1024")
         key = key.strip().lstrip("-")
         given.add(key)
         extra += [f"--{key}", value]
@@ -192,17 +204,19 @@ def launch_streamlit() -> None:
 
 def _preload_board(url: str) -> None:
     try:
-        from leaderboard import data
+        from leaderboard.board import cache
 
-        data.cached_board(url)
+        cache.cached_board(url)
     except Exception as exc:  # the pages report store errors to the visitor; never kill the server
         print(f"warning: could not preload the results store {url}: {exc}", file=sys.stderr)
 
 
-class StoreOpenError(RuntimeError):
+class StoreOpenError(UserError, RuntimeError):
     """The results store named on the command line cannot be opened (printed as one line)."""
 
-    is_user_error = True
+
+class SecretInputError(UserError, ValueError):
+    """The admin secret typed or piped in is unusable (too short, or the two entries differ)."""
 
 
 def _resolved_store(url: str | None) -> str:
@@ -233,14 +247,14 @@ def admin_hash_option(args: argparse.Namespace) -> str | None:
     """The admin hash from ``--admin-secret-hash`` (or its deprecated spelling), checked.
 
     Raises:
-        AdminSecretError: an unsalted sha256 or anything but a ``hash-secret`` hash, with the fix.
-        ValueError: both spellings given.
+        AdminSecretError: an unsalted sha256 or anything but a ``hash-secret`` hash, with the fix;
+            both spellings given.
     """
-    from leaderboard.submissions import parse_admin_hash
+    from leaderboard.board.submissions import AdminSecretError, parse_admin_hash
 
     new, old = getattr(args, "admin_secret_hash", None), getattr(args, "admin_secret_sha256", None)
     if new and old:
-        raise ValueError("give --admin-secret-hash only (--admin-secret-sha256 is its deprecated spelling)")
+        raise AdminSecretError("give --admin-secret-hash only (--admin-secret-sha256 is its deprecated spelling)")
     if old:
         value = parse_admin_hash(old, "--admin-secret-sha256")
         print("warning: --admin-secret-sha256 is deprecated; use --admin-secret-hash", file=sys.stderr)
@@ -253,7 +267,7 @@ def read_secret(stream=None, *, prompt: bool | None = None) -> str:
     else the first line (its line ending removed).
 
     Raises:
-        ValueError: empty, shorter than :data:`MIN_SECRET_CHARS`, or the two entries differ.
+        SecretInputError: empty, shorter than :data:`MIN_SECRET_CHARS`, or the two entries differ.
     """
     import getpass
 
@@ -262,11 +276,11 @@ def read_secret(stream=None, *, prompt: bool | None = None) -> str:
     if interactive:
         secret = getpass.getpass("Admin secret: ")
         if getpass.getpass("Again: ") != secret:
-            raise ValueError("the two entries differ; run `screensr board hash-secret` again")
+            raise SecretInputError("the two entries differ; run `screensr board hash-secret` again")
     else:
         secret = stream.readline().rstrip("\r\n")
     if len(secret) < MIN_SECRET_CHARS:
-        raise ValueError(
+        raise SecretInputError(
             f"the admin secret has {len(secret)} characters; use at least {MIN_SECRET_CHARS} (a passphrase of "
             "several words is best)"
         )
@@ -289,7 +303,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ImportError("the leaderboard needs Streamlit: pip install 'screensr[board]'") from exc
     cmd = streamlit_command(args)  # first: option errors before anything is opened
     env = dict(os.environ)
-    from leaderboard.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash
+    from leaderboard.board.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash
 
     admin = admin_hash_option(args)  # refuses an unsalted sha256, with the command that makes the hash
     if admin:
@@ -316,12 +330,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from leaderboard.export import ExportOptions, export_site
+    from core.config import load_config
+    from leaderboard.board.export import ExportOptions, export_site
 
+    # options first: a bad file or value is reported before the store is opened
+    flags = {"crops": args.crops, "crop_size": args.crop_size, "zoom": args.zoom, "methods_per_crop": args.methods_per_crop}
+    options = load_config(ExportOptions, args.config, overrides=flags)
     url = _resolved_store(args.store)
-    options = ExportOptions(
-        crops=args.crops, crop_size=args.crop_size, zoom=args.zoom, methods_per_crop=args.methods_per_crop
-    )
     index = export_site(url, args.out, options, progress=True)
     print(f"wrote {index}")
     return 0

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leaderboard.data import BOARD_TTL_S, Board
+from benchmark.datasets import load_dataset
+from benchmark.images import IMAGE_SUFFIXES, file_sha256, read_image
+from core.errors import MissingFileError, UnknownNameError
 
 
 def crop_box(size: tuple[int, int], center: tuple[float, float], crop: int, multiple: int = 1) -> tuple[int, int, int, int]:
@@ -73,18 +75,18 @@ def dataset_images(datasets: pd.DataFrame, dataset: str) -> dict[str, ImageFiles
     and layout the store recorded (so pairs are matched exactly as when they were scored).
 
     Raises:
-        KeyError: the store does not describe ``dataset``.
-        FileNotFoundError: its root folder is not on this machine (names the folder).
+        UnknownNameError: the store does not describe ``dataset`` (a ``KeyError``).
+        MissingFileError: its root folder is not on this machine (a ``FileNotFoundError`` naming
+            the folder).
     """
-    from benchmark.datasets import load_dataset
 
     rows = datasets[datasets["name"] == dataset]
     if rows.empty:
-        raise KeyError(f"dataset {dataset!r} is not described in the results store (known: {sorted(datasets['name'])})")
+        raise UnknownNameError("dataset", dataset, datasets["name"].tolist(), hint="the results store does not describe it")
     row = rows.iloc[0]
     root = Path(str(row["root"]))
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"dataset {dataset!r}: its images were at {root}, which is not on this machine; mount or copy "
             "the dataset there (or re-run `screensr bench run` from where it is)"
         )
@@ -99,7 +101,6 @@ def method_output(outputs: str, files: ImageFiles) -> Path | None:
     pair id or LR stem (``folder:`` methods); generated outputs are cached as
     ``<sha256 of the LR file>[:24].png`` (``benchmark.methods.SRMethod.output_path``).
     """
-    from benchmark.images import IMAGE_SUFFIXES, file_sha256
 
     if not outputs:
         return None
@@ -133,7 +134,6 @@ def comparison_crops(
         Each array is (crop*zoom, crop*zoom, 3) uint8. A method output whose size differs from
         the HR image gets a message naming both sizes (never a silent resize).
     """
-    from benchmark.images import read_image
 
     lr = read_image(files.lr).array
     hr = read_image(files.hr).array if files.hr is not None else None
@@ -172,26 +172,3 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
-
-
-# --------------------------------------------------------------------------- Streamlit glue
-
-_CACHED: dict[str, object] = {}
-
-
-def cached_dataset_images(board: Board, dataset: str) -> dict[str, ImageFiles]:
-    """``dataset_images`` behind ``st.cache_resource`` (listing a dataset folder once per TTL)."""
-    import streamlit as st
-
-    fn = _CACHED.get("images")
-    if fn is None:
-        fn = st.cache_resource(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(_images_for_cache)
-        _CACHED["images"] = fn
-    rows = board.datasets[board.datasets["name"] == dataset]
-    key = tuple(rows[["root", "layout", "scale"]].astype(str).iloc[0]) if len(rows) else ()
-    return fn(board.url, dataset, key, board.datasets)  # type: ignore[operator]
-
-
-def _images_for_cache(url: str, dataset: str, key: tuple, _datasets: pd.DataFrame) -> dict[str, ImageFiles]:
-    # the leading underscore keeps Streamlit from hashing the frame: (url, dataset, key) identify it
-    return dataset_images(_datasets, dataset)

@@ -1,6 +1,7 @@
 """Leaderboard benchmark: data preparation and first page load at the issue's scale.
 
-Run: ``python tests/perf/bench_board.py [--methods 50 --datasets 3 --images 130] [--no-browser]``
+Run from the repository root, with the checkout importable (``pip install -e .`` or
+``PYTHONPATH=.``): ``python tests/perf/bench_board.py [--methods 50 --datasets 3 --images 130] [--no-browser]``
 
 Store: 50 methods x 3 datasets x 12 metrics x 130 images (+ GT no-reference scores), written
 through the results store's own API (as the runner writes them).
@@ -33,8 +34,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "leaderboard"))
+
+
+def _fixtures():
+    """tests/leaderboard/board/conftest.py (the synthetic-store builder), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("board_conftest", REPO / "tests" / "leaderboard" / "board" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look their module up there
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 
@@ -52,7 +62,7 @@ def scipy_summary(frame, n_boot: int = 1000):
     return rows
 
 def build_store(base: Path, n_methods: int, n_datasets: int, n_images: int) -> tuple[str, float, int]:
-    import board_fixtures as bf
+    bf = _fixtures()
 
     from benchmark.store import ResultsStore
 
@@ -82,11 +92,12 @@ def timed(fn, repeat: int, name: str) -> tuple[float, object]:
 
 
 def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
-    from leaderboard import data
+    from benchmark import report
+    from leaderboard.board import data, display, loading
 
     def cold():
-        board = data.load_board(url)
-        cols = data.select_metric_set(board.columns("Set0"), "Default")
+        board = loading.load_board(url)
+        cols = display.select_metric_set(board.columns("Set0"), "Default")
         return board, data.leaderboard_table(board.summary, "Set0", cols, methods=board.methods)
 
     t_cold, (board, _) = timed(cold, repeat, "page data preparation, cold (read + aggregate + table)")
@@ -101,24 +112,34 @@ def prep_benchmarks(url: str, repeat: int) -> list[tuple[str, float]]:
             store.close()
 
     t_read, scores = timed(read_only, 1, "store read baseline: ResultsStore.scores_frame")
-    t_fast, _ = timed(lambda: data.read_scores(ResultsStore(url)), repeat, "store read: leaderboard.data.read_scores")
-    t_agg, _ = timed(lambda: data.summarize(board.scores), repeat, "aggregate: leaderboard.data.summarize")
+    t_fast, _ = timed(lambda: loading.read_scores(ResultsStore(url)), repeat, "store read: leaderboard.loading.read_scores")
+    t_agg, _ = timed(lambda: report.summary(board.scores), repeat, "aggregate: benchmark.report.summary")
 
     def warm():
-        cols = data.select_metric_set(board.columns("Set1"), "All")
+        cols = display.select_metric_set(board.columns("Set1"), "All")
         table = data.leaderboard_table(board.summary, "Set1", cols, methods=board.methods)
         return data.sort_table(table, "lpips", cols)
 
     t_warm, _ = timed(warm, repeat, "page data preparation, warm (filter change)")
+
+    def with_intervals():
+        # what the page builds: the table plus the bootstrap rank intervals (N_BOOT resamples,
+        # every ranked metric), computed afresh (the board memoises them per filter)
+        board._memo.clear()
+        cols = display.select_metric_set(board.columns("Set1"), "All")
+        return board.table("Set1", cols)
+
+    t_ranks, _ = timed(with_intervals, repeat, "page table with rank intervals (Board.table, not memoised)")
     frame = scores[["dataset", "image", "method", "metric", "value"]]
     t_base, _ = timed(lambda: scipy_summary(frame, n_boot=1000), 1, "aggregate baseline: scipy per group")
     return [
         ("store read baseline: ResultsStore.scores_frame", t_read),
-        ("store read: leaderboard.data.read_scores", t_fast),
-        ("aggregate: leaderboard.data.summarize", t_agg),
+        ("store read: leaderboard.loading.read_scores", t_fast),
+        ("aggregate: benchmark.report.summary", t_agg),
         ("aggregate baseline: scipy per group", t_base),
         ("page data preparation, cold (read + aggregate + table)", t_cold),
         ("page data preparation, warm (filter change)", t_warm),
+        ("page table with rank intervals (Board.table, not memoised)", t_ranks),
     ]
 
 

@@ -8,7 +8,7 @@ Each case runs in a fresh Python process (``--case NAME PATH``) so its peak memo
 the wall time of the rejection. Cases, each against the baseline in the same run:
 
 * tar.gz member flood (``--members`` empty members): baseline = what the submission code did
-  before (``tarfile.open`` + ``getmembers()``, then count); now = ``leaderboard.archives``
+  before (``tarfile.open`` + ``getmembers()``, then count); now = ``leaderboard.board.archives``
   (stream mode, rejected at member 20 001).
 * zip member flood (the same count): baseline = ``zipfile.ZipFile(...).infolist()`` then count;
   now = the central directory scan.
@@ -38,12 +38,12 @@ import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_MEMBERS, MAX_BYTES = 20_000, 4 << 30  # the defaults of leaderboard.archives.ArchiveLimits
+MAX_MEMBERS, MAX_BYTES = 20_000, 4 << 30  # the defaults of leaderboard.board.archives.ArchiveLimits
 
 
 def _kit():
-    """tests/reliability/board_attack_kit.py, loaded by path (it is a test helper, not a package)."""
-    spec = importlib.util.spec_from_file_location("board_attack_kit", REPO / "tests" / "reliability" / "board_attack_kit.py")
+    """tests/reliability/board/conftest.py (the hostile-input builders), loaded by path."""
+    spec = importlib.util.spec_from_file_location("board_attack_kit", REPO / "tests" / "reliability" / "board" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
@@ -89,7 +89,7 @@ def old_pixels(path: Path) -> str:
 
 
 def new_archive(path: Path) -> str:
-    from leaderboard.archives import UnsafeArchiveError, unpack_archive
+    from leaderboard.board.archives import UnsafeArchiveError, unpack_archive
 
     with tempfile.TemporaryDirectory() as into:
         try:
@@ -126,7 +126,7 @@ def run_case(name: str, path: Path, traced: bool) -> dict:
 
     import benchmark.images  # noqa: F401
     import core.imagelimits  # noqa: F401
-    import leaderboard.archives  # noqa: F401
+    import leaderboard.board.archives  # noqa: F401
 
     base = _vm_hwm_kib()
     if traced:

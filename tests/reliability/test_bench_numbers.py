@@ -66,12 +66,12 @@ def _cli_report(url: str) -> pd.DataFrame:
 
 
 def test_cli_board_and_export_give_identical_numbers(filled):
-    from leaderboard import data
-    from leaderboard.export import ExportOptions, export_site
+    from leaderboard.board import loading
+    from leaderboard.board.export import ExportOptions, export_site
 
     url, tmp = filled
     cli = _cli_report(url).set_index(KEYS).sort_index()
-    board = data.load_board(url).summary.set_index(KEYS).sort_index()
+    board = loading.load_board(url).summary.set_index(KEYS).sort_index()
     export_site(url, tmp / "site", ExportOptions(crops=0))
     site = pd.read_csv(tmp / "site" / "data" / "summary.csv").set_index(KEYS).sort_index()
     for other in (board, site):
@@ -92,7 +92,7 @@ def test_cli_board_and_export_give_identical_numbers(filled):
 
 
 def test_partial_failed_and_stale_are_handled_the_same_everywhere(filled):
-    from leaderboard import data
+    from leaderboard.board import data, display, loading
 
     url, tmp = filled
     cli = _cli_report(url).set_index(KEYS)
@@ -107,23 +107,23 @@ def test_partial_failed_and_stale_are_handled_the_same_everywhere(filled):
     # "outs" is HR copies: the best PSNR of all, yet never ranked above the complete methods
     assert outs["mean"] > cli.loc[("toy", "bicubic", "psnr"), "mean"]
 
-    board = data.load_board(url)
+    board = loading.load_board(url)
     table = board.table("toy", board.columns("toy"))
     assert table["method"].tolist()[:2] == cli[cli["rank"].notna()].xs("psnr", level="metric")["rank"].sort_values() \
         .index.get_level_values("method").tolist()  # fmt: skip
     by = table.set_index("method")
     assert by.loc["outs", "status"] == "partial" and pd.isna(by.loc["outs", "rank"])
     assert by.loc["broken", "status"] == "failed" and "img_1" in by.loc["broken", "note"]
-    texts = dict(zip(table["method"], data.cell_text(table, data.metric_column("psnr", board.known)), strict=True))
+    texts = dict(zip(table["method"], data.cell_text(table, display.metric_column("psnr", board.known)), strict=True))
     assert texts["outs"].endswith("(4/5 images)") and texts["broken"].endswith("(1/5 images)")
     assert "images)" not in texts["bicubic"]
-    from leaderboard.export import ExportOptions, export_site
+    from leaderboard.board.export import ExportOptions, export_site
 
     page = export_site(url, tmp / "site-marks", ExportOptions(crops=0)).read_text()
     assert "(4/5 images)" in page and "Runs that did not complete" in page and "partial" in page
     # the perception-distortion plane places only complete methods
-    pts = data.plane_points(board.summary, "toy", data.metric_column("psnr", board.known),
-                            data.metric_column("ssim", board.known))  # fmt: skip
+    pts = data.plane_points(board.summary, "toy", display.metric_column("psnr", board.known),
+                            display.metric_column("ssim", board.known))  # fmt: skip
     assert set(pts["method"]) == {"bicubic", "lanczos"}
 
 

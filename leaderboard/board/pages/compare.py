@@ -7,18 +7,21 @@ than Streamlit's 1460 px limit so it never resizes them either.
 
 import streamlit as st
 
-from leaderboard import crops, data, versions
+from leaderboard import crops
+from leaderboard.board import cache, data, display, versions
 
 MAX_PANEL_PX = 1456  # Streamlit resizes (bilinear) any image wider than 1460 px: stay below
 PANEL_ROW_PX = 1200  # panels per row chosen so that a row fits a wide-layout page
 
-board = data.board_or_stop()
+board = cache.board_or_stop()
 st.title("Compare")
 
 top = st.columns([1, 2])
 dataset = top[0].selectbox("Dataset", board.dataset_names(), key="cmp_dataset")
+if dataset is None:  # the board has scores (board_or_stop), so a dataset; this narrows the type
+    st.stop()
 try:
-    images = crops.cached_dataset_images(board, dataset)
+    images = cache.cached_dataset_images(board, dataset)
 except (KeyError, FileNotFoundError, ValueError) as exc:
     st.error(str(exc))
     st.stop()
@@ -28,6 +31,8 @@ if not ids:
     st.info(f"No scored image of {dataset!r} was found in its folder.")
     st.stop()
 image = top[1].selectbox("Image", ids, key="cmp_image")
+if image is None:
+    st.stop()
 
 ranked = data.leaderboard_table(board.summary, dataset, board.columns(dataset), methods=board.methods)
 available = [m for m in ranked["method"] if m in set(scored.loc[scored["image"] == image, "method"])]
@@ -41,13 +46,15 @@ if chosen is not None:
 methods = st.multiselect(
     "Methods", available, default=None if "cmp_methods" in st.session_state else available[:3], key="cmp_methods"
 )
-shown = versions.shown_versions(versions.cached_score_versions(board), board.methods, dataset)
+shown = versions.shown_versions(board.score_versions(), board.methods, dataset)
 
 controls = st.columns(4)
 cx = controls[0].slider("Crop centre x", 0.0, 1.0, 0.5, 0.01, key="cmp_cx")
 cy = controls[1].slider("Crop centre y", 0.0, 1.0, 0.5, 0.01, key="cmp_cy")
 crop = controls[2].selectbox("Crop side (HR px)", [32, 48, 64, 96, 128, 192, 256, 384, 512], index=4, key="cmp_crop")
 zoom = controls[3].selectbox("Zoom (nearest neighbour)", [1, 2, 3, 4, 6, 8], index=1, key="cmp_zoom")
+if crop is None or zoom is None:
+    st.stop()
 if crop * zoom > MAX_PANEL_PX:
     fitted = max(1, MAX_PANEL_PX // crop)
     st.warning(f"{crop} px x {zoom} would exceed {MAX_PANEL_PX} px per panel; zoom lowered to {fitted}.")
@@ -92,5 +99,5 @@ table = data.image_scores(board.scores, dataset, image, [*methods, data.GT_METHO
 if table.empty:
     st.info("No scores for this image and these methods.")
 else:
-    headers = {c.name: c.header for c in data.metric_columns(table.columns, board.known)}
+    headers = {c.name: c.header for c in display.metric_columns(table.columns, board.known)}
     st.dataframe(table.rename(columns=headers).rename_axis("Method").reset_index(), hide_index=True, key="cmp_scores")

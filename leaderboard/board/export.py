@@ -20,7 +20,6 @@ change, so a rerun on an unchanged store rewrites nothing.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import html
 import json
 import os
@@ -33,13 +32,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leaderboard import crops, data
-from leaderboard.submissions import is_web_link
+from benchmark import plots, report
+from benchmark.report import run_problems
+from core.atomic import write_if_changed
+from core.errors import ConfigError, UserError
+from leaderboard import crops
+from leaderboard.board import data, display, loading, versions
+from leaderboard.board.submissions import is_web_link
+
+
+class EmptyStoreError(UserError, ValueError):
+    """The results store holds no scores: there is nothing to publish."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportOptions:
-    """What the static export contains.
+    """What the static export contains (``screensr board export --config FILE.yaml`` loads it
+    with :func:`core.config.load_config`: unknown keys are refused with the closest name).
 
     Attributes:
         crops: comparison crops per dataset (images with the largest spread between the top
@@ -63,56 +72,17 @@ class ExportOptions:
     def __post_init__(self) -> None:
         for name in ("crops", "methods_per_crop"):
             if getattr(self, name) < 0:
-                raise ValueError(f"export option {name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"export option {name} must be >= 0, got {getattr(self, name)}")
         if self.crop_size < 8:
-            raise ValueError(f"export option crop_size must be >= 8 pixels, got {self.crop_size}")
+            raise ConfigError(f"export option crop_size must be >= 8 pixels, got {self.crop_size}")
         if self.zoom < 1 or self.crop_size * self.zoom > 2048:
-            raise ValueError(
+            raise ConfigError(
                 f"export option zoom={self.zoom} with crop_size={self.crop_size} gives "
                 f"{self.crop_size * self.zoom} px crops; keep zoom >= 1 and crop_size x zoom <= 2048"
             )
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ExportOptions:
-        """Build from a YAML/JSON mapping; unknown keys are rejected with the closest names."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown export option {key!r}{hint} (known: {', '.join(known)})")
-        return cls(**values)
-
 
 # --------------------------------------------------------------------------- files
-
-
-def write_if_changed(path: Path, payload: bytes | str) -> bool:
-    """Write ``payload`` to ``path`` atomically unless the file already holds exactly it.
-
-    Returns:
-        True when the file was (re)written.
-    """
-    raw = payload.encode() if isinstance(payload, str) else payload
-    if path.is_file() and path.stat().st_size == len(raw) and path.read_bytes() == raw:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a published site must be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def slug(name: str) -> str:
@@ -122,11 +92,12 @@ def slug(name: str) -> str:
 
 def _safe_url(url: str) -> str:
     """The store URL without any password (it ends up in a published page)."""
-    try:
-        from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
+    try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL cannot have come from an opened store; hide it entirely
+    except (ArgumentError, ValueError):  # an unparsable URL cannot have come from an opened store: hide it all
         return "(store)"
 
 
@@ -183,20 +154,25 @@ def _fmt(value: Any, decimals: int) -> str:
     return f"{float(value):.{decimals}f}"
 
 
-def leaderboard_html(table: pd.DataFrame, columns: Sequence[data.MetricColumn]) -> str:
+def leaderboard_html(table: pd.DataFrame, columns: Sequence[display.MetricColumn]) -> str:
     """One dataset's wide table as a sortable HTML table.
 
     Each metric is one cell, ``mean [CI low, CI high]`` (sorting uses the mean); a method that
     lacks images of the dataset shows ``(n/N images)`` in the cell and its status, and has no rank.
     """
+    level = f"{round(report.CONFIDENCE * 100)}%"
     head = ["<th class='t' title='aggregated rank, 1 = best; only methods with every image are ranked'>Rank</th>",
-            "<th class='t'>Method</th>", "<th class='t'>Family</th>",
+            f"<th class='t' title='the rank&#39;s {level} bootstrap interval over images; overlapping intervals share a "
+            f"rank'>Rank ({level} interval)</th>",
+            "<th class='t'>Method</th>",
+            "<th class='t' title='the version whose scores this dataset shows'>Version</th>",
+            "<th class='t'>Family</th>",
             "<th title='mean of per-metric ranks'>Mean rank ↓</th>",
             "<th class='t' title='complete: a score for every image of the dataset'>Status</th>"]  # fmt: skip
     for c in columns:
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[c.higher_is_better]
         unit = f" ({c.unit})" if c.unit else ""
-        level = f"{round(data.CONFIDENCE * 100)}%"
+        level = f"{round(report.CONFIDENCE * 100)}%"
         head.append(f"<th title='{html.escape(c.label + unit)}: {direction}; mean [{level} CI]'>{html.escape(c.header)}</th>")
     head.append("<th>Images</th>")
     texts = {c.name: data.cell_text(table, c) for c in columns}
@@ -207,10 +183,13 @@ def leaderboard_html(table: pd.DataFrame, columns: Sequence[data.MetricColumn]) 
         status = str(r["status"])
         note = str(r.get("note", "") or "")
         status_cell = html.escape(status) if not note else f"<span title='{html.escape(note)}'>{html.escape(status)}</span>"
+        shared = str(r.get("shared_rank", "") or "")
         cells = [
             f"<td class='t' data-v='{rank}'>{rank}</td>",
+            f"<td class='t' data-v='{html.escape(shared)}'>{html.escape(shared)}</td>",
             f"<td class='t' data-v='{html.escape(str(r['method']))}'><a href='methods.html#{slug(str(r['method']))}'>"
             f"{html.escape(str(r['method']))}</a></td>",
+            f"<td class='t' data-v='{html.escape(str(r['version']))}'>{html.escape(str(r['version']) or '–')}</td>",
             f"<td class='t' data-v='{html.escape(str(r['family']))}'>{html.escape(str(r['family']))}</td>",
             f"<td data-v='{'' if pd.isna(r['mean_rank']) else r['mean_rank']}'>{_fmt(r['mean_rank'], 2)}</td>",
             f"<td class='t' data-v='{html.escape(status)}'>{status_cell}</td>",
@@ -260,7 +239,7 @@ def _simple_table(frame: pd.DataFrame, headers: dict[str, str], decimals: int = 
 # --------------------------------------------------------------------------- plots and crops
 
 
-def _plot_axes(columns: Sequence[data.MetricColumn], options: ExportOptions) -> tuple[str | None, str | None]:
+def _plot_axes(columns: Sequence[display.MetricColumn], options: ExportOptions) -> tuple[str | None, str | None]:
     names = [c.name for c in columns if c.higher_is_better is not None]
     fidelity = [c.name for c in columns if c.fidelity and c.higher_is_better is not None]
     perceptual = [c.name for c in columns if not c.fidelity and c.higher_is_better is not None]
@@ -268,7 +247,7 @@ def _plot_axes(columns: Sequence[data.MetricColumn], options: ExportOptions) -> 
     y = options.y_metric or next((m for m in ("musiq", "maniqa") if m in perceptual), perceptual[0] if perceptual else None)
     for chosen in (options.x_metric, options.y_metric):
         if chosen is not None and chosen not in names:
-            raise ValueError(f"export: metric {chosen!r} has no scores with a known direction; available: {names}")
+            raise ConfigError(f"export: metric {chosen!r} has no scores with a known direction; available: {names}")
     return x, y
 
 
@@ -298,17 +277,17 @@ def export_site(
     """Write the static site for the store at ``url`` into ``out``; returns ``out/index.html``.
 
     Raises:
-        ValueError: the store holds no scores (nothing to publish), or bad options.
+        EmptyStoreError: the store holds no scores (nothing to publish).
+        ConfigError: an option names a metric without scores.
     """
     from tqdm import tqdm
 
-    from benchmark import plots
 
     options = options or ExportOptions()
     out = Path(out)
-    board = data.load_board(url)
+    board = loading.load_board(url)
     if board.scores.empty:
-        raise ValueError(f"the results store {_safe_url(board.url)} holds no scores; run `screensr bench run` first")
+        raise EmptyStoreError(f"the results store {_safe_url(board.url)} holds no scores; run `screensr bench run` first")
     out.mkdir(parents=True, exist_ok=True)
     write_if_changed(out / "export.json", json.dumps(
         {"store": _safe_url(board.url), "options": dataclasses.asdict(options)}, indent=1, sort_keys=True
@@ -334,8 +313,8 @@ def export_site(
         nav.append(f"<a href='#{d}'>{html.escape(dataset)}</a>")
         parts = [
             f"<h2 id='{d}'>{html.escape(dataset)}</h2>",
-            f"<p>{len(table)} methods; mean over the dataset's images [{round(data.CONFIDENCE * 100)}% percentile "
-            f"bootstrap interval, {data.N_BOOT} resamples]; rank = mean of per-metric ranks, each in its metric's "
+            f"<p>{len(table)} methods; mean over the dataset's images [{round(report.CONFIDENCE * 100)}% percentile "
+            f"bootstrap interval, {report.N_BOOT} resamples]; rank = mean of per-metric ranks, each in its metric's "
             "direction, among the methods with a score for every image (others show n/N and are not ranked). "
             "Click a header to sort. Download: "
             f"<a href='data/{d}/leaderboard.csv'>CSV</a> · <a href='data/{d}/leaderboard.json'>JSON</a> · "
@@ -358,12 +337,13 @@ def export_site(
                 f"<h3>Per-image distribution of {html.escape(dist)}</h3><img src='plots/{d}-dist.png' "
                 f"alt='per-image {html.escape(dist)} on {html.escape(dataset)}'>"
             )
+        parts.append(_extras_section(board, dataset, columns, out))
         parts.append(_crops_section(board, dataset, table, columns, options, out))
         sections.append("\n".join(parts))
 
     gt_html = ""
     if not gt.empty:
-        gt_cols = data.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
+        gt_cols = display.metric_columns([c for c in gt.columns if c not in ("dataset", "n")], board.known)
         headers = {"dataset": "Dataset", "n": "Images", **{c.name: c.header for c in gt_cols}}
         gt_html = f"<h2 id='gt-quality'>Ground-truth quality</h2>{_simple_table(gt, headers)}"
         nav.append("<a href='#gt-quality'>GT quality</a>")
@@ -380,19 +360,50 @@ def export_site(
     return index
 
 
-def report_problems(board: data.Board, dataset: str) -> pd.DataFrame:
+def report_problems(board: loading.Board, dataset: str) -> pd.DataFrame:
     """The latest runs on ``dataset`` that did not complete (``benchmark.report.run_problems``)."""
-    from benchmark.report import run_problems
 
     problems = run_problems(board.runs)
     return problems[(problems["dataset"] == dataset) & (problems["method"] != data.GT_METHOD)]
 
 
+def _extras_section(board: loading.Board, dataset: str, columns: Sequence[display.MetricColumn], out: Path) -> str:
+    """Rank intervals per metric, the NTIRE 2025 score and the reported-vs-measured rows of one
+    dataset, as HTML and as CSV files beside the leaderboard's."""
+    d = slug(dataset)
+    ranked = [c for c in columns if c.higher_is_better is not None]
+    boxes = board.rank_intervals(dataset, [c.name for c in ranked]) if ranked else pd.DataFrame()
+    derived = board.derived(dataset, "ntire2025")
+    compared = board.reported_vs_measured(dataset)
+    # (file stem, title, what it is, the frame written as CSV, its readable table)
+    sections = [
+        ("rank_intervals", "Rank intervals",
+         f"{round(report.CONFIDENCE * 100)}% bootstrap intervals of each rank (images resampled, paired across "
+         f"methods, {report.N_BOOT} resamples); overlapping intervals share a rank.",
+         boxes, lambda: data.rank_interval_table(boxes, ranked)),
+        ("ntire2025", "NTIRE 2025 perceptual score",
+         "(1 - LPIPS) + (1 - DISTS) + CLIPIQA + MANIQA + MUSIQ/100 + max(0, (10 - NIQE)/10) on the dataset means "
+         "(MANIQA: pyiqa's KonIQ model, as the challenge script; arXiv:2504.14582).",
+         derived, lambda: data.derived_display(derived)),
+        ("reported_vs_measured", "Reported vs measured",
+         "Published numbers beside the measured ones (never mixed into the means above); ✓ where the suite "
+         "reproduced the value within the metric's tolerance.",
+         compared, lambda: data.reported_display(compared)),
+    ]  # fmt: skip
+    parts = []
+    for stem, title, text, frame, readable in sections:
+        if len(frame):
+            write_if_changed(out / "data" / d / f"{stem}.csv", frame.to_csv(index=False))
+            parts.append(f"<h3>{title}</h3><p>{html.escape(text)} <a href='data/{d}/{stem}.csv'>CSV</a></p>"
+                         + _simple_table(readable(), {}))  # fmt: skip
+    return "\n".join(parts)
+
+
 def _crops_section(
-    board: data.Board,
+    board: loading.Board,
     dataset: str,
     table: pd.DataFrame,
-    columns: Sequence[data.MetricColumn],
+    columns: Sequence[display.MetricColumn],
     options: ExportOptions,
     out: Path,
 ) -> str:
@@ -403,6 +414,8 @@ def _crops_section(
     except (KeyError, FileNotFoundError, ValueError) as exc:
         return f"<p><em>No comparison crops: {html.escape(str(exc))}</em></p>"
     top = [m for m in table["method"]][: options.methods_per_crop]
+    # the outputs of the version whose scores the dataset shows (not merely the newest version)
+    shown = versions.shown_versions(board.score_versions(), board.methods, dataset)
     metric = next((c.name for c in columns if c.fidelity), columns[0].name if columns else None)
     if metric is None:
         return ""
@@ -411,14 +424,11 @@ def _crops_section(
               "(nearest neighbour), lossless PNG.</p>"]  # fmt: skip
     for image in chosen[: options.crops]:
         files = images[image]
-        outputs = {}
-        for m in top:
-            row = board.methods[board.methods["name"] == m]
-            outputs[m] = crops.method_output(str(row["outputs"].iloc[0]) if len(row) else "", files)
+        outputs = {m: crops.method_output(shown[m].outputs if m in shown else "", files) for m in top}
         box, panels = crops.comparison_crops(files, outputs, (0.5, 0.5), options.crop_size, options.zoom)
         figs = []
         for name, panel in panels.items():
-            label = {"LR": "LR input", "HR": "HR reference"}.get(name, name)
+            label = {"LR": "LR input", "HR": "HR reference"}.get(name, shown[name].label if name in shown else name)
             if isinstance(panel, str):
                 figs.append(f"<figure><figcaption>{html.escape(label)}: {html.escape(panel)}</figcaption></figure>")
                 continue
@@ -435,20 +445,22 @@ def _crops_section(
     return "\n".join(blocks)
 
 
-def _methods_body(board: data.Board) -> str:
+def _methods_body(board: loading.Board) -> str:
     parts = ["<h1>Methods</h1><p><a href='index.html'>Back to the leaderboard</a></p>"]
     for name in data.filter_methods(board.methods):
-        info = data.method_info(board, name)
+        info = loading.method_info(board, name)
         links = "".join(
             f"<li><a href='{html.escape(u)}'>{html.escape(u)}</a></li>" if is_web_link(u) else f"<li>{html.escape(u)}</li>"
             for u in info.links
         )  # only http(s) becomes a link: a stored javascript: URL must not run in a published page
         parts.append(
             f"<h2 id='{slug(name)}'>{html.escape(name)}</h2>"
-            f"<p><b>Family</b>: {html.escape(info.family)} · <b>Version</b>: {html.escape(info.version or '–')}</p>"
+            f"<p><b>Family</b>: {html.escape(info.family)} · <b>Current version</b>: {html.escape(info.version or '–')}</p>"
             f"<p>{html.escape(info.description)}</p>"
             + (f"<ul>{links}</ul>" if links else "")
             + (_simple_table(info.coverage, {}) if not info.coverage.empty else "")
+            + "<h3>Versions</h3>"
+            + _simple_table(versions.version_history(board.all_versions(), board.score_versions(), name), {})
             + f"<details><summary>Configuration (hash {html.escape(info.config_hash)})</summary><pre>"
             f"{html.escape(json.dumps(info.config, indent=1, sort_keys=True))}</pre></details>"
         )

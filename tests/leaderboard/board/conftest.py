@@ -1,4 +1,10 @@
-"""Synthetic results stores for the leaderboard tests and benchmarks.
+"""Fixtures of the board tests: synthetic results stores with real image folders.
+
+Tests get them as fixtures: ``board_env`` (one populated, read-only store for the whole session:
+the app, export and browser tests only read it), ``make_board_env`` (a fresh one, for tests that
+write), ``two_sets`` (two datasets, a method with a version on each), ``image_folders``
+(``write_image_folders``) and ``metric_records`` (``register_metrics``).
+``tests/perf/bench_board.py`` loads this file by path for ``populate``.
 
 Scores are written through the results store's own write API (``ResultsStore.add_scores``), so
 the leaderboard reads exactly what the runner would have written. Each method has a hidden
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmark.store import GT, DatasetRecord, MethodRecord, MetricRecord, ResultsStore, ScoreRecord
@@ -138,7 +145,7 @@ def write_image_folders(
     return root, outs
 
 
-# --------------------------------------------------------------------------- pytest fixtures
+# --------------------------------------------------------------------------- environments
 
 # FR order m00 > m01 > ... ; NR order differs, so the Pareto front of (PSNR, MUSIQ) is m00, m01, m02
 TRADEOFF = {"m00": 0.2, "m01": 0.9, "m02": 1.0, "m03": 0.3, "m04": 0.5, "m05": 0.0}
@@ -170,3 +177,57 @@ def make_board_env(base: Path) -> BoardEnv:
     board = populate(store, roots=roots, outputs=outs, nr_quality=TRADEOFF)
     store.close()
     return BoardEnv(url, base, board, roots, outs)
+
+
+@pytest.fixture(scope="session")
+def board_env(tmp_path_factory) -> BoardEnv:
+    """One populated store with image folders, shared by every test that only reads it."""
+    return make_board_env(tmp_path_factory.mktemp("board"))
+
+
+@pytest.fixture(name="make_board_env", scope="session")
+def make_board_env_fixture():
+    """``make_board_env(base)``: a fresh populated store, for tests that write to it."""
+    return make_board_env
+
+
+@pytest.fixture(scope="session")
+def image_folders():
+    """``write_image_folders(base, dataset, methods, images, hr=, scale=)``."""
+    return write_image_folders
+
+
+@pytest.fixture(scope="session")
+def metric_records():
+    """``register_metrics(store, metrics)``: the metric rows the runner would write."""
+    return register_metrics
+
+
+@pytest.fixture(scope="session")
+def two_sets(tmp_path_factory):
+    """Datasets A (methods a1, a2; MySR 1.0) and B (b1..b4; MySR 2.0), with outputs on disk.
+
+    MySR's versions have different outputs (1.0 = HR + 3, 2.0 = HR + 5) in folders of their own.
+    Returns ``(url, {method or version key: outputs folder})``.
+    """
+    base = tmp_path_factory.mktemp("two")
+    url = f"sqlite:///{base / 'r.db'}"
+    store = ResultsStore(url)
+    register_metrics(store, ["psnr"])
+    folders = {}
+    for ds, names in (("A", ["a1", "a2", "v1"]), ("B", ["b1", "b2", "b3", "b4", "v2"])):
+        root, outs = write_image_folders(base / ds, ds, names, ["i0", "i1"])
+        folders.update(outs)
+        store.upsert_dataset(DatasetRecord(ds, str(root), "generic", 4, 2))
+        for m in names:
+            if m.startswith("v"):
+                continue
+            store.upsert_method(MethodRecord(m, "GAN", outputs=str(outs[m])))
+            store.add_scores([ScoreRecord(ds, i, m, "psnr", 20.0 + k, "s-psnr", "h", "c") for k, i in enumerate(["i0", "i1"])])
+    for version, ds, key in (("1.0", "A", "v1"), ("2.0", "B", "v2")):
+        rec = MethodRecord("MySR", "GAN", config={"folder": str(folders[key])}, version=version,
+                           outputs=str(folders[key]), owner="ana")  # fmt: skip
+        store.upsert_method(rec)
+        store.add_scores([ScoreRecord(ds, i, "MySR", "psnr", 30.0, "s-psnr", rec.config_hash, "c") for i in ["i0", "i1"]])
+    store.close()
+    return url, folders

@@ -12,18 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
-from leaderboard import crops, data
-from leaderboard.export import ExportOptions, export_site, write_if_changed
+from benchmark import report
+from leaderboard import crops
+from leaderboard.board import data, display, loading
+from leaderboard.board.export import ExportOptions, export_site
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
-    return make_board_env(tmp_path_factory.mktemp("export"))
+def env(board_env):
+    return board_env
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_site_files_and_tables(site, env):
                 "data/DRealSR/scores.csv", "data/RealSR/leaderboard.csv", "plots/DRealSR-pd.png",
                 "plots/DRealSR-dist.png", "plots/RealSR-pd.png"):  # fmt: skip
         assert (site / rel).is_file(), rel
-    board = data.load_board(env.url)
+    board = loading.load_board(env.url)
     table = pd.read_csv(site / "data/DRealSR/leaderboard.csv")
     expected = data.leaderboard_table(board.summary, "DRealSR", board.columns("DRealSR"), methods=board.methods)
     assert table["method"].tolist() == expected["method"].tolist()
@@ -69,13 +70,13 @@ def test_html_shows_each_metric_as_one_cell_with_its_interval(site, env):
     """Issue 13.8: a metric reads ``26.95 [26.55, 27.35]`` in one column, not three; the cell's
     sort key stays the mean; the numbers are the board's (one rule, one bootstrap)."""
     page = (site / "index.html").read_text()
-    board = data.load_board(env.url)
+    board = loading.load_board(env.url)
     cols = board.columns("DRealSR")
     table = board.table("DRealSR", cols)
-    psnr = data.metric_column("psnr", board.known)
+    psnr = display.metric_column("psnr", board.known)
     for text, mean in zip(data.cell_text(table, psnr), table["psnr"], strict=True):
         assert f"<td data-v='{mean}'>{text}</td>" in page
-    assert "CI low" not in page and "Status" in page and f"{data.N_BOOT} resamples" in page
+    assert "CI low" not in page and "Status" in page and f"{report.N_BOOT} resamples" in page
 
 
 def test_crops_are_exact_nearest_neighbour_pixels(site, env):
@@ -102,31 +103,38 @@ def test_export_is_idempotent(env, site):
     export_site(env.url, site, ExportOptions(crops=2, crop_size=32, zoom=2, methods_per_crop=3))
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in site.rglob("*") if p.is_file()}
     assert after == before  # same bytes, and nothing was rewritten
+    assert not [p for p in site.rglob(".*") if ".tmp" in p.name]  # no temporary file left behind
 
 
-def test_write_if_changed(tmp_path):
-    target = tmp_path / "a" / "f.txt"
-    assert write_if_changed(target, "one") and target.read_text() == "one"
-    assert not write_if_changed(target, "one")
-    assert write_if_changed(target, b"two") and target.read_bytes() == b"two"
-    assert not [p for p in target.parent.iterdir() if p.name != "f.txt"]  # no temporary left behind
+def test_export_options_from_a_config_file_reject_unknown_keys_and_bad_values(tmp_path):
+    """Issue 14.1: the export options load through core.config (typed, unknown keys refused with the
+    closest name); flags given on the command line override the file."""
+    from core.config import load_config
+    from core.errors import ConfigError
 
-
-def test_export_options_reject_unknown_keys_and_bad_values():
-    with pytest.raises(ValueError, match="unknown export option 'crop_sise'; did you mean 'crop_size'"):
-        ExportOptions.from_dict({"crop_sise": 64})
-    with pytest.raises(ValueError, match="crop_size x zoom <= 2048"):
+    good = tmp_path / "export.yaml"
+    good.write_text("crops: 0\nzoom: 4\ny_metric: maniqa\n")
+    options = load_config(ExportOptions, good, overrides={"zoom": 2, "crop_size": None})
+    assert (options.crops, options.zoom, options.crop_size, options.y_metric) == (0, 2, 96, "maniqa")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("crop_sise: 64\n")
+    with pytest.raises(ConfigError, match="unknown key 'crop_sise' \\(did you mean 'crop_size'\\?\\)"):
+        load_config(ExportOptions, bad)
+    with pytest.raises(ConfigError, match="crop_size x zoom <= 2048"):
         ExportOptions(crop_size=512, zoom=8)
-    assert ExportOptions.from_dict({"zoom": 4}).zoom == 4
+    with pytest.raises(ConfigError, match="crops: expected an integer"):
+        load_config(ExportOptions, None, overrides={"crops": "two"})
 
 
 def test_export_of_an_empty_store_says_so(tmp_path):
-    with pytest.raises(ValueError, match="holds no scores"):
+    from leaderboard.board.export import EmptyStoreError
+
+    with pytest.raises(EmptyStoreError, match="holds no scores"):
         export_site(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "site")
 
 
 def test_export_hides_store_password():
-    from leaderboard.export import _safe_url
+    from leaderboard.board.export import _safe_url
 
     assert "secret" not in _safe_url("postgresql+psycopg://board:secret@db/screensr")
 
@@ -167,15 +175,34 @@ def test_cli_rejects_bad_options(env):
     assert res.returncode == 2 and "is not an admin-secret hash" in res.stderr
 
 
-def test_cli_export(env, tmp_path):
+def test_cli_export(env, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SCREENSR_DEBUG", raising=False)
+    from screensr.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("zooom: 2\n")
+    assert main(["board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "unknown key 'zooom' (did you mean 'zoom'?)" in err
+    assert "Traceback" not in err and not (tmp_path / "s").exists()
     res = _cli("board", "export", "--store", env.url, "--out", str(tmp_path / "s"), "--crops", "0")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s" / "index.html").is_file() and not (tmp_path / "s" / "crops").exists()
-    res = _cli("board", "export", "--help")
-    assert "screensr board export --out site/" in res.stdout
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:  # the help in-process: a second interpreter proves nothing more
+        main(["board", "export", "--help"])
+    assert done.value.code == 0 and "screensr board export --out site/" in capsys.readouterr().out
 
 
 def test_plot_png_is_lossless_png(site):
     raw = (site / "plots" / "DRealSR-pd.png").read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(BytesIO(raw)).format == "PNG"
+
+
+def test_method_info_of_an_unknown_method_names_the_closest(env):
+    from core.errors import UnknownNameError
+
+    board = loading.load_board(env.url)
+    with pytest.raises(UnknownNameError, match=r"unknown method 'm00x' \(did you mean 'm00'\?\)"):
+        loading.method_info(board, "m00x")

@@ -13,22 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from board_attack_kit import outputs_like_hr, png_bomb, png_header_only, tiny_dataset
 
 from benchmark.datasets import load_dataset
 from benchmark.runner import evaluate
 from benchmark.store import MethodOwnershipError, ResultsStore
-from leaderboard import data, submissions
-from leaderboard.submissions import Submission, SubmissionError, SubmittedMethod, validate_submission
+from leaderboard.board import loading, submissions
+from leaderboard.board.submissions import Submission, SubmissionError, SubmittedMethod, validate_submission
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 APP = str(REPO / "leaderboard" / "app.py")
 
 
 @pytest.fixture
-def board(tmp_path):
+def board(kit, tmp_path):
     """A store with a tiny dataset on which the built-in bicubic was scored (PSNR)."""
-    root = tiny_dataset(tmp_path)
+    root = kit.tiny_dataset(tmp_path)
     url = f"sqlite:///{tmp_path / 'results.db'}"
     evaluate([str(root)], ["bicubic"], ["psnr"], store=url, progress=False)
     return url, root
@@ -62,15 +61,15 @@ def _snapshot(url: str, method: str):
 
 
 @pytest.mark.parametrize("name", ["bicubic", "BICUBIC"])
-def test_a_submission_cannot_take_over_a_built_in_method(board, tmp_path, name):
+def test_a_submission_cannot_take_over_a_built_in_method(kit, board, tmp_path, name):
     """The issue: submitting ``bicubic`` 2.0 replaced bicubic's row and its PSNR. Refused at
     validation, at publishing, and by the store itself; bicubic's PSNR and row are unchanged."""
     url, root = board
     before_scores, before_rows = _snapshot(url, "bicubic")
     mean_before = (
-        data.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
+        loading.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
     )
-    evil = outputs_like_hr(root, tmp_path / "evil", 40)
+    evil = kit.outputs_like_hr(root, tmp_path / "evil", 40)
     store = ResultsStore(url)
     with pytest.raises(
         SubmissionError, match=f"method name '{name}' is the suite's built-in method 'bicubic'"
@@ -96,21 +95,21 @@ def test_a_submission_cannot_take_over_a_built_in_method(board, tmp_path, name):
     after_scores, after_rows = _snapshot(url, "bicubic")
     assert after_rows == before_rows
     assert after_scores.equals(before_scores)
-    mean_after = data.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
+    mean_after = loading.load_board(url).summary.query("method == 'bicubic' and metric == 'psnr'")["mean"].item()
     assert mean_after == mean_before
 
 
-def test_a_submission_cannot_take_over_another_submitters_method(board, tmp_path):
+def test_a_submission_cannot_take_over_another_submitters_method(kit, board, tmp_path):
     url, root = board
     store = ResultsStore(url)
-    checked = validate_submission(_sub(), outputs_like_hr(root, tmp_path / "ana1", 1), store)
+    checked = validate_submission(_sub(), kit.outputs_like_hr(root, tmp_path / "ana1", 1), store)
     submissions.publish_submission(checked, store, metrics=["psnr"])
     before = _snapshot(url, "MySR")
     for owner, name in (("eve", "MySR"), ("eve", "mysr"), ("ANA@LAB.ORG", "mysr")):
         with pytest.raises(SubmissionError, match="another submitter's method|differs only in case"):
             validate_submission(
                 _sub(method=name, version="2.0", owner=owner),
-                outputs_like_hr(root, tmp_path / owner, 2),
+                kit.outputs_like_hr(root, tmp_path / owner, 2),
                 store,
             )
     store.close()
@@ -118,10 +117,10 @@ def test_a_submission_cannot_take_over_another_submitters_method(board, tmp_path
     assert after[1] == before[1] and after[0].equals(before[0])
 
 
-def test_a_new_version_is_a_new_row_and_the_old_one_is_untouched(board, tmp_path):
+def test_a_new_version_is_a_new_row_and_the_old_one_is_untouched(kit, board, tmp_path):
     url, root = board
     store = ResultsStore(url)
-    v1 = validate_submission(_sub(), outputs_like_hr(root, tmp_path / "v1", 1), store)
+    v1 = validate_submission(_sub(), kit.outputs_like_hr(root, tmp_path / "v1", 1), store)
     submissions.publish_submission(v1, store, metrics=["psnr"])
     v1_scores, v1_rows = _snapshot(url, "MySR")
     v1_folder = submissions.final_folder(v1.submission)
@@ -129,7 +128,7 @@ def test_a_new_version_is_a_new_row_and_the_old_one_is_untouched(board, tmp_path
 
     # same submitter, other spelling of the contact: the owner of the name
     v2 = validate_submission(
-        _sub(version="2.0", owner="  Ana@Lab.org"), outputs_like_hr(root, tmp_path / "v2", 5), store
+        _sub(version="2.0", owner="  Ana@Lab.org"), kit.outputs_like_hr(root, tmp_path / "v2", 5), store
     )
     submissions.publish_submission(v2, store, metrics=["psnr"])
     rows = store.methods_frame(all_versions=True)
@@ -151,7 +150,7 @@ def test_a_new_version_is_a_new_row_and_the_old_one_is_untouched(board, tmp_path
     # and nobody else may add a version
     with pytest.raises(SubmissionError, match="another submitter's method"):
         validate_submission(
-            _sub(version="3.0", owner="eve"), outputs_like_hr(root, tmp_path / "v3", 7), store
+            _sub(version="3.0", owner="eve"), kit.outputs_like_hr(root, tmp_path / "v3", 7), store
         )
     store.close()
 
@@ -159,12 +158,12 @@ def test_a_new_version_is_a_new_row_and_the_old_one_is_untouched(board, tmp_path
 # --------------------------------------------------------------------------- pixel bombs
 
 
-def test_a_pixel_bomb_is_refused_from_its_header(board, tmp_path):
+def test_a_pixel_bomb_is_refused_from_its_header(kit, board, tmp_path):
     """A 20000 x 20000 PNG header (the issue's 1.2 MB file decodes to 1.2 GB): refused by the
     pixel limit, naming the file, before any decode (this one has no pixel data to decode)."""
     url, root = board
-    folder = outputs_like_hr(root, tmp_path / "out", 1)
-    (folder / "img1.png").write_bytes(png_header_only(20_000, 20_000))
+    folder = kit.outputs_like_hr(root, tmp_path / "out", 1)
+    (folder / "img1.png").write_bytes(kit.png_header_only(20_000, 20_000))
     store = ResultsStore(url)
     with pytest.raises(SubmissionError) as info:
         validate_submission(_sub(), folder, store)
@@ -174,9 +173,9 @@ def test_a_pixel_bomb_is_refused_from_its_header(board, tmp_path):
     assert "cannot be decoded" not in text
 
 
-def test_the_pixel_limit_is_configurable(board, tmp_path, monkeypatch):
+def test_the_pixel_limit_is_configurable(kit, board, tmp_path, monkeypatch):
     url, root = board
-    folder = outputs_like_hr(root, tmp_path / "out", 1)
+    folder = kit.outputs_like_hr(root, tmp_path / "out", 1)
     monkeypatch.setenv("SCREENSR_MAX_PIXELS", "1000")  # the 32 x 32 outputs are 1024 pixels
     store = ResultsStore(url)
     with pytest.raises(SubmissionError, match="img0.png: 32x32 = 0.0 MP exceeds the pixel limit"):
@@ -186,10 +185,10 @@ def test_the_pixel_limit_is_configurable(board, tmp_path, monkeypatch):
     store.close()
 
 
-def test_a_wrong_size_is_found_on_the_header_without_decoding(board, tmp_path):
+def test_a_wrong_size_is_found_on_the_header_without_decoding(kit, board, tmp_path):
     url, root = board
-    folder = outputs_like_hr(root, tmp_path / "out", 1)
-    (folder / "img2.png").write_bytes(png_header_only(64, 64))  # right format, wrong size, no pixels
+    folder = kit.outputs_like_hr(root, tmp_path / "out", 1)
+    (folder / "img2.png").write_bytes(kit.png_header_only(64, 64))  # right format, wrong size, no pixels
     store = ResultsStore(url)
     with pytest.raises(
         SubmissionError, match="img2.png: is 64x64 but the HR image of 'img2' is 32x32"
@@ -203,7 +202,7 @@ BOMB_PROBE = """
 import sys
 from pathlib import Path
 from benchmark.store import ResultsStore
-from leaderboard.submissions import Submission, SubmissionError, validate_submission
+from leaderboard.board.submissions import Submission, SubmissionError, validate_submission
 store = ResultsStore(sys.argv[1])
 try:
     validate_submission(Submission("tiny", "MySR", "1.0", "GAN", owner="ana"), Path(sys.argv[2]), store)
@@ -216,13 +215,13 @@ print("MAXRSS_KB", [l.split()[1] for l in open("/proc/self/status") if l.startsw
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak RSS from /proc (Linux)")
-def test_a_real_pixel_bomb_costs_no_decoding_memory(board, tmp_path):
+def test_a_real_pixel_bomb_costs_no_decoding_memory(kit, board, tmp_path):
     """A valid 13000 x 13000 PNG (0.5 MB; 507 MB decoded, and under Pillow's own 179 MP guard, so
     only our limit stops the decode): the validating process stays far below the decoded size
     (its whole peak RSS, imports included, is measured in a subprocess)."""
     url, root = board
-    folder = outputs_like_hr(root, tmp_path / "out", 1)
-    png_bomb(folder / "img1.png", 13_000, 13_000)
+    folder = kit.outputs_like_hr(root, tmp_path / "out", 1)
+    kit.png_bomb(folder / "img1.png", 13_000, 13_000)
     assert (folder / "img1.png").stat().st_size < 3 << 20
     res = subprocess.run(
         [sys.executable, "-c", BOMB_PROBE, url, str(folder)], cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -246,7 +245,7 @@ def page(board, monkeypatch):
     monkeypatch.setenv(submissions.ADMIN_ENV, hash_secret("s3cret-admin"))
     monkeypatch.setenv("SCREENSR_STORE", url)
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/submit.py").run()
+    at.switch_page("board/pages/submit.py").run()
     at.text_input(key="sub_secret").set_value("s3cret-admin")
     at.button[0].click().run()
     return at
@@ -274,10 +273,10 @@ def test_a_truncated_tar_gz_on_the_submit_page_is_a_corrupt_archive(page, board)
     assert len(errors) == 1 and "outputs.tar.gz: corrupt or truncated archive" in errors[0], errors
 
 
-def test_taking_over_bicubic_on_the_submit_page_is_refused(page, board, tmp_path):
+def test_taking_over_bicubic_on_the_submit_page_is_refused(kit, page, board, tmp_path):
     url, root = board
     before = _snapshot(url, "bicubic")
-    folder = outputs_like_hr(root, tmp_path / "evil", 40)
+    folder = kit.outputs_like_hr(root, tmp_path / "evil", 40)
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tf:
         for p in sorted(folder.glob("*.png")):
@@ -288,9 +287,9 @@ def test_taking_over_bicubic_on_the_submit_page_is_refused(page, board, tmp_path
     assert after[1] == before[1] and after[0].equals(before[0])
 
 
-def test_a_pixel_bomb_uploaded_as_an_image_is_refused_naming_it(page, board, tmp_path):
+def test_a_pixel_bomb_uploaded_as_an_image_is_refused_naming_it(kit, page, board, tmp_path):
     _, root = board
-    errors = _upload(page, "img0.png", png_header_only(20_000, 20_000))
+    errors = _upload(page, "img0.png", kit.png_header_only(20_000, 20_000))
     assert any("- img0.png: declares 400.0 MP, over the pixel limit of 100.0 MP" in e for e in errors), errors
 
 

@@ -19,8 +19,6 @@ import dataclasses
 
 import pandas as pd
 
-from leaderboard.data import BOARD_TTL_S, Board
-
 HISTORY_COLUMNS = ["Version", "Shown on", "Family", "Outputs", "Registered / updated"]
 
 
@@ -36,10 +34,14 @@ class ShownVersion:
     """The outputs location of the first version (what the Compare page crops)."""
 
     @property
+    def version_text(self) -> str:
+        """``"2.0"``, ``"2.0 + 1.0"`` for mixed versions, ``""`` with no version."""
+        return " + ".join(v for v in self.versions if v)
+
+    @property
     def label(self) -> str:
         """``"MySR 2.0"``, ``"MySR 2.0 + 1.0"`` for mixed versions, ``"MySR"`` with no version."""
-        named = [v for v in self.versions if v]
-        return f"{self.method} {' + '.join(named)}" if named else self.method
+        return f"{self.method} {self.version_text}".strip()
 
 
 def shown_versions(versions: pd.DataFrame, methods: pd.DataFrame, dataset: str) -> dict[str, ShownVersion]:
@@ -92,47 +94,3 @@ def version_history(all_versions: pd.DataFrame, versions: pd.DataFrame, name: st
             }
         )
     return pd.DataFrame(out, columns=HISTORY_COLUMNS)
-
-
-# --------------------------------------------------------------------------- Streamlit glue
-
-_CACHED: dict[str, object] = {}
-
-
-def _cached(name: str, fn):
-    import streamlit as st
-
-    if name not in _CACHED:
-        _CACHED[name] = st.cache_data(ttl=BOARD_TTL_S, show_spinner=False, max_entries=16)(fn)
-    return _CACHED[name]
-
-
-def cached_score_versions(board: Board) -> pd.DataFrame:
-    """``ResultsStore.score_versions()`` of the board's store, read once per board refresh (the key
-    holds the number of scores and methods loaded, so a new submission is seen at once)."""
-    return _cached("score_versions", _read_score_versions)(board.url, len(board.scores), len(board.methods))
-
-
-def cached_all_versions(board: Board) -> pd.DataFrame:
-    """``ResultsStore.methods_frame(all_versions=True)``, read once per board refresh."""
-    return _cached("all_versions", _read_all_versions)(board.url, len(board.scores), len(board.methods))
-
-
-def _read_score_versions(url: str, n_scores: int, n_methods: int) -> pd.DataFrame:
-    from benchmark.store import ResultsStore
-
-    store = ResultsStore(url)
-    try:
-        return store.score_versions()
-    finally:
-        store.close()
-
-
-def _read_all_versions(url: str, n_scores: int, n_methods: int) -> pd.DataFrame:
-    from benchmark.store import ResultsStore
-
-    store = ResultsStore(url)
-    try:
-        return store.methods_frame(all_versions=True)
-    finally:
-        store.close()

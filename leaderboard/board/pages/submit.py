@@ -1,6 +1,6 @@
 """Submit page (admin): register a method's SR outputs for a dataset; the server scores them.
 
-Only outputs are accepted, never scores: ``leaderboard.submissions`` validates the upload and
+Only outputs are accepted, never scores: ``leaderboard.board.submissions`` validates the upload and
 runs the benchmark harness on it. The page needs the admin secret, configured as a salted scrypt
 hash (``screensr board --admin-secret-hash "$(screensr board hash-secret)"``); wrong secrets are
 limited per browser session (``submissions.admin_limiter``), each costing a delay.
@@ -13,8 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from benchmark.metrics import list_metrics
-from benchmark.store import ResultsStore
-from leaderboard import data, submissions
+from benchmark.store import FAMILIES, ResultsStore
+from leaderboard.board import cache, display, submissions
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -60,7 +60,7 @@ if not st.session_state.get("board_admin"):
     st.stop()
 
 try:
-    board = data.cached_board()  # not board_or_stop: the first submission goes to a store without scores
+    board = cache.cached_board()  # not board_or_stop: the first submission goes to a store without scores
 except (FileNotFoundError, ValueError) as exc:
     st.error(f"Cannot open the results store: {exc}")
     st.stop()
@@ -79,7 +79,7 @@ with st.form("submission"):
     cols = st.columns(3)
     method = cols[0].text_input("Method name", key="sub_method", placeholder="e.g. MySR")
     version = cols[1].text_input("Version", value="1.0", key="sub_version")
-    family = cols[2].selectbox("Family", data.FAMILIES, key="sub_family")
+    family = cols[2].selectbox("Family", FAMILIES, key="sub_family") or "other"
     owner = st.text_input(
         "Submitter (id or contact)",
         key="sub_owner",
@@ -88,7 +88,7 @@ with st.form("submission"):
     )
     description = st.text_area("Description", key="sub_description")
     links = st.text_area("Links (one URL per line)", key="sub_links")
-    options = data.order_metrics([*on_board, *list_metrics()])
+    options = display.order_metrics([*on_board, *list_metrics()])
     metrics = st.multiselect(
         "Metrics to compute", options, default=on_board or ["psnr", "ssim"], key="sub_metrics"
     )
@@ -153,7 +153,7 @@ if submitted:
             status.update(label="Scores stored", state="complete")
     for metric, message in frame.attrs.get("unavailable", {}).items():
         st.warning(f"Metric {metric} was not computed: {message}")
-    data.clear_board_cache()
+    cache.clear_board_cache()
     means = frame.groupby("metric")["value"].mean()
     st.success(
         f"Published {sub.method} {sub.version} on {dataset}: "

@@ -1,17 +1,17 @@
 """Method pages: a method's description, configuration, provenance, links and versions.
 
 A method has one row per version in the results store; the page describes the current version
-and lists every version with the datasets whose board shows it (``leaderboard.versions``).
+and lists every version with the datasets whose board shows it (``leaderboard.board.versions``).
 
 ``?method=NAME`` in the URL opens that method directly (links from exports and papers).
 """
 
 import streamlit as st
 
-from leaderboard import data, versions
-from leaderboard.submissions import is_web_link
+from leaderboard.board import cache, data, loading, versions
+from leaderboard.board.submissions import is_web_link
 
-board = data.board_or_stop()
+board = cache.board_or_stop()
 st.title("Methods")
 
 names = data.filter_methods(board.methods)
@@ -19,11 +19,13 @@ if not names:
     st.info("The store describes no method yet.")
     st.stop()
 wanted = st.query_params.get("method")
-index = names.index(wanted) if wanted in names else 0
+index = names.index(wanted) if wanted is not None and wanted in names else 0
 name = st.selectbox("Method", names, index=index, key="mt_method")
+if name is None:
+    st.stop()
 st.query_params["method"] = name
 
-info = data.method_info(board, name)
+info = loading.method_info(board, name)
 st.header(name)
 meta = st.columns(3)
 meta[0].metric("Family", info.family)
@@ -43,7 +45,7 @@ else:
     st.dataframe(info.coverage, hide_index=True, key="mt_coverage")
 
 st.subheader("Versions")
-history = versions.version_history(versions.cached_all_versions(board), versions.cached_score_versions(board), name)
+history = versions.version_history(board.all_versions(), board.score_versions(), name)
 st.caption("Each version is a separate entry: a new version never changes the scores or outputs of an earlier one.")
 st.dataframe(history, hide_index=True, key="mt_versions")
 

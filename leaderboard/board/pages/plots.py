@@ -1,18 +1,20 @@
 """Plots page: the perception-distortion plane with its Pareto front; per-image distributions.
 
 Axes are oriented so that "better" is always right and up (a lower-is-better metric gets a
-reversed axis); the front is computed by ``leaderboard.data.pareto_front``.
+reversed axis); the front is computed by ``leaderboard.board.data.pareto_front``.
 """
 
 import altair as alt
 import streamlit as st
 
-from leaderboard import data
+from leaderboard.board import cache, data
 
-board = data.board_or_stop()
+board = cache.board_or_stop()
 st.title("Plots")
 
 dataset = st.selectbox("Dataset", board.dataset_names(), key="pl_dataset")
+if dataset is None:  # the board has scores (board_or_stop), so a dataset; this narrows the type
+    st.stop()
 columns = [c for c in board.columns(dataset) if c.higher_is_better is not None]
 fidelity = [c for c in columns if c.fidelity] or columns
 perceptual = [c for c in columns if not c.fidelity] or columns
@@ -38,6 +40,8 @@ y_name = axes[1].selectbox(
     format_func=lambda n: by_name[n].header,
     key="pl_y",
 )
+if x_name is None or y_name is None:
+    st.stop()
 x_col, y_col = by_name[x_name], by_name[y_name]
 points = data.plane_points(board.summary, dataset, x_col, y_col, board.methods)
 if points.empty:
@@ -84,6 +88,8 @@ st.subheader("Per-image distributions")
 dist_metric = st.selectbox(
     "Metric", [c.name for c in columns], format_func=lambda n: by_name[n].header, key="pl_dist_metric"
 )
+if dist_metric is None:
+    st.stop()
 in_dataset = data.filter_methods(
     board.methods, names=board.scores.loc[board.scores["dataset"] == dataset, "method"].unique(),
     present=board.scores.loc[board.scores["dataset"] == dataset, "method"].unique(),

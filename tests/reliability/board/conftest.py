@@ -1,7 +1,9 @@
-"""Hostile inputs for the board's submission paths: archives and images built byte by byte.
+"""Fixtures of the board's attack tests: hostile archives and images built byte by byte.
 
-Everything here is small and fast to build unless a function says otherwise; the big versions
-(the member flood, the pixel bomb) are used by the ``slow`` tests and ``tests/perf``.
+The builders are plain functions; tests reach them through the ``kit`` fixture (``kit.zip_bytes``,
+``kit.png_bomb``...). Everything is small and fast to build unless a function says otherwise; the
+big versions (the member flood, the pixel bomb) are used by the ``slow`` tests and by
+``tests/perf/bench_board_archives.py`` (which loads this file by path).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -195,3 +199,12 @@ def outputs_like_hr(root: Path, folder: Path, offset: int) -> Path:
         arr = np.asarray(Image.open(hr)).astype(np.uint8) + np.uint8(offset)
         Image.fromarray(arr).save(folder / hr.name)
     return folder
+
+
+KIT = (zip_bytes, zip_with_mode, patch_zip_sizes, patch_zip_flag, patch_zip_entry_count, zip_flood, tar_bytes, tar_special, tar_declaring, tar_flood_gz, png_header_only, png_bomb, rgb_png, tiny_dataset, outputs_like_hr)
+
+
+@pytest.fixture(scope="session")
+def kit() -> SimpleNamespace:
+    """The hostile-input builders of this file, by name (``kit.tar_bytes(...)``)."""
+    return SimpleNamespace(**{fn.__name__: fn for fn in KIT})

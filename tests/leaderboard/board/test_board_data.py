@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderboard import crops, data
+from benchmark import report
+from leaderboard import crops
+from leaderboard.board import cache, data, display, loading
 
 # --------------------------------------------------------------------------- helpers
 
@@ -54,7 +56,7 @@ def test_summarize_means_counts_and_nan():
         ("D", "b", "psnr"): [30.0, 31.0],
         ("E", "a", "lpips"): [0.1, 0.3, 0.2],
     }
-    out = data.summarize(_scores(rows), n_boot=200)
+    out = report.summary(_scores(rows), n_boot=200)
     got = {(r.dataset, r.method, r.metric): (round(r.mean, 12), r.n) for r in out.itertuples()}
     assert got == {("D", "a", "psnr"): (22.0, 3), ("D", "b", "psnr"): (30.5, 2), ("E", "a", "lpips"): (0.2, 3)}
     assert (out["ci_low"] <= out["mean"]).all() and (out["mean"] <= out["ci_high"]).all()
@@ -71,7 +73,7 @@ def test_summarize_matches_pandas_groupby_on_random_frame():
             "value": rng.normal(size=600),
         }
     )
-    ours = data.summarize(frame, n_boot=100).set_index(["dataset", "method", "metric"])
+    ours = report.summary(frame, n_boot=100).set_index(["dataset", "method", "metric"])
     ref = frame.groupby(["dataset", "method", "metric"])["value"].agg(["mean", "count"])
     np.testing.assert_allclose(ours["mean"], ref["mean"], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(ours["n"], ref["count"])
@@ -82,7 +84,7 @@ def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
 
     rng = np.random.default_rng(0)
     x = rng.normal(10.0, 2.0, size=130)
-    low, high = data.bootstrap_ci(x[None, :], n_boot=20000, seed=1)
+    low, high = report.bootstrap_ci(x[None, :], n_boot=20000, seed=1)
     ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=2).confidence_interval
     # two independent Monte-Carlo estimates of the same percentile interval
     assert abs(low[0] - ref.low) < 0.03 and abs(high[0] - ref.high) < 0.03
@@ -91,32 +93,30 @@ def test_bootstrap_ci_agrees_with_scipy_and_normal_theory():
     assert abs((high[0] - low[0]) / 2 - half) / half < 0.05
 
 
-def test_summarize_agrees_with_benchmark_report_summary():
-    """The leaderboard and the benchmark's report aggregate through one implementation
-    (``benchmark.report.mean_ci``): same means, counts and intervals."""
-    from benchmark import report
-
+def test_the_board_summarises_with_the_reports_one_setting():
+    """The board has no aggregation of its own: it calls ``benchmark.report.summary`` with the
+    suite's one bootstrap setting; the result does not depend on the order of the rows."""
     rng = np.random.default_rng(8)
     rows = {("D", m, k): list(rng.normal(loc, 1.0, size=130)) for m, loc in (("a", 0.0), ("b", 3.0)) for k in ("psnr", "niqe")}
     scores = _scores(rows)
-    ours = data.summarize(scores.sample(frac=1.0, random_state=1)).set_index(["dataset", "method", "metric"]).sort_index()
+    ours = report.summary(scores.sample(frac=1.0, random_state=1)).set_index(["dataset", "method", "metric"]).sort_index()
     theirs = report.summary(scores).set_index(["dataset", "method", "metric"]).sort_index()
     # one function, one setting (report.N_BOOT, defaults of both): identical, whatever the row order
     pd.testing.assert_frame_equal(ours, theirs)
     import inspect
 
-    for fn in (data.summarize, data.load_board):
-        assert inspect.signature(fn).parameters["n_boot"].default == report.N_BOOT == 2000
+    assert inspect.signature(loading.load_board).parameters["n_boot"].default == report.N_BOOT == 2000
+    assert not hasattr(data, "summarize")  # one way: benchmark.report.summary
 
 
 def test_bootstrap_ci_batch_equals_singles_and_is_deterministic():
     rng = np.random.default_rng(5)
     block = rng.normal(size=(7, 40))
-    low, high = data.bootstrap_ci(block, n_boot=500, seed=9)
+    low, high = report.bootstrap_ci(block, n_boot=500, seed=9)
     for g in range(7):
-        lo1, hi1 = data.bootstrap_ci(block[g : g + 1], n_boot=500, seed=9)
+        lo1, hi1 = report.bootstrap_ci(block[g : g + 1], n_boot=500, seed=9)
         assert lo1[0] == pytest.approx(low[g], abs=1e-12) and hi1[0] == pytest.approx(high[g], abs=1e-12)
-    low2, high2 = data.bootstrap_ci(block, n_boot=500, seed=9)
+    low2, high2 = report.bootstrap_ci(block, n_boot=500, seed=9)
     np.testing.assert_array_equal(low, low2)
     np.testing.assert_array_equal(high, high2)
 
@@ -125,90 +125,45 @@ def test_bootstrap_ci_coverage_near_nominal():
     """Over many synthetic samples with known mean 0, ~95 % of the intervals contain 0."""
     rng = np.random.default_rng(11)
     block = rng.normal(0.0, 1.0, size=(600, 130))
-    low, high = data.bootstrap_ci(block, n_boot=1000, seed=0)
+    low, high = report.bootstrap_ci(block, n_boot=1000, seed=0)
     coverage = np.mean((low <= 0.0) & (0.0 <= high))
     assert 0.92 <= coverage <= 0.97
 
 
 def test_bootstrap_ci_bad_input():
     with pytest.raises(ValueError, match="confidence must be in"):
-        data.bootstrap_ci(np.zeros((1, 3)), confidence=1.5)
+        report.bootstrap_ci(np.zeros((1, 3)), confidence=1.5)
     with pytest.raises(ValueError, match="groups, n"):
-        data.bootstrap_ci(np.zeros(3))
+        report.bootstrap_ci(np.zeros(3))
 
 
 def test_summarize_rejects_frames_without_required_columns():
     with pytest.raises(ValueError, match="lacks columns \\['value'\\]"):
-        data.summarize(pd.DataFrame({"dataset": [], "image": [], "method": [], "metric": []}))
+        report.summary(pd.DataFrame({"dataset": [], "image": [], "method": [], "metric": []}))
 
 
 # --------------------------------------------------------------------------- ranking
 
 
-def test_aggregate_rank_respects_direction():
-    # a is best on both (highest PSNR, lowest LPIPS); c is worst on both
-    means = pd.DataFrame({"psnr": [28.0, 25.0, 21.0], "lpips": [0.1, 0.2, 0.4]}, index=["a", "b", "c"])
-    ranked = data.aggregate_rank(means, {"psnr": True, "lpips": False})
-    assert ranked.index.tolist() == ["a", "b", "c"]
-    assert ranked["rank"].tolist() == [1, 2, 3]
-    assert ranked.loc["a", "mean_rank"] == 1.0
-    # the HELM pitfall: ignoring LPIPS' direction would tie everyone; the result must not
-    naive = data.aggregate_rank(means, {"psnr": True, "lpips": True})
-    assert naive["mean_rank"].nunique() == 1
-
-
-@given(
-    st.lists(
-        st.tuples(st.floats(-100, 100), st.floats(-100, 100), st.floats(-100, 100)), min_size=2, max_size=12
-    ),
-    st.lists(st.booleans(), min_size=3, max_size=3),
-)
-@settings(max_examples=60, deadline=None)
-def test_aggregate_rank_invariant_to_flipping_a_metric_and_its_direction(rows, higher):
-    names = [f"m{i}" for i in range(len(rows))]
-    means = pd.DataFrame(rows, columns=["a", "b", "c"], index=names)
-    direction = dict(zip("abc", higher, strict=True))
-    flipped = means.copy()
-    flipped["b"] = -flipped["b"]
-    flipped_dir = {**direction, "b": not direction["b"]}
-    r1 = data.aggregate_rank(means, direction).sort_index()
-    r2 = data.aggregate_rank(flipped, flipped_dir).sort_index()
-    np.testing.assert_allclose(r1["mean_rank"], r2["mean_rank"])
-
-
-def test_aggregate_rank_ties_missing_and_unknown_direction():
-    means = pd.DataFrame(
-        {"psnr": [25.0, 25.0, 20.0, 30.0], "niqe": [4.0, 4.5, 5.0, np.nan], "odd": [1.0, 2.0, 3.0, 4.0]},
-        index=["a", "b", "c", "d"],
-    )
-    ranked = data.aggregate_rank(means, {"psnr": True, "niqe": False, "odd": None})
-    # psnr ranks among complete methods: a, b tie at 1.5, c 3; niqe: a 1, b 2, c 3
-    assert ranked.loc["a", "mean_rank"] == pytest.approx(1.25)
-    assert ranked.loc["b", "mean_rank"] == pytest.approx(1.75)
-    assert ranked.loc["c", "mean_rank"] == pytest.approx(3.0)
-    # d has the best PSNR but no NIQE: never rewarded for the missing score, listed last, unranked
-    assert np.isnan(ranked.loc["d", "mean_rank"]) and pd.isna(ranked.loc["d", "rank"])
-    assert ranked.index.tolist() == ["a", "b", "c", "d"]
-    assert ranked.loc["d", "metrics_ranked"] == 1 and ranked.loc["a", "metrics_ranked"] == 2
-    with pytest.raises(ValueError, match="no metric with a known direction"):
-        data.aggregate_rank(means[["odd"]], {"odd": None})
-
-
-def test_aggregate_rank_agrees_with_benchmark_report_ranks():
-    """The leaderboard's rank (over summary means) equals the benchmark report's (over per-image scores)."""
+def test_board_ranks_with_the_one_rule_of_the_report():
+    """Issue 14.6: the board's aggregated rank is ``benchmark.report``'s (one rule): d has the best
+    PSNR but lacks a NIQE image, so it is unranked AND does not shift the others' PSNR ranks
+    (a, b, c ranked among themselves: a 1.5, b 1.5, c 3.0; the old report rule gave 2.0, 2.0, 3.5)."""
     from benchmark import report
 
-    rng = np.random.default_rng(4)
-    rows = {}
-    for m in ("a", "b", "c", "d"):
-        for metric in ("psnr", "lpips", "niqe", "musiq"):
-            rows[("D", m, metric)] = list(rng.normal(size=6))
+    rows = {("D", "a", "psnr"): [25.0] * 3, ("D", "b", "psnr"): [24.0] * 3, ("D", "c", "psnr"): [20.0] * 3,
+            ("D", "d", "psnr"): [30.0] * 3, ("D", "a", "niqe"): [4.0] * 3, ("D", "b", "niqe"): [3.0] * 3,
+            ("D", "c", "niqe"): [5.0] * 3, ("D", "d", "niqe"): [2.0] * 2}  # fmt: skip
     scores = _scores(rows)
-    summary = data.summarize(scores, n_boot=50)
-    means = summary.pivot_table(index="method", columns="metric", values="mean")
-    ours = data.aggregate_rank(means, {"psnr": True, "lpips": False, "niqe": False, "musiq": True})
+    cols = display.metric_columns(["psnr", "niqe"])
+    table = data.leaderboard_table(report.summary(scores, n_boot=50), "D", cols).set_index("method")
     theirs = report.ranks(scores).set_index("method")
-    np.testing.assert_allclose(ours["mean_rank"].sort_index(), theirs["mean_rank"].sort_index())
+    expected = {"a": 1.5, "b": 1.5, "c": 3.0}
+    for method, value in expected.items():
+        assert table.loc[method, "mean_rank"] == pytest.approx(value)
+        assert theirs.loc[method, "mean_rank"] == pytest.approx(value)
+    assert table["rank"].dropna().to_dict() == theirs["rank"].dropna().to_dict() == {"a": 1, "b": 1, "c": 3}
+    assert pd.isna(table.loc["d", "rank"]) and pd.isna(theirs.loc["d", "rank"])
 
 
 # --------------------------------------------------------------------------- Pareto front
@@ -249,21 +204,21 @@ def _summary_for_table():
         rows[("D", method, "psnr")] = [20 + 8 * q + d for d in (-0.1, 0.0, 0.1)]
         rows[("D", method, "lpips")] = [0.4 - 0.3 * q + d for d in (-0.01, 0.0, 0.01)]
     rows[("D", "GT", "niqe")] = [3.0, 4.0, 5.0]
-    return data.summarize(_scores(rows), n_boot=200)
+    return report.summary(_scores(rows), n_boot=200)
 
 
 def test_leaderboard_table_layout_rank_and_families():
     summary = _summary_for_table()
     cols = [
-        data.MetricColumn("psnr", "PSNR", True, "FR", "dB"),
-        data.MetricColumn("lpips", "LPIPS", False, "FR"),
+        display.MetricColumn("psnr", "PSNR", True, "FR", "dB"),
+        display.MetricColumn("lpips", "LPIPS", False, "FR"),
     ]
     methods = pd.DataFrame({"name": ["good", "mid", "bad"], "family": ["one-step", "GAN", "regression"]})
     table = data.leaderboard_table(summary, "D", cols, methods=methods)
     assert table["method"].tolist() == ["good", "mid", "bad"]  # GT excluded, best first
     assert table["rank"].tolist() == [1, 2, 3]
     assert table["family"].tolist() == ["one-step", "GAN", "regression"]
-    assert list(table.columns[:4]) == ["rank", "method", "family", "mean_rank"]
+    assert list(table.columns[:5]) == ["rank", "method", "version", "family", "mean_rank"]
     assert {"psnr", "psnr ci_low", "psnr ci_high", "lpips", "lpips ci_low", "lpips ci_high", "n"} <= set(table.columns)
     assert table.loc[0, "psnr"] == pytest.approx(28.0)
     assert table["n"].tolist() == [3, 3, 3]
@@ -283,22 +238,43 @@ def test_gt_quality_table():
 
 def test_plane_points_marks_pareto_in_metric_directions():
     summary = _summary_for_table()
-    x = data.MetricColumn("psnr", "PSNR", True, "FR")
-    y = data.MetricColumn("lpips", "LPIPS", False, "FR")
+    x = display.MetricColumn("psnr", "PSNR", True, "FR")
+    y = display.MetricColumn("lpips", "LPIPS", False, "FR")
     pts = data.plane_points(summary, "D", x, y).set_index("method")
     assert pts.loc["good", "pareto"] and not pts.loc["mid", "pareto"] and not pts.loc["bad", "pareto"]
     with pytest.raises(ValueError, match="known direction"):
-        data.plane_points(summary, "D", x, data.MetricColumn("odd", "ODD", None))
+        data.plane_points(summary, "D", x, display.MetricColumn("odd", "ODD", None))
 
 
 def test_metric_columns_direction_from_store_and_arrows():
-    known = data.known_metrics(
+    known = display.known_metrics(
         pd.DataFrame({"name": ["lpips", "musiq"], "higher_is_better": [False, True], "kind": ["FR", "NR"]})
     )
-    cols = {c.name: c for c in data.metric_columns(["musiq", "lpips", "zzz"], known)}
+    cols = {c.name: c for c in display.metric_columns(["musiq", "lpips", "zzz"], known)}
     assert cols["lpips"].header == "LPIPS ↓" and cols["lpips"].fidelity
     assert cols["musiq"].header == "MUSIQ ↑" and not cols["musiq"].fidelity
-    assert [c.name for c in data.metric_columns(["musiq", "zzz", "lpips"], known)] == ["lpips", "musiq", "zzz"]
+    assert [c.name for c in display.metric_columns(["musiq", "zzz", "lpips"], known)] == ["lpips", "musiq", "zzz"]
+
+
+def test_metric_columns_read_label_unit_decimals_from_the_metric_spec(monkeypatch):
+    """Issue 14.5: label, unit, decimals and "shown by default" live on ``MetricSpec``; the board
+    keeps no copy (a spec edited in the registry changes the column)."""
+    import dataclasses
+
+    from benchmark import metrics
+
+    psnr = display.metric_column("psnr")
+    assert (psnr.label, psnr.unit, psnr.decimals, psnr.default) == ("PSNR", "dB", 2, True)
+    assert display.metric_column("afine_all").label == "AFINE" and not display.metric_column("afine_all").default
+    assert display.metric_column("topiq_nr").label == metrics.get_metric("topiq_nr").label == "TOPIQ-NR"
+    changed = dataclasses.replace(metrics.METRICS["lpips"], label="LPIPS-Alex", unit="u", decimals=3,
+                                  shown_by_default=False)  # fmt: skip
+    monkeypatch.setitem(metrics.METRICS, "lpips", changed)
+    col = display.metric_column("lpips")
+    assert (col.label, col.unit, col.decimals, col.default, col.header) == ("LPIPS-Alex", "u", 3, False, "LPIPS-Alex ↓")
+    # a metric outside the registry: the default label, 4 decimals, shown
+    other = display.metric_column("ms_ssim", {"ms_ssim": (True, "FR")})
+    assert (other.label, other.decimals, other.default, other.header) == ("MS-SSIM", 4, True, "MS-SSIM ↑")
 
 
 def test_filter_methods_and_image_scores():
@@ -363,11 +339,11 @@ def test_read_scores_equals_the_stores_latest_rows(tmp_path):
     store.add_scores([ScoreRecord("D", f"i{k}", m, "psnr", 20.0 + k, "s1", "h1", f"c{k}") for k in range(4) for m in "ab"])
     # a rerun with new metric settings: a newer row for the same (dataset, image, method, metric)
     store.add_scores([ScoreRecord("D", "i1", "a", "psnr", 99.0, "s2", "h1", "c1", {"pyiqa": "0.1.16"})])
-    ours = data.read_scores(store).sort_values(["dataset", "method", "metric", "image"]).reset_index(drop=True)
-    theirs = store.scores_frame()[data.SCORE_KEYS]
+    ours = loading.read_scores(store).sort_values(["dataset", "method", "metric", "image"]).reset_index(drop=True)
+    theirs = store.scores_frame()[loading.SCORE_KEYS]
     pd.testing.assert_frame_equal(ours, theirs)
     assert ours.loc[(ours["method"] == "a") & (ours["image"] == "i1"), "value"].item() == 99.0
-    assert sorted(data.method_versions(store.url, "a"), key=len) == [{}, {"pyiqa": "0.1.16"}]
+    assert sorted(loading.method_versions(store.url, "a"), key=len) == [{}, {"pyiqa": "0.1.16"}]
     store.close()
 
 
@@ -384,18 +360,18 @@ def test_board_cache_serves_stale_while_refreshing_in_background():
             release.wait(5)  # the background reload takes a while
         return f"board-{len(loads)}"
 
-    cache = data.BoardCache(loader, ttl=60, clock=lambda: now[0])
-    assert cache.get() == "board-1" and loads == [0]  # first read: synchronous
+    board_cache = cache.BoardCache(loader, ttl=60, clock=lambda: now[0])
+    assert board_cache.get() == "board-1" and loads == [0]  # first read: synchronous
     now[0] = 30.0
-    assert cache.get() == "board-1" and loads == [0]  # fresh: no reload
+    assert board_cache.get() == "board-1" and loads == [0]  # fresh: no reload
     now[0] = 61.0
-    assert cache.get() == "board-1"  # stale: served at once, one reload started
-    assert cache.get() == "board-1"
+    assert board_cache.get() == "board-1"  # stale: served at once, one reload started
+    assert board_cache.get() == "board-1"
     release.set()
-    cache.wait_refresh(5)
-    assert loads == [0, 1] and cache.get() == "board-2"
-    cache.clear()
-    assert cache.get() == "board-3"  # after clear(): synchronous again
+    board_cache.wait_refresh(5)
+    assert loads == [0, 1] and board_cache.get() == "board-2"
+    board_cache.clear()
+    assert board_cache.get() == "board-3"  # after clear(): synchronous again
 
 
 def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
@@ -408,12 +384,12 @@ def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
             raise item
         return item
 
-    cache = data.BoardCache(loader, ttl=1, clock=lambda: now[0])
-    assert cache.get() == "first"
+    board_cache = cache.BoardCache(loader, ttl=1, clock=lambda: now[0])
+    assert board_cache.get() == "first"
     now[0] = 5.0
-    assert cache.get() == "first"
-    cache.wait_refresh(5)
-    assert cache.get() == "first"
+    assert board_cache.get() == "first"
+    board_cache.wait_refresh(5)
+    assert board_cache.get() == "first"
     assert "database is locked" in capsys.readouterr().err
 
 
@@ -427,12 +403,12 @@ def _rule_summary():
     images = pd.DataFrame({"dataset": "D", "image": ["i0", "i1", "i2"], "has_reference": True})
     runs = pd.DataFrame({"dataset": ["D", "D"], "method": ["half", "ghost"], "status": ["failed", "failed"],
                          "error": ["pair 'i1': FileNotFoundError: gone", "pair 'i0': MethodError: crashed"]})  # fmt: skip
-    return data.summarize(_scores(rows), images=images, runs=runs, n_boot=300), runs
+    return report.summary(_scores(rows), images=images, runs=runs, n_boot=300), runs
 
 
 def test_leaderboard_ranks_only_complete_methods_and_marks_the_others():
     summary, runs = _rule_summary()
-    cols = [data.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), data.MetricColumn("lpips", "LPIPS", False, "FR")]
+    cols = [display.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), display.MetricColumn("lpips", "LPIPS", False, "FR")]
     table = data.leaderboard_table(summary, "D", cols, runs=runs)
     assert table["method"].tolist() == ["full", "also", "ghost", "half"]  # ranked first, then the rest by name
     assert table["rank"].tolist()[:2] == [1, 2] and table["rank"].iloc[2:].isna().all()
@@ -452,11 +428,11 @@ def test_leaderboard_ranks_only_complete_methods_and_marks_the_others():
 
 def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
     summary, runs = _rule_summary()
-    cols = [data.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), data.MetricColumn("lpips", "LPIPS", False, "FR")]
+    cols = [display.MetricColumn("psnr", "PSNR", True, "FR", "dB", decimals=2), display.MetricColumn("lpips", "LPIPS", False, "FR")]
     table = data.leaderboard_table(summary, "D", cols, runs=runs)
     styler = data.styled_table(table, cols)
     shown = styler.data
-    assert list(shown.columns) == ["Rank", "Method", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
+    assert list(shown.columns) == ["Rank", "Rank (95% interval)", "Method", "Version", "Family", "Mean rank ↓", "Status", "PSNR ↑", "LPIPS ↓", "Images",
                                    "Last run"]  # fmt: skip
     assert shown["PSNR ↑"].dtype.kind == "f"  # the value under the text is the mean
     html = styler.to_html()
@@ -469,3 +445,24 @@ def test_styled_table_one_cell_per_metric_keeps_numbers_sortable():
     for text in data.cell_text(twin, cols[0])[:2]:
         assert text in html
     assert data.cell_text(twin, cols[0])[0] != data.cell_text(twin, cols[0])[1]
+
+
+def test_board_user_errors_are_user_errors_with_the_closest_name(tmp_path):
+    """Issue 14.1: what a user can get wrong on the board is a ``UserError`` (one ``error:`` line in
+    the CLI), keeping the builtin it was for callers that catch it."""
+    from core.errors import MissingFileError, UnknownNameError, UserError
+
+    frame = _scores({("D", "a", "psnr"): [1.0, 2.0]})
+    with pytest.raises(UnknownNameError, match=r"unknown protocol 'osedif' \(did you mean 'osediff'\?\)"):
+        loading.protocol_scores(frame.assign(settings_hash="x"), "osedif")
+    with pytest.raises(KeyError, match=r"unknown metric set 'Defualt' \(did you mean 'Default'\?\)"):
+        display.select_metric_set([], "Defualt")
+    datasets = pd.DataFrame({"name": ["DRealSR"], "root": [str(tmp_path / "gone")], "layout": ["generic"], "scale": [4]})
+    with pytest.raises(UnknownNameError, match=r"unknown dataset 'DRealSr' \(did you mean 'DRealSR'\?\)"):
+        crops.dataset_images(datasets, "DRealSr")
+    with pytest.raises(MissingFileError, match="not on this machine") as missing:
+        crops.dataset_images(datasets, "DRealSR")
+    assert isinstance(missing.value, FileNotFoundError) and isinstance(missing.value, UserError)
+    table = data.leaderboard_table(report.summary(frame, n_boot=20), "D", display.metric_columns(["psnr"]))
+    with pytest.raises(UnknownNameError, match="unknown sort column 'pnsr'"):
+        data.sort_table(table, "pnsr", display.metric_columns(["psnr"]))

@@ -13,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
 from benchmark.store import ResultsStore
-from leaderboard import submissions
-from leaderboard.submissions import Submission, SubmissionError, validate_submission
+from leaderboard.board import submissions
+from leaderboard.board.submissions import Submission, SubmissionError, validate_submission
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 APP = str(REPO / "leaderboard" / "app.py")
 DREALSR = REPO / "tests" / "data" / "drealsr_osediff"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
+def env(tmp_path_factory, make_board_env):
+    """A store of its own: these tests publish submissions into it."""
     return make_board_env(tmp_path_factory.mktemp("submit"))
 
 
@@ -237,7 +237,7 @@ def admin_app(monkeypatch):
     def start(url: str):
         monkeypatch.setenv("SCREENSR_STORE", url)
         at = AppTest.from_file(APP, default_timeout=120).run()
-        at.switch_page("pages/submit.py").run()
+        at.switch_page("board/pages/submit.py").run()
         at.text_input(key="sub_secret").set_value("s3cret-admin")
         at.button[0].click().run()
         assert at.get("file_uploader"), [e.value for e in at.error]
@@ -335,7 +335,7 @@ def _end_to_end(admin_app, url: str, outputs_dir: Path) -> None:
     assert Path(methods.loc["OSEDiff", "outputs"]).is_dir()  # staged under $SCREENSR_HOME/submissions
 
     # the leaderboard shows it at once (the page clears the cached board)
-    at.switch_page("pages/leaderboard.py").run()
+    at.switch_page("board/pages/leaderboard.py").run()
     table = [d.value for d in at.dataframe if "Mean rank ↓" in d.value.columns][0]
     assert table["Method"].tolist() == ["OSEDiff"]
     assert table["PSNR ↑"].iloc[0] == pytest.approx(published["PSNR"].mean(), abs=1e-5)
@@ -361,21 +361,21 @@ def test_submission_of_all_19_drealsr_pairs(admin_app, tmp_path):
     _end_to_end(admin_app, url, outputs)
 
 
-def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch):
+def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch, image_folders):
     """Generated outputs live in the method's cache keyed by the LR file's hash; the compare page
     must find them and show exactly their pixels."""
-    from board_fixtures import write_image_folders
     from streamlit.testing.v1 import AppTest
 
     from benchmark.images import read_image
     from benchmark.methods import create_method
     from benchmark.runner import evaluate
-    from leaderboard import crops, data
+    from leaderboard import crops
+    from leaderboard.board import loading
 
-    root, _ = write_image_folders(tmp_path, "tiny", [], ["a", "b"], hr=64)
+    root, _ = image_folders(tmp_path, "tiny", [], ["a", "b"], hr=64)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     evaluate([str(root)], ["bicubic"], ["psnr"], store=url, progress=False)
-    board = data.load_board(url)
+    board = loading.load_board(url)
     files = crops.dataset_images(board.datasets, "tiny")["a"]
     location = board.methods.set_index("name").loc["bicubic", "outputs"]
     found = crops.method_output(location, files)
@@ -385,6 +385,6 @@ def test_compare_page_finds_outputs_the_runner_generated(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SCREENSR_STORE", url)
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("board/pages/compare.py").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [c for img in at.get("image") for c in img.captions] == ["LR input", "HR reference", "bicubic"]

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 
-from leaderboard import data
+from leaderboard.board import data, display, loading
 
-APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[3] / "leaderboard" / "app.py")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
-    return make_board_env(tmp_path_factory.mktemp("board"))
+def env(board_env):
+    return board_env
 
 
 @pytest.fixture
@@ -73,8 +75,8 @@ def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
         assert header in table.columns
     # one column per metric, drawn as "mean [low, high]" (the cell's value stays the numeric mean)
     assert not any("CI" in c for c in table.columns)
-    board = data.load_board(env.url)
-    expected = board.table("DRealSR", data.select_metric_set(board.columns("DRealSR"), "Default"))
+    board = loading.load_board(env.url)
+    expected = board.table("DRealSR", display.select_metric_set(board.columns("DRealSR"), "Default"))
     shown = _lb_text(at)
     for i, method in enumerate(table["Method"]):
         row = expected[expected["method"] == method].iloc[0]
@@ -90,8 +92,8 @@ def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
 
 def test_leaderboard_ranking_matches_pure_function(app, env):
     at = app()
-    board = data.load_board(env.url)
-    cols = data.select_metric_set(board.columns("DRealSR"), "Default")
+    board = loading.load_board(env.url)
+    cols = display.select_metric_set(board.columns("DRealSR"), "Default")
     expected = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)
     table = _lb(at)
     assert table["Method"].tolist() == expected["method"].tolist()
@@ -153,7 +155,11 @@ def test_protocol_filter_keeps_only_scores_with_the_protocol_settings(app, env, 
     # a store where one method has PSNR with the pinned settings and another with crop_border=4
     url = f"sqlite:///{tmp_path / 'p.db'}"
     store = ResultsStore(url)
-    pinned, cropped = get_metric("psnr").settings_hash, get_metric("psnr", crop_border=4).settings_hash
+    # the crop_border=4 spec built without get_metric's option check (which imports pyiqa: seconds);
+    # the hash is the same one get_metric("psnr", crop_border=4) gives
+    spec = get_metric("psnr")
+    pinned = spec.settings_hash
+    cropped = dataclasses.replace(spec, options={**spec.options, "crop_border": 4}).settings_hash
     store.add_scores(
         [ScoreRecord("D", f"i{k}", "pinned", "psnr", 25.0 + k, pinned, "h1", f"c{k}") for k in range(3)]
         + [ScoreRecord("D", f"i{k}", "cropped", "psnr", 30.0 + k, cropped, "h2", f"c{k}") for k in range(3)]
@@ -181,7 +187,7 @@ def test_empty_store_explains_how_to_fill_it(app, tmp_path, monkeypatch):
 
 
 def test_plots_page_pareto_front_and_axis_choice(app, env):
-    at = app("pages/plots.py")
+    at = app("board/pages/plots.py")
     assert any(m.value == "**Pareto front:** m00, m01, m02" for m in at.markdown)
     points = _frame(at, "On front")
     assert points.set_index("Method")["On front"].to_dict() == {
@@ -197,7 +203,7 @@ def test_plots_page_pareto_front_and_axis_choice(app, env):
 
 
 def test_plots_distribution_methods(app):
-    at = app("pages/plots.py")
+    at = app("board/pages/plots.py")
     at.multiselect(key="pl_dist_methods").set_value(["m05"]).run()
     assert any("8 per-image scores" in c.value for c in at.caption)
 
@@ -206,7 +212,7 @@ def test_plots_distribution_methods(app):
 
 
 def test_compare_shows_the_chosen_methods_losslessly(app, env):
-    at = app("pages/compare.py")
+    at = app("board/pages/compare.py")
     at.multiselect(key="cmp_methods").set_value(["m03", "m01"]).run()
     assert not at.exception
     images = at.get("image")
@@ -219,7 +225,7 @@ def test_compare_shows_the_chosen_methods_losslessly(app, env):
 
 
 def test_compare_crop_controls_and_missing_output(app, env):
-    at = app("pages/compare.py")
+    at = app("board/pages/compare.py")
     at.selectbox(key="cmp_crop").set_value(32).run()
     at.selectbox(key="cmp_zoom").set_value(4).run()
     assert any("every pixel is a 4x4 block" in c.value for c in at.caption)
@@ -233,7 +239,7 @@ def test_compare_crop_controls_and_missing_output(app, env):
 
 
 def test_methods_page_shows_description_config_provenance(app):
-    at = app("pages/methods.py")
+    at = app("board/pages/methods.py")
     at.selectbox(key="mt_method").set_value("m02").run()
     assert at.header[0].value == "m02"
     assert [m.value for m in at.metric] == ["GAN", "1.0", "2"]
@@ -245,7 +251,7 @@ def test_methods_page_shows_description_config_provenance(app):
 
 
 def test_methods_page_opens_from_query_parameter(app):
-    at = app("pages/methods.py", method="m04")
+    at = app("board/pages/methods.py", method="m04")
     assert at.selectbox(key="mt_method").value == "m04"
 
 
@@ -253,7 +259,7 @@ def test_methods_page_opens_from_query_parameter(app):
 
 
 def test_submit_is_disabled_without_admin_secret(app):
-    at = app("pages/submit.py")
+    at = app("board/pages/submit.py")
     assert any("Submissions are disabled" in w.value for w in at.warning)
     assert not at.get("file_uploader")
 
@@ -262,7 +268,7 @@ def test_submit_is_disabled_without_admin_secret(app):
 def limiter(monkeypatch):
     """A fresh admin-login limiter (3 failures, 60 s lockout) on a fake clock, recording its delays."""
     from core.secrets import AttemptLimiter
-    from leaderboard import submissions
+    from leaderboard.board import submissions
 
     clock = {"now": 1000.0, "slept": []}
     fresh = AttemptLimiter(
@@ -282,7 +288,7 @@ def test_submit_rejects_wrong_secret(app, monkeypatch, limiter):
     from core.secrets import hash_secret
 
     monkeypatch.setenv("SCREENSR_BOARD_ADMIN_HASH", hash_secret("right-secret"))
-    at = _login(app("pages/submit.py"), "wrong")
+    at = _login(app("board/pages/submit.py"), "wrong")
     assert any("Wrong admin secret" in e.value for e in at.error)
     assert not at.get("file_uploader")
     assert limiter["slept"] == [0.5]  # every wrong secret costs the delay
@@ -294,7 +300,7 @@ def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatc
     from core.secrets import hash_secret
 
     monkeypatch.setenv("SCREENSR_BOARD_ADMIN_HASH", hash_secret("right-secret"))
-    at = app("pages/submit.py")
+    at = app("board/pages/submit.py")
     for guess in ("a", "b", "c"):
         _login(at, guess)
     assert limiter["slept"] == [0.5, 0.5, 0.5]
@@ -305,7 +311,7 @@ def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatc
     assert [e.value for e in at.error] == ["Too many wrong admin secrets from this session: try again in 30 s."]
 
     # the right secret does not help during the lockout; another browser session is not locked
-    other = _login(app("pages/submit.py"), "right-secret")
+    other = _login(app("board/pages/submit.py"), "right-secret")
     assert other.get("file_uploader")
     limiter["now"] += 31.0
     at.run()
@@ -315,13 +321,13 @@ def test_submit_locks_a_session_out_after_repeated_wrong_secrets(app, monkeypatc
 
 def test_submit_refuses_an_unsalted_sha256_with_the_fix(app, monkeypatch):
     monkeypatch.setenv("SCREENSR_BOARD_ADMIN_SHA256", hashlib.sha256(b"right").hexdigest())
-    at = app("pages/submit.py")
+    at = app("board/pages/submit.py")
     assert any("unsalted sha256" in e.value and "screensr board hash-secret" in e.value for e in at.error)
     assert not at.get("text_input") and not at.get("file_uploader")
 
 
 def test_every_page_renders(app):
-    for page in ("pages/leaderboard.py", "pages/plots.py", "pages/compare.py", "pages/methods.py", "pages/submit.py"):
+    for page in ("board/pages/leaderboard.py", "board/pages/plots.py", "board/pages/compare.py", "board/pages/methods.py", "board/pages/submit.py"):
         at = app(page)
         assert not at.exception and not at.error, (page, [e.value for e in at.error])
 
@@ -329,45 +335,12 @@ def test_every_page_renders(app):
 # --------------------------------------------------------------------------- compare: datasets and versions
 
 
-@pytest.fixture(scope="module")
-def two_sets(tmp_path_factory):
-    """Datasets A (methods a1, a2; MySR 1.0) and B (b1..b4; MySR 2.0), with outputs on disk.
-
-    MySR's versions have different outputs (1.0 = HR + 3, 2.0 = HR + 5) in folders of their own.
-    """
-    from board_fixtures import register_metrics, write_image_folders
-
-    from benchmark.store import DatasetRecord, MethodRecord, ResultsStore, ScoreRecord
-
-    base = tmp_path_factory.mktemp("two")
-    url = f"sqlite:///{base / 'r.db'}"
-    store = ResultsStore(url)
-    register_metrics(store, ["psnr"])
-    folders = {}
-    for ds, names in (("A", ["a1", "a2", "v1"]), ("B", ["b1", "b2", "b3", "b4", "v2"])):
-        root, outs = write_image_folders(base / ds, ds, names, ["i0", "i1"])
-        folders.update(outs)
-        store.upsert_dataset(DatasetRecord(ds, str(root), "generic", 4, 2))
-        for m in names:
-            if m.startswith("v"):
-                continue
-            store.upsert_method(MethodRecord(m, "GAN", outputs=str(outs[m])))
-            store.add_scores([ScoreRecord(ds, i, m, "psnr", 20.0 + k, "s-psnr", "h", "c") for k, i in enumerate(["i0", "i1"])])
-    for version, ds, key in (("1.0", "A", "v1"), ("2.0", "B", "v2")):
-        rec = MethodRecord("MySR", "GAN", config={"folder": str(folders[key])}, version=version,
-                           outputs=str(folders[key]), owner="ana")  # fmt: skip
-        store.upsert_method(rec)
-        store.add_scores([ScoreRecord(ds, i, "MySR", "psnr", 30.0, "s-psnr", rec.config_hash, "c") for i in ["i0", "i1"]])
-    store.close()
-    return url, folders
-
-
 def test_compare_selects_the_methods_of_the_dataset_switched_to(two_sets, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("board/pages/compare.py").run()
     assert at.multiselect(key="cmp_methods").value == ["MySR", "a1", "a2"]
     at.multiselect(key="cmp_methods").set_value(["a2"]).run()
     at.selectbox(key="cmp_dataset").set_value("B").run()
@@ -384,11 +357,12 @@ def test_compare_shows_the_outputs_of_the_version_scored_on_that_dataset(two_set
     pixels (HR + 3), and the page must say which version it shows."""
     from streamlit.testing.v1 import AppTest
 
-    from leaderboard import crops, versions
+    from leaderboard import crops
+    from leaderboard.board import loading, versions
 
     url, folders = two_sets
     monkeypatch.setenv("SCREENSR_STORE", url)
-    board = data.load_board(url)
+    board = loading.load_board(url)
     for dataset, key, version in (("A", "v1", "1.0"), ("B", "v2", "2.0")):
         shown = versions.shown_versions(_score_versions(url), board.methods, dataset)
         assert shown["MySR"].versions == (version,) and shown["MySR"].outputs == str(folders[key])
@@ -397,7 +371,7 @@ def test_compare_shows_the_outputs_of_the_version_scored_on_that_dataset(two_set
                                            (0.5, 0.5), 16, 1)  # fmt: skip
         np.testing.assert_array_equal(panels["MySR"], panels["HR"] + np.uint8(_offset(key)))
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("board/pages/compare.py").run()
     assert any("Versions shown: MySR 1.0" in c.value for c in at.caption)
     at.selectbox(key="cmp_dataset").set_value("B").run()
     assert any("Versions shown: MySR 2.0" in c.value for c in at.caption)
@@ -423,7 +397,7 @@ def test_methods_page_lists_every_version_and_where_it_is_shown(two_sets, monkey
 
     monkeypatch.setenv("SCREENSR_STORE", two_sets[0])
     at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page("pages/methods.py").run()
+    at.switch_page("board/pages/methods.py").run()
     at.selectbox(key="mt_method").set_value("MySR").run()
     assert not at.exception
     assert [m.value for m in at.metric][:2] == ["GAN", "2.0"]  # the current version described
@@ -440,3 +414,144 @@ def test_leaderboard_says_which_version_each_method_shows(two_sets, monkeypatch)
     assert any(c.value == "Versions shown: MySR 1.0 · a1 · a2" for c in at.caption), [c.value for c in at.caption]
     at.selectbox(key="lb_dataset").set_value("B").run()
     assert any(c.value.startswith("Versions shown: MySR 2.0 · b1") for c in at.caption)
+
+
+def test_table_and_its_downloads_have_a_version_column(two_sets, monkeypatch):
+    """The leaderboard (and its CSV/JSON, which are the same frame) says per row which version the
+    dataset's scores come from: A shows MySR 1.0, B MySR 2.0 (the newest), not only in a caption."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    url, _ = two_sets
+    board = loading.load_board(url)
+    for dataset, version in (("A", "1.0"), ("B", "2.0")):
+        table = board.table(dataset, board.columns(dataset))
+        assert list(table.columns[:3]) == ["rank", "method", "version"]
+        assert table.set_index("method").loc["MySR", "version"] == version
+        rows = json.loads(data.table_json(table, dataset, board.columns(dataset)))["rows"]
+        assert {r["method"]: r["version"] for r in rows}["MySR"] == version
+        assert "version" in table.to_csv(index=False).splitlines()[0].split(",")
+    monkeypatch.setenv("SCREENSR_STORE", url)
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert _lb(at).set_index("Method").loc["MySR", "Version"] == "1.0"
+    at.selectbox(key="lb_dataset").set_value("B").run()
+    assert _lb(at).set_index("Method").loc["MySR", "Version"] == "2.0"
+
+
+def test_export_shows_the_version_each_dataset_shows(two_sets, tmp_path):
+    """The static export: the version column, the crops of the version scored on the dataset (A's
+    MySR crop is 1.0's pixels, HR + 3), and every version on the methods page."""
+    from PIL import Image
+
+    from leaderboard.board.export import ExportOptions, export_site
+
+    url, folders = two_sets
+    site = tmp_path / "site"
+    export_site(url, site, ExportOptions(crops=1, crop_size=16, zoom=1, methods_per_crop=3))
+    page = (site / "index.html").read_text()
+    assert "<th class='t' title='the version whose scores this dataset shows'>Version</th>" in page
+    assert pd.read_csv(site / "data" / "A" / "leaderboard.csv").set_index("method").loc["MySR", "version"] == 1.0
+    assert pd.read_csv(site / "data" / "B" / "leaderboard.csv").set_index("method").loc["MySR", "version"] == 2.0
+    crop_dir = next((site / "crops" / "A").iterdir())
+    mine = np.asarray(Image.open(crop_dir / "MySR.png"))
+    hr = np.asarray(Image.open(crop_dir / "HR.png"))
+    np.testing.assert_array_equal(mine, hr + np.uint8(_offset("v1")))
+    assert "MySR 1.0" in page
+    methods = (site / "methods.html").read_text()
+    assert methods.count("<td data-v='2.0'>2.0</td>") == 1 and methods.count("<td data-v='1.0'>1.0</td>") == 1
+
+
+def test_bench_report_labels_versions(two_sets, capsys):
+    from screensr.cli import main
+
+    url, _ = two_sets
+    assert main(["bench", "report", "--store", url, "--format", "csv", "--n-boot", "20"]) == 0
+    rep = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"version": str})
+    assert rep.columns[-1] == "version"
+    got = rep[rep["method"] == "MySR"].set_index("dataset")["version"].to_dict()
+    assert got == {"A": "1.0", "B": "2.0"}
+    assert main(["bench", "report", "--store", url, "--format", "csv", "--ranks"]) == 0
+    ranks = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"version": str})
+    assert ranks[ranks["method"] == "MySR"].set_index("dataset")["version"].to_dict() == {"A": "1.0", "B": "2.0"}
+
+
+# --------------------------------------------------------------------------- rank intervals, NTIRE score, reported rows
+
+
+@pytest.fixture(scope="module")
+def confidence_store(tmp_path_factory):
+    """Methods a and b identical, c clearly worse, on the six NTIRE 2025 components (with metric
+    rows), and two reported numbers: one the store reproduces, one it does not."""
+    from benchmark.reported import parse_rows
+    from benchmark.store import DatasetRecord, MethodRecord, MetricRecord, ResultsStore, ScoreRecord
+
+    base = tmp_path_factory.mktemp("confidence")
+    url = f"sqlite:///{base / 'r.db'}"
+    store = ResultsStore(url)
+    specs = {"lpips": ("FR", False, 0.30, 0.05), "dists": ("FR", False, 0.20, 0.05), "clipiqa": ("NR", True, 0.6, -0.1),
+             "maniqa_koniq": ("NR", True, 0.5, -0.1), "musiq": ("NR", True, 60.0, -10.0), "niqe": ("NR", False, 5.0, 1.0)}  # fmt: skip
+    for name, (kind, higher, _, _) in specs.items():
+        store.upsert_metric(MetricRecord(name, kind, higher, {}, f"s-{name}", "0.1.16"))
+    store.upsert_dataset(DatasetRecord("D", "/nowhere", "generic", 4, 12))
+    rng = np.random.default_rng(5)
+    image_effect = rng.normal(0.0, 0.02, 12)
+    records = []
+    for method, worse in (("a", 0.0), ("b", 0.0), ("c", 1.0)):
+        store.upsert_method(MethodRecord(method, "GAN"))
+        for name, (_, _, value, step) in specs.items():
+            records += [ScoreRecord("D", f"i{k:02d}", method, name, value + worse * step + image_effect[k] * abs(value),
+                                    f"s-{name}", "h", f"c{k}") for k in range(12)]  # fmt: skip
+    store.add_scores(records)
+    mean_a = float(np.mean([0.30 + e * 0.30 for e in image_effect]))
+    store.add_reported(r.row() for r in parse_rows([
+        {"dataset": "D", "method": "a", "metric": "lpips", "value": f"{mean_a:.4f}", "n": 12, "source": "Paper", "table": "1"},
+        {"dataset": "D", "method": "c", "metric": "lpips", "value": "0.2000", "n": 12, "source": "Paper", "table": "1"},
+    ], where="test"))  # fmt: skip
+    store.close()
+    return url
+
+
+def test_leaderboard_shows_shared_ranks_ntire_score_and_reported_rows(confidence_store, monkeypatch):
+    """Issue 15: identical methods share rank 1-2 on the board, the NTIRE 2025 score is shown with
+    its components, and reported numbers stand beside the measured ones with the badge."""
+    from streamlit.testing.v1 import AppTest
+
+    from benchmark.derived import derived_table
+
+    monkeypatch.setenv("SCREENSR_STORE", confidence_store)
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="lb_metric_set").set_value("All").run()
+    table = _lb(at).set_index("Method")
+    assert table.loc["a", "Rank (95% interval)"] == table.loc["b", "Rank (95% interval)"] == "1-2"
+    assert table.loc["c", "Rank (95% interval)"] == "3"
+    ntire = _frame(at, "Score ↑").set_index("Method")
+    board = loading.load_board(confidence_store)
+    expected = derived_table(board.scores, "ntire2025").set_index("method")
+    assert ntire.loc["a", "Score ↑"].startswith(f"{expected.loc['a', 'score']:.4f} [")
+    assert ntire.loc["c", "Rank"] == "3"
+    reported = _frame(at, "Measured - reported").set_index("Method")
+    assert reported.loc["a", ""] == "✓" and reported.loc["a", "Status"] == "reproduced"
+    assert reported.loc["c", ""] == "" and reported.loc["c", "Status"] == "differs"
+    boxes = _frame(at, "Aggregated").set_index("Method")
+    assert boxes.loc["a", "Aggregated"] == "1-2" and boxes.loc["c", "LPIPS ↓"] == "3"
+    pairwise = [d.value for d in at.dataframe if "method" in d.value.columns and "c" in d.value.columns]
+    assert len(pairwise) == 1 and pairwise[0].set_index("method").loc["a", "b"] == 1.0
+
+
+def test_export_writes_rank_intervals_ntire_and_reported(confidence_store, tmp_path):
+    from leaderboard.board.export import ExportOptions, export_site
+
+    site = tmp_path / "site"
+    export_site(confidence_store, site, ExportOptions(crops=0))
+    page = (site / "index.html").read_text()
+    assert "Rank (95% interval)" in page and "NTIRE 2025 perceptual score" in page and "Reported vs measured" in page
+    boxes = pd.read_csv(site / "data" / "D" / "rank_intervals.csv", dtype={"shared_rank": str})
+    agg = boxes[boxes["metric"] == "aggregate"].set_index("method")
+    assert agg.loc["a", "shared_rank"] == "1-2"
+    compared = pd.read_csv(site / "data" / "D" / "reported_vs_measured.csv").set_index("method")
+    assert bool(compared.loc["a", "reproduced"]) and not bool(compared.loc["c", "reproduced"])
+    assert len(pd.read_csv(site / "data" / "D" / "ntire2025.csv")) == 3
+    table = pd.read_csv(site / "data" / "D" / "leaderboard.csv", dtype={"shared_rank": str}).set_index("method")
+    assert table.loc["a", "shared_rank"] == "1-2"

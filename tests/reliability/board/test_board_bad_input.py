@@ -15,7 +15,7 @@ import pytest
 from core.secrets import check_secret, hash_secret
 from screensr.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -41,25 +41,28 @@ def clean_env(monkeypatch):
 
 
 @pytest.mark.parametrize("kind", ["text file", "folder"])
-def test_a_store_that_is_not_a_database_is_one_error_line(tmp_path, kind):
-    """The real command line, as a user runs it."""
+def test_a_store_that_is_not_a_database_is_one_error_line(tmp_path, kind, capsys, monkeypatch):
+    """The real command line, as a user runs it (one process per kind), and the export verb in-process."""
     target = tmp_path / "results.db"
     if kind == "folder":
         target.mkdir()
     else:
         target.write_text("these are my notes, not a database\n")
-    for argv in (["board", "--store", str(target), "--dry-run"], ["board", "export", "--store", str(target), "--out", str(tmp_path / "site")]):  # fmt: skip
-        res = subprocess.run(
-            [sys.executable, "-m", "screensr.cli", *argv],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "SCREENSR_DEBUG": ""},
-        )
-        assert res.returncode == 2, res.stderr
-        line = _one_error_line(res.stderr)
-        assert "results.db" in line and "--store" in line, line
+    res = subprocess.run(
+        [sys.executable, "-m", "screensr.cli", "board", "--store", str(target), "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SCREENSR_DEBUG": ""},
+    )
+    assert res.returncode == 2, res.stderr
+    line = _one_error_line(res.stderr)
+    assert "results.db" in line and "--store" in line, line
+    monkeypatch.setenv("SCREENSR_DEBUG", "")
+    code, _, err = _run(capsys, "board", "export", "--store", str(target), "--out", str(tmp_path / "site"))
+    line = _one_error_line(err)
+    assert code == 2 and "results.db" in line and "--store" in line, line
     if kind == "text file":
         assert target.read_text() == "these are my notes, not a database\n"  # untouched
 
@@ -135,7 +138,7 @@ def test_hash_secret_output_reaches_the_app_and_unlocks_it(capsys, clean_env, mo
     """The documented round trip: hash-secret's output, given to --admin-secret-hash, is what the
     server process gets (the legacy variable dropped) and what checks the secret there."""
     import leaderboard.cli as board_cli
-    from leaderboard.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash, check_admin
+    from leaderboard.board.submissions import ADMIN_ENV, LEGACY_ADMIN_ENV, admin_hash, check_admin
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse battery\n"))
     _, out, _ = _run(capsys, "board", "hash-secret")

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from board_fixtures import BoardEnv, make_board_env
 from PIL import Image
 
-from leaderboard import crops, data
+from leaderboard import crops
+from leaderboard.board import data, display, loading
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -75,8 +75,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> BoardEnv:
-    return make_board_env(tmp_path_factory.mktemp("browser"))
+def env(board_env):
+    return board_env
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +136,8 @@ def test_leaderboard_page_in_a_real_browser(server, browser, env, tmp_path):
     page = open_page(browser, server)
     wait_done(page, "Best by aggregated rank")
     text = page.inner_text("[data-testid='stMain']")
-    board = data.load_board(env.url)
-    cols = data.select_metric_set(board.columns("DRealSR"), "Default")
+    board = loading.load_board(env.url)
+    cols = display.select_metric_set(board.columns("DRealSR"), "Default")
     best = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)["method"].tolist()
     assert f"1. {best[0]}" in text and f"2. {best[1]}" in text  # the podium, from the real data
     assert "Leaderboard" in text and "Ground-truth quality" in text
@@ -178,7 +178,7 @@ def test_compare_serves_exact_lossless_crops(server, browser, env):
     images.first.wait_for(timeout=30_000)
     srcs = [images.nth(i).get_attribute("src") for i in range(images.count())]
     assert len(srcs) == 5  # LR, HR and the three default methods
-    board = data.load_board(env.url)
+    board = loading.load_board(env.url)
     files = crops.dataset_images(board.datasets, "DRealSR")["img000"]
     cols = board.columns("DRealSR")
     top = data.leaderboard_table(board.summary, "DRealSR", cols, methods=board.methods)["method"].tolist()[:3]
@@ -194,7 +194,7 @@ def test_compare_serves_exact_lossless_crops(server, browser, env):
 
 def test_static_export_works_offline_in_a_browser(browser, env, tmp_path):
     """The exported site opens from file://, loads every image without the network, and sorts."""
-    from leaderboard.export import ExportOptions, export_site
+    from leaderboard.board.export import ExportOptions, export_site
 
     index = export_site(env.url, tmp_path / "site", ExportOptions(crops=1, crop_size=32, zoom=3))
     page = browser.new_page(viewport={"width": 1600, "height": 1100})

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import shutil
@@ -42,7 +43,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from core.errors import UserError
 
@@ -170,7 +171,7 @@ class _Members:
         # no absolute name, no "..", and nothing extracted is a link: the path stays inside root
         return self.root.joinpath(*parts)
 
-    def write(self, member: str, source: BinaryIO, dest: Path, declared_size: int | None) -> None:
+    def write(self, member: str, source: IO[bytes], dest: Path, declared_size: int | None) -> None:
         """Copy one member's data in chunks, counting the bytes actually produced."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         produced = 0
@@ -336,7 +337,7 @@ class _Meter:
     total is capped at the archive limit plus the headers' own blocks.
     """
 
-    def __init__(self, raw: BinaryIO, archive: str, limits: ArchiveLimits) -> None:
+    def __init__(self, raw: io.BufferedIOBase | BinaryIO, archive: str, limits: ArchiveLimits) -> None:
         self.raw, self.archive, self.limits = raw, archive, limits
         self.total = 0
         self.header_budget: int | None = None
@@ -359,7 +360,7 @@ class _Meter:
         return data
 
 
-def _decompressor(fh: BinaryIO, archive: str) -> BinaryIO:
+def _decompressor(fh: BinaryIO, archive: str) -> io.BufferedIOBase | BinaryIO:
     """A decompressing reader chosen by the stream's magic bytes (plain tar otherwise)."""
     magic = fh.read(6)
     fh.seek(0)
@@ -378,7 +379,8 @@ def _tar_members(fh: BinaryIO, archive: str, limits: ArchiveLimits):
     # opening parses the first header already: it is metered like every later one
     meter.header_budget = limits.max_header_bytes + 2 * tarfile.RECORDSIZE
     # "r|": a forward-only stream; members are parsed one at a time as we ask for them
-    with tarfile.open(fileobj=meter, mode="r|") as tf:
+    # tarfile's stub wants a file object type; it only ever calls read() on a stream ("r|")
+    with tarfile.open(fileobj=meter, mode="r|") as tf:  # type: ignore[call-overload]
         while True:
             meter.header_budget = limits.max_header_bytes + 2 * tarfile.RECORDSIZE
             info = tf.next()

@@ -20,7 +20,7 @@ fix:
   (never resized): the pixel limit (``core.imagelimits``) and the size are checked on the
   header, before any pixel is decoded, and a decode streams from the file.
 
-Archives are unpacked with bounded work (``leaderboard.archives``).
+Archives are unpacked with bounded work (``leaderboard.board.archives``).
 
 Accepted outputs are moved (atomically, one ``os.replace`` of the folder) to
 ``$SCREENSR_HOME/submissions/<dataset>/<method>/<version>/``; a ``.complete`` marker is written
@@ -48,16 +48,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from benchmark.methods import FolderMethod
+from benchmark.datasets import PairedDataset, load_dataset
+from benchmark.images import ImageFormatError, check_mode, file_sha256, image_size, is_image
+from benchmark.methods import BUILTINS, VOSR_PRESETS, FolderMethod
+from benchmark.runner import content_hash, evaluate
+from benchmark.store import FAMILIES, GT, SUITE_OWNER, MethodRecord, ResultsStore
+from core.atomic import atomic_write_text
 from core.errors import UserError
-from leaderboard.archives import ArchiveLimits, UnsafeArchiveError, is_archive_name, unpack_archive
+from core.imagelimits import ImageTooLargeError, check_image_pixels
+from core.paths import screensr_home
+from core.secrets import AttemptLimiter, check_secret
+from leaderboard.board.archives import ArchiveLimits, UnsafeArchiveError, is_archive_name, unpack_archive
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from benchmark.datasets import PairedDataset
-    from benchmark.store import MethodRecord, ResultsStore
-    from core.secrets import AttemptLimiter
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 """Method names and versions: letters, digits and ``_ . + -`` (they become folder names)."""
@@ -67,10 +72,8 @@ COMPLETE_MARKER = ".complete"
 COPY_CHUNK = 1 << 20  # bytes per read when an upload is copied to disk
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """A submission that cannot be accepted; the message lists every problem and the fix."""
-
-    is_user_error = True
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
@@ -114,7 +117,6 @@ class CheckedSubmission:
 
 def submissions_home() -> Path:
     """``$SCREENSR_HOME/submissions``: where accepted outputs are kept."""
-    from core.paths import screensr_home
 
     return screensr_home() / "submissions"
 
@@ -132,7 +134,6 @@ def normalise_owner(owner: str) -> str:
 
 def builtin_names() -> list[str]:
     """Names the suite's own methods use (``bicubic``, ``vosr-0.5b-ms``, ...): never submittable."""
-    from benchmark.methods import BUILTINS, VOSR_PRESETS
 
     return [*BUILTINS, *VOSR_PRESETS]
 
@@ -147,7 +148,7 @@ def unpack_upload(
     ``.tar.xz``) into the folder ``into``; return the folder that holds the images.
 
     The upload is copied to disk in chunks (a file object is never read whole), then unpacked by
-    :func:`leaderboard.archives.unpack_archive`: members are counted and sized while streaming
+    :func:`leaderboard.board.archives.unpack_archive`: members are counted and sized while streaming
     (``limits``), absolute paths, ``..`` components, links and device files are refused, and a
     corrupt or truncated archive is rejected as such. A single top-level folder inside the
     archive is descended into.
@@ -157,7 +158,7 @@ def unpack_upload(
         source: the upload: a binary file object (e.g. Streamlit's ``UploadedFile``), a path,
             or bytes.
         into: a working folder (created); on failure nothing is left in it.
-        limits: archive bounds (default :class:`~leaderboard.archives.ArchiveLimits`).
+        limits: archive bounds (default :class:`~leaderboard.board.archives.ArchiveLimits`).
 
     Raises:
         SubmissionError: an unsafe, oversized or unreadable archive (naming the member).
@@ -223,8 +224,6 @@ def output_header(path: Path) -> tuple[int, int]:
         ImageTooLargeError: over the pixel limit (names the file and the limit).
         ImageFormatError: not a readable image (names the file).
     """
-    from benchmark.images import ImageFormatError
-    from core.imagelimits import ImageTooLargeError, check_image_pixels
 
     try:
         return check_image_pixels(path)
@@ -243,14 +242,13 @@ def decode_output(path: Path) -> None:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from benchmark.images import ImageFormatError, _check_mode
 
     try:
         with open(path, "rb") as fh:
             head = fh.read(32)  # the PNG IHDR holds the bit depth (16-bit PNGs open as 8-bit RGB)
             fh.seek(0)
             with Image.open(fh) as img:
-                _check_mode(img, path, head)
+                check_mode(img, path, head)
                 img.load()  # decodes from the file handle: truncated data fails here
     except ImageFormatError:
         raise
@@ -279,7 +277,6 @@ def ownership_problems(sub: Submission, methods: pd.DataFrame) -> list[str]:
         sub: the submission (``sub.owner`` already given).
         methods: every version row of the store (``ResultsStore.methods_frame(all_versions=True)``).
     """
-    from benchmark.store import SUITE_OWNER
 
     name, owner = sub.method, normalise_owner(sub.owner)
     folded = name.casefold()
@@ -319,10 +316,6 @@ def validate_submission(sub: Submission, folder: Path, store: ResultsStore) -> C
         SubmissionError: listing every problem found (all checks run, so one pass tells the
             submitter everything to fix).
     """
-    from benchmark.datasets import load_dataset
-    from benchmark.images import ImageFormatError, image_size, is_image
-    from benchmark.store import FAMILIES, GT
-    from core.imagelimits import ImageTooLargeError
 
     problems: list[str] = []
     for what, value in (("method name", sub.method), ("version", sub.version)):
@@ -458,18 +451,16 @@ def _identical_method(ds: PairedDataset, outputs: dict[str, Path], store: Result
     Uses the content hash the runner stores with precomputed outputs
     (``benchmark.runner.content_hash(lr, hr, sr)``), so no image is re-read from other methods.
     """
-    from benchmark.images import file_sha256
-    from benchmark.runner import content_hash
 
     scores = store.scores_frame(dataset=ds.name)
     if scores.empty:
         return None
     pairs = {p.id: p for p in ds.pairs}
-    mine = {
-        pid: content_hash(file_sha256(pairs[pid].lr), file_sha256(pairs[pid].hr), file_sha256(path))
-        for pid, path in outputs.items()
-        if pairs[pid].hr is not None
-    }
+    mine = {}
+    for pid, path in outputs.items():
+        hr = pairs[pid].hr
+        if hr is not None:
+            mine[pid] = content_hash(file_sha256(pairs[pid].lr), file_sha256(hr), file_sha256(path))
     if not mine:
         return None
     have = scores.drop_duplicates(["method", "image", "content_hash"])
@@ -526,12 +517,10 @@ def publish_submission(
     Raises:
         SubmissionError: the name now belongs to someone else.
     """
-    from benchmark.runner import evaluate
-    from core.atomic import atomic_write_text
 
     sub = checked.submission
     if not metrics:
-        raise ValueError("no metrics chosen: pick at least one metric to compute")
+        raise SubmissionError(["no metrics chosen: pick at least one metric to compute"])
     problems = ownership_problems(sub, store.methods_frame(all_versions=True))
     if problems:
         raise SubmissionError(problems)
@@ -655,7 +644,6 @@ def _secret(secrets: object | None, key: str) -> str | None:
 
 def check_admin(secret: str, expected_hash: str) -> bool:
     """Whether ``secret`` matches the scrypt hash ``expected_hash`` (constant-time comparison)."""
-    from core.secrets import check_secret
 
     return bool(secret) and check_secret(secret, expected_hash)
 
@@ -671,7 +659,6 @@ def admin_limiter() -> AttemptLimiter:
     global _limiter
     with _limiter_lock:
         if _limiter is None:
-            from core.secrets import AttemptLimiter
 
             _limiter = AttemptLimiter(
                 max_failures=ADMIN_MAX_FAILURES, lockout_s=ADMIN_LOCKOUT_S, delay_s=ADMIN_DELAY_S
