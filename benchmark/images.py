@@ -27,6 +27,7 @@ import numpy as np
 
 from core.atomic import atomic_path
 from core.errors import MissingFileError, UserError
+from core.imageformat import stored_bit_depth
 from core.imagelimits import ImageTooLargeError, check_pixels, pil_bomb_error
 
 if TYPE_CHECKING:
@@ -70,18 +71,6 @@ def is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _bit_depth(img, data: bytes) -> int:
-    """Bits per channel as stored: Pillow opens 48-bit PNG/TIFF as 8-bit "RGB", dropping the
-    low byte silently, so the depth is read from the file header itself."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        return data[24]  # IHDR bit depth (PNG spec, section 11.2.2)
-    tags = getattr(img, "tag_v2", None)
-    if tags is not None and 258 in tags:  # TIFF BitsPerSample
-        bits = tags[258]
-        return int(max(bits) if isinstance(bits, tuple) else bits)
-    return 8
-
-
 def check_mode(img, path: Path, data: bytes = b"") -> None:
     """Refuse an opened image that is not 8-bit RGB (alpha, grayscale, 16-bit, float).
 
@@ -95,8 +84,9 @@ def check_mode(img, path: Path, data: bytes = b"") -> None:
     """
     mode = img.mode
     fix = "convert it to 8-bit RGB (e.g. `convert IN -alpha off -depth 8 -type TrueColor OUT`)"
-    if mode in ("RGB", "RGBA") and _bit_depth(img, data) > 8:
-        raise ImageFormatError(f"{path}: is a 16-bit image ({_bit_depth(img, data)} bits per channel); {fix}")
+    depth = stored_bit_depth(img, data) if mode in ("RGB", "RGBA") else 8
+    if depth > 8:
+        raise ImageFormatError(f"{path}: is a 16-bit image ({depth} bits per channel); {fix}")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         raise ImageFormatError(f"{path}: has an alpha channel (mode {mode}); {fix}")
     if mode in ("L", "1"):

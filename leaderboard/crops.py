@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.datasets import load_dataset
-from benchmark.images import IMAGE_SUFFIXES, file_sha256, read_image
+from benchmark.images import IMAGE_SUFFIXES, read_image
 from core.errors import MissingFileError, UnknownNameError
+from core.hashing import file_sha256
 
 
 def crop_box(size: tuple[int, int], center: tuple[float, float], crop: int, multiple: int = 1) -> tuple[int, int, int, int]:

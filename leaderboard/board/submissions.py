@@ -49,12 +49,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from benchmark.datasets import PairedDataset, load_dataset
-from benchmark.images import ImageFormatError, check_mode, file_sha256, image_size, is_image
+from benchmark.images import ImageFormatError, check_mode, image_size, is_image
 from benchmark.methods import BUILTINS, VOSR_PRESETS, FolderMethod
 from benchmark.runner import content_hash, evaluate
 from benchmark.store import FAMILIES, GT, SUITE_OWNER, MethodRecord, ResultsStore
 from core.atomic import atomic_write_text
 from core.errors import UserError
+from core.hashing import file_sha256
 from core.imagelimits import ImageTooLargeError, check_image_pixels
 from core.paths import screensr_home
 from core.secrets import AttemptLimiter, check_secret
