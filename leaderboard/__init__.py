@@ -10,9 +10,8 @@ Modules:
     ``export``       the static site (``screensr board export``).
     ``cli``          ``screensr board`` (serve), ``export`` and ``study`` verbs.
     ``app``          the Streamlit entry point; pages live in ``pages/``.
-    ``study``, ``study_db``, ``study_chain``, ``stats``, ``study_cli``: user studies (definitions,
-                     the vote store, its hash chain, statistics, the ``study`` verbs).
-    ``voter``        the voter-only app (``screensr board study serve``): the vote page alone.
+    ``study/``       user studies (definitions, assignment, the vote store and its hash chain,
+                     statistics, the ``study`` verbs, the voter-only app, the Study admin page).
 
 Nothing is imported here: ``import leaderboard`` stays free of Streamlit and pandas.
 """

@@ -1,6 +1,7 @@
 """User-study benchmark: sustained vote throughput on SQLite, and the time to serve a trial's images.
 
-Run: ``python tests/perf/bench_votes.py [--writers 16] [--trials 40] [--processes 4]``
+Run: ``python tests/perf/bench_votes.py [--writers 16] [--trials 40] [--processes 4]`` (with the checkout
+installed, ``pip install -e .``, or ``PYTHONPATH=.``)
 
 Throughput: a study with ``--trials`` images x 2 criteria; ``--writers`` participants vote every
 trial at once, each from its own thread sharing one ``StudyStore`` (how Streamlit sessions
@@ -23,7 +24,6 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +31,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def make_study(root: Path, n_images: int, methods: list[str], lr_size: int, scale: int, seed: int = 0) -> Path:
@@ -71,13 +69,13 @@ def vote_all(store, token: str) -> tuple[int, int]:
 
 
 def _warm_up(barrier) -> None:
-    import leaderboard.study_db  # noqa: F401 - the import is the warm-up
+    import leaderboard.study.store  # noqa: F401 - the import is the warm-up
 
     barrier.wait()  # every worker process is started before the timed run
 
 
 def _process_job(args: tuple[str, list[str]]) -> tuple[int, int]:
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
 
     url, tokens = args
     store = StudyStore(url)
@@ -87,8 +85,8 @@ def _process_job(args: tuple[str, list[str]]) -> tuple[int, int]:
 
 
 def throughput(tmp: Path, yaml_path: Path, label: str, writers: int, mode: str, synchronous: str = "FULL") -> dict:
-    from leaderboard.study import load_study
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
+    from leaderboard.study.validation import load_study
 
     db = tmp / f"{label.replace(' ', '_').replace(',', '').replace('=', '')}.sqlite"
     store = StudyStore(db, synchronous=synchronous)
@@ -132,12 +130,13 @@ def throughput(tmp: Path, yaml_path: Path, label: str, writers: int, mode: str, 
 
 
 def serving(tmp: Path, repeats: int) -> list[dict]:
-    from leaderboard.study import ImageCache, load_study, trial_pngs
+    from leaderboard.study.serving import ImageCache, trial_pngs
+    from leaderboard.study.validation import load_study
 
     methods = [f"method{i}" for i in range(6)]
     config = load_study(make_study(tmp / "serve", 4, methods, 128, 4))
     shown = tuple(methods)
-    from leaderboard.study import LR
+    from leaderboard.study.config import LR
 
     files = [config.file(c, "im000") for c in (LR, *methods)]
 

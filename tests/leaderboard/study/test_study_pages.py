@@ -6,18 +6,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 
-APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
-VOTER_APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "voter" / "app.py")
+APP = str(Path(__file__).resolve().parents[3] / "leaderboard" / "app.py")
+VOTER_APP = str(Path(__file__).resolve().parents[3] / "leaderboard" / "study" / "voter" / "app.py")
 METHODS = ("SecretNetV2", "HiddenDiffusion", "CovertGAN")
 
 
 @pytest.fixture()
-def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[StudyStore, object]:
+def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_study_files) -> tuple[StudyStore, object]:
     url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     monkeypatch.setenv("SCREENSR_STUDY_STORE", url)
     config = load_study(make_study_files(tmp_path, methods=METHODS, n_images=3, gold={"images": ["img_00"]}))
@@ -136,7 +135,7 @@ def test_bad_or_missing_token(study) -> None:
     assert any("personal link" in i.value for i in at.info)
 
 
-def test_open_enrolment_link(tmp_path: Path, study) -> None:
+def test_open_enrolment_link(tmp_path: Path, study, make_study_files) -> None:
     store, _ = study
     path = make_study_files(tmp_path / "open", methods=METHODS, open_enrolment=True)
     data = yaml.safe_load(path.read_text())
@@ -165,7 +164,7 @@ def test_admin_page_needs_the_secret_then_shows_the_analysis(study) -> None:
                 store.record_vote(p, view.assignment_id, c.key, 0)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/study_admin.py").run()
+    at.switch_page("study/pages/study_admin.py").run()
     # inside a form, a value travels with the submit click (no run in between)
     at.text_input[0].input("wrong")
     at.button[0].click().run()
@@ -188,7 +187,7 @@ def test_admin_invites_participants(study) -> None:
     store, config = study
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/study_admin.py").run()
+    at.switch_page("study/pages/study_admin.py").run()
     at.text_input[0].input("adm1n")
     at.button[0].click().run()
     at.number_input[0].set_value(2)

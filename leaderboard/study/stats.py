@@ -1,7 +1,7 @@
 """Statistics of user-study votes: shares with intervals, tests, agreement, per-participant checks.
 
 Input is the vote log as a ``pandas.DataFrame`` with one row per vote (what
-:meth:`leaderboard.study_db.StudyStore.votes_frame` returns); the columns used are
+:meth:`leaderboard.study.store.StudyStore.votes_frame` returns); the columns used are
 ``participant, trial, image_id, criterion, choice, shown`` (``|``-joined candidates on screen),
 ``is_gold, correct, dwell_s``. Gold trials are excluded from every method statistic and used
 only for participant accuracy.
@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -320,7 +317,7 @@ def luce_strengths(votes: pd.DataFrame, methods: list[str], criteria: list[str],
 
     votes = regular_votes(votes)
     index = {m: i for i, m in enumerate(methods)}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for criterion in criteria:
         sub = votes[votes["criterion"] == criterion]
         data = []
@@ -500,19 +497,3 @@ def figure_png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     return buf.getvalue()
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

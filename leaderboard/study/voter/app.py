@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from leaderboard.study import ImageCache, candidate_image, png_bytes, position_label, trial_pngs
-from leaderboard.study_db import StudyStore, default_store_url
+from leaderboard.study.assignment import position_label
+from leaderboard.study.serving import ImageCache, candidate_image, png_bytes, trial_pngs
+from leaderboard.study.store import StudyStore, default_store_url
 
 LOG = logging.getLogger("screensr.voter")
 
@@ -201,7 +202,8 @@ def _page(where: _Where) -> None:
     labels = [position_label(i) for i in range(len(view.shown))]
     c1, c2, c3 = st.columns([1, 2, 2])
     zooms = [z for z in ZOOMS if config.crop * z <= MAX_FULL_WIDTH] or [1]  # never resampled by st.image
-    zoom = c1.selectbox("Zoom", zooms, index=min(1, len(zooms) - 1), key="zoom")
+    # an index is given, so the selectbox never returns None
+    zoom = int(c1.selectbox("Zoom", zooms, index=min(1, len(zooms) - 1), key="zoom") or zooms[0])
     cx = c2.slider("Horizontal position (%)", 0, 100, 50, key="cx")
     cy = c3.slider("Vertical position (%)", 0, 100, 50, key="cy")
     # Every image is produced before anything is shown or can be voted on: a trial whose files

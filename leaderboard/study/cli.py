@@ -1,8 +1,8 @@
 """``screensr board study ...``: create a user study, hand out links, serve the voting app, report,
 verify and export votes.
 
-Only the standard library is imported at module level (``--help`` stays instant); the handlers
-import the study modules.
+Only the standard library and two dependency-free modules (``core.errors``, the voting links) are
+imported at module level (``--help`` stays instant); the handlers import the study modules.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from leaderboard.voter.links import DEFAULT_PORT, DEFAULT_URL
+from core.errors import ConfigError
+from leaderboard.study.voter.links import DEFAULT_PORT, DEFAULT_URL
 
 _STORE_HELP = (
     "SQLAlchemy URL or SQLite file of the study store (default: $SCREENSR_STUDY_STORE, else "
@@ -72,7 +73,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "  # prints 10 links https://votes.example.org/?token=...; the admin secret goes to stderr once\n"
         "  screensr board study serve                # the voting app the links open\n",
     )
-    p.add_argument("definition", metavar="STUDY.yaml", help="study definition (see leaderboard/study.py)")
+    p.add_argument("definition", metavar="STUDY.yaml", help="study definition (see leaderboard/study/config.py)")
     p.add_argument("--store", default=None, help=_STORE_HELP)
     p.add_argument("--participants", type=int, default=0, metavar="N", help="tokens to issue now (default 0)")
     p.add_argument("--base-url", default=DEFAULT_URL,
@@ -174,7 +175,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _links(tokens: list[str], base_url: str, tokens_only: bool) -> list[str]:
-    from leaderboard.voter.links import vote_link
+    from leaderboard.study.voter.links import vote_link
 
     if tokens_only:
         return tokens
@@ -182,8 +183,8 @@ def _links(tokens: list[str], base_url: str, tokens_only: bool) -> list[str]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from leaderboard.study import load_study
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
+    from leaderboard.study.validation import load_study
 
     config = load_study(args.definition)
     store = StudyStore(args.store)
@@ -195,7 +196,7 @@ def _create(args: argparse.Namespace) -> int:
     else:
         print(f"study {info.name!r} already exists with this definition; nothing changed", file=sys.stderr)
     if config.open_enrolment:
-        from leaderboard.voter.links import enrolment_link
+        from leaderboard.study.voter.links import enrolment_link
 
         print(f"open enrolment link: {enrolment_link(args.base_url, info.name)}", file=sys.stderr)
     tokens = store.add_participants(info.name, args.participants) if args.participants else []
@@ -205,7 +206,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _invite(args: argparse.Namespace) -> int:
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
     for line in _links(store.add_participants(args.study, args.participants), args.base_url, args.tokens_only):
@@ -214,8 +215,8 @@ def _invite(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from leaderboard.stats import markdown_table
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.stats import markdown_table
+    from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
     progress = store.progress(args.study)
@@ -226,8 +227,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from leaderboard.stats import figure_png, plot_votes, study_report, write_atomic
-    from leaderboard.study_db import StudyStore
+    from core.atomic import atomic_write_bytes, atomic_write_text
+    from leaderboard.study.stats import figure_png, plot_votes, study_report
+    from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
     info = store.study(args.study)
@@ -257,12 +259,12 @@ def _report(args: argparse.Namespace) -> int:
     else:
         text = report.to_markdown()
     if args.out:
-        write_atomic(args.out, text)
+        atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     if args.plot:
-        write_atomic(args.plot, figure_png(plot_votes(report.votes, title=info.name)))
+        atomic_write_bytes(args.plot, figure_png(plot_votes(report.votes, title=info.name)))
         print(f"wrote {args.plot}", file=sys.stderr)
     if not check.ok:
         print(f"warning: the vote chain does not verify ({check.problems[0]})", file=sys.stderr)
@@ -270,7 +272,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
 
     report = StudyStore(args.store).verify(args.study, expected_head=args.expect_head)
     for note in report.notes:
@@ -287,8 +289,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
-    from leaderboard.stats import write_atomic
-    from leaderboard.study_db import StudyStore
+    from core.atomic import atomic_write_bytes, atomic_write_text
+    from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
     info = store.study(args.study)
@@ -298,15 +300,15 @@ def _export(args: argparse.Namespace) -> int:
         out = out.with_suffix(".parquet")
     votes = store.votes_frame(args.study)
     if fmt == "csv":
-        write_atomic(out, votes.to_csv(index=False))
+        atomic_write_text(out, votes.to_csv(index=False))
     else:
         import io
 
         buf = io.BytesIO()
         votes.to_parquet(buf, index=False)
-        write_atomic(out, buf.getvalue())
+        atomic_write_bytes(out, buf.getvalue())
     definition = {"study": info.config.to_dict(), "config_hash": info.config_hash, "created_at": info.created_at}
-    write_atomic(out.with_name(out.stem + ".study.json"), json.dumps(definition, indent=2))
+    atomic_write_text(out.with_name(out.stem + ".study.json"), json.dumps(definition, indent=2))
     print(f"wrote {len(votes)} votes to {out}")
     return 0
 
@@ -315,7 +317,7 @@ def voter_command(args: argparse.Namespace) -> list[str]:
     """The ``streamlit run`` command line that serves the voting app for ``args``.
 
     Raises:
-        ValueError: a ``-S`` option is not ``KEY=VALUE``, or tries to change one of
+        ConfigError: a ``-S`` option is not ``KEY=VALUE``, or tries to change one of
             :data:`VOTER_OPTIONS` (those keep the app closed to anything but voting).
     """
     app = Path(__file__).with_name("voter") / "app.py"
@@ -325,9 +327,9 @@ def voter_command(args: argparse.Namespace) -> list[str]:
         key, eq, value = item.partition("=")
         key = key.strip().lstrip("-")
         if not eq or not key:
-            raise ValueError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.baseUrlPath=vote")
+            raise ConfigError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.baseUrlPath=vote")
         if key in options and value != options[key]:
-            raise ValueError(
+            raise ConfigError(
                 f"--streamlit-option {item!r}: the voting app always runs with {key}={options[key]} "
                 f"(it keeps results, method names and admin pages out of voters' reach); drop this option"
             )
@@ -348,7 +350,7 @@ def _serve(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError as exc:
         raise ImportError("the voting app needs Streamlit: pip install 'screensr[board]'") from exc
-    from leaderboard.study_db import ENV_STORE, StudyStore
+    from leaderboard.study.store import ENV_STORE, StudyStore
 
     cmd = voter_command(args)  # first: option errors before anything is opened
     store = StudyStore(args.store)  # fails early, naming the URL, if it cannot be opened

@@ -4,7 +4,7 @@ invites, and the errors voters met (by the error id they were shown).
 Access needs the study's admin secret (printed once by ``screensr board study create``; stored
 as a salted scrypt hash); after 5 wrong secrets for a study, its login is refused for 5 minutes
 (whoever tries: a new browser session does not reset it). The page only calls tested functions
-of ``leaderboard.study_db`` and ``leaderboard.stats``. The store is ``$SCREENSR_STUDY_STORE``
+of ``leaderboard.study.store`` and ``leaderboard.study.stats``. The store is ``$SCREENSR_STUDY_STORE``
 (default ``$SCREENSR_HOME/studies.sqlite``). Voting itself is not here: participants' links open
 the separate voting app (``screensr board study serve``).
 """
@@ -16,9 +16,9 @@ import io
 import streamlit as st
 
 from core.secrets import AttemptLimiter
-from leaderboard.stats import figure_png, plot_votes, study_report
-from leaderboard.study_db import StudyStore, default_store_url
-from leaderboard.voter.links import DEFAULT_URL, vote_link
+from leaderboard.study.stats import StudyReport, figure_png, plot_votes, study_report
+from leaderboard.study.store import StudyStore, default_store_url
+from leaderboard.study.voter.links import DEFAULT_URL, vote_link
 
 N_BOOT = 1000
 
@@ -35,7 +35,7 @@ def _limiter() -> AttemptLimiter:
 
 
 @st.cache_data(max_entries=16, show_spinner="Analysing votes...")
-def _analysis(url: str, study: str, head_hash: str, n_votes: int) -> tuple[object, bytes]:
+def _analysis(url: str, study: str, head_hash: str, n_votes: int) -> tuple[StudyReport, bytes]:
     # Keyed by the chain head: the analysis is recomputed only when a vote arrived.
     store = _store(url)
     info = store.study(study)
@@ -134,6 +134,8 @@ def main() -> None:
         st.info("No study yet. Create one with `screensr board study create STUDY.yaml --participants N`.")
         return
     study = st.selectbox("Study", names, index=len(names) - 1, key="admin_study")
+    if study is None:  # not reached: an index is given and there is at least one study
+        return
     unlocked: set[str] = st.session_state.setdefault("admin_unlocked", set())
     if study not in unlocked:
         with st.form("admin_login"):

@@ -11,10 +11,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 from screensr.cli import main
 
 
@@ -34,7 +33,7 @@ def _vote_everything(store: StudyStore, tokens: list[str]) -> None:
 
 
 @pytest.fixture()
-def created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str], str]:
+def created(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_study_files) -> tuple[str, list[str], str]:
     path = make_study_files(tmp_path, n_images=3)
     db = str(tmp_path / "votes.sqlite")
     code, out, err = _run(capsys, "create", str(path), "--store", db, "--participants", "3",
@@ -116,7 +115,7 @@ def test_status(created, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "1/3 participants complete, 6 votes" in out
 
 
-def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_study_files) -> None:
     db = str(tmp_path / "v.sqlite")
     code, _, err = _run(capsys, "report", "missing", "--store", db)
     assert code == 2 and err.startswith("error: no study named 'missing'") and "Traceback" not in err
@@ -138,7 +137,7 @@ def test_help_yaml_example_is_a_valid_definition() -> None:
 
     import yaml
 
-    from leaderboard.study import config_from_dict
+    from leaderboard.study.config import config_from_dict
 
     res = subprocess.run([sys.executable, "-m", "screensr.cli", "board", "study", "create", "--help"],
                          capture_output=True, text=True, check=True)  # fmt: skip
@@ -148,7 +147,7 @@ def test_help_yaml_example_is_a_valid_definition() -> None:
     assert config.votes_per_participant == 30 and config.gold.images == ("img_001",)
 
 
-def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_study_files) -> None:
     path = make_study_files(tmp_path, methods=("a1", "a2", "a3", "a4"), n_images=4, candidates_per_trial=2)
     db = str(tmp_path / "v.sqlite")
     code, out, _ = _run(capsys, "create", str(path), "--store", db, "--participants", "6", "--tokens-only")
@@ -171,7 +170,7 @@ def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_serve_runs_the_voter_app_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                         monkeypatch: pytest.MonkeyPatch, make_study_files) -> None:  # fmt: skip
     """``serve`` execs Streamlit on the voter-only app with the options that keep it closed, and
     without the results store in its environment."""
     import os
@@ -189,7 +188,7 @@ def test_serve_runs_the_voter_app_closed(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         main(["board", "study", "serve", "--store", str(db), "--port", "8612", "-S", "server.baseUrlPath=vote"])
     argv = seen["argv"]
-    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/voter/app.py")
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/study/voter/app.py")
     options = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert options["--client.toolbarMode"] == "minimal" and options["--client.showErrorDetails"] == "none"
     assert options["--client.showSidebarNavigation"] == "false" and options["--server.enableXsrfProtection"] == "true"

@@ -28,12 +28,10 @@ Studies created before trials, plans and shown candidates were chained (chain ve
 their original chain (their published head hashes stay valid) and verify what it covers: the
 votes and the config; :class:`VerifyReport` says so in ``notes``.
 
-Writers serialise per database: ``BEGIN IMMEDIATE`` on SQLite (behind an in-process lock and an
-OS file lock, so threads and processes queue without SQLite's sleeping busy handler) and
-``SELECT ... FOR UPDATE`` on the study row on PostgreSQL. Concurrent votes of one process are
-group-committed: one transaction (one fsync with ``synchronous=FULL``) carries every vote that
-arrived while the previous one was being written, each still checked and chained one by one.
-Participants' tokens and the admin secret are stored as hashes only.
+The tables and their triggers are :mod:`leaderboard.study.schema`; serialised writers and group
+commit are :mod:`leaderboard.study.writer` (``SELECT ... FOR UPDATE`` on the study row is added
+here for PostgreSQL); the hashes are :mod:`leaderboard.study.chain`. Participants' tokens and the
+admin secret are stored as hashes only.
 
 Example:
     >>> store = StudyStore("sqlite:///studies.sqlite")        # doctest: +SKIP
@@ -46,42 +44,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    DDL,
-    BigInteger,
-    Column,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
 
-from core.secrets import check_secret, hash_secret  # noqa: F401  (re-exported for the pages and CLI)
-from leaderboard.study import StudyConfig, StudyConfigError, assign_trials, build_trials, config_from_dict
-from leaderboard.study_chain import (
+from core.errors import UserError
+from core.paths import screensr_home
+from core.secrets import check_secret, hash_secret
+from leaderboard.study.assignment import assign_trials, build_trials
+from leaderboard.study.chain import (
     CHAIN_VERSION,
     VoteContext,
     canonical_vote,
@@ -92,201 +70,22 @@ from leaderboard.study_chain import (
     sha256_hex,
     trials_digest,
 )
+from leaderboard.study.config import StudyConfig, StudyConfigError, config_from_dict
+from leaderboard.study.schema import (
+    apply_schema_changes,
+    assignments,
+    participants,
+    schema_changes,
+    studies,
+    study_incidents,
+    trials,
+    votes,
+)
+from leaderboard.study.writer import Database
+
+__all__ = ["StudyStore", "StudyNotFound", "hash_secret", "check_secret", "default_store_url", "normalise_url"]
 
 ENV_STORE = "SCREENSR_STUDY_STORE"
-
-metadata = MetaData()
-
-studies = Table(
-    "study_studies",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(64), nullable=False, unique=True),
-    Column("config_json", Text, nullable=False),
-    Column("config_hash", String(64), nullable=False),
-    Column("admin_hash", String(200), nullable=False),
-    Column("genesis_hash", String(64), nullable=False),
-    Column("app_version", String(40), nullable=False),
-    Column("created_at", String(40), nullable=False),
-    # Added with chain version 2 (NULL in studies created before): see the module docstring.
-    Column("chain_version", Integer),
-    Column("trials_hash", String(64)),
-    # The secret seed of the assignment RNG when the YAML fixes none (never shown to voters).
-    Column("assignment_seed", BigInteger),
-)
-
-trials = Table(
-    "study_trials",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("study_id", Integer, ForeignKey("study_studies.id"), nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("image_id", String(255), nullable=False),
-    Column("candidates_json", Text, nullable=False),
-    Column("gold_answer", String(255)),
-    UniqueConstraint("study_id", "position"),
-)
-
-participants = Table(
-    "study_participants",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("study_id", Integer, ForeignKey("study_studies.id"), nullable=False),
-    Column("number", Integer, nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("enrolled_via", String(16), nullable=False),
-    Column("created_at", String(40), nullable=False),
-    # sha256 over the participant's assignments (NULL for participants created before chain v2).
-    Column("plan_hash", String(64)),
-    UniqueConstraint("study_id", "number"),
-)
-
-assignments = Table(
-    "study_assignments",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("participant_id", Integer, ForeignKey("study_participants.id"), nullable=False),
-    Column("ord", Integer, nullable=False),
-    Column("trial_id", Integer, ForeignKey("study_trials.id"), nullable=False),
-    Column("shown_json", Text, nullable=False),
-    Column("served_at", String(40)),
-    UniqueConstraint("participant_id", "ord"),
-    UniqueConstraint("participant_id", "trial_id"),
-)
-
-votes = Table(
-    "study_votes",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("study_id", Integer, ForeignKey("study_studies.id"), nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("participant_id", Integer, ForeignKey("study_participants.id"), nullable=False),
-    Column("trial_id", Integer, ForeignKey("study_trials.id"), nullable=False),
-    Column("assignment_id", Integer, ForeignKey("study_assignments.id"), nullable=False),
-    Column("criterion", String(64), nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("choice", String(255), nullable=False),
-    Column("served_at", String(40)),
-    Column("voted_at", String(40), nullable=False),
-    Column("app_version", String(40), nullable=False),
-    Column("config_hash", String(64), nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("row_hash", String(64), nullable=False),
-    UniqueConstraint("participant_id", "trial_id", "criterion", name="uq_study_vote_once"),
-    UniqueConstraint("study_id", "seq", name="uq_study_vote_seq"),
-    UniqueConstraint("study_id", "prev_hash", name="uq_study_vote_chain"),
-)
-
-# Errors shown to voters as a neutral message with an id; the details (paths, exceptions) live
-# here for the study admin page. Repeats of one error share a row (``count``), so a broken file
-# seen by every voter on every rerun stays one line.
-study_incidents = Table(
-    "study_incidents",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("error_id", String(16), nullable=False, unique=True),
-    Column("study_id", Integer, ForeignKey("study_studies.id")),
-    Column("fingerprint", String(64), nullable=False),
-    Column("context", String(80), nullable=False),
-    Column("participant", Integer),  # number of the first participant who met it
-    Column("summary", Text, nullable=False),
-    Column("detail", Text, nullable=False),
-    Column("count", Integer, nullable=False),
-    Column("first_at", String(40), nullable=False),
-    Column("last_at", String(40), nullable=False),
-)
-
-# Append-only: the database rejects UPDATE and DELETE on votes, whoever issues them.
-for _op in ("UPDATE", "DELETE"):
-    event.listen(
-        votes,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER study_votes_no_{_op.lower()} BEFORE {_op} ON study_votes "
-            f"BEGIN SELECT RAISE(ABORT, 'study_votes is append-only: {_op} rejected'); END"
-        ).execute_if(dialect="sqlite"),
-    )
-event.listen(
-    votes,
-    "after_create",
-    DDL(
-        "CREATE OR REPLACE FUNCTION study_votes_append_only() RETURNS trigger AS $$ "
-        "BEGIN RAISE EXCEPTION 'study_votes is append-only: %% rejected', TG_OP; END; $$ LANGUAGE plpgsql"
-    ).execute_if(dialect="postgresql"),
-)
-event.listen(
-    votes,
-    "after_create",
-    DDL(
-        "CREATE TRIGGER study_votes_no_change BEFORE UPDATE OR DELETE ON study_votes "
-        "FOR EACH ROW EXECUTE FUNCTION study_votes_append_only()"
-    ).execute_if(dialect="postgresql"),
-)
-
-# What the chain covers is frozen as well: studies, trials and participants are never changed
-# once written, and an assignment only gets its first ``served_at``. (An attacker with write
-# access to the file can drop these triggers; :meth:`StudyStore.verify` still catches the edit.)
-_ASSIGNMENT_CHANGED = (
-    "NEW.id IS DISTINCT FROM OLD.id OR NEW.participant_id IS DISTINCT FROM OLD.participant_id "
-    "OR NEW.ord IS DISTINCT FROM OLD.ord OR NEW.trial_id IS DISTINCT FROM OLD.trial_id "
-    "OR NEW.shown_json IS DISTINCT FROM OLD.shown_json OR OLD.served_at IS NOT NULL"
-)
-
-
-def _sqlite_guard_ddl() -> list[str]:
-    """SQLite triggers freezing studies, trials, participants and assignments (idempotent DDL)."""
-    out = [
-        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable: {op} rejected'); END"
-        for table in ("study_studies", "study_trials", "study_participants")
-        for op in ("UPDATE", "DELETE")
-    ]
-    changed = _ASSIGNMENT_CHANGED.replace("IS DISTINCT FROM", "IS NOT")  # SQLite's spelling
-    out += [
-        "CREATE TRIGGER IF NOT EXISTS study_assignments_no_delete BEFORE DELETE ON study_assignments "
-        "BEGIN SELECT RAISE(ABORT, 'study_assignments rows are immutable: DELETE rejected'); END",
-        f"CREATE TRIGGER IF NOT EXISTS study_assignments_no_update BEFORE UPDATE ON study_assignments "
-        f"WHEN {changed} "
-        "BEGIN SELECT RAISE(ABORT, 'study_assignments rows are immutable: only a first served_at may be set'); END",
-    ]
-    return out
-
-
-def _postgres_guard_ddl() -> list[str]:
-    """PostgreSQL triggers with the same effect (idempotent: each is dropped and recreated)."""
-    out = [
-        "CREATE OR REPLACE FUNCTION study_rows_frozen() RETURNS trigger AS $$ "
-        # '%%': psycopg reads '%' as a placeholder; PL/pgSQL receives '%'
-        "BEGIN RAISE EXCEPTION '%% rows are immutable: %% rejected', TG_TABLE_NAME, TG_OP; END; $$ LANGUAGE plpgsql"
-    ]
-    for table in ("study_studies", "study_trials", "study_participants"):
-        out += [
-            f"DROP TRIGGER IF EXISTS {table}_frozen ON {table}",
-            f"CREATE TRIGGER {table}_frozen BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION study_rows_frozen()",
-        ]
-    out += [
-        "DROP TRIGGER IF EXISTS study_assignments_no_delete ON study_assignments",
-        "CREATE TRIGGER study_assignments_no_delete BEFORE DELETE ON study_assignments "
-        "FOR EACH ROW EXECUTE FUNCTION study_rows_frozen()",
-        "DROP TRIGGER IF EXISTS study_assignments_no_update ON study_assignments",
-        f"CREATE TRIGGER study_assignments_no_update BEFORE UPDATE ON study_assignments "
-        f"FOR EACH ROW WHEN ({_ASSIGNMENT_CHANGED}) EXECUTE FUNCTION study_rows_frozen()",
-    ]
-    return out
-
-
-def _install_guards(conn: Connection) -> None:
-    """Create the freezing triggers of the tables above (after they exist)."""
-    if conn.dialect.name not in ("sqlite", "postgresql"):
-        return  # other databases: the chain still detects edits; no triggers to offer
-    for statement in _sqlite_guard_ddl() if conn.dialect.name == "sqlite" else _postgres_guard_ddl():
-        conn.exec_driver_sql(statement)
-
-
-# The assignments table is created last of the four (it references the other three).
-event.listen(assignments, "after_create", lambda _t, conn, **_kw: _install_guards(conn))
-
 
 # The vote path's statements, written once as text: building SQLAlchemy expressions (and their
 # cache keys) on every call cost more CPU than the queries themselves.
@@ -309,10 +108,28 @@ _SQL_INSERT_VOTE = text(
 )
 
 
-class StudyNotFound(LookupError):
+class StudyNotFound(UserError, LookupError):
     """A study name that is not in the store."""
 
-    is_user_error = True
+
+class VoteRejected(UserError, ValueError):
+    """A vote for a criterion the study does not ask, or a screen position outside the candidates."""
+
+
+class NotYourTrial(UserError, PermissionError):
+    """A vote on a trial assigned to another participant."""
+
+
+class EnrolmentClosed(UserError, PermissionError):
+    """Open enrolment asked of a study that admits participants by personal link only."""
+
+
+def _new_id(result: Any) -> int:
+    """The primary key of the one row an INSERT result inserted."""
+    key = result.inserted_primary_key
+    if key is None:  # not an INSERT: a bug in this module
+        raise AssertionError("expected the result of a single-row INSERT")
+    return int(key[0])
 
 
 def utc_now() -> str:
@@ -339,8 +156,7 @@ def default_store_url() -> str:
     """``$SCREENSR_STUDY_STORE``, else ``sqlite:///$SCREENSR_HOME/studies.sqlite``."""
     if os.environ.get(ENV_STORE):
         return os.environ[ENV_STORE]
-    home = Path(os.environ.get("SCREENSR_HOME", Path.home() / ".cache" / "screensr"))
-    return f"sqlite:///{home / 'studies.sqlite'}"
+    return f"sqlite:///{screensr_home() / 'studies.sqlite'}"
 
 
 def normalise_url(url_or_path: str | os.PathLike[str] | None) -> str:
@@ -351,17 +167,6 @@ def normalise_url(url_or_path: str | os.PathLike[str] | None) -> str:
     if "://" in text:
         return text
     return f"sqlite:///{Path(text).expanduser().resolve()}"
-
-
-# One lock per SQLite file in this process: threads then wait on a mutex (woken at once) instead
-# of SQLite's busy handler, which sleeps in steps of up to 100 ms and caps throughput.
-_SQLITE_LOCKS: dict[str, threading.Lock] = {}
-_SQLITE_LOCKS_GUARD = threading.Lock()
-
-
-def _sqlite_lock(database: str) -> threading.Lock:
-    with _SQLITE_LOCKS_GUARD:
-        return _SQLITE_LOCKS.setdefault(database, threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -422,7 +227,7 @@ class VoteOutcome:
 
 
 @dataclass
-class _WriteRequest:
+class WriteRequest:
     """A vote (``kind="vote"``) or a first-serve time (``"serve"``) waiting for the writer lock."""
 
     kind: str
@@ -460,7 +265,6 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
-
 class StudyStore:
     """Studies, participants, assignments and votes in one SQLAlchemy database.
 
@@ -474,128 +278,23 @@ class StudyStore:
     """
 
     def __init__(self, url: str | os.PathLike[str] | None = None, synchronous: str = "FULL") -> None:
-        self.url = normalise_url(url)
-        self.engine: Engine = self._make_engine(self.url, synchronous)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
-        # In-process writer lock: per SQLite file (shared by every store on that file), per store
-        # otherwise (PostgreSQL serialises writers of a study with a row lock as well).
-        self._lock = _sqlite_lock(str(self.engine.url.database)) if self.is_sqlite else threading.Lock()
-        # Votes waiting for the writer lock; whoever takes the lock commits all of them at once.
-        self._pending: list[_WriteRequest] = []
-        self._batch_cond = threading.Condition()
-        self._batch_in_flight = False
-        database = self.engine.url.database if self.is_sqlite else None
-        self._lock_file = (
-            Path(f"{database}-writer.lock")
-            if database and database != ":memory:" and importlib.util.find_spec("fcntl") is not None
-            else None
-        )
+        self._db = Database(normalise_url(url), synchronous)
+        self.url = self._db.url
+        self.engine: Engine = self._db.engine
+        self.is_sqlite = self._db.is_sqlite
         self._configs: dict[int, StudyInfo] = {}
         self._app_version = app_version()
         self._upgrade_schema()
 
-    # ----------------------------------------------------------------- engine & transactions
-
-    @staticmethod
-    def _make_engine(url: str, synchronous: str) -> Engine:
-        if url.startswith("sqlite"):
-            database = url.split(":///", 1)[-1] if ":///" in url else ""
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 60})
-
-            @event.listens_for(engine, "connect")
-            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-                # Hand transaction control to us (pysqlite's implicit BEGIN cannot be IMMEDIATE).
-                dbapi_conn.isolation_level = None
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute(f"PRAGMA synchronous={synchronous}")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=60000")
-                cur.close()
-
-            @event.listens_for(engine, "begin")
-            def _on_begin(conn: Connection) -> None:
-                immediate = conn.get_execution_options().get("study_write", False)
-                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-            return engine
-        try:
-            return create_engine(url, pool_pre_ping=True)
-        except Exception as exc:  # bad URL or missing driver: say which and how to fix
-            raise ValueError(
-                f"cannot open study store {url!r} ({exc}); use sqlite:///PATH or "
-                f"postgresql+psycopg://USER@HOST/DB (pip install 'screensr[postgres]')"
-            ) from exc
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A serialised write transaction (takes the in-process writer lock)."""
-        with self._lock, self._transaction() as conn:
-            yield conn
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """A write transaction, the in-process writer lock already held; BEGIN is retried while
-        another process holds SQLite's write lock beyond the busy timeout."""
-        with self._process_lock():
-            with self._begin() as conn:
-                yield conn
-
-    @contextlib.contextmanager
-    def _process_lock(self) -> Iterator[None]:
-        """SQLite: an OS file lock beside the database, taken before BEGIN IMMEDIATE.
-
-        Processes writing one SQLite file then queue in the kernel, which wakes the next one the
-        moment the lock is free, instead of in SQLite's busy handler, which polls with sleeps of
-        up to 100 ms. Not needed (a no-op) for server databases or where ``fcntl`` is missing.
-        """
-        if self._lock_file is None:
-            yield
-            return
-        import fcntl
-
-        with open(self._lock_file, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        for attempt in range(20):
-            conn = self.engine.connect()
-            conn.execution_options(study_write=True)
-            try:
-                trans = conn.begin()
-                break
-            except OperationalError as exc:
-                conn.close()
-                if "locked" not in str(exc).lower() or attempt == 19:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        try:
-            with trans:
-                yield conn
-        finally:
-            conn.close()
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
-
     def close(self) -> None:
         """Release the connection pool."""
-        self.engine.dispose()
+        self._db.close()
 
-    # Columns added since the first schema, with their types (all nullable: old rows keep NULL).
-    _ADDED_COLUMNS = {
-        "study_studies": (("chain_version", "INTEGER"), ("trials_hash", "VARCHAR(64)"), ("assignment_seed", "BIGINT")),
-        "study_participants": (("plan_hash", "VARCHAR(64)"),),
-    }
+    def _write(self) -> contextlib.AbstractContextManager[Connection]:
+        return self._db.write()
+
+    def _read(self) -> contextlib.AbstractContextManager[Connection]:
+        return self._db.read()
 
     def _upgrade_schema(self) -> None:
         """Create the tables, or bring a store written by an older version up to this schema.
@@ -607,34 +306,12 @@ class StudyStore:
         opening one old store at the same time upgrade it once (a plain ``create_all`` from
         several processes fails with "database is locked" when one of them has just written).
         """
-        if not self._schema_changes(self.engine):
+        if not schema_changes(self.engine):
             return
         with self._write() as conn:
-            changes = self._schema_changes(conn)
-            if not changes:
-                return
-            metadata.create_all(conn)  # the missing tables (with their triggers)
-            added = False
-            for table, columns in changes.items():
-                for name, sql_type in columns:
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-                    added = True
-            if added:  # tables of an older version: give them the triggers new tables get
-                _install_guards(conn)
-
-    def _schema_changes(self, bind: Engine | Connection) -> dict[str, list[tuple[str, str]]]:
-        """Missing tables (``{name: []}``) and missing columns (``{table: [(column, type)]}``)."""
-        insp = inspect(bind)
-        have_tables = set(insp.get_table_names())
-        out: dict[str, list[tuple[str, str]]] = {t: [] for t in metadata.tables if t not in have_tables}
-        for table, columns in self._ADDED_COLUMNS.items():
-            if table not in have_tables:
-                continue  # created whole by create_all
-            have = {c["name"] for c in insp.get_columns(table)}
-            todo = [(name, sql_type) for name, sql_type in columns if name not in have]
-            if todo:
-                out[table] = todo
-        return out
+            changes = schema_changes(conn)
+            if changes:
+                apply_schema_changes(conn, changes)
 
     # ----------------------------------------------------------------- studies
 
@@ -663,7 +340,7 @@ class StudyStore:
             secret = admin_secret or secrets.token_urlsafe(18)
             specs = build_trials(config)
             trials_hash = trials_digest([(t.position, t.image_id, list(t.candidates), t.gold_answer) for t in specs])
-            study_id = conn.execute(
+            study_id = _new_id(conn.execute(
                 studies.insert().values(
                     name=config.name,
                     config_json=json.dumps(config.to_dict(), sort_keys=True),
@@ -678,7 +355,7 @@ class StudyStore:
                     # order follows from it and the participant's number
                     assignment_seed=secrets.randbits(63) if config.seed is None else None,
                 )
-            ).inserted_primary_key[0]
+            ))
             conn.execute(
                 trials.insert(),
                 [
@@ -770,7 +447,7 @@ class StudyStore:
             The tokens (shown once; only their hashes are stored).
         """
         if n < 0:
-            raise ValueError(f"number of participants must be >= 0, got {n}")
+            raise StudyConfigError(f"number of participants must be >= 0, got {n}")
         info = self.study(name)
         tokens: list[str] = []
         with self._write() as conn:
@@ -802,7 +479,7 @@ class StudyStore:
                 plan_hash = plan_digest(
                     info.name, number, token_hash, [(a.order, a.trial_position, list(a.shown)) for a in plan]
                 )
-                pid = conn.execute(
+                pid = _new_id(conn.execute(
                     participants.insert().values(
                         study_id=info.id,
                         number=number,
@@ -811,7 +488,7 @@ class StudyStore:
                         created_at=utc_now(),
                         plan_hash=plan_hash,
                     )
-                ).inserted_primary_key[0]
+                ))
                 conn.execute(
                     assignments.insert(),
                     [
@@ -835,10 +512,10 @@ class StudyStore:
         """Open enrolment: a new participant of study ``name``; returns their token.
 
         Raises:
-            PermissionError: the study does not allow open enrolment.
+            EnrolmentClosed: the study does not allow open enrolment.
         """
         if not self.study(name).config.open_enrolment:
-            raise PermissionError(f"study {name!r} admits participants by personal link only")
+            raise EnrolmentClosed(f"study {name!r} admits participants by personal link only")
         return self.add_participants(name, 1, enrolled_via="open")[0]
 
     def participant(self, token: str) -> Participant | None:
@@ -905,7 +582,7 @@ class StudyStore:
             served = conn.execute(_SQL_SERVED, {"aid": assignment_id}).scalar()
         if served is not None:
             return served
-        outcome = self._submit(_WriteRequest("serve", None, assignment_id))
+        outcome = self._submit(WriteRequest("serve", None, assignment_id))
         assert isinstance(outcome, str)
         return outcome
 
@@ -929,12 +606,12 @@ class StudyStore:
         one by one. This is what sustains hundreds of durable votes per second on SQLite.
 
         Raises:
-            PermissionError: the assignment belongs to another participant.
-            ValueError: unknown criterion, or a position outside the candidates shown.
+            NotYourTrial: the assignment belongs to another participant (a ``PermissionError``).
+            VoteRejected: unknown criterion, or a position outside the candidates shown (a ``ValueError``).
         """
         info = self._study_by_id(participant.study_id)
         if criterion not in {c.key for c in info.config.criteria}:
-            raise ValueError(
+            raise VoteRejected(
                 f"criterion {criterion!r} is not part of study {info.name!r} "
                 f"({', '.join(c.key for c in info.config.criteria)})"
             )
@@ -943,79 +620,35 @@ class StudyStore:
             existing = self._existing_vote(conn, participant.id, assignment_id, criterion)
         if existing is not None:
             return existing
-        outcome = self._submit(_WriteRequest("vote", participant, assignment_id, criterion, position))
+        outcome = self._submit(WriteRequest("vote", participant, assignment_id, criterion, position))
         assert isinstance(outcome, VoteOutcome)
         return outcome
 
-    def _submit(self, request: _WriteRequest) -> VoteOutcome | str:
-        """Queue a write and return its result once committed (group commit, see :meth:`record_vote`).
+    # Errors _apply raises after checking a request and before writing anything for it.
+    _REQUEST_ERRORS: tuple[type[BaseException], ...] = (PermissionError, ValueError)
 
-        The first caller to find no batch in flight becomes the leader: it takes every queued
-        request, commits them in one transaction and wakes the waiters, whose requests are then
-        done; a waiter whose request arrived too late leads the next batch.
-        """
-        with self._batch_cond:
-            self._pending.append(request)
-            while not request.done and self._batch_in_flight:
-                self._batch_cond.wait()
-            if not request.done:
-                self._batch_in_flight = True
-                batch, self._pending = self._pending, []
-            else:
-                batch = []
-        if batch:
-            try:
-                with self._lock:
-                    self._commit_batch(batch)
-            finally:
-                with self._batch_cond:
-                    self._batch_in_flight = False
-                    self._batch_cond.notify_all()
-        if request.error is not None:
-            raise request.error
-        assert request.outcome is not None  # set by _commit_batch for every request without error
-        return request.outcome
+    def _submit(self, request: WriteRequest) -> VoteOutcome | str:
+        """Queue a write and return its result once committed (group commit, see :meth:`record_vote`)."""
+        outcome: VoteOutcome | str = self._db.submit(request, self._apply, self._recover, self._REQUEST_ERRORS)
+        return outcome
 
-    def _commit_batch(self, batch: list[_WriteRequest]) -> None:
+    def _commit_batch(self, batch: list[WriteRequest]) -> None:
         """Write ``batch`` in one transaction (writer lock held); every request ends ``done``."""
-        try:
-            with self._transaction() as conn:
-                for req in batch:
-                    try:
-                        req.outcome = self._apply(conn, req)
-                    except (PermissionError, ValueError) as exc:  # checked before any write
-                        req.error = exc
-        except IntegrityError:
-            # Only reachable when a writer bypassed our serialisation (e.g. a second replica on
-            # SQLite over a network share): the database refused a row. Redo one by one, so one
-            # refused row does not sink the others.
-            for req in batch:
-                req.outcome, req.error = None, None
-                try:
-                    with self._transaction() as conn:
-                        req.outcome = self._apply(conn, req)
-                except IntegrityError as exc:
-                    if req.participant is not None:
-                        with self._read() as conn:
-                            req.outcome = self._existing_vote(
-                                conn, req.participant.id, req.assignment_id, req.criterion
-                            )
-                    if req.outcome is None:
-                        req.error = exc
-                except Exception as exc:  # noqa: BLE001 - handed to the caller that owns the vote
-                    req.error = exc
-        except Exception as exc:  # noqa: BLE001 - e.g. the database went away: nothing was committed
-            for req in batch:
-                req.outcome, req.error = None, exc
-        for req in batch:
-            req.done = True
+        self._db.commit_batch(batch, self._apply, self._recover, self._REQUEST_ERRORS)
+
+    def _recover(self, req: WriteRequest) -> VoteOutcome | None:
+        """The stored vote of a request the database refused as a duplicate (a racing writer's)."""
+        if req.participant is None:
+            return None
+        with self._read() as conn:
+            return self._existing_vote(conn, req.participant.id, req.assignment_id, req.criterion)
 
     @staticmethod
     def _existing_vote(conn: Connection, participant_id: int, assignment_id: int, criterion: str) -> VoteOutcome | None:
         row = conn.execute(_SQL_EXISTING, {"aid": assignment_id, "pid": participant_id, "crit": criterion}).first()
         return None if row is None else VoteOutcome(False, row[0], row[1], row[2])
 
-    def _apply(self, conn: Connection, req: _WriteRequest) -> VoteOutcome | str:
+    def _apply(self, conn: Connection, req: WriteRequest) -> VoteOutcome | str:
         if req.kind == "serve":
             conn.execute(_SQL_MARK_SERVED, {"aid": req.assignment_id, "now": utc_now()})
             served = conn.execute(_SQL_SERVED, {"aid": req.assignment_id}).scalar()
@@ -1024,7 +657,7 @@ class StudyStore:
             return served
         return self._insert_vote(conn, req)
 
-    def _insert_vote(self, conn: Connection, req: _WriteRequest) -> VoteOutcome:
+    def _insert_vote(self, conn: Connection, req: WriteRequest) -> VoteOutcome:
         """Check one vote and append it to the chain inside the open transaction ``conn``."""
         participant = req.participant
         assert participant is not None  # votes always carry their participant
@@ -1032,10 +665,10 @@ class StudyStore:
         self._lock_study(conn, info.id)
         arow = conn.execute(_SQL_ASSIGNMENT, {"aid": req.assignment_id}).mappings().first()
         if arow is None or arow["participant_id"] != participant.id:
-            raise PermissionError(f"trial {req.assignment_id} is not assigned to this participant")
+            raise NotYourTrial(f"trial {req.assignment_id} is not assigned to this participant")
         shown = json.loads(arow["shown_json"])
         if not 0 <= req.position < len(shown):
-            raise ValueError(f"position {req.position} is outside the {len(shown)} candidates shown")
+            raise VoteRejected(f"position {req.position} is outside the {len(shown)} candidates shown")
         existing = self._existing_vote(conn, participant.id, req.assignment_id, req.criterion)
         if existing is not None:
             return existing
@@ -1092,6 +725,7 @@ class StudyStore:
             srow = conn.execute(select(studies).where(studies.c.name == name)).mappings().first()
             if srow is None:
                 self.study(name)  # raises StudyNotFound listing the known studies
+                raise AssertionError("unreachable: study() raised")
             sid = srow["id"]
             trial_rows = conn.execute(
                 select(trials.c.id, trials.c.position, trials.c.image_id, trials.c.candidates_json, trials.c.gold_answer)
@@ -1368,7 +1002,7 @@ class StudyStore:
                           participants.c.created_at)
                 .order_by(participants.c.number)
             ).all()  # fmt: skip
-            voted = dict(
+            voted: dict[int, int] = dict(
                 conn.execute(
                     select(votes.c.participant_id, func.count())
                     .where(votes.c.study_id == info.id)

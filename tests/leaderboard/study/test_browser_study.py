@@ -27,14 +27,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 METHODS = ("SecretNetV2", "HiddenDiffusion")
 BOARD_PATHS = ("/leaderboard", "/plots", "/compare", "/methods", "/study_admin", "/submit", "/study_vote", "/app")
@@ -47,7 +46,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def voter_server(tmp_path: Path):
+def voter_server(tmp_path: Path, make_study_files):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: install Debian's chromium (apt-get install chromium)")
     db = tmp_path / "votes.sqlite"

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +58,7 @@ def pg_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_postgres_store_end_to_end(pg_url: str, tmp_path: Path) -> None:
+def test_postgres_store_end_to_end(pg_url: str, tmp_path: Path, make_study_files) -> None:
     config = load_study(make_study_files(tmp_path, n_images=4))
     store = StudyStore(pg_url)
     _, _, created = store.create_study(config, admin_secret="adm1n")

@@ -1,23 +1,22 @@
-"""Synthetic user studies for the study tests and benchmarks (helpers, plus checks of the helpers).
+"""Fixtures of the user-study tests: synthetic studies on disk.
 
-``make_study_files`` writes LR/HR/SR PNG folders and a study YAML; every SR output carries the
-method's index in its red channel, so tests can tell from served pixels which method a
-candidate is, without names ever being served.
+``make_study_files`` (a factory fixture) writes LR/HR/SR PNG folders and a study YAML; every SR
+output carries the method's index in its red channel, so ``method_of_png`` can tell from served
+pixels which method a candidate is, without names ever being served.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
-PAPER_MULTISTEP = {"VOSR-1.4B-ms": 70, "SeeSR": 61, "PASD": 55, "VOSR-0.5B-ms": 54, "StableSR": 40, "ResShift": 20}
-PAPER_ONESTEP = {"VOSR-1.4B-os": 80, "PiSA-SR": 67, "OSEDiff": 64, "VOSR-0.5B-os": 62, "SinSR": 27}
 
-
-def make_study_files(
+def _make_study_files(
     root: Path,
     methods: tuple[str, ...] = ("alpha", "beta", "gamma"),
     n_images: int = 4,
@@ -61,7 +60,7 @@ def make_study_files(
     return path
 
 
-def method_of_png(png: bytes, methods: tuple[str, ...]) -> str:
+def _method_of_png(png: bytes, methods: tuple[str, ...]) -> str:
     """Which candidate a served full-resolution PNG is, from its marker pixel."""
     import io
 
@@ -71,10 +70,14 @@ def method_of_png(png: bytes, methods: tuple[str, ...]) -> str:
     return methods[red // 10 - 1]
 
 
-def test_fixture_writes_a_valid_study(tmp_path: Path) -> None:
-    from leaderboard.study import load_study
+@pytest.fixture(scope="session")
+def make_study_files() -> Callable[..., Path]:
+    """``make_study_files(root, methods=..., n_images=4, lr_size=8, scale=4, seed=0, **yaml)``:
+    write a synthetic study under ``root``; returns the YAML path (see ``_make_study_files``)."""
+    return _make_study_files
 
-    config = load_study(make_study_files(tmp_path, n_images=3))
-    assert config.images == ("img_00", "img_01", "img_02")
-    assert config.method_names == ("alpha", "beta", "gamma")
-    assert sum(PAPER_MULTISTEP.values()) == 300 and sum(PAPER_ONESTEP.values()) == 300
+
+@pytest.fixture(scope="session")
+def method_of_png() -> Callable[[bytes, tuple[str, ...]], str]:
+    """``method_of_png(png, methods)``: which candidate a served full-resolution PNG is."""
+    return _method_of_png

@@ -17,7 +17,7 @@ every vote. Chain version 1 (studies created before version 2) hashed the vote r
 a genesis over name and config hash; it is kept so that those chains, and heads published from
 them, still verify.
 
-Everything here is a pure function of plain values; :class:`leaderboard.study_db.StudyStore`
+Everything here is a pure function of plain values; :class:`leaderboard.study.store.StudyStore`
 reads the rows and calls them.
 
 Example:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_study_fixtures import PAPER_MULTISTEP, PAPER_ONESTEP
 
-from leaderboard import stats
+from leaderboard.study import stats
+
+# VOSR appendix A.5 (docs/study-and-leaderboard.md, "The study the product must support"): votes
+# out of 300 per method, multi-step and one-step settings.
+PAPER_MULTISTEP = {"VOSR-1.4B-ms": 70, "SeeSR": 61, "PASD": 55, "VOSR-0.5B-ms": 54, "StableSR": 40, "ResShift": 20}
+PAPER_ONESTEP = {"VOSR-1.4B-os": 80, "PiSA-SR": 67, "OSEDiff": 64, "VOSR-0.5B-os": 62, "SinSR": 27}
+
+
+def test_paper_counts_are_300_votes_per_setting() -> None:
+    assert sum(PAPER_MULTISTEP.values()) == 300 and sum(PAPER_ONESTEP.values()) == 300
 
 
 def _log(choices_per_image: list[list[str]], methods: list[str], criterion: str = "perceptual",
@@ -184,7 +192,7 @@ def test_unknown_method_in_votes_rejected() -> None:
         stats.vote_table(_log([["zeta"]], ["a", "b"]), ["a", "b"], ["perceptual"])
 
 
-def test_report_formats_and_figure(tmp_path) -> None:
+def test_report_formats_and_figure() -> None:
     methods = list(PAPER_MULTISTEP)
     votes = _paper_log(PAPER_MULTISTEP, "perceptual")
     report = stats.study_report("vosr-ms", votes, methods, ["perceptual"], n_boot=100, meta={"head_hash": "ab"})
@@ -198,8 +206,7 @@ def test_report_formats_and_figure(tmp_path) -> None:
     labels = [t.get_text().strip() for t in fig.axes[0].texts]
     assert "70 (23.3%)" in labels and "20 (6.7%)" in labels
     png = stats.figure_png(fig)
-    out = stats.write_atomic(tmp_path / "fig.png", png)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_empty_votes_give_empty_rows() -> None:
