@@ -132,19 +132,36 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "report",
         help="votes, shares, intervals, tests and agreement per method and criterion",
-        description="One row per method x criterion (method, criterion, votes, n, share, ci_low, ci_high "
-        "[Wilson], sim_low, sim_high [Goodman], boot_low, boot_high [cluster bootstrap]); shares are "
-        "fractions. markdown and json add the chi-square, pairwise, agreement and participant tables.",
+        description="The tables of the study's design. csv gives its main table, one row per method x "
+        "criterion: best_of_n votes (method, criterion, votes, n, share, ci_low, ci_high [Wilson], sim_low, "
+        "sim_high [Goodman], boot_low, boot_high [cluster bootstrap]; fractions), pairwise and ranking "
+        "choice-model scores (Bradley-Terry / Plackett-Luce strength, 95% bootstrap interval, rank), acr "
+        "MOS (mean opinion score, 95% t interval). markdown and json add every table: tests, pairs, MOS per "
+        "image, Kendall's W, agreement, and the per-participant screening (gold accuracy, response time, "
+        "straight-lining, position bias, agreement with the majority). --exclude leaves the votes of "
+        "flagged participants out, lists who was excluded and why, and shows the results without "
+        "exclusions too. --from-export rebuilds the report from an export alone.",
         formatter_class=_Formatter,
         epilog="examples:\n  screensr board study report vosr-ms --format markdown\n"
-        "  screensr board study report vosr-ms --format csv --out votes.csv --plot figure2.png\n",
+        "  screensr board study report vosr-ms --format csv --out votes.csv --plot figure2.png\n"
+        "  screensr board study report vosr-ms --exclude failed-gold,too-fast\n"
+        "  screensr board study report --from-export votes/vosr-ms.parquet\n",
     )
-    p.add_argument("study", metavar="STUDY_NAME")
+    p.add_argument("study", metavar="STUDY_NAME", nargs="?", help="the stored study (or use --from-export)")
     p.add_argument("--store", default=None, help=_STORE_HELP)
+    p.add_argument("--from-export", default=None, metavar="FILE",
+                   help="report on an export (.parquet, or .csv with its .study.json) instead of the store")  # fmt: skip
+    p.add_argument("--exclude", default=None, metavar="RULES",
+                   help="leave out participants flagged by these rules (comma-separated: failed-gold, too-fast, "
+                        "straight-lining, position-bias, low-agreement; or all)")  # fmt: skip
     p.add_argument("--format", choices=("csv", "json", "markdown"), default="markdown")
     p.add_argument("--out", default=None, help="write the report here (atomically) instead of stdout")
-    p.add_argument("--plot", default=None, metavar="FILE.png", help="also write the votes figure (Figure 2)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also write the figure of the main table (Figure 2 for best_of_n)")  # fmt: skip
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
+                   help="vote-share bootstrap replicates (default 2000)")  # fmt: skip
+    p.add_argument("--fit-bootstrap", type=int, default=200, metavar="B",
+                   help="choice-model bootstrap replicates, each a refit (default 200)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--top", type=int, default=3, help="methods compared pairwise (default 3)")
     p.set_defaults(func=_report)
@@ -163,7 +180,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "export",
-        help="export the raw vote log (CSV or Parquet) with the study definition next to it",
+        help="export the votes as a tidy table (CSV or Parquet) with the study definition and chain head",
+        description="One row per judgement with every design's fields (design, criterion, position, choice, "
+        "rating, ranking, no_preference, shown, gold, times, hashes). Parquet carries the study definition and "
+        "the chain head in its metadata; both formats also get NAME.study.json beside them. "
+        "`screensr board study report --from-export FILE` rebuilds the report from it.",
         formatter_class=_Formatter,
         epilog="example:\n  screensr board study export vosr-ms --out votes/vosr-ms.parquet\n",
     )
@@ -215,7 +236,7 @@ def _invite(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from leaderboard.study.stats import markdown_table
+    from leaderboard.study.report import markdown_table
     from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
@@ -228,32 +249,45 @@ def _status(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from core.atomic import atomic_write_bytes, atomic_write_text
-    from leaderboard.study.stats import figure_png, plot_votes, study_report
-    from leaderboard.study.store import StudyStore
+    from leaderboard.study.report import figure_png, plot_report, study_report
 
-    store = StudyStore(args.store)
-    info = store.study(args.study)
-    votes = store.votes_frame(args.study)
-    check = store.verify(args.study)
-    meta = {
-        "config_hash": info.config_hash,
-        "votes": check.n_votes,
-        "head_hash": check.head_hash,
-        "chain_ok": check.ok,
-        "participants": int(votes["participant"].nunique()) if len(votes) else 0,
-    }
+    if (args.study is None) == (args.from_export is None):
+        raise ConfigError("name a stored study (STUDY_NAME) or an export (--from-export FILE), one of the two")
+    check_ok, problem = True, ""
+    if args.from_export is not None:
+        from leaderboard.study.export import load_export
+
+        loaded = load_export(args.from_export)
+        config, votes, d = loaded.config, loaded.votes, loaded.definition
+        meta = {"config_hash": d.get("config_hash"), "votes": d.get("votes"), "head_hash": d.get("head_hash"),
+                "chain_ok": d.get("chain_ok"), "source": str(args.from_export)}  # fmt: skip
+    else:
+        from leaderboard.study.store import StudyStore
+
+        store = StudyStore(args.store)
+        info = store.study(args.study)
+        config, votes = info.config, store.votes_frame(args.study)
+        check = store.verify(args.study)
+        check_ok, problem = check.ok, (check.problems[0] if check.problems else "")
+        meta = {"config_hash": info.config_hash, "votes": check.n_votes, "head_hash": check.head_hash,
+                "chain_ok": check.ok}  # fmt: skip
+    meta["participants"] = int(votes["participant"].nunique()) if len(votes) else 0
     report = study_report(
-        info.name,
+        config.name,
         votes,
-        list(info.config.method_names),
-        [c.key for c in info.config.criteria],
+        list(config.method_names),
+        [c.key for c in config.criteria],
         n_boot=args.bootstrap,
         seed=args.seed,
         top=args.top,
         meta=meta,
+        design=config.design,
+        screening=config.screening,
+        exclude=[] if args.exclude is None else args.exclude.split(","),
+        fit_boot=args.fit_bootstrap,
     )
     if args.format == "csv":
-        text = report.votes.to_csv(index=False)
+        text = report.main.to_csv(index=False)
     elif args.format == "json":
         text = report.to_json()
     else:
@@ -264,10 +298,10 @@ def _report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.plot:
-        atomic_write_bytes(args.plot, figure_png(plot_votes(report.votes, title=info.name)))
+        atomic_write_bytes(args.plot, figure_png(plot_report(report)))
         print(f"wrote {args.plot}", file=sys.stderr)
-    if not check.ok:
-        print(f"warning: the vote chain does not verify ({check.problems[0]})", file=sys.stderr)
+    if not check_ok:
+        print(f"warning: the vote chain does not verify ({problem})", file=sys.stderr)
     return 0
 
 
@@ -287,29 +321,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import json
-
-    from core.atomic import atomic_write_bytes, atomic_write_text
+    from leaderboard.study.export import export_votes
     from leaderboard.study.store import StudyStore
 
-    store = StudyStore(args.store)
-    info = store.study(args.study)
-    out = Path(args.out or f"{info.name}-votes.csv")
-    fmt = args.format or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
-    if fmt == "parquet" and out.suffix.lower() != ".parquet":
-        out = out.with_suffix(".parquet")
-    votes = store.votes_frame(args.study)
-    if fmt == "csv":
-        atomic_write_text(out, votes.to_csv(index=False))
-    else:
-        import io
-
-        buf = io.BytesIO()
-        votes.to_parquet(buf, index=False)
-        atomic_write_bytes(out, buf.getvalue())
-    definition = {"study": info.config.to_dict(), "config_hash": info.config_hash, "created_at": info.created_at}
-    atomic_write_text(out.with_name(out.stem + ".study.json"), json.dumps(definition, indent=2))
-    print(f"wrote {len(votes)} votes to {out}")
+    out, n = export_votes(StudyStore(args.store), args.study, args.out or f"{args.study}-votes.csv", args.format)
+    print(f"wrote {n} votes to {out}")
     return 0
 
 

@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.config import from_dict, to_dict
 from core.errors import ConfigError, MissingFileError
@@ -86,6 +86,96 @@ class GoldConfig:
         if not self.images:
             raise ValueError("gold.images must list at least one image id")
         _positive(self.per_participant, "gold.per_participant")
+
+
+# The study designs: one vote table layout holds them all (see leaderboard.study.store).
+Design = Literal["best_of_n", "pairwise", "acr", "ranking"]
+DESIGNS: tuple[str, ...] = ("best_of_n", "pairwise", "acr", "ranking")
+
+# ITU-T P.910 (10/2023), 6.1 "Absolute category rating (ACR)": the five-grade quality scale.
+ACR_SCALE: tuple[tuple[int, str], ...] = ((5, "Excellent"), (4, "Good"), (3, "Fair"), (2, "Poor"), (1, "Bad"))
+
+# Gold answers of ACR gold trials (the other designs' gold answer is HR, the candidate to pick):
+# the HR image shown as a hidden reference must get "Good" or better, the distractor "Poor" or
+# worse, so neither always-high nor always-low answering passes.
+GOLD_HIGH = "rating>=4"
+GOLD_LOW = "rating<=2"
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """``assignment: adaptive`` settings (pairwise studies).
+
+    Attributes:
+        exploration: share of trials drawn as in uniform assignment (the least-shown pair), so
+            every pair keeps being compared; the rest go to the pair whose outcome is expected to
+            tell the most about the current Bradley-Terry ranking.
+        top_k: the rank positions that matter (3: the order of the top three); pairs between
+            two methods both outside the current top ``top_k`` are then left to exploration.
+            ``None``: the whole ranking.
+    """
+
+    exploration: float = 0.1
+    top_k: int | None = None
+
+    def validate(self) -> None:
+        if not 0.0 <= self.exploration <= 1.0:
+            raise ValueError(f"adaptive.exploration must be between 0 and 1, got {self.exploration!r}")
+        if self.top_k is not None:
+            _positive(self.top_k, "adaptive.top_k")
+
+
+Platform = Literal["prolific", "mturk"]
+
+
+@dataclass(frozen=True)
+class RecruitmentConfig:
+    """Participants from crowdsourcing platforms (open enrolment through the platform's link).
+
+    Attributes:
+        platforms: platforms whose ids enrol a participant from the vote URL: ``prolific``
+            (``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID``) and/or ``mturk`` (``workerId``,
+            ``assignmentId``, ``hitId``). Ids are stored hashed; one id enrols once.
+        completion_code: shown when the participant has finished (Prolific's completion code).
+        completion_url: where the finished participant is sent back (an ``http(s)`` URL, e.g.
+            ``https://app.prolific.com/submissions/complete?cc=CODE``).
+    """
+
+    platforms: tuple[Platform, ...] = ()
+    completion_code: str = ""
+    completion_url: str = ""
+
+    def validate(self) -> None:
+        if len(set(self.platforms)) != len(self.platforms):
+            raise ValueError(f"recruitment.platforms lists a platform twice: {list(self.platforms)}")
+        if self.completion_url and not self.completion_url.startswith(("https://", "http://")):
+            raise ValueError(f"recruitment.completion_url must be an http(s) URL, got {self.completion_url!r}")
+
+
+@dataclass(frozen=True)
+class ScreeningConfig:
+    """Per-participant quality checks and their thresholds (the names are the ``--exclude`` rules).
+
+    Attributes:
+        min_response_s: ``too-fast``: a median response time (first serve to vote) below this.
+        min_gold_accuracy: ``failed-gold``: gold-trial accuracy below this.
+        max_same_position: ``straight-lining``: a larger share of choices at one screen position
+            (over at least 6 judgements).
+        position_bias_p: ``position-bias``: the chi-square test of the chosen screen positions
+            against uniform has a p-value below this.
+        min_agreement: ``low-agreement`` for the choice designs: agreement with the other
+            participants' majority on the same trials below this (``None``: below chance, the
+            agreement of random answers).
+        min_correlation: ``low-agreement`` for ACR: Pearson correlation of the participant's
+            ratings with the other participants' mean below this (ITU-T P.913, 12.4 uses 0.75).
+    """
+
+    min_response_s: float = 1.0
+    min_gold_accuracy: float = 0.5
+    max_same_position: float = 0.9
+    position_bias_p: float = 0.01
+    min_agreement: float | None = None
+    min_correlation: float = 0.75
 
 
 DEFAULT_TITLE = "Which result looks best?"
@@ -152,6 +242,17 @@ class StudyConfig:
     crop: int = 128
     files: dict[str, dict[str, str]] = field(default_factory=dict)
     content_hash: str = ""
+    # Fields added with the study designs; left out of the stored form while at their defaults,
+    # so the config hash of every study defined before them is unchanged (_ADDED_FIELDS).
+    design: Design = "best_of_n"
+    no_preference: bool = False
+    reference: bool = False
+    assignment: Literal["uniform", "adaptive"] = "uniform"
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    recruitment: RecruitmentConfig = field(default_factory=RecruitmentConfig)
+    consent: str = ""
+    screening: ScreeningConfig = field(default_factory=ScreeningConfig)
+    daily_cap: int | None = None
 
     def validate(self) -> None:
         """Value checks (called by :func:`core.config.from_dict`); the images are checked by
@@ -176,11 +277,38 @@ class StudyConfig:
         _positive(self.crop, "crop")
         if self.seed is not None and self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer (or left out), got {self.seed!r}")
+        if self.daily_cap is not None:
+            _positive(self.daily_cap, "daily_cap")
+        if self.no_preference and self.design != "pairwise":
+            raise ValueError(f"no_preference applies to design: pairwise only (this study is {self.design})")
+        if self.candidates_per_trial is not None and self.design in ("pairwise", "acr"):
+            raise ValueError(
+                f"candidates_per_trial applies to best_of_n and ranking; design {self.design} shows "
+                f"{2 if self.design == 'pairwise' else 1} candidate(s) per trial"
+            )
+        if self.assignment == "adaptive":
+            if self.design != "pairwise":
+                raise ValueError(f"assignment: adaptive needs design: pairwise (this study is {self.design})")
+            if self.votes_per_participant is None:
+                raise ValueError("assignment: adaptive needs votes_per_participant (trials per participant)")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (paths as strings); :func:`config_from_dict` reverses it."""
+        """Plain JSON-able dict (paths as strings); :func:`config_from_dict` reverses it.
+
+        Fields added after the first studies were stored are left out while they hold their
+        default, so an older study's stored form and config hash stay what they were.
+        """
         out: dict[str, Any] = to_dict(self)
+        defaults = _added_defaults()
+        for name in _ADDED_FIELDS:
+            if out[name] == defaults[name]:
+                del out[name]
         return out
+
+    @property
+    def shows_per_trial(self) -> int | None:
+        """Candidates per regular trial (``None``: all methods, or ``candidates_per_trial``)."""
+        return {"pairwise": 2, "acr": 1}.get(self.design, self.candidates_per_trial)
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON form; stored with every vote."""
@@ -199,6 +327,22 @@ class StudyConfig:
             raise StudyConfigError(
                 f"study {self.name!r} has no {candidate!r} image for {image_id!r}; validate the study first"
             ) from None
+
+
+_ADDED_FIELDS = (
+    "design", "no_preference", "reference", "assignment", "adaptive", "recruitment", "consent", "screening",
+    "daily_cap",
+)  # fmt: skip
+
+
+def _added_defaults() -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(StudyConfig)}
+    out = {}
+    for name in _ADDED_FIELDS:
+        f = fields[name]
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out[name] = to_dict(value)
+    return out
 
 
 def _positive(value: int, key: str) -> None:

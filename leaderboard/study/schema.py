@@ -5,8 +5,9 @@ and :meth:`leaderboard.study.store.StudyStore.verify` catch what triggers cannot
 
 * one vote per (participant, trial, criterion): the UNIQUE constraint ``uq_study_vote_once``;
 * the votes table is append-only: triggers reject UPDATE and DELETE;
-* studies, trials and participants reject both too, and an assignment accepts only its first
-  ``served_at``;
+* studies, trials, participants and consents reject both too, and an assignment accepts only its
+  first ``served_at``;
+* one platform id (Prolific, MTurk) enrols once per study: the unique index ``uq_study_platform_id``;
 * one chain per study: UNIQUE ``(study, seq)`` and ``(study, prev_hash)`` forbid forks.
 
 :func:`schema_changes` and :func:`apply_schema_changes` bring a store written by an older version
@@ -74,6 +75,13 @@ participants = Table(
     Column("created_at", String(40), nullable=False),
     # sha256 over the participant's assignments (NULL for participants created before chain v2).
     Column("plan_hash", String(64)),
+    # Chain version 3: how a platform participant enrolled (prolific/mturk) and sha256 hashes of
+    # the platform's ids (never the ids); one platform id enrols once per study (unique index
+    # uq_study_platform_id, created with the triggers below).
+    Column("platform", String(16)),
+    Column("platform_id_hash", String(64)),
+    Column("platform_study_hash", String(64)),
+    Column("platform_session_hash", String(64)),
     UniqueConstraint("study_id", "number"),
 )
 
@@ -86,6 +94,8 @@ assignments = Table(
     Column("trial_id", Integer, ForeignKey("study_trials.id"), nullable=False),
     Column("shown_json", Text, nullable=False),
     Column("served_at", String(40)),
+    # Chain version 3: set on assignments made after enrolment (adaptive), NULL on planned ones.
+    Column("assignment_hash", String(64)),
     UniqueConstraint("participant_id", "ord"),
     UniqueConstraint("participant_id", "trial_id"),
 )
@@ -100,8 +110,15 @@ votes = Table(
     Column("trial_id", Integer, ForeignKey("study_trials.id"), nullable=False),
     Column("assignment_id", Integer, ForeignKey("study_assignments.id"), nullable=False),
     Column("criterion", String(64), nullable=False),
+    # One layout for every design. position/choice: the chosen candidate's screen position and
+    # name (best-of-N, pairwise; -1 and "" for "no preference"), the rated candidate (ACR, 0), the
+    # candidate ranked first (ranking). design + response_json (canonical JSON: {"choice": ...},
+    # {"rating": 1-5}, {"ranking": [first, ..., last]}) hold the whole judgement; both NULL in
+    # votes of studies created before the designs (best-of-N, described by position/choice).
     Column("position", Integer, nullable=False),
     Column("choice", String(255), nullable=False),
+    Column("design", String(16)),
+    Column("response_json", Text),
     Column("served_at", String(40)),
     Column("voted_at", String(40), nullable=False),
     Column("app_version", String(40), nullable=False),
@@ -130,6 +147,17 @@ study_incidents = Table(
     Column("count", Integer, nullable=False),
     Column("first_at", String(40), nullable=False),
     Column("last_at", String(40), nullable=False),
+)
+
+# Consent to a study's consent text, given before the first trial (chain version 3).
+consents = Table(
+    "study_consents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("participant_id", Integer, ForeignKey("study_participants.id"), nullable=False, unique=True),
+    Column("consented_at", String(40), nullable=False),
+    Column("text_hash", String(64), nullable=False),
+    Column("consent_hash", String(64), nullable=False),
 )
 
 # Append-only: the database rejects UPDATE and DELETE on votes, whoever issues them.
@@ -165,7 +193,13 @@ event.listen(
 _ASSIGNMENT_CHANGED = (
     "NEW.id IS DISTINCT FROM OLD.id OR NEW.participant_id IS DISTINCT FROM OLD.participant_id "
     "OR NEW.ord IS DISTINCT FROM OLD.ord OR NEW.trial_id IS DISTINCT FROM OLD.trial_id "
-    "OR NEW.shown_json IS DISTINCT FROM OLD.shown_json OR OLD.served_at IS NOT NULL"
+    "OR NEW.shown_json IS DISTINCT FROM OLD.shown_json OR OLD.served_at IS NOT NULL "
+    "OR NEW.assignment_hash IS DISTINCT FROM OLD.assignment_hash"
+)
+_FROZEN = ("study_studies", "study_trials", "study_participants", "study_consents")
+_PLATFORM_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_study_platform_id "
+    "ON study_participants (study_id, platform, platform_id_hash)"
 )
 
 
@@ -174,14 +208,16 @@ def _sqlite_guard_ddl() -> list[str]:
     out = [
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
         f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable: {op} rejected'); END"
-        for table in ("study_studies", "study_trials", "study_participants")
+        for table in _FROZEN
         for op in ("UPDATE", "DELETE")
     ]
     changed = _ASSIGNMENT_CHANGED.replace("IS DISTINCT FROM", "IS NOT")  # SQLite's spelling
     out += [
         "CREATE TRIGGER IF NOT EXISTS study_assignments_no_delete BEFORE DELETE ON study_assignments "
         "BEGIN SELECT RAISE(ABORT, 'study_assignments rows are immutable: DELETE rejected'); END",
-        f"CREATE TRIGGER IF NOT EXISTS study_assignments_no_update BEFORE UPDATE ON study_assignments "
+        # recreated: the condition of older versions does not know assignment_hash
+        "DROP TRIGGER IF EXISTS study_assignments_no_update",
+        f"CREATE TRIGGER study_assignments_no_update BEFORE UPDATE ON study_assignments "
         f"WHEN {changed} "
         "BEGIN SELECT RAISE(ABORT, 'study_assignments rows are immutable: only a first served_at may be set'); END",
     ]
@@ -195,7 +231,7 @@ def _postgres_guard_ddl() -> list[str]:
         # '%%': psycopg reads '%' as a placeholder; PL/pgSQL receives '%'
         "BEGIN RAISE EXCEPTION '%% rows are immutable: %% rejected', TG_TABLE_NAME, TG_OP; END; $$ LANGUAGE plpgsql"
     ]
-    for table in ("study_studies", "study_trials", "study_participants"):
+    for table in _FROZEN:
         out += [
             f"DROP TRIGGER IF EXISTS {table}_frozen ON {table}",
             f"CREATE TRIGGER {table}_frozen BEFORE UPDATE OR DELETE ON {table} "
@@ -214,21 +250,23 @@ def _postgres_guard_ddl() -> list[str]:
 
 def _install_guards(conn: Connection) -> None:
     """Create the freezing triggers of the tables above (after they exist)."""
+    conn.exec_driver_sql(_PLATFORM_INDEX)  # needed everywhere: it enforces "one platform id enrols once"
     if conn.dialect.name not in ("sqlite", "postgresql"):
         return  # other databases: the chain still detects edits; no triggers to offer
     for statement in _sqlite_guard_ddl() if conn.dialect.name == "sqlite" else _postgres_guard_ddl():
         conn.exec_driver_sql(statement)
 
 
-# The assignments table is created last of the four (it references the other three).
-event.listen(assignments, "after_create", lambda _t, conn, **_kw: _install_guards(conn))
-
-
 # Columns added since the first schema, with their types (all nullable: old rows keep NULL).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "study_studies": (("chain_version", "INTEGER"), ("trials_hash", "VARCHAR(64)"), ("assignment_seed", "BIGINT")),
-    "study_participants": (("plan_hash", "VARCHAR(64)"),),
-}
+    "study_participants": (
+        ("plan_hash", "VARCHAR(64)"), ("platform", "VARCHAR(16)"), ("platform_id_hash", "VARCHAR(64)"),
+        ("platform_study_hash", "VARCHAR(64)"), ("platform_session_hash", "VARCHAR(64)"),
+    ),
+    "study_assignments": (("assignment_hash", "VARCHAR(64)"),),
+    "study_votes": (("design", "VARCHAR(16)"), ("response_json", "TEXT")),
+}  # fmt: skip
 
 
 def schema_changes(bind: Engine | Connection) -> dict[str, list[tuple[str, str]]]:
@@ -247,13 +285,10 @@ def schema_changes(bind: Engine | Connection) -> dict[str, list[tuple[str, str]]
 
 
 def apply_schema_changes(conn: Connection, changes: dict[str, list[tuple[str, str]]]) -> None:
-    """Create the missing tables (with their triggers) and add the missing columns, in ``conn``'s
-    transaction; tables of an older version get the triggers new tables get."""
+    """Create the missing tables and add the missing columns, in ``conn``'s transaction, then
+    (re)install the triggers and the platform-id index on every table (idempotent)."""
     metadata.create_all(conn)
-    added = False
     for table, columns in changes.items():
         for name, sql_type in columns:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
-            added = True
-    if added:
-        _install_guards(conn)
+    _install_guards(conn)

@@ -1,37 +1,37 @@
 """Storage of user studies: studies, trials, participants, assignments and an append-only vote log.
 
-SQLite (WAL) by default, any SQLAlchemy URL (PostgreSQL through psycopg 3) for shared deployments.
+SQLite (WAL) by default, any SQLAlchemy URL (PostgreSQL through psycopg 3) for shared deployments
+(several voting-app replicas on one PostgreSQL store keep every guarantee below).
 What the database itself guarantees, so that no vote is lost and none is counted twice:
 
 * one vote per (participant, trial, criterion): a UNIQUE constraint; a repeated submit (refresh,
   double click, replay, second tab) is recognised and ignored (:meth:`StudyStore.record_vote`
   returns ``recorded=False``);
+* one judgement row layout for every design (best-of-N, pairwise, ACR, ranking): the chosen (or
+  rated, or first-ranked) candidate and its screen position, plus the design and the whole
+  response as canonical JSON;
 * the votes table is append-only: triggers reject UPDATE and DELETE (SQLite and PostgreSQL);
-  studies, trials and participants reject both too, and an assignment accepts only its first
-  ``served_at``;
+  studies, trials, participants and consents reject both too, and an assignment accepts only its
+  first ``served_at``;
 * every vote row carries ``row_hash = sha256(prev_hash || canonical row)``, chained per study in
-  ``seq`` order (UNIQUE ``(study, seq)`` and ``(study, prev_hash)`` forbid forks). The chain
-  starts at a genesis hash derived from the study's config hash and a hash of its trials
-  (images, candidates, gold answers); each participant's assignments (trial order and the
-  candidates in screen order) are hashed into a plan hash when the participant is created; and
-  each vote's canonical row includes what was shown with it (image, screen order, gold answer)
-  and the participant's plan hash. :meth:`StudyStore.verify` recomputes all of it, so editing,
-  deleting, inserting or reordering votes, or editing the stored config, a trial, a gold answer
-  or what a participant was shown, makes it fail. The head hash can be published with the
-  results; only the published head detects votes removed from the end (see :meth:`verify`);
-* trials are assigned by the server when a participant is created, with the on-screen order of
-  the candidates recorded; the client submits only a screen position, which the server maps to
-  the method. Unless the study YAML fixes a seed, the assignment RNG uses a secret seed drawn
-  when the study is created, so nobody can recompute which method sits behind a screen position.
+  ``seq`` order (UNIQUE ``(study, seq)`` and ``(study, prev_hash)`` forbid forks); what the chain
+  covers is listed in :mod:`leaderboard.study.chain` and recomputed by :meth:`StudyStore.verify`
+  (:mod:`leaderboard.study.audit`). The head hash can be published with the results; only the
+  published head detects votes removed from the end;
+* trials are assigned by the server, with the on-screen order of the candidates recorded: when a
+  participant is created (uniform assignment), or one at a time when they reach it (adaptive);
+  the client submits only screen positions (or a rating), which the server maps to methods.
+  Unless the study YAML fixes a seed, the assignment RNG uses a secret seed drawn when the study
+  is created, so nobody can recompute which method sits behind a screen position;
+* a platform id (Prolific's ``PROLIFIC_PID``, MTurk's ``workerId``) enrols once per study: it is
+  stored hashed, under a unique index.
 
-Studies created before trials, plans and shown candidates were chained (chain version 1) keep
-their original chain (their published head hashes stay valid) and verify what it covers: the
-votes and the config; :class:`VerifyReport` says so in ``notes``.
+Studies created by older versions keep their chain (their published head hashes stay valid) and
+verify what it covers; :class:`VerifyReport` says so in ``notes``.
 
 The tables and their triggers are :mod:`leaderboard.study.schema`; serialised writers and group
 commit are :mod:`leaderboard.study.writer` (``SELECT ... FOR UPDATE`` on the study row is added
-here for PostgreSQL); the hashes are :mod:`leaderboard.study.chain`. Participants' tokens and the
-admin secret are stored as hashes only.
+here for PostgreSQL). Participants' tokens and the admin secret are stored as hashes only.
 
 Example:
     >>> store = StudyStore("sqlite:///studies.sqlite")        # doctest: +SKIP
@@ -46,34 +46,53 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from core.errors import UserError
 from core.paths import screensr_home
 from core.secrets import check_secret, hash_secret
-from leaderboard.study.assignment import assign_trials, build_trials
+from leaderboard.study.assignment import (
+    adaptive_trial,
+    assign_trials,
+    build_trials,
+    plan_length,
+    shown_order,
+)
+from leaderboard.study.audit import VerifyReport, enrolment_record, verify_study
 from leaderboard.study.chain import (
     CHAIN_VERSION,
     VoteContext,
+    assignment_digest,
     canonical_vote,
     chain_hash,
-    config_digest,
+    consent_digest,
     genesis_digest,
     plan_digest,
     sha256_hex,
     trials_digest,
 )
-from leaderboard.study.config import StudyConfig, StudyConfigError, config_from_dict
+from leaderboard.study.config import (
+    ACR_SCALE,
+    GOLD_HIGH,
+    GOLD_LOW,
+    StudyConfig,
+    StudyConfigError,
+    config_from_dict,
+)
 from leaderboard.study.schema import (
     apply_schema_changes,
     assignments,
+    consents,
     participants,
     schema_changes,
     studies,
@@ -83,9 +102,20 @@ from leaderboard.study.schema import (
 )
 from leaderboard.study.writer import Database
 
-__all__ = ["StudyStore", "StudyNotFound", "hash_secret", "check_secret", "default_store_url", "normalise_url"]
+__all__ = [
+    "StudyStore", "StudyNotFound", "VerifyReport", "hash_secret", "check_secret", "default_store_url",
+    "normalise_url", "PLATFORM_PARAMS",
+]  # fmt: skip
 
 ENV_STORE = "SCREENSR_STUDY_STORE"
+
+# The query parameters each platform appends to the study URL: the participant id first, then
+# the study and session (or HIT assignment) ids. All are client-controlled: hashed, never trusted.
+PLATFORM_PARAMS: dict[str, tuple[str, str, str]] = {
+    "prolific": ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"),
+    "mturk": ("workerId", "hitId", "assignmentId"),
+}
+_PLATFORM_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 # The vote path's statements, written once as text: building SQLAlchemy expressions (and their
 # cache keys) on every call cost more CPU than the queries themselves.
@@ -102,6 +132,7 @@ _SQL_ASSIGNMENT = text(
 _SQL_SERVED = text("SELECT served_at FROM study_assignments WHERE id = :aid")
 _SQL_MARK_SERVED = text("UPDATE study_assignments SET served_at = :now WHERE id = :aid AND served_at IS NULL")
 _SQL_HEAD = text("SELECT seq, row_hash FROM study_votes WHERE study_id = :sid ORDER BY seq DESC LIMIT 1")
+_SQL_VOTES_SINCE = text("SELECT COUNT(*) FROM study_votes WHERE participant_id = :pid AND voted_at >= :since")
 _VOTE_COLUMNS = [c.name for c in votes.columns if c.name != "id"]
 _SQL_INSERT_VOTE = text(
     f"INSERT INTO study_votes ({', '.join(_VOTE_COLUMNS)}) VALUES ({', '.join(':' + c for c in _VOTE_COLUMNS)})"
@@ -113,7 +144,8 @@ class StudyNotFound(UserError, LookupError):
 
 
 class VoteRejected(UserError, ValueError):
-    """A vote for a criterion the study does not ask, or a screen position outside the candidates."""
+    """A judgement the trial cannot take: unknown criterion, a screen position outside the
+    candidates, a rating off the scale, a ranking that is not a permutation."""
 
 
 class NotYourTrial(UserError, PermissionError):
@@ -121,7 +153,15 @@ class NotYourTrial(UserError, PermissionError):
 
 
 class EnrolmentClosed(UserError, PermissionError):
-    """Open enrolment asked of a study that admits participants by personal link only."""
+    """Enrolment the study does not offer (open enrolment, or the platform it was asked through)."""
+
+
+class AlreadyEnrolled(UserError, PermissionError):
+    """A platform id (Prolific, MTurk) that has enrolled in this study already."""
+
+
+class DailyCapReached(UserError, PermissionError):
+    """A participant who has cast the study's ``daily_cap`` votes today (UTC)."""
 
 
 def _new_id(result: Any) -> int:
@@ -132,9 +172,19 @@ def _new_id(result: Any) -> int:
     return int(key[0])
 
 
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
 def utc_now() -> str:
     """Current UTC time as ISO 8601 with microseconds (stored as text, so it hashes identically everywhere)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _utc_midnight() -> str:
+    """Today's 00:00 UTC in :func:`utc_now`'s format (ISO text compares in time order)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).isoformat(timespec="microseconds")
 
 
 def app_version() -> str:
@@ -150,6 +200,12 @@ def app_version() -> str:
 def hash_token(token: str) -> str:
     """sha256 of a participant token; tokens are 144 random bits, so a fast hash suffices."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_platform_id(study: str, platform: str, kind: str, value: str) -> str:
+    """sha256 of one platform id, salted with the study and platform (ids never stored in clear,
+    and the same worker's hashes differ between studies)."""
+    return sha256_hex(f"screensr-platform|{study}|{platform}|{kind}|{value}")
 
 
 def default_store_url() -> str:
@@ -181,6 +237,14 @@ class StudyInfo:
     created_at: str
     chain_version: int = CHAIN_VERSION
     assignment_seed: int | None = None
+
+    @property
+    def seed(self) -> int:
+        """The assignment RNG's study seed: the YAML's, else the secret one drawn at creation."""
+        seed = self.config.seed if self.config.seed is not None else self.assignment_seed
+        if seed is None:  # create_study always draws one when the YAML fixes none
+            raise AssertionError(f"study {self.name!r} has no assignment seed")
+        return int(seed)
 
 
 @dataclass(frozen=True)
@@ -218,7 +282,11 @@ class TrialView:
 
 @dataclass(frozen=True)
 class VoteOutcome:
-    """Result of :meth:`StudyStore.record_vote`; ``recorded`` is False for an ignored repeat."""
+    """Result of :meth:`StudyStore.record_vote`; ``recorded`` is False for an ignored repeat.
+
+    ``choice`` is the chosen candidate (best-of-N, pairwise; ``""`` for "no preference"), the
+    rated one (ACR) or the one ranked first (ranking).
+    """
 
     recorded: bool
     choice: str
@@ -228,42 +296,23 @@ class VoteOutcome:
 
 @dataclass
 class WriteRequest:
-    """A vote (``kind="vote"``) or a first-serve time (``"serve"``) waiting for the writer lock."""
+    """A vote (``kind="vote"``) or a first-serve time (``"serve"``) waiting for the writer lock.
+
+    A vote carries what the page submitted: ``position`` (best-of-N, pairwise; ``None`` for
+    "no preference"), ``rating`` (ACR) or ``ranking`` (screen positions, best first).
+    """
 
     kind: str
     participant: Participant | None
     assignment_id: int
     criterion: str = ""
-    position: int = 0
+    position: int | None = 0
+    rating: int | None = None
+    ranking: tuple[int, ...] | None = None
     done: bool = False
     outcome: VoteOutcome | str | None = None
     error: BaseException | None = None
 
-
-@dataclass
-class VerifyReport:
-    """Outcome of :meth:`StudyStore.verify`: ``ok`` only when every check holds.
-
-    Attributes:
-        study: the study's name.
-        n_votes: votes in the chain.
-        head_hash: hash of the last vote (the genesis hash when there is none): publish it.
-        chain_version: 2 for studies whose chain covers trials, plans and what was shown; 1 for
-            studies created by an older version (votes and config only).
-        problems: one line per failed check (empty when ``ok``).
-        notes: limits of what was checked (e.g. an older chain version), not failures.
-    """
-
-    study: str
-    n_votes: int
-    head_hash: str
-    chain_version: int = CHAIN_VERSION
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 class StudyStore:
     """Studies, participants, assignments and votes in one SQLAlchemy database.
@@ -274,7 +323,8 @@ class StudyStore:
             before the participant sees the confirmation, so a power cut loses none).
 
     Thread-safe: one instance may serve all Streamlit sessions (share it through
-    ``st.cache_resource``); separate processes open their own instance on the same URL.
+    ``st.cache_resource``); separate processes (or replicas on one PostgreSQL server) open their
+    own instance on the same URL.
     """
 
     def __init__(self, url: str | os.PathLike[str] | None = None, synchronous: str = "FULL") -> None:
@@ -299,12 +349,12 @@ class StudyStore:
     def _upgrade_schema(self) -> None:
         """Create the tables, or bring a store written by an older version up to this schema.
 
-        Adds what is missing (tables; the nullable columns of chain version 2; the triggers that
-        freeze studies, trials, participants and assignments) and keeps every row: existing
-        studies keep chain version 1 (NULL). Opening a current store only reads its schema. The
-        changes run in one serialised write transaction that re-checks inside it, so processes
-        opening one old store at the same time upgrade it once (a plain ``create_all`` from
-        several processes fails with "database is locked" when one of them has just written).
+        Adds what is missing (tables; the nullable columns of later chain versions; the triggers
+        that freeze studies, trials, participants, consents and assignments) and keeps every row:
+        existing studies keep their chain version. Opening a current store only reads its schema.
+        The changes run in one serialised write transaction that re-checks inside it, so
+        processes opening one old store at the same time upgrade it once (a plain ``create_all``
+        from several processes fails with "database is locked" when one of them has just written).
         """
         if not schema_changes(self.engine):
             return
@@ -445,78 +495,136 @@ class StudyStore:
 
         Returns:
             The tokens (shown once; only their hashes are stored).
+
+        Raises:
+            StudyConfigError: ``n`` is negative.
         """
         if n < 0:
             raise StudyConfigError(f"number of participants must be >= 0, got {n}")
         info = self.study(name)
-        tokens: list[str] = []
         with self._write() as conn:
             self._lock_study(conn, info.id)
-            trial_rows = conn.execute(select(trials).where(trials.c.study_id == info.id)).mappings().all()
-            by_position = {r["position"]: r["id"] for r in trial_rows}
-            specs = build_trials(info.config)
-            load_rows = conn.execute(
-                select(trials.c.position, assignments.c.shown_json)
-                .select_from(assignments.join(trials, assignments.c.trial_id == trials.c.id))
-                .where(trials.c.study_id == info.id)
-            ).all()
-            trial_load: dict[int, int] = {}
-            method_load: dict[str, int] = {}
-            for position, shown_json in load_rows:
-                trial_load[position] = trial_load.get(position, 0) + 1
-                for m in json.loads(shown_json):
-                    method_load[m] = method_load.get(m, 0) + 1
-            number = conn.execute(
-                select(func.coalesce(func.max(participants.c.number), -1)).where(
-                    participants.c.study_id == info.id
-                )
-            ).scalar_one()
-            for _ in range(n):
-                number += 1
-                token = secrets.token_urlsafe(18)
-                token_hash = hash_token(token)
-                plan = assign_trials(info.config, specs, number, trial_load, method_load, seed=info.assignment_seed)
-                plan_hash = plan_digest(
-                    info.name, number, token_hash, [(a.order, a.trial_position, list(a.shown)) for a in plan]
-                )
-                pid = _new_id(conn.execute(
-                    participants.insert().values(
-                        study_id=info.id,
-                        number=number,
-                        token_hash=token_hash,
-                        enrolled_via=enrolled_via,
-                        created_at=utc_now(),
-                        plan_hash=plan_hash,
-                    )
-                ))
-                conn.execute(
-                    assignments.insert(),
-                    [
-                        {
-                            "participant_id": pid,
-                            "ord": a.order,
-                            "trial_id": by_position[a.trial_position],
-                            "shown_json": json.dumps(list(a.shown)),
-                        }
-                        for a in plan
-                    ],
-                )
-                for a in plan:
-                    trial_load[a.trial_position] = trial_load.get(a.trial_position, 0) + 1
-                    for m in a.shown:
-                        method_load[m] = method_load.get(m, 0) + 1
-                tokens.append(token)
-        return tokens
+            return [self._new_participant(conn, info, enrolled_via) for _ in range(n)]
 
-    def enrol(self, name: str) -> str:
+    def _new_participant(
+        self,
+        conn: Connection,
+        info: StudyInfo,
+        enrolled_via: str,
+        platform: str | None = None,
+        platform_ids: Sequence[str | None] = (None, None, None),
+        consent: bool = False,
+    ) -> str:
+        """Insert one participant, their plan and (optionally) their consent, inside ``conn``'s
+        transaction (the study locked); returns the token."""
+        trial_rows = conn.execute(select(trials.c.id, trials.c.position).where(trials.c.study_id == info.id)).all()
+        by_position = {position: tid for tid, position in trial_rows}
+        specs = build_trials(info.config)
+        trial_load, method_load = self._loads(conn, info.id)
+        number = conn.execute(
+            select(func.coalesce(func.max(participants.c.number), -1)).where(participants.c.study_id == info.id)
+        ).scalar_one() + 1
+        token = secrets.token_urlsafe(18)
+        token_hash = hash_token(token)
+        plan = assign_trials(info.config, specs, number, trial_load, method_load, seed=info.seed)
+        hashed = [None if v is None else hash_platform_id(info.name, str(platform), k, v)
+                  for k, v in zip(("id", "study", "session"), platform_ids, strict=True)]  # fmt: skip
+        row = {
+            "study_id": info.id,
+            "number": number,
+            "token_hash": token_hash,
+            "enrolled_via": enrolled_via,
+            "created_at": utc_now(),
+            "platform": platform,
+            "platform_id_hash": hashed[0],
+            "platform_study_hash": hashed[1],
+            "platform_session_hash": hashed[2],
+        }
+        enrolment = None
+        if info.chain_version >= 3:
+            slots = info.config.votes_per_participant if info.config.assignment == "adaptive" else None
+            enrolment = enrolment_record(row, slots)
+        row["plan_hash"] = plan_digest(
+            info.name, number, token_hash, [(a.order, a.trial_position, list(a.shown)) for a in plan], enrolment
+        )
+        pid = _new_id(conn.execute(participants.insert().values(**row)))
+        if plan:
+            conn.execute(
+                assignments.insert(),
+                [{"participant_id": pid, "ord": a.order, "trial_id": by_position[a.trial_position],
+                  "shown_json": json.dumps(list(a.shown))} for a in plan],
+            )  # fmt: skip
+        if consent and info.config.consent:
+            self._insert_consent(conn, pid, row["plan_hash"], info.config.consent)
+        return token
+
+    @staticmethod
+    def _loads(conn: Connection, study_id: int) -> tuple[dict[int, int], dict[str, int]]:
+        """Times each trial (by position) and each candidate were assigned so far in a study."""
+        rows = conn.execute(
+            select(trials.c.position, assignments.c.shown_json)
+            .select_from(assignments.join(trials, assignments.c.trial_id == trials.c.id))
+            .where(trials.c.study_id == study_id)
+        ).all()
+        trial_load: dict[int, int] = {}
+        method_load: dict[str, int] = {}
+        for position, shown_json in rows:
+            trial_load[position] = trial_load.get(position, 0) + 1
+            for m in json.loads(shown_json):
+                method_load[m] = method_load.get(m, 0) + 1
+        return trial_load, method_load
+
+    def enrol(
+        self,
+        name: str,
+        platform: str | None = None,
+        platform_ids: Sequence[str | None] = (),
+        consent: bool = False,
+    ) -> str:
         """Open enrolment: a new participant of study ``name``; returns their token.
 
+        Args:
+            platform: ``prolific`` or ``mturk`` for a participant sent by that platform (the
+                study must list it in ``recruitment.platforms``); ``None`` for the study's open
+                link (``open_enrolment: true``).
+            platform_ids: the platform's ``(participant id, study id, session id)`` from the URL
+                (:data:`PLATFORM_PARAMS`); only their salted hashes are stored.
+            consent: the participant accepted the study's consent text on the way in (recorded
+                now, in the same transaction).
+
         Raises:
-            EnrolmentClosed: the study does not allow open enrolment.
+            EnrolmentClosed: the study offers no such enrolment.
+            AlreadyEnrolled: this platform id has enrolled in the study before.
+            VoteRejected: the platform id is missing or malformed.
         """
-        if not self.study(name).config.open_enrolment:
-            raise EnrolmentClosed(f"study {name!r} admits participants by personal link only")
-        return self.add_participants(name, 1, enrolled_via="open")[0]
+        info = self.study(name)
+        config = info.config
+        ids: tuple[str | None, ...] = tuple(platform_ids) + (None,) * (3 - len(tuple(platform_ids)))
+        if platform is None:
+            if not config.open_enrolment:
+                raise EnrolmentClosed(f"study {name!r} admits participants by personal link only")
+        else:
+            if platform not in config.recruitment.platforms:
+                raise EnrolmentClosed(f"study {name!r} does not recruit through {platform!r}")
+            for value in ids:
+                if value is not None and not _PLATFORM_ID_RE.match(value):
+                    raise VoteRejected(f"{platform} id {value[:40]!r} is malformed")
+            if not ids[0]:
+                raise VoteRejected(f"a {platform} link needs its {PLATFORM_PARAMS[platform][0]} parameter")
+        with self._write() as conn:
+            self._lock_study(conn, info.id)
+            if platform is not None:
+                id_hash = hash_platform_id(name, platform, "id", str(ids[0]))
+                taken = conn.execute(
+                    select(participants.c.id).where(
+                        participants.c.study_id == info.id, participants.c.platform == platform,
+                        participants.c.platform_id_hash == id_hash,
+                    )
+                ).first()  # fmt: skip
+                if taken is not None:
+                    raise AlreadyEnrolled(f"this {platform} id has already taken part in study {name!r}")
+            via = "open" if platform is None else platform
+            return self._new_participant(conn, info, via, platform, ids[:3], consent)
 
     def participant(self, token: str) -> Participant | None:
         """The participant holding ``token``, or ``None`` for an unknown token."""
@@ -532,9 +640,56 @@ class StudyStore:
             return None
         return Participant(id=row[0], study_id=row[1], number=row[2], study_name=row[3])
 
-    def trial_views(self, participant_id: int) -> list[TrialView]:
-        """Every assignment of a participant, in their order, with the criteria already voted."""
+    # ----------------------------------------------------------------- consent
+
+    @staticmethod
+    def _insert_consent(conn: Connection, participant_id: int, plan_hash: str, text_value: str) -> str:
+        now = utc_now()
+        text_hash = sha256_hex(text_value)
+        conn.execute(consents.insert().values(
+            participant_id=participant_id, consented_at=now, text_hash=text_hash,
+            consent_hash=consent_digest(plan_hash, now, text_hash),
+        ))  # fmt: skip
+        return now
+
+    def consented_at(self, participant: Participant) -> str | None:
+        """When the participant accepted the consent text (``None``: not yet)."""
         with self._read() as conn:
+            return conn.execute(
+                select(consents.c.consented_at).where(consents.c.participant_id == participant.id)
+            ).scalar()
+
+    def needs_consent(self, participant: Participant) -> bool:
+        """Whether the study has a consent text this participant has not accepted yet."""
+        return bool(self._study_by_id(participant.study_id).config.consent) and self.consented_at(participant) is None
+
+    def record_consent(self, participant: Participant) -> str:
+        """Record that the participant accepted the study's consent text; returns the time (the
+        first one stays when called again)."""
+        info = self._study_by_id(participant.study_id)
+        with self._write() as conn:
+            existing = conn.execute(
+                select(consents.c.consented_at).where(consents.c.participant_id == participant.id)
+            ).scalar()
+            if existing is not None:
+                return str(existing)
+            plan_hash = conn.execute(
+                select(participants.c.plan_hash).where(participants.c.id == participant.id)
+            ).scalar_one()
+            return self._insert_consent(conn, participant.id, str(plan_hash), info.config.consent)
+
+    # ----------------------------------------------------------------- trials
+
+    def trial_views(self, participant_id: int) -> list[TrialView]:
+        """Every assignment of a participant so far, in their order, with the criteria already voted.
+
+        In an adaptive study the regular trials are assigned when reached (:meth:`next_trial`),
+        so the list grows as the participant goes; ``total`` is always the whole length.
+        """
+        with self._read() as conn:
+            study_id = conn.execute(
+                select(participants.c.study_id).where(participants.c.id == participant_id)
+            ).scalar_one()
             rows = conn.execute(
                 select(
                     assignments.c.id,
@@ -554,11 +709,12 @@ class StudyStore:
         done: dict[int, set[str]] = {}
         for aid, crit in done_rows:
             done.setdefault(aid, set()).add(crit)
+        total = self._plan_length(self._study_by_id(study_id), len(rows))
         return [
             TrialView(
                 assignment_id=r[0],
                 order=r[1],
-                total=len(rows),
+                total=total,
                 image_id=r[4],
                 shown=tuple(json.loads(r[2])),
                 criteria_done=frozenset(done.get(r[0], ())),
@@ -568,23 +724,99 @@ class StudyStore:
             for r in rows
         ]
 
-    def next_trial(self, participant: Participant) -> TrialView | None:
-        """The first assigned trial with a criterion still to vote, or ``None`` when finished."""
+    @staticmethod
+    def _plan_length(info: StudyInfo, assigned: int) -> int:
+        if info.config.assignment != "adaptive":
+            return assigned
+        return plan_length(info.config, build_trials(info.config))
+
+    def progress_of(self, participant: Participant) -> tuple[int, int]:
+        """``(trials finished, trials in total)`` for one participant."""
         keys = {c.key for c in self._study_by_id(participant.study_id).config.criteria}
-        for view in self.trial_views(participant.id):
+        views = self.trial_views(participant.id)
+        total = views[0].total if views else self._plan_length(self._study_by_id(participant.study_id), 0)
+        return sum(1 for v in views if keys <= v.criteria_done), total
+
+    def next_trial(self, participant: Participant) -> TrialView | None:
+        """The first trial (in the participant's order) with a criterion still to vote, or ``None``
+        when finished.
+
+        In an adaptive study a regular trial is chosen here, when the participant reaches its
+        place, from every vote cast so far (:func:`leaderboard.study.assignment.adaptive_trial`).
+        """
+        info = self._study_by_id(participant.study_id)
+        keys = {c.key for c in info.config.criteria}
+        views = self.trial_views(participant.id)
+        by_order = {v.order: v for v in views}
+        total = views[0].total if views else self._plan_length(info, 0)
+        for order in range(total):
+            view = by_order.get(order)
+            if view is None:
+                if info.config.assignment != "adaptive":
+                    continue
+                self._assign_adaptive(info, participant, order)
+                return self.next_trial(participant)
             if not keys <= view.criteria_done:
                 return view
         return None
+
+    def _assign_adaptive(self, info: StudyInfo, participant: Participant, order: int) -> None:
+        """Give the participant's trial ``order`` an adaptively chosen trial (serialised, and a
+        no-op when another tab or replica assigned it meanwhile)."""
+        specs = build_trials(info.config)
+        with self._write() as conn:
+            self._lock_study(conn, info.id)
+            mine = conn.execute(
+                select(assignments.c.ord, trials.c.position)
+                .select_from(assignments.join(trials, assignments.c.trial_id == trials.c.id))
+                .where(assignments.c.participant_id == participant.id)
+            ).all()
+            if any(o == order for o, _ in mine):
+                return
+            comparisons = [
+                (shown[0], shown[1], None if choice == "" else choice)
+                for choice, shown_json, gold in conn.execute(
+                    select(votes.c.choice, assignments.c.shown_json, trials.c.gold_answer)
+                    .select_from(votes.join(assignments, votes.c.assignment_id == assignments.c.id)
+                                 .join(trials, votes.c.trial_id == trials.c.id))
+                    .where(votes.c.study_id == info.id)
+                ).all()
+                if gold is None and len(shown := json.loads(shown_json)) == 2
+            ]  # fmt: skip
+            trial_load, _ = self._loads(conn, info.id)
+            rng = np.random.default_rng([info.seed, participant.number, order, 1])
+            trial = adaptive_trial(info.config, specs, comparisons, trial_load, {p for _, p in mine}, rng)
+            shown = list(shown_order(trial, rng))
+            plan_hash = conn.execute(
+                select(participants.c.plan_hash).where(participants.c.id == participant.id)
+            ).scalar_one()
+            trial_id = conn.execute(
+                select(trials.c.id).where(trials.c.study_id == info.id, trials.c.position == trial.position)
+            ).scalar_one()
+            conn.execute(assignments.insert().values(
+                participant_id=participant.id, ord=order, trial_id=trial_id, shown_json=json.dumps(shown),
+                assignment_hash=assignment_digest(str(plan_hash), order, trial.position, shown),
+            ))  # fmt: skip
 
     def mark_served(self, assignment_id: int) -> str:
         """Record when a trial was first shown (later calls keep the first time); returns it."""
         with self._read() as conn:
             served = conn.execute(_SQL_SERVED, {"aid": assignment_id}).scalar()
         if served is not None:
-            return served
+            return str(served)
         outcome = self._submit(WriteRequest("serve", None, assignment_id))
         assert isinstance(outcome, str)
         return outcome
+
+    def votes_today(self, participant: Participant) -> int:
+        """Votes the participant cast since 00:00 UTC today (what ``daily_cap`` counts)."""
+        with self._read() as conn:
+            return int(conn.execute(_SQL_VOTES_SINCE, {"pid": participant.id, "since": _utc_midnight()}).scalar_one())
+
+    def cap_reached(self, participant: Participant) -> bool:
+        """Whether the study's ``daily_cap`` stops this participant for today."""
+        cap = self._study_by_id(participant.study_id).config.daily_cap
+        return cap is not None and self.votes_today(participant) >= cap
 
     # ----------------------------------------------------------------- votes
 
@@ -594,8 +826,24 @@ class StudyStore:
         if not self.is_sqlite:
             conn.execute(select(studies.c.id).where(studies.c.id == study_id).with_for_update())
 
-    def record_vote(self, participant: Participant, assignment_id: int, criterion: str, position: int) -> VoteOutcome:
-        """Append one vote: the candidate at screen ``position`` of an assigned trial wins ``criterion``.
+    def record_vote(
+        self,
+        participant: Participant,
+        assignment_id: int,
+        criterion: str,
+        position: int | None = None,
+        *,
+        rating: int | None = None,
+        ranking: Sequence[int] | None = None,
+    ) -> VoteOutcome:
+        """Append one judgement of an assigned trial under ``criterion``.
+
+        What the page submits depends on the study's design:
+
+        * ``best_of_n``: ``position``, the screen position of the chosen candidate;
+        * ``pairwise``: ``position`` (0 or 1), or ``None`` for "no preference" (``no_preference``);
+        * ``acr``: ``rating``, 1 (Bad) to 5 (Excellent), of the one candidate shown;
+        * ``ranking``: ``ranking``, every screen position once, best first.
 
         A repeat for the same (participant, trial, criterion) is ignored: the stored vote stays,
         and the outcome has ``recorded=False`` and the stored choice. The call returns once the
@@ -607,7 +855,8 @@ class StudyStore:
 
         Raises:
             NotYourTrial: the assignment belongs to another participant (a ``PermissionError``).
-            VoteRejected: unknown criterion, or a position outside the candidates shown (a ``ValueError``).
+            DailyCapReached: the participant cast ``daily_cap`` votes today (a ``PermissionError``).
+            VoteRejected: unknown criterion, or a response the design does not take (a ``ValueError``).
         """
         info = self._study_by_id(participant.study_id)
         if criterion not in {c.key for c in info.config.criteria}:
@@ -620,7 +869,9 @@ class StudyStore:
             existing = self._existing_vote(conn, participant.id, assignment_id, criterion)
         if existing is not None:
             return existing
-        outcome = self._submit(WriteRequest("vote", participant, assignment_id, criterion, position))
+        request = WriteRequest("vote", participant, assignment_id, criterion, position, rating,
+                               None if ranking is None else tuple(int(r) for r in ranking))  # fmt: skip
+        outcome = self._submit(request)
         assert isinstance(outcome, VoteOutcome)
         return outcome
 
@@ -653,9 +904,41 @@ class StudyStore:
             conn.execute(_SQL_MARK_SERVED, {"aid": req.assignment_id, "now": utc_now()})
             served = conn.execute(_SQL_SERVED, {"aid": req.assignment_id}).scalar()
             if served is None:
-                raise ValueError(f"no assigned trial with id {req.assignment_id}")
-            return served
+                raise VoteRejected(f"no assigned trial with id {req.assignment_id}")
+            return str(served)
         return self._insert_vote(conn, req)
+
+    @staticmethod
+    def _judgement(config: StudyConfig, shown: list[str], req: WriteRequest) -> tuple[int, str, dict[str, Any]]:
+        """``(position, choice, response)`` of a submitted judgement, checked against the design.
+
+        Raises:
+            VoteRejected: the submission does not fit the design or the candidates shown.
+        """
+        n = len(shown)
+        design = config.design
+
+        def in_range(p: int | None) -> int:
+            if p is None or isinstance(p, bool) or not 0 <= int(p) < n:
+                raise VoteRejected(f"position {p} is outside the {n} candidates shown")
+            return int(p)
+
+        if design == "acr":
+            levels = [level for level, _ in ACR_SCALE]
+            if req.rating is None or isinstance(req.rating, bool) or req.rating not in levels:
+                raise VoteRejected(f"rating {req.rating!r} is not on the scale {min(levels)}-{max(levels)}")
+            return 0, shown[0], {"rating": int(req.rating)}
+        if design == "ranking":
+            order = list(req.ranking or ())
+            if sorted(order) != list(range(n)):
+                raise VoteRejected(f"ranking {order} must list each of the {n} screen positions once, best first")
+            return order[0], shown[order[0]], {"ranking": [shown[i] for i in order]}
+        if design == "pairwise" and req.position is None:
+            if not config.no_preference:
+                raise VoteRejected(f"study {config.name!r} offers no 'no preference' answer: pick a candidate")
+            return -1, "", {"choice": None}
+        position = in_range(req.position)
+        return position, shown[position], {"choice": shown[position]}
 
     def _insert_vote(self, conn: Connection, req: WriteRequest) -> VoteOutcome:
         """Check one vote and append it to the chain inside the open transaction ``conn``."""
@@ -667,11 +950,15 @@ class StudyStore:
         if arow is None or arow["participant_id"] != participant.id:
             raise NotYourTrial(f"trial {req.assignment_id} is not assigned to this participant")
         shown = json.loads(arow["shown_json"])
-        if not 0 <= req.position < len(shown):
-            raise VoteRejected(f"position {req.position} is outside the {len(shown)} candidates shown")
+        position, choice, response = self._judgement(info.config, shown, req)
         existing = self._existing_vote(conn, participant.id, req.assignment_id, req.criterion)
         if existing is not None:
             return existing
+        cap = info.config.daily_cap
+        if cap is not None:
+            today = conn.execute(_SQL_VOTES_SINCE, {"pid": participant.id, "since": _utc_midnight()}).scalar_one()
+            if int(today) >= cap:
+                raise DailyCapReached(f"participant {participant.number} has cast today's {cap} votes")
         last = conn.execute(_SQL_HEAD, {"sid": info.id}).first()
         seq, prev = (1, info.genesis_hash) if last is None else (last[0] + 1, last[1])
         row = {
@@ -681,8 +968,11 @@ class StudyStore:
             "trial_id": arow["trial_id"],
             "assignment_id": req.assignment_id,
             "criterion": req.criterion,
-            "position": req.position,
-            "choice": shown[req.position],
+            "position": position,
+            "choice": choice,
+            # studies created before the designs keep their row layout (and chain): NULL here
+            "design": info.config.design if info.chain_version >= 3 else None,
+            "response_json": _canonical(response) if info.chain_version >= 3 else None,
             "served_at": arow["served_at"],
             "voted_at": utc_now(),
             "app_version": self._app_version,
@@ -694,29 +984,11 @@ class StudyStore:
             context = VoteContext(arow["image_id"], tuple(shown), arow["gold_answer"], arow["plan_hash"])
         row["row_hash"] = chain_hash(prev, canonical_vote(row, info.name, context))
         conn.execute(_SQL_INSERT_VOTE, row)
-        return VoteOutcome(True, row["choice"], seq, row["row_hash"])
+        return VoteOutcome(True, choice, seq, row["row_hash"])
 
     def verify(self, name: str, expected_head: str | None = None) -> VerifyReport:
-        """Recompute everything the study's hash chain covers, from the stored rows.
-
-        Checks (chain version 2; the study's stored rows are read afresh, never from a cache):
-
-        * the stored ``config_json`` against its ``config_hash``, and the trials (images,
-          candidates, gold answers) against the trials hash; the genesis hash must derive from
-          both, and the chain must start at it;
-        * every participant's assignments (trial order, candidates in screen order) against the
-          plan hash stored when the participant was created;
-        * every vote: ``seq`` without gaps, ``prev_hash`` linking to the previous row, and its
-          hash over the vote row plus what was shown with it (image, screen order, gold answer,
-          plan hash), its assignment belonging to the voter and trial, its choice being the
-          candidate at its screen position;
-        * with ``expected_head`` (a published head hash): that the chain still ends there. This is
-          the only check that detects votes removed from the end (a shorter chain is otherwise
-          valid), or a chain rewritten as a whole by someone with write access to the database,
-          who can recompute every hash.
-
-        Studies created by an older version (chain version 1) are checked for what their chain
-        covers, the votes and the config; ``notes`` says so.
+        """Recompute everything the study's hash chain covers, from the stored rows
+        (:func:`leaderboard.study.audit.verify_study` lists the checks).
 
         Raises:
             StudyNotFound: no study called ``name``.
@@ -726,145 +998,7 @@ class StudyStore:
             if srow is None:
                 self.study(name)  # raises StudyNotFound listing the known studies
                 raise AssertionError("unreachable: study() raised")
-            sid = srow["id"]
-            trial_rows = conn.execute(
-                select(trials.c.id, trials.c.position, trials.c.image_id, trials.c.candidates_json, trials.c.gold_answer)
-                .where(trials.c.study_id == sid)
-            ).all()  # fmt: skip
-            people = conn.execute(
-                select(participants.c.id, participants.c.number, participants.c.token_hash, participants.c.plan_hash)
-                .where(participants.c.study_id == sid)
-                .order_by(participants.c.number)
-            ).all()  # fmt: skip
-            plans = conn.execute(
-                select(assignments.c.participant_id, assignments.c.ord, trials.c.position, assignments.c.shown_json)
-                .select_from(assignments.join(trials, assignments.c.trial_id == trials.c.id))
-                .join(participants, assignments.c.participant_id == participants.c.id)
-                .where(participants.c.study_id == sid)
-            ).all()  # fmt: skip
-            vote_rows = conn.execute(
-                select(
-                    votes,
-                    assignments.c.participant_id.label("a_participant"),
-                    assignments.c.trial_id.label("a_trial"),
-                    assignments.c.shown_json.label("a_shown"),
-                    trials.c.image_id.label("t_image"),
-                    trials.c.gold_answer.label("t_gold"),
-                    trials.c.study_id.label("t_study"),
-                    participants.c.plan_hash.label("p_plan"),
-                    participants.c.study_id.label("p_study"),
-                )
-                .select_from(
-                    votes.outerjoin(assignments, votes.c.assignment_id == assignments.c.id)
-                    .outerjoin(trials, assignments.c.trial_id == trials.c.id)
-                    .outerjoin(participants, votes.c.participant_id == participants.c.id)
-                )
-                .where(votes.c.study_id == sid)
-                .order_by(votes.c.seq)
-            ).mappings().all()
-        version = srow["chain_version"] or 1
-        report = VerifyReport(study=name, n_votes=0, head_hash=srow["genesis_hash"], chain_version=version)
-        problems = report.problems
-        config_hash = srow["config_hash"]
-        try:
-            if config_digest(srow["config_json"]) != config_hash:
-                problems.append("study config (config_json) does not match its config_hash (edited)")
-        except ValueError:
-            problems.append("study config (config_json) is not valid JSON (edited)")
-        if version == 1:
-            report.notes.append(
-                f"study {name!r} was created by an older version of ScreenSR (chain version 1): its chain covers "
-                "the votes and the study config, not what each voter was shown nor the gold answers; a study "
-                "created now covers both"
-            )
-            trials_hash = None
-        else:
-            trials_hash = trials_digest([(r[1], r[2], json.loads(r[3]), r[4]) for r in trial_rows])
-            if trials_hash != srow["trials_hash"]:
-                problems.append("trials (images, candidates or gold answers) do not match the study's trials hash (edited)")
-        if genesis_digest(name, config_hash, srow["trials_hash"], version) != srow["genesis_hash"]:
-            problems.append("genesis hash does not derive from the study's config and trials hashes (edited)")
-        self._verify_plans(name, version, people, plans, problems)
-        prev = srow["genesis_hash"]
-        expected_seq = 1
-        chain: list[str] = []
-        for row in vote_rows:
-            report.n_votes += 1
-            seq = row["seq"]
-            if seq != expected_seq:
-                problems.append(f"vote seq {seq}: expected seq {expected_seq} (rows missing)")
-            if row["prev_hash"] != prev:
-                problems.append(f"vote seq {seq}: prev_hash does not match the previous row")
-            context = None
-            if version >= 2:
-                context = self._vote_context(row, sid, problems)
-                if context is None:
-                    problems.append(f"vote seq {seq}: its assignment, trial or participant is missing (deleted)")
-            if row["config_hash"] != config_hash:
-                problems.append(f"vote seq {seq}: cast under config {row['config_hash'][:12]}, not the study's")
-            if version == 1 or context is not None:
-                recomputed = chain_hash(row["prev_hash"], canonical_vote(dict(row), name, context))
-                if recomputed != row["row_hash"]:
-                    problems.append(
-                        f"vote seq {seq}: content does not match its hash (the vote, or what was shown with it, "
-                        f"was edited)"
-                    )
-            prev = row["row_hash"]
-            chain.append(prev)
-            expected_seq = seq + 1
-        report.head_hash = prev
-        if expected_head is not None and expected_head != prev:
-            if expected_head in chain:
-                k = chain.index(expected_head) + 1
-                problems.append(
-                    f"the expected head is vote {k} of {len(chain)}: {len(chain) - k} vote(s) were added after it"
-                )
-            else:
-                problems.append(
-                    f"head hash {prev} differs from the expected {expected_head} (votes removed from the end, "
-                    f"or the chain was rewritten)"
-                )
-        return report
-
-    @staticmethod
-    def _verify_plans(name: str, version: int, people: Any, plans: Any, problems: list[str]) -> None:
-        """Each participant's assignments against the plan hash stored at enrolment."""
-        items: dict[int, list[tuple[int, int, list[str]]]] = {}
-        for pid, order, position, shown_json in plans:
-            try:
-                shown = json.loads(shown_json)
-            except ValueError:
-                shown = [f"<invalid: {shown_json[:40]}>"]
-            items.setdefault(pid, []).append((order, position, shown))
-        for pid, number, token_hash, plan_hash in people:
-            if plan_hash is None:
-                if version >= 2:
-                    problems.append(f"participant {number}: no plan hash (its assignments are not covered)")
-                continue  # created by an older version: nothing was hashed
-            if plan_digest(name, number, token_hash, items.get(pid, [])) != plan_hash:
-                problems.append(
-                    f"participant {number}: assignments (trial order or candidates shown) or token do not match "
-                    f"the participant's plan hash (edited)"
-                )
-
-    @staticmethod
-    def _vote_context(row: Any, study_id: int, problems: list[str]) -> VoteContext | None:
-        """What a stored vote was cast on, from the joined rows (``None`` when a row is missing)."""
-        seq = row["seq"]
-        if row["a_shown"] is None or row["t_image"] is None or row["p_study"] is None:
-            return None
-        if row["a_participant"] != row["participant_id"] or row["a_trial"] != row["trial_id"]:
-            problems.append(f"vote seq {seq}: its assignment belongs to another participant or trial")
-        if row["t_study"] != study_id or row["p_study"] != study_id:
-            problems.append(f"vote seq {seq}: its trial or participant belongs to another study")
-        try:
-            shown = tuple(json.loads(row["a_shown"]))
-        except ValueError:
-            problems.append(f"vote seq {seq}: the candidates shown are not valid JSON (edited)")
-            shown = (row["a_shown"],)  # hashed as it is, so the hash check fails too
-        if not (0 <= row["position"] < len(shown) and shown[row["position"]] == row["choice"]):
-            problems.append(f"vote seq {seq}: its choice is not the candidate shown at its position")
-        return VoteContext(row["t_image"], shown, row["t_gold"], row["p_plan"])
+            return verify_study(conn, srow, expected_head)
 
     # ----------------------------------------------------------------- incidents (voter-facing errors)
 
@@ -931,13 +1065,24 @@ class StudyStore:
 
     # ----------------------------------------------------------------- reading for analysis
 
-    def votes_frame(self, name: str) -> Any:
-        """All votes of a study as a ``pandas.DataFrame``, one row per vote in chain order.
+    # The tidy vote table: one row per judgement, every design's fields (see votes_frame).
+    VOTE_FRAME_COLUMNS = [
+        "seq", "participant", "trial", "image_id", "criterion", "design", "position", "choice", "rating",
+        "ranking", "no_preference", "shown", "n_shown", "is_gold", "gold_answer", "correct", "served_at",
+        "voted_at", "dwell_s", "response_json", "app_version", "config_hash", "prev_hash", "row_hash",
+    ]  # fmt: skip
 
-        Columns: ``seq, participant, trial, image_id, criterion, position, choice, shown``
-        (``|``-joined screen order), ``n_shown, is_gold, gold_answer, correct, served_at,
-        voted_at`` (UTC timestamps), ``dwell_s`` (seconds from first serve to vote),
-        ``app_version, config_hash, prev_hash, row_hash``.
+    def votes_frame(self, name: str) -> Any:
+        """All votes of a study as a ``pandas.DataFrame``, one row per judgement in chain order.
+
+        Columns (:attr:`VOTE_FRAME_COLUMNS`): ``seq, participant, trial, image_id, criterion,
+        design`` (``best_of_n`` for votes stored before the designs), ``position, choice`` (the
+        chosen, rated or first-ranked candidate and its screen position; ``-1``/``""`` for "no
+        preference"), ``rating`` (ACR, 1-5, else NaN), ``ranking`` (``|``-joined candidates best
+        first, ranking design, else ``""``), ``no_preference``, ``shown`` (``|``-joined screen
+        order), ``n_shown, is_gold, gold_answer, correct, served_at, voted_at`` (UTC timestamps),
+        ``dwell_s`` (seconds from first serve to vote), ``response_json`` (the stored canonical
+        response), ``app_version, config_hash, prev_hash, row_hash``.
         """
         import pandas as pd
 
@@ -949,8 +1094,10 @@ class StudyStore:
                 trials.c.position.label("trial"),
                 trials.c.image_id,
                 votes.c.criterion,
+                votes.c.design,
                 votes.c.position,
                 votes.c.choice,
+                votes.c.response_json,
                 assignments.c.shown_json,
                 trials.c.gold_answer,
                 votes.c.served_at,
@@ -970,21 +1117,7 @@ class StudyStore:
         )
         with self._read() as conn:
             frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(query.selected_columns.keys()))
-        shown = frame["shown_json"].map(json.loads) if len(frame) else pd.Series([], dtype=object)
-        frame["shown"] = shown.map(lambda s: "|".join(s)).astype(str) if len(frame) else pd.Series([], dtype=str)
-        frame["n_shown"] = shown.map(len).astype(int) if len(frame) else pd.Series([], dtype=int)
-        frame = frame.drop(columns=["shown_json"])
-        frame["is_gold"] = frame["gold_answer"].notna()
-        frame["correct"] = frame["is_gold"] & (frame["choice"] == frame["gold_answer"])
-        frame["served_at"] = pd.to_datetime(frame["served_at"], utc=True, format="ISO8601")
-        frame["voted_at"] = pd.to_datetime(frame["voted_at"], utc=True, format="ISO8601")
-        frame["dwell_s"] = (frame["voted_at"] - frame["served_at"]).dt.total_seconds()
-        order = [
-            "seq", "participant", "trial", "image_id", "criterion", "position", "choice", "shown", "n_shown",
-            "is_gold", "gold_answer", "correct", "served_at", "voted_at", "dwell_s", "app_version",
-            "config_hash", "prev_hash", "row_hash",
-        ]  # fmt: skip
-        return frame[order].reset_index(drop=True)
+        return tidy_votes(frame)
 
     def progress(self, name: str) -> Any:
         """Per-participant progress of a study (``pandas.DataFrame``): trials assigned/completed, votes."""
@@ -1009,17 +1142,54 @@ class StudyStore:
                     .group_by(votes.c.participant_id)
                 ).all()
             )
-        rows = [
-            {
-                "participant": number,
-                "enrolled_via": via,
-                "created_at": created,
-                "trials": n_assigned,
-                "votes": voted.get(pid, 0),
-                "votes_expected": n_assigned * n_criteria,
-                "complete": voted.get(pid, 0) >= n_assigned * n_criteria,
-            }
-            for pid, number, via, created, n_assigned in assigned
-        ]
+        rows = []
+        for pid, number, via, created, n_assigned in assigned:
+            n_trials = self._plan_length(info, n_assigned)
+            rows.append({
+                "participant": number, "enrolled_via": via, "created_at": created, "trials": n_trials,
+                "votes": voted.get(pid, 0), "votes_expected": n_trials * n_criteria,
+                "complete": voted.get(pid, 0) >= n_trials * n_criteria,
+            })  # fmt: skip
         cols = ["participant", "enrolled_via", "created_at", "trials", "votes", "votes_expected", "complete"]
         return pd.DataFrame(rows, columns=cols)
+
+
+def _is_correct(gold: Any, choice: str, rating: float) -> bool:
+    """Whether a gold trial's judgement is what the gold answer expects."""
+    if not isinstance(gold, str):
+        return False
+    if gold == GOLD_HIGH:
+        return bool(rating >= 4)
+    if gold == GOLD_LOW:
+        return bool(rating <= 2)
+    return choice == gold
+
+
+def tidy_votes(raw: Any) -> Any:
+    """The tidy vote table (:attr:`StudyStore.VOTE_FRAME_COLUMNS`) from the stored vote rows
+    joined with their assignments and trials (``shown_json``, ``gold_answer``; NULL ``design``
+    and ``response_json`` for votes stored before the designs, which were best-of-N)."""
+    import pandas as pd
+
+    frame = raw.copy()
+    n = len(frame)
+    shown = frame["shown_json"].map(json.loads) if n else pd.Series([], dtype=object)
+    responses = frame["response_json"].map(lambda r: {} if r is None or r != r else json.loads(r)) if n else shown
+    frame["design"] = frame["design"].fillna("best_of_n").astype(str) if n else pd.Series([], dtype=str)
+    frame["shown"] = shown.map(lambda s: "|".join(s)).astype(str) if n else pd.Series([], dtype=str)
+    frame["n_shown"] = shown.map(len).astype(int) if n else pd.Series([], dtype=int)
+    frame["rating"] = responses.map(lambda r: float(r.get("rating", np.nan))) if n else pd.Series([], dtype=float)
+    frame["ranking"] = responses.map(lambda r: "|".join(r.get("ranking", []))).astype(str) if n else pd.Series(
+        [], dtype=str)
+    frame["no_preference"] = (frame["design"] == "pairwise") & (frame["position"] == -1)
+    frame["is_gold"] = frame["gold_answer"].notna()
+    frame["correct"] = [
+        bool(g) and _is_correct(a, c, r)
+        for g, a, c, r in zip(frame["is_gold"], frame["gold_answer"], frame["choice"], frame["rating"], strict=True)
+    ] if n else pd.Series([], dtype=bool)  # fmt: skip
+    frame["correct"] = frame["correct"].astype(bool)
+    frame["served_at"] = pd.to_datetime(frame["served_at"], utc=True, format="ISO8601")
+    frame["voted_at"] = pd.to_datetime(frame["voted_at"], utc=True, format="ISO8601")
+    frame["dwell_s"] = (frame["voted_at"] - frame["served_at"]).dt.total_seconds()
+    frame = frame.drop(columns=["shown_json"])
+    return frame[StudyStore.VOTE_FRAME_COLUMNS].reset_index(drop=True)

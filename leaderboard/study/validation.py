@@ -148,6 +148,13 @@ def validate_study(config: StudyConfig) -> StudyConfig:
             raise StudyConfigError(
                 f"gold.per_participant={config.gold.per_participant} exceeds the {len(gold_ids)} gold images"
             )
+    if config.reference:
+        no_hr = [i for i in ids if i not in hr_files]
+        if no_hr:
+            raise StudyConfigError(
+                f"reference: true shows the HR image with every trial, but there is none for {no_hr[:5]}: set "
+                f"'hr' (or images.hr) to the HR folder, use a dataset with HR images, or set reference: false"
+            )
     needed = sorted(set(ids) | set(gold_ids))
     files: dict[str, dict[str, Path]] = {LR: {i: lr_files[i] for i in needed}}
     files[HR] = {i: hr_files[i] for i in needed if i in hr_files}
@@ -192,8 +199,12 @@ def validate_study(config: StudyConfig) -> StudyConfig:
                 f"image {image_id!r}: SR size {w}x{h} is smaller than the LR input {lr_size[0]}x{lr_size[1]}"
             )
     n = len(ids)
-    if config.votes_per_participant is not None and config.votes_per_participant > n:
-        raise StudyConfigError(f"votes_per_participant={config.votes_per_participant} exceeds the {n} images")
+    n_methods = len(config.methods)
+    trials_per_image = {"pairwise": n_methods * (n_methods - 1) // 2, "acr": n_methods}.get(config.design, 1)
+    if config.votes_per_participant is not None and config.votes_per_participant > n * trials_per_image:
+        what = f"{n} images" if trials_per_image == 1 else (
+            f"{n * trials_per_image} trials ({n} images x {trials_per_image} {'pairs' if config.design == 'pairwise' else 'methods'})")
+        raise StudyConfigError(f"votes_per_participant={config.votes_per_participant} exceeds the {what}")
     if config.candidates_per_trial is not None and not 2 <= config.candidates_per_trial <= len(config.methods):
         raise StudyConfigError(
             f"candidates_per_trial={config.candidates_per_trial} must be between 2 and {len(config.methods)}"

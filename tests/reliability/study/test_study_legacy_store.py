@@ -101,7 +101,7 @@ def test_rerunning_create_with_the_old_definition_changes_nothing(legacy_db: Pat
 def test_a_new_study_in_an_upgraded_store_gets_the_full_chain(legacy_db: Path, tmp_path: Path, write_study) -> None:
     store = StudyStore(legacy_db)
     info, _, created = store.create_study(load_study(write_study(tmp_path / "new")))
-    assert created and info.chain_version == 2 and info.assignment_seed is not None
+    assert created and info.chain_version == 3 and info.assignment_seed is not None
     assert store.verify(info.name).ok and store.verify(NAME, expected_head=HEAD).ok
 
 

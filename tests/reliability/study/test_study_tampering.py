@@ -32,7 +32,7 @@ def _fails(study, *patterns: str, expected_head: str | None = None) -> list[str]
 
 def test_an_untouched_study_verifies_with_its_published_head(study) -> None:
     report = study.store.verify(study.name, expected_head=study.head)
-    assert report.ok and report.n_votes == study.n_votes and report.chain_version == 2 and not report.notes
+    assert report.ok and report.n_votes == study.n_votes and report.chain_version == 3 and not report.notes
 
 
 # --------------------------------------------------------------------------- votes
@@ -162,6 +162,7 @@ def test_reordering_a_participants_trials_is_detected(study, attack) -> None:
 
 
 def test_editing_shown_and_the_plan_hash_together_is_detected(study, attack, query, swapped) -> None:
+    from leaderboard.study.audit import enrolment_record
     from leaderboard.study.chain import plan_digest
 
     aid, shown_json = query(
@@ -177,7 +178,13 @@ def test_editing_shown_and_the_plan_hash_together_is_detected(study, attack, que
         study.db, "SELECT a.ord, t.position, a.shown_json FROM study_assignments a JOIN study_trials t "
         "ON t.id = a.trial_id WHERE a.participant_id = ?", (pid,)
     )  # fmt: skip
-    plan = plan_digest(study.name, number, token_hash, [(o, t, json.loads(s)) for o, t, s in items])
+    (person,) = query(
+        study.db, "SELECT platform, platform_id_hash, platform_study_hash, platform_session_hash "
+        "FROM study_participants WHERE id = ?", (pid,)
+    )  # fmt: skip
+    keys = ("platform", "platform_id_hash", "platform_study_hash", "platform_session_hash")
+    enrolment = enrolment_record(dict(zip(keys, person, strict=True)), None)  # what chain version 3 hashes
+    plan = plan_digest(study.name, number, token_hash, [(o, t, json.loads(s)) for o, t, s in items], enrolment)
     attack(study.db, ("UPDATE study_participants SET plan_hash = ? WHERE id = ?", (plan, pid)))
     problems = _fails(study, "seq 1: content does not match")
     assert not any("participant 0: assignments" in p for p in problems), "the plan itself was made consistent"
