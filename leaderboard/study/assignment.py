@@ -209,12 +209,14 @@ class BTPosterior:
         return float(np.sqrt(max(self.cov[i, i] + self.cov[j, j] - 2 * self.cov[i, j], 0.0)))
 
 
-def bradley_terry(n_items: int, wins: np.ndarray, alpha: float = 0.1) -> BTPosterior:
+def bradley_terry(n_items: int, wins: np.ndarray, alpha: float = 0.1, max_newton: int = 50) -> BTPosterior:
     """Maximum a posteriori Bradley-Terry strengths and their Laplace covariance.
 
-    The fit is ``choix.ilsr_pairwise_dense`` (Maystre & Grossglauser 2015) with a Gaussian prior
-    of precision ``alpha`` (which also makes the estimate exist when a method never wins); the
-    covariance is the inverse Hessian of the log-posterior at the fit (the Laplace approximation).
+    The log-posterior is ``sum_ij wins_ij log sigma(theta_i - theta_j) - alpha / 2 |theta|^2`` (a
+    Gaussian prior of precision ``alpha``, which also makes the estimate exist when a method never
+    wins). It is started from ``choix.ilsr_pairwise_dense`` (Maystre & Grossglauser 2015) and
+    refined to the mode by Newton steps, whose Hessian is then the Laplace approximation's
+    precision (the covariance is its inverse).
 
     Args:
         n_items: number of methods ``M``.
@@ -224,12 +226,23 @@ def bradley_terry(n_items: int, wins: np.ndarray, alpha: float = 0.1) -> BTPoste
     import choix
 
     wins = np.asarray(wins, dtype=float)
-    strength = choix.ilsr_pairwise_dense(wins, alpha=alpha) if wins.sum() > 0 else np.zeros(n_items)
     n = wins + wins.T
-    p = 1.0 / (1.0 + np.exp(-(strength[:, None] - strength[None, :])))
-    w = n * p * (1.0 - p)
-    hessian = np.diag(w.sum(axis=1)) - w + alpha * np.eye(n_items)
-    return BTPosterior(strength, np.linalg.inv(hessian))
+    theta = choix.ilsr_pairwise_dense(wins, alpha=1e-3) if wins.sum() > 0 else np.zeros(n_items)
+
+    def precision(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = 1.0 / (1.0 + np.exp(-(t[:, None] - t[None, :])))  # P(i beats j)
+        w = n * p * (1.0 - p)
+        grad = (wins - n * p).sum(axis=1) - alpha * t
+        return np.diag(w.sum(axis=1)) - w + alpha * np.eye(n_items), grad
+
+    for _ in range(max_newton):
+        hessian, grad = precision(theta)
+        step = np.linalg.solve(hessian, grad)
+        theta = theta + step
+        if np.abs(step).max() < 1e-10:
+            break
+    hessian, _ = precision(theta)
+    return BTPosterior(theta, np.linalg.inv(hessian))
 
 
 def expected_information(post: BTPosterior, i: int, j: int) -> float:

@@ -158,10 +158,10 @@ def pair_table(votes: pd.DataFrame, methods: list[str], criteria: list[str], alp
     out: list[dict[str, Any]] = []
     for criterion in criteria:
         sub = votes[votes["criterion"] == criterion]
-        pairs = sub["shown"].map(lambda s: frozenset(s.split("|")))
+        pairs = [frozenset(s.split("|")) for s in sub["shown"].astype(str)]
         rows = []
         for a, b in combinations(methods, 2):
-            mine = sub[pairs == frozenset((a, b))]
+            mine = sub[np.array([p == frozenset((a, b)) for p in pairs], dtype=bool)]
             if mine.empty:
                 continue
             wa, wb = int((mine["choice"] == a).sum()), int((mine["choice"] == b).sum())

@@ -156,6 +156,10 @@ class EnrolmentClosed(UserError, PermissionError):
     """Enrolment the study does not offer (open enrolment, or the platform it was asked through)."""
 
 
+class EnrolmentRejected(UserError, ValueError):
+    """A platform link whose participant id is missing or malformed."""
+
+
 class AlreadyEnrolled(UserError, PermissionError):
     """A platform id (Prolific, MTurk) that has enrolled in this study already."""
 
@@ -595,22 +599,22 @@ class StudyStore:
         Raises:
             EnrolmentClosed: the study offers no such enrolment.
             AlreadyEnrolled: this platform id has enrolled in the study before.
-            VoteRejected: the platform id is missing or malformed.
+            EnrolmentRejected: the platform id is missing or malformed.
         """
         info = self.study(name)
         config = info.config
-        ids: tuple[str | None, ...] = tuple(platform_ids) + (None,) * (3 - len(tuple(platform_ids)))
+        ids: tuple[str | None, ...] = tuple(v or None for v in platform_ids) + (None,) * (3 - len(tuple(platform_ids)))
         if platform is None:
             if not config.open_enrolment:
                 raise EnrolmentClosed(f"study {name!r} admits participants by personal link only")
         else:
             if platform not in config.recruitment.platforms:
                 raise EnrolmentClosed(f"study {name!r} does not recruit through {platform!r}")
-            for value in ids:
-                if value is not None and not _PLATFORM_ID_RE.match(value):
-                    raise VoteRejected(f"{platform} id {value[:40]!r} is malformed")
             if not ids[0]:
-                raise VoteRejected(f"a {platform} link needs its {PLATFORM_PARAMS[platform][0]} parameter")
+                raise EnrolmentRejected(f"a {platform} link needs its {PLATFORM_PARAMS[platform][0]} parameter")
+            for value in ids:
+                if value and not _PLATFORM_ID_RE.match(value):
+                    raise EnrolmentRejected(f"{platform} id {value[:40]!r} is malformed")
         with self._write() as conn:
             self._lock_study(conn, info.id)
             if platform is not None:

@@ -2,7 +2,16 @@
 
 Serve it with ``screensr board study serve`` (its own Streamlit server, separate from the results
 board). Participants open their personal link ``.../?token=TOKEN`` (``screensr board study
-create`` prints them) or, for studies with open enrolment, ``.../?study=NAME``.
+create`` prints them); for studies with open enrolment ``.../?study=NAME``; participants sent by a
+crowdsourcing platform the study recruits through ``.../?study=NAME&PROLIFIC_PID=...&STUDY_ID=...
+&SESSION_ID=...`` (Prolific) or ``...&workerId=...&assignmentId=...&hitId=...`` (MTurk). A study
+with a consent text shows it (and its instructions) before the first trial; a finished
+participant sees the study's completion code and the link back to the platform.
+
+The question of each criterion follows the study's design (:mod:`leaderboard.study.voter.answers`):
+pick the best result (best-of-N), A or B (pairwise, optionally "No preference"), a rating on the
+P.910 scale (ACR, one result at a time), or a rank for every result (ranking). With
+``reference: true`` the HR image is shown next to the LR input.
 
 What a voter can reach is this one page and nothing else: the app has no other page (every URL
 path shows this page), no sidebar or navigation, no Streamlit toolbar or menu (hidden here and
@@ -22,12 +31,22 @@ import logging
 import secrets
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
-from leaderboard.study.assignment import position_label
+from leaderboard.study.config import HR, StudyConfig
 from leaderboard.study.serving import ImageCache, candidate_image, png_bytes, trial_pngs
-from leaderboard.study.store import StudyStore, default_store_url
+from leaderboard.study.store import (
+    PLATFORM_PARAMS,
+    AlreadyEnrolled,
+    DailyCapReached,
+    Participant,
+    StudyStore,
+    TrialView,
+    default_store_url,
+)
+from leaderboard.study.voter.answers import IncompleteAnswer, answer_to_vote, labels, options
 
 LOG = logging.getLogger("screensr.voter")
 
@@ -118,13 +137,35 @@ def _flash(kind: str, text: str) -> None:
     st.session_state["study_flash"] = (kind, text)
 
 
-def _submit(token: str, assignment_id: int, criterion: str, labels: list[str]) -> None:
+def _show_flash() -> None:
+    flash = st.session_state.pop("study_flash", None)
+    if flash is not None:
+        getattr(st, flash[0])(flash[1])
+
+
+def _cap_message(cap: int | None) -> str:
+    return (f"You have given today's {cap} answers, the most this study takes per day. Thank you! "
+            "Please come back tomorrow (the day changes at midnight UTC) with the same link to continue.")  # fmt: skip
+
+
+def _answer_key(assignment_id: int, criterion: str, label: str | None = None) -> str:
+    return f"choice-{assignment_id}-{criterion}" + ("" if label is None else f"-{label}")
+
+
+def _submit(token: str, assignment_id: int, criterion: str, shown_labels: list[str], design: str) -> None:
     """Form callback: runs before the rerun, bound to the trial that was on screen."""
     where = _Where(stage="recording a vote", assignment=assignment_id)
     try:
-        choice = st.session_state.get(f"choice-{assignment_id}-{criterion}")
-        if choice is None:
-            _flash("warning", "Please pick one of the results before submitting.")
+        value: Any
+        if design == "ranking":
+            value = {label: st.session_state.get(_answer_key(assignment_id, criterion, label))
+                     for label in shown_labels}  # fmt: skip
+        else:
+            value = st.session_state.get(_answer_key(assignment_id, criterion))
+        try:
+            vote = answer_to_vote(design, shown_labels, value)
+        except IncompleteAnswer as exc:
+            _flash("warning", str(exc))
             return
         store = _store(default_store_url())
         participant = store.participant(token)
@@ -132,7 +173,10 @@ def _submit(token: str, assignment_id: int, criterion: str, labels: list[str]) -
             _flash("error", "This link is not valid any more.")
             return
         where.study, where.participant = participant.study_name, participant.number
-        outcome = store.record_vote(participant, assignment_id, criterion, labels.index(choice))
+        outcome = store.record_vote(participant, assignment_id, criterion, **vote)
+    except DailyCapReached:
+        _flash("info", _cap_message(_store(default_store_url()).study(where.study or "").config.daily_cap))
+        return
     except Exception as exc:  # noqa: BLE001 - shown neutrally; details go to the admin page and the log
         _flash("error", NEUTRAL_ERROR.format(error_id=report_failure(where, exc)))
         return
@@ -142,28 +186,97 @@ def _submit(token: str, assignment_id: int, criterion: str, labels: list[str]) -
         _flash("info", "This answer had already been recorded; the first answer stands.")
 
 
-def _join(study: str) -> None:
+def _join(study: str, platform: str | None = None, ids: tuple[str | None, ...] = (), consent: bool = False) -> None:
     try:
-        token = _store(default_store_url()).enrol(study)
+        token = _store(default_store_url()).enrol(study, platform=platform, platform_ids=ids, consent=consent)
+    except AlreadyEnrolled:
+        _flash("warning", "This ID has already taken part in this study, so it cannot join a second time. If you "
+                          "started before, continue on the page you were on (keep its address, it ends in "
+                          "?token=...).")  # fmt: skip
+        return
     except Exception as exc:  # noqa: BLE001 - shown neutrally; details go to the admin page and the log
         _flash("error", NEUTRAL_ERROR.format(error_id=report_failure(_Where("joining a study", study), exc)))
         return
+    st.query_params.clear()  # the platform ids leave the address bar; the token alone resumes
     st.query_params["token"] = token
 
 
+def _platform_in_url() -> tuple[str | None, tuple[str | None, ...]]:
+    """The platform whose participant id is in the URL, and its ids (participant, study, session)."""
+    for platform, params in PLATFORM_PARAMS.items():
+        if st.query_params.get(params[0]):
+            return platform, tuple(st.query_params.get(p) or None for p in params)
+    return None, ()
+
+
+def _consent_block(config: StudyConfig) -> None:
+    """The consent text and the instructions, before the first trial."""
+    st.markdown(config.consent)
+    if config.instructions:
+        st.subheader("Instructions", anchor=False)
+        st.markdown(config.instructions)
+
+
 def _welcome(store: StudyStore) -> None:
-    """No token: an open study's join button, else how to take part."""
+    """No token: the join button of an open study or of a platform participant, else how to take part."""
     study = st.query_params.get("study", "")
+    platform, ids = _platform_in_url()
     st.title("User study", anchor=False)
-    flash = st.session_state.pop("study_flash", None)
-    if flash is not None:
-        getattr(st, flash[0])(flash[1])
-    if study and study in store.study_names() and store.study(study).config.open_enrolment:
-        st.write("This study is open to everyone. Your answers are anonymous; keep the page address "
-                 "to continue later.")  # fmt: skip
-        st.button("Take part", on_click=_join, args=(study,), type="primary")
+    _show_flash()
+    config = store.study(study).config if study and study in store.study_names() else None
+    if config is not None and platform is not None and platform in config.recruitment.platforms:
+        if config.consent:
+            _consent_block(config)
+        st.button("I agree and start" if config.consent else "Start", on_click=_join,
+                  args=(study, platform, ids, True), type="primary")  # fmt: skip
+    elif config is not None and platform is None and config.open_enrolment:
+        if config.consent:
+            _consent_block(config)
+        else:
+            st.write("This study is open to everyone. Your answers are anonymous; keep the page address "
+                     "to continue later.")  # fmt: skip
+        st.button("I agree and take part" if config.consent else "Take part", on_click=_join,
+                  args=(study, None, (), True), type="primary")  # fmt: skip
     else:
         st.info("Open this page with the personal link you were given (it ends in `?token=...`).")
+
+
+def _consent(token: str) -> None:
+    where = _Where(stage="recording consent")
+    try:
+        store = _store(default_store_url())
+        participant = store.participant(token)
+        if participant is not None:
+            where.study, where.participant = participant.study_name, participant.number
+            store.record_consent(participant)
+    except Exception as exc:  # noqa: BLE001 - shown neutrally; details go to the admin page and the log
+        _flash("error", NEUTRAL_ERROR.format(error_id=report_failure(where, exc)))
+
+
+def _finished(config: StudyConfig) -> None:
+    st.success("You have completed the study. Thank you for your help!")
+    recruitment = config.recruitment
+    if recruitment.completion_code:
+        st.info(f"Your completion code: **{recruitment.completion_code}**")
+    if recruitment.completion_url:
+        st.link_button("Return to the study platform", recruitment.completion_url, type="primary")
+
+
+def _question(token: str, view: TrialView, criterion_key: str, question: str, config: StudyConfig) -> None:
+    """One criterion's form: the design's widget(s) and a submit button."""
+    shown_labels = labels(len(view.shown))
+    with st.form(key=f"form-{view.assignment_id}-{criterion_key}"):
+        if config.design == "ranking":
+            st.write(f"{question} Give each result a rank (1 = best).")
+            for label in shown_labels:
+                st.radio(f"Result {label}", options(config.design, len(view.shown)), index=None, horizontal=True,
+                         key=_answer_key(view.assignment_id, criterion_key, label))  # fmt: skip
+        else:
+            st.radio(question, options(config.design, len(view.shown), config.no_preference), index=None,
+                     horizontal=True, key=_answer_key(view.assignment_id, criterion_key))  # fmt: skip
+        st.form_submit_button(
+            "Submit", on_click=_submit, args=(token, view.assignment_id, criterion_key, shown_labels, config.design)
+        )
 
 
 def _page(where: _Where) -> None:
@@ -181,25 +294,35 @@ def _page(where: _Where) -> None:
     info = store.study(participant.study_name)
     config = info.config
     st.title(config.title, anchor=False)
-    flash = st.session_state.pop("study_flash", None)
-    if flash is not None:
-        getattr(st, flash[0])(flash[1])
-    views = store.trial_views(participant.id)
-    keys = {c.key for c in config.criteria}
-    finished = sum(1 for v in views if keys <= v.criteria_done)
-    view = next((v for v in views if not keys <= v.criteria_done), None)
-    st.progress(finished / max(len(views), 1), text=f"{finished} of {len(views)} comparisons done")
-    if view is None:
-        st.success("You have completed the study. Thank you for your help!")
+    _show_flash()
+    if store.needs_consent(participant):
+        _consent_block(config)
+        st.button("I agree", on_click=_consent, args=(token,), type="primary")
         return
-    where.assignment = view.assignment_id
+    _trial(store, participant, config, info.config_hash, token, where)
+
+
+def _trial(
+    store: StudyStore, participant: Participant, config: StudyConfig, config_hash: str, token: str, where: _Where
+) -> None:
+    where.stage = "assigning the next trial"
+    view = store.next_trial(participant)
+    finished, total = store.progress_of(participant)
+    st.progress(finished / max(total, 1), text=f"{finished} of {total} comparisons done")
+    if view is None:
+        _finished(config)
+        return
+    if store.cap_reached(participant):
+        st.info(_cap_message(config.daily_cap))
+        return
+    where.stage, where.assignment = "opening the page", view.assignment_id
     if view.served_at is None:
         store.mark_served(view.assignment_id)
-    if config.instructions:
+    if config.instructions and not config.consent:
         with st.expander("Instructions", expanded=view.order == 0):
             st.markdown(config.instructions)
     st.subheader(f"Comparison {view.order + 1} of {view.total}", anchor=False)
-    labels = [position_label(i) for i in range(len(view.shown))]
+    shown_labels = labels(len(view.shown))
     c1, c2, c3 = st.columns([1, 2, 2])
     zooms = [z for z in ZOOMS if config.crop * z <= MAX_FULL_WIDTH] or [1]  # never resampled by st.image
     # an index is given, so the selectbox never returns None
@@ -209,31 +332,31 @@ def _page(where: _Where) -> None:
     # Every image is produced before anything is shown or can be voted on: a trial whose files
     # are missing or changed shows the neutral error (raised to main) and no voting form.
     where.stage = "serving the trial's images"
-    lr_png, crops = _crops(participant.study_name, info.config_hash, view.image_id, view.shown, cx, cy, zoom)
-    full = [_full_png(participant.study_name, info.config_hash, view.image_id, c) for c in view.shown]
+    extra = (HR,) if config.reference else ()
+    lr_png, crops = _crops(participant.study_name, config_hash, view.image_id, view.shown + extra, cx, cy, zoom)
+    full = [_full_png(participant.study_name, config_hash, view.image_id, c) for c in view.shown + extra]
     where.stage = "showing the trial"
-    tiles = [("LR input", lr_png)] + [(f"Result {label}", png) for label, png in zip(labels, crops, strict=True)]
+    tiles = [("LR input", lr_png)]
+    if config.reference:
+        tiles.append(("Reference (HR)", crops[-1]))
+    tiles += [(f"Result {label}", png) for label, png in zip(shown_labels, crops, strict=False)]
     for start in range(0, len(tiles), PER_ROW):
         cols = st.columns(PER_ROW)
         for col, (caption, png) in zip(cols, tiles[start : start + PER_ROW], strict=False):
             col.image(png, caption=caption, output_format="PNG")
     with st.expander("Full-size results"):
-        for label, png in zip(labels, full, strict=True):
+        captions = [f"Result {label}" for label in shown_labels] + (["Reference (HR)"] if config.reference else [])
+        for caption, png in zip(captions, full, strict=True):
             if _png_width(png) > MAX_FULL_WIDTH:
                 # st.image would downscale (resample) it: show only the exact crops above instead
-                st.caption(f"Result {label} is too wide to show unscaled here; use the zoomed crops.")
+                st.caption(f"{caption} is too wide to show unscaled here; use the zoomed crops.")
             else:
-                st.image(png, caption=f"Result {label}", output_format="PNG")
+                st.image(png, caption=caption, output_format="PNG")
     for criterion in config.criteria:
         if criterion.key in view.criteria_done:
             st.success(f"{criterion.question} Answer recorded.")
             continue
-        with st.form(key=f"form-{view.assignment_id}-{criterion.key}"):
-            st.radio(criterion.question, labels, index=None, horizontal=True,
-                     key=f"choice-{view.assignment_id}-{criterion.key}")  # fmt: skip
-            st.form_submit_button(
-                "Submit", on_click=_submit, args=(token, view.assignment_id, criterion.key, labels)
-            )
+        _question(token, view, criterion.key, criterion.question, config)
 
 
 def main() -> None:

@@ -209,3 +209,53 @@ def test_missing_images_give_a_clear_message(study, tmp_path: Path) -> None:
             config.file(candidate, view.image_id).unlink(missing_ok=True)
     at = _vote_page(token)
     assert any("cannot be shown" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("design", ["pairwise", "acr", "ranking"])
+def test_each_design_is_voted_through_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_study_files,
+                                              design: str) -> None:  # fmt: skip
+    """The design's widget on the vote page records the judgement the participant gave."""
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    monkeypatch.setenv("SCREENSR_STUDY_STORE", url)
+    extra = {"no_preference": True, "votes_per_participant": 4} if design == "pairwise" else {}
+    config = load_study(make_study_files(tmp_path, methods=METHODS, n_images=2, design=design, reference=True,
+                                         gold={"images": ["img_00"]}, **extra))  # fmt: skip
+    store = StudyStore(url)
+    store.create_study(config)
+    (token,) = store.add_participants(config.name, 1)
+    at = _vote_page(token)
+    total = len(store.trial_views(store.participant(token).id))
+    for step in range(total):
+        page = _all_text(at)
+        for name in (*METHODS, "img_0", "__hr__", "__bicubic__"):
+            assert name not in page
+        assert any(img.caption == "Reference (HR)" for node in at.get("image") for img in node.proto.imgs)
+        for k in range(len(config.criteria)):
+            if design == "ranking":
+                assert len(at.radio) == len(at.radio[0].options) * (len(config.criteria) - k)
+                n = len(at.radio[0].options)
+                if k == 0 and step == 0:  # an incomplete ranking is refused with a message
+                    for i in range(n):
+                        at.radio[i].set_value("1")
+                    at.button[0].click().run()
+                    assert any("different rank" in w.value for w in at.warning)
+                for i in range(n):
+                    at.radio[i].set_value(str(n - i))  # the last result on screen is ranked best
+            elif design == "acr":
+                assert at.radio[0].options[0] == "5 Excellent" and at.radio[0].options[-1] == "1 Bad"
+                at.radio[0].set_value("4 Good")
+            else:
+                assert at.radio[0].options in (["A", "B", "No preference"], ["A", "B"])
+                at.radio[0].set_value("No preference" if step % 2 and "No preference" in at.radio[0].options else "B")
+            at.button[0].click().run()
+            assert not at.exception, at.exception
+    assert any("completed the study" in s.value for s in at.success)
+    frame = store.votes_frame(config.name)
+    assert len(frame) == total * len(config.criteria) and store.verify(config.name).ok
+    if design == "ranking":
+        assert (frame["ranking"] == frame["shown"].map(lambda s: "|".join(reversed(s.split("|"))))).all()
+    elif design == "acr":
+        assert (frame["rating"] == 4).all()
+    else:
+        regular = frame[~frame["is_gold"]]
+        assert regular["no_preference"].any() and (regular.loc[~regular["no_preference"], "position"] == 1).all()

@@ -66,6 +66,22 @@ def test_old_study_keeps_working_after_the_upgrade(legacy_db: Path) -> None:
     assert any("vote 10 of 11" in p for p in store.verify(NAME, expected_head=HEAD).problems)
 
 
+def test_old_votes_are_read_in_the_one_judgement_layout(legacy_db: Path) -> None:
+    """The migrated store keeps its rows as they were (NULL design/response) and reads them as the
+    best-of-N judgements they are; a vote added now to the old study keeps the old row layout."""
+    store = StudyStore(legacy_db)
+    frame = store.votes_frame(NAME)
+    assert len(frame) == 10 and (frame["design"] == "best_of_n").all() and frame["response_json"].isna().all()
+    assert frame["rating"].isna().all() and (frame["ranking"] == "").all() and not frame["no_preference"].any()
+    assert (frame["choice"] == [s.split("|")[p] for s, p in zip(frame["shown"], frame["position"], strict=True)]).all()
+    participant = store.participant(TOKENS[1])
+    view = store.next_trial(participant)
+    store.record_vote(participant, view.assignment_id, "perceptual", 1)
+    with sqlite3.connect(legacy_db) as raw:
+        assert raw.execute("SELECT design, response_json FROM study_votes WHERE seq = 11").fetchone() == (None, None)
+    assert store.verify(NAME, expected_head=None).ok
+
+
 def test_old_study_still_fails_on_the_edits_its_chain_covers(legacy_db: Path, attack) -> None:
     StudyStore(legacy_db).close()  # upgrade first: the attacker edits the current schema
     attack(legacy_db, "UPDATE study_votes SET choice = 'gamma' WHERE seq = 2 AND choice != 'gamma'",
