@@ -884,12 +884,35 @@ class StudyStore:
 
     def _submit(self, request: WriteRequest) -> VoteOutcome | str:
         """Queue a write and return its result once committed (group commit, see :meth:`record_vote`)."""
-        outcome: VoteOutcome | str = self._db.submit(request, self._apply, self._recover, self._REQUEST_ERRORS)
+        outcome: VoteOutcome | str = self._db.submit(
+            request, self._apply, self._recover, self._REQUEST_ERRORS, self._lock_studies
+        )
         return outcome
 
     def _commit_batch(self, batch: list[WriteRequest]) -> None:
         """Write ``batch`` in one transaction (writer lock held); every request ends ``done``."""
-        self._db.commit_batch(batch, self._apply, self._recover, self._REQUEST_ERRORS)
+        self._db.commit_batch(batch, self._apply, self._recover, self._REQUEST_ERRORS, self._lock_studies)
+
+    def _lock_studies(self, conn: Connection, batch: Sequence[WriteRequest]) -> None:
+        """PostgreSQL: lock the row of every study the batch writes to, first and in id order.
+
+        A batch can mix first-serve times and votes of different participants; without one lock
+        order, replica A (serve time of assignment X, then a vote) and replica B (a vote, then the
+        serve time of the same X) each hold what the other waits for. SQLite needs nothing:
+        ``BEGIN IMMEDIATE`` already serialises whole transactions.
+        """
+        if self.is_sqlite:
+            return
+        ids = {r.participant.study_id for r in batch if r.participant is not None}
+        serves = [r.assignment_id for r in batch if r.participant is None]
+        if serves:
+            ids |= set(conn.execute(
+                select(participants.c.study_id)
+                .select_from(assignments.join(participants, assignments.c.participant_id == participants.c.id))
+                .where(assignments.c.id.in_(serves))
+            ).scalars())  # fmt: skip
+        for study_id in sorted(ids):
+            self._lock_study(conn, study_id)
 
     def _recover(self, req: WriteRequest) -> VoteOutcome | None:
         """The stored vote of a request the database refused as a duplicate (a racing writer's)."""

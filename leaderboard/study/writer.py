@@ -197,6 +197,7 @@ class Database:
         apply: Callable[[Connection, R], Any],
         recover: Callable[[R], Any],
         request_errors: tuple[type[BaseException], ...],
+        prepare: Callable[[Connection, Sequence[R]], None] | None = None,
     ) -> Any:
         """Queue ``request`` and return its outcome once committed (group commit).
 
@@ -219,7 +220,7 @@ class Database:
         if batch:
             try:
                 with self.lock:
-                    self.commit_batch(batch, apply, recover, request_errors)
+                    self.commit_batch(batch, apply, recover, request_errors, prepare)
             finally:
                 with self._batch_cond:
                     self._batch_in_flight = False
@@ -235,6 +236,7 @@ class Database:
         apply: Callable[[Connection, R], Any],
         recover: Callable[[R], Any],
         request_errors: tuple[type[BaseException], ...],
+        prepare: Callable[[Connection, Sequence[R]], None] | None = None,
     ) -> None:
         """Apply ``batch`` in one transaction (writer lock held); every request ends ``done``.
 
@@ -244,9 +246,14 @@ class Database:
                 row that is already stored (e.g. the vote a racing replica wrote), or ``None``.
             request_errors: exceptions ``apply`` raises after checking a request and before
                 writing anything for it: they fail that request only, the batch goes on.
+            prepare: called first in each transaction with the requests it will apply, to take
+                the locks they need in one fixed order (writers on a server database, several
+                replicas among them, then never deadlock on each other's half-taken locks).
         """
         try:
             with self.transaction() as conn:
+                if prepare is not None:
+                    prepare(conn, batch)
                 for req in batch:
                     try:
                         req.outcome = apply(conn, req)
@@ -260,6 +267,8 @@ class Database:
                 req.outcome, req.error = None, None
                 try:
                     with self.transaction() as conn:
+                        if prepare is not None:
+                            prepare(conn, [req])
                         req.outcome = apply(conn, req)
                 except IntegrityError as exc:
                     req.outcome = recover(req)
