@@ -302,7 +302,7 @@ def test_each_design_is_voted_in_a_real_browser(voting_server, browser, design: 
             else:
                 radios = form.locator("[data-testid='stRadio']")
                 n = len(store.trial_views(participant.id)[trial].shown)
-                _wait(lambda: radios.count() == n, 30, f"{n} rank widgets", page)  # drawn one by one
+                _wait(lambda r=radios, n=n: r.count() == n, 30, f"{n} rank widgets", page)  # drawn one by one
                 for i in range(n):  # the last result on screen ranked best
                     _click_option(radios.nth(i), str(n - i))
             form.get_by_role("button", name="Submit").click()
