@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leaderboard.study.stats import regular_votes
+from leaderboard.study.stats import holm, regular_votes
 
 SCORE_COLUMNS = ["method", "criterion", "model", "strength", "ci_low", "ci_high", "rank", "n"]
 PAIR_COLUMNS = ["criterion", "method_a", "method_b", "wins_a", "wins_b", "ties", "p_value", "p_holm", "significant"]
@@ -152,7 +152,6 @@ def pair_table(votes: pd.DataFrame, methods: list[str], criteria: list[str], alp
     Columns: :data:`PAIR_COLUMNS`.
     """
     from scipy.stats import binomtest
-    from statsmodels.stats.multitest import multipletests
 
     votes = regular_votes(votes)
     out: list[dict[str, Any]] = []
@@ -168,10 +167,7 @@ def pair_table(votes: pd.DataFrame, methods: list[str], criteria: list[str], alp
             p = binomtest(wa, wa + wb, 0.5).pvalue if wa + wb else 1.0
             rows.append({"criterion": criterion, "method_a": a, "method_b": b, "wins_a": wa, "wins_b": wb,
                          "ties": int((mine["choice"] == "").sum()), "p_value": float(p)})  # fmt: skip
-        if rows:
-            reject, p_holm, _, _ = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")
-            for r, rej, ph in zip(rows, reject, p_holm, strict=True):
-                r["p_holm"], r["significant"] = float(ph), bool(rej)
+        holm(rows, alpha)
         out.extend(rows)
     return pd.DataFrame(out, columns=PAIR_COLUMNS)
 

@@ -55,6 +55,17 @@ def wilson_interval(votes: int | np.ndarray, n: int | np.ndarray, alpha: float =
     return proportion_confint(votes, n, alpha=alpha, method="wilson")
 
 
+def holm(rows: list[dict[str, Any]], alpha: float = 0.05) -> None:
+    """Add ``p_holm`` (Holm-adjusted) and ``significant`` to each row's ``p_value``, in place
+    (one family: the rows given)."""
+    from statsmodels.stats.multitest import multipletests
+
+    if rows:
+        reject, p_holm, _, _ = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")
+        for r, rej, ph in zip(rows, reject, p_holm, strict=True):
+            r["p_holm"], r["significant"] = float(ph), bool(rej)
+
+
 def regular_votes(votes: pd.DataFrame) -> pd.DataFrame:
     """The votes of regular (non-gold) trials."""
     if "is_gold" in votes:
@@ -223,7 +234,6 @@ def pairwise_tests(
     Columns: ``criterion, method_a, method_b, votes_a, votes_b, p_value, p_holm, significant``.
     """
     from scipy.stats import binomtest
-    from statsmodels.stats.multitest import multipletests
 
     votes = regular_votes(votes)
     cols = ["criterion", "method_a", "method_b", "votes_a", "votes_b", "p_value", "p_holm", "significant"]
@@ -240,10 +250,7 @@ def pairwise_tests(
             p = binomtest(ka, ka + kb, 0.5).pvalue if ka + kb else 1.0
             rows.append({"criterion": criterion, "method_a": a, "method_b": b, "votes_a": ka, "votes_b": kb,
                          "p_value": float(p)})  # fmt: skip
-        if rows:
-            reject, p_holm, _, _ = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")
-            for r, rej, ph in zip(rows, reject, p_holm, strict=True):
-                r["p_holm"], r["significant"] = float(ph), bool(rej)
+        holm(rows, alpha)
         out.extend(rows)
     return pd.DataFrame(out, columns=cols)
 
