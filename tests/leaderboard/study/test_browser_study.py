@@ -220,7 +220,9 @@ def test_a_participant_link_leads_nowhere_else(voter_server, browser) -> None:
     for chrome in ("stSidebar", "stSidebarNav", "stSidebarCollapsedControl", "stToolbar", "stMainMenu",
                    "stHeader", "stAppDeployButton"):  # fmt: skip
         shown = page.locator(f"[data-testid='{chrome}']")
-        assert all(not shown.nth(i).is_visible() for i in range(shown.count())), f"{chrome} is visible"
+        # the page's style sheet hides it; on a busy machine it may be applied a moment after the
+        # trial is drawn, so wait a little for it
+        _wait(lambda s=shown: all(not s.nth(i).is_visible() for i in range(s.count())), 15, f"{chrome} hidden", page)
     _assert_blind(page, tmp_path)
     # every URL of the results board is this same vote page (with the token) or the welcome (without)
     for path in BOARD_PATHS:
