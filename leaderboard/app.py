@@ -20,7 +20,7 @@ pages = {
     ],
     # Voting is not offered here: participants use the separate voter-only app
     # (`screensr board study serve`), which can reach no results page.
-    "User study": [st.Page("pages/study_admin.py", title="Study admin", icon=":material/analytics:")],
+    "User study": [st.Page("study/pages/study_admin.py", title="Study admin", icon=":material/analytics:")],
     "Admin": [st.Page("board/pages/submit.py", title="Submit", icon=":material/upload:")],
 }
 

@@ -128,7 +128,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  screensr board study --help\n",
     )
-    from leaderboard import study_cli
+    from leaderboard.study import cli as study_cli
 
     study_cli.add_commands(study)
 
@@ -313,7 +313,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_hash()  # a hash from the environment is checked here too, not first on the Submit page
     env["SCREENSR_STORE"] = _resolved_store(args.store)
     if args.study_store:
-        from leaderboard.study_db import ENV_STORE, normalise_url
+        from leaderboard.study.store import ENV_STORE, normalise_url
 
         env[ENV_STORE] = normalise_url(args.study_store)
     if args.dry_run:

@@ -1,6 +1,7 @@
-"""User-study benchmark: sustained vote throughput on SQLite, and the time to serve a trial's images.
+"""User-study benchmark: sustained vote throughput on SQLite and PostgreSQL, and the time to serve a trial's images.
 
-Run: ``python tests/perf/bench_votes.py [--writers 16] [--trials 40] [--processes 4]``
+Run: ``python tests/perf/bench_votes.py [--writers 16] [--trials 40] [--processes 4]`` (with the checkout
+installed, ``pip install -e .``, or ``PYTHONPATH=.``)
 
 Throughput: a study with ``--trials`` images x 2 criteria; ``--writers`` participants vote every
 trial at once, each from its own thread sharing one ``StudyStore`` (how Streamlit sessions
@@ -10,7 +11,11 @@ extended). Every vote is also submitted a second time, which must be ignored. Ro
 * ``1 writer``: the same work from one thread (the baseline of this run);
 * ``N threads``: the target configuration (goal >= 200 votes/s, zero lost, zero duplicates);
 * ``N threads, synchronous=NORMAL``: WAL without an fsync per commit, for comparison;
-* ``P processes``: separate processes with their own engine (several app replicas on one host).
+* ``P processes``: separate processes with their own engine (several app replicas on one host);
+* ``PostgreSQL: N threads`` and ``PostgreSQL: P processes``: the same on a PostgreSQL server
+  (``--postgres URL``, default ``$SCREENSR_TEST_POSTGRES_URL``, the server ``.ci/run`` starts;
+  a fresh database per row, dropped after; rows left out, saying so, without a server), the
+  ratio against the SQLite row of the same shape.
 
 Serving: time to produce the PNG bytes of one trial (LR crop + every candidate's zoomed crop)
 for 512x512 SR outputs of 6 methods, cold (decoded from disk) and warm (decoded images cached),
@@ -23,7 +28,6 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +35,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def make_study(root: Path, n_images: int, methods: list[str], lr_size: int, scale: int, seed: int = 0) -> Path:
@@ -71,13 +73,13 @@ def vote_all(store, token: str) -> tuple[int, int]:
 
 
 def _warm_up(barrier) -> None:
-    import leaderboard.study_db  # noqa: F401 - the import is the warm-up
+    import leaderboard.study.store  # noqa: F401 - the import is the warm-up
 
     barrier.wait()  # every worker process is started before the timed run
 
 
 def _process_job(args: tuple[str, list[str]]) -> tuple[int, int]:
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
 
     url, tokens = args
     store = StudyStore(url)
@@ -86,11 +88,13 @@ def _process_job(args: tuple[str, list[str]]) -> tuple[int, int]:
     return sum(r for r, _ in out), sum(a for _, a in out)
 
 
-def throughput(tmp: Path, yaml_path: Path, label: str, writers: int, mode: str, synchronous: str = "FULL") -> dict:
-    from leaderboard.study import load_study
-    from leaderboard.study_db import StudyStore
+def throughput(
+    tmp: Path, yaml_path: Path, label: str, writers: int, mode: str, synchronous: str = "FULL", url: str | None = None
+) -> dict:
+    from leaderboard.study.store import StudyStore
+    from leaderboard.study.validation import load_study
 
-    db = tmp / f"{label.replace(' ', '_').replace(',', '').replace('=', '')}.sqlite"
+    db = url or tmp / f"{label.replace(' ', '_').replace(',', '').replace('=', '').replace(':', '')}.sqlite"
     store = StudyStore(db, synchronous=synchronous)
     config = load_study(yaml_path)
     store.create_study(config)
@@ -119,6 +123,8 @@ def throughput(tmp: Path, yaml_path: Path, label: str, writers: int, mode: str, 
     recorded = sum(r for r, _ in results)
     frame = store.votes_frame(config.name)
     expected = writers * len(config.images) * len(config.criteria)
+    chain_ok = store.verify(config.name).ok
+    store.close()
     return {
         "label": label,
         "votes": len(frame),
@@ -127,17 +133,44 @@ def throughput(tmp: Path, yaml_path: Path, label: str, writers: int, mode: str, 
         "lost": expected - len(frame),
         "duplicates": int(frame.duplicated(["participant", "trial", "criterion"]).sum()),
         "recorded_reported": recorded,
-        "chain_ok": store.verify(config.name).ok,
+        "chain_ok": chain_ok,
     }
 
 
+def postgres_rows(server: str, tmp: Path, yaml_path: Path, writers: int, processes: int) -> list[dict]:
+    """The PostgreSQL rows, each on a fresh database of ``server`` (dropped after)."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    rows = []
+    try:
+        for label, mode in ((f"PostgreSQL: {writers} threads", "threads"), (f"PostgreSQL: {processes} processes",
+                                                                            str(processes))):  # fmt: skip
+            name = f"bench_votes_{secrets.token_hex(4)}"
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            try:
+                url = make_url(server).set(database=name).render_as_string(hide_password=False)
+                rows.append(throughput(tmp, yaml_path, label, writers, mode, url=url))
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+    return rows
+
+
 def serving(tmp: Path, repeats: int) -> list[dict]:
-    from leaderboard.study import ImageCache, load_study, trial_pngs
+    from leaderboard.study.serving import ImageCache, trial_pngs
+    from leaderboard.study.validation import load_study
 
     methods = [f"method{i}" for i in range(6)]
     config = load_study(make_study(tmp / "serve", 4, methods, 128, 4))
     shown = tuple(methods)
-    from leaderboard.study import LR
+    from leaderboard.study.config import LR
 
     files = [config.file(c, "im000") for c in (LR, *methods)]
 
@@ -167,6 +200,8 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=40, help="images in the throughput study")
     ap.add_argument("--processes", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=20, help="timing repeats for serving")
+    ap.add_argument("--postgres", default=os.environ.get("SCREENSR_TEST_POSTGRES_URL"), metavar="URL",
+                    help="a PostgreSQL server's SQLAlchemy URL (default $SCREENSR_TEST_POSTGRES_URL)")  # fmt: skip
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="bench-votes-") as tmp_name:
@@ -178,6 +213,8 @@ def main() -> int:
             throughput(tmp, yaml_path, f"{args.writers} threads, synchronous=NORMAL", args.writers, "threads", "NORMAL"),
             throughput(tmp, yaml_path, f"{args.processes} processes", args.writers, str(args.processes)),
         ]
+        if args.postgres:
+            rows += postgres_rows(args.postgres, tmp, yaml_path, args.writers, args.processes)
         base = rows[0]["votes_per_s"]
         print(f"\nVote throughput, SQLite WAL ({args.writers} participants x {args.trials} trials x 2 criteria, "
               f"each vote submitted twice)")  # fmt: skip
@@ -186,6 +223,13 @@ def main() -> int:
         for r in rows:
             print(f"{r['label']:42s} {r['votes']:6d} {r['seconds']:7.2f} {r['votes_per_s']:8.0f} "
                   f"{r['votes_per_s'] / base:7.2f} {r['lost']:5d} {r['duplicates']:5d} {str(r['chain_ok']):>6s}")  # fmt: skip
+        sqlite_by_shape = {"threads": rows[1], "processes": rows[3]}
+        for r in rows[4:]:
+            shape = "threads" if "threads" in r["label"] else "processes"
+            print(f"{r['label']} vs SQLite {sqlite_by_shape[shape]['label']}: "
+                  f"{r['votes_per_s'] / sqlite_by_shape[shape]['votes_per_s']:.2f}x")
+        if not args.postgres:
+            print("PostgreSQL rows left out: pass --postgres URL (or set SCREENSR_TEST_POSTGRES_URL)")
         target = rows[1]
         ok = target["votes_per_s"] >= 200 and target["lost"] == 0 and target["duplicates"] == 0 and target["chain_ok"]
         print(f"goal (>= 200 votes/s with {args.writers} writers, zero lost): {'met' if ok else 'NOT met'}")

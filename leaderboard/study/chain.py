@@ -1,23 +1,30 @@
 """The hash chain of a user study: the canonical forms that are hashed, and how they link.
 
 A study's votes form one chain per study: ``row_hash = sha256(prev_hash || "\\n" || canonical
-vote)``, starting at a genesis hash. What each hash covers (chain version 2):
+vote)``, starting at a genesis hash. What each hash covers (chain version 3):
 
 * genesis: the study's name, its config hash (:func:`config_digest`, over the stored config
   JSON, which holds every image file's content hash) and its trials hash (:func:`trials_digest`:
   each trial's image, candidates and gold answer);
-* a participant's plan hash (:func:`plan_digest`): their token hash and every assignment (order,
-  trial, candidates in screen order), fixed when the participant is created;
+* a participant's plan hash (:func:`plan_digest`): their token hash, their enrolment record (the
+  platform and the hashes of its ids, for participants who came through Prolific or MTurk), the
+  number of trials assigned adaptively later, and every assignment planned at enrolment (order,
+  trial, candidates in screen order);
+* an assignment made later (``assignment: adaptive``): :func:`assignment_digest` over the plan
+  hash, its order, trial and candidates in screen order, stored with it;
+* a consent (:func:`consent_digest`): the plan hash, the time, and the hash of the consent text;
 * a vote (:func:`canonical_vote`): the vote row (participant, trial, criterion, screen position,
-  choice, times, app version, config hash) plus :class:`VoteContext`: the image, the candidates
-  in the order that voter saw them, the trial's gold answer and the participant's plan hash.
+  choice, the design and the whole response: choice, rating or ranking, times, app version,
+  config hash) plus :class:`VoteContext`: the image, the candidates in the order that voter saw
+  them, the trial's gold answer and the participant's plan hash.
 
 So the head hash of a chain pins the config, the trials, the plans of everyone who voted and
-every vote. Chain version 1 (studies created before version 2) hashed the vote rows alone, from
-a genesis over name and config hash; it is kept so that those chains, and heads published from
-them, still verify.
+every vote. Chain version 2 (studies created before the study designs) is version 3 without the
+enrolment record, the adaptive assignments, consents and the design fields; version 1 (before
+version 2) hashed the vote rows alone, from a genesis over name and config hash. Both are kept so
+that those chains, and heads published from them, still verify.
 
-Everything here is a pure function of plain values; :class:`leaderboard.study_db.StudyStore`
+Everything here is a pure function of plain values; :class:`leaderboard.study.store.StudyStore`
 reads the rows and calls them.
 
 Example:
@@ -33,7 +40,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-CHAIN_VERSION = 2  # chain of the studies this code creates; 1 = votes only (before trials/plans)
+CHAIN_VERSION = 3  # chain of the studies this code creates; 2 = before designs, 1 = votes only
 
 
 def _canonical(obj: Any) -> str:
@@ -73,15 +80,41 @@ def genesis_digest(name: str, config_hash: str, trials_hash: str | None, version
     return sha256_hex(f"screensr-study|v{version}|{name}|{config_hash}|{trials_hash}")
 
 
-def plan_digest(study_name: str, number: int, token_hash: str, items: list[tuple[int, int, list[str]]]) -> str:
-    """sha256 over one participant's assignments: ``(order, trial position, candidates in screen order)``."""
-    payload = {
+def plan_digest(
+    study_name: str,
+    number: int,
+    token_hash: str,
+    items: list[tuple[int, int, list[str]]],
+    enrolment: dict[str, Any] | None = None,
+) -> str:
+    """sha256 over one participant's planned assignments: ``(order, trial position, candidates in
+    screen order)``.
+
+    Args:
+        enrolment: chain version 3: ``{"platform", "platform_id", "platform_study",
+            "platform_session", "adaptive_slots"}`` (hashes of the platform's ids, ``None`` where
+            absent); ``None`` gives the version-2 digest.
+    """
+    payload: dict[str, Any] = {
         "study": study_name,
         "participant": int(number),
         "token": token_hash,
         "trials": [[int(o), int(t), list(shown)] for o, t, shown in sorted(items, key=lambda i: int(i[0]))],
     }
+    if enrolment is not None:
+        payload["enrolment"] = dict(enrolment)
     return sha256_hex(_canonical(payload))
+
+
+def assignment_digest(plan_hash: str, order: int, trial_position: int, shown: list[str]) -> str:
+    """sha256 of an assignment made after enrolment (adaptive), tied to its participant's plan."""
+    return sha256_hex(_canonical({"plan": plan_hash, "order": int(order), "trial": int(trial_position),
+                                  "shown": list(shown)}))  # fmt: skip
+
+
+def consent_digest(plan_hash: str, consented_at: str, text_hash: str) -> str:
+    """sha256 of a participant's consent: who (their plan hash), when, and to which text."""
+    return sha256_hex(_canonical({"plan": plan_hash, "consented_at": consented_at, "text": text_hash}))
 
 
 @dataclass(frozen=True)
@@ -105,7 +138,9 @@ def canonical_vote(row: dict[str, Any], study_name: str, context: VoteContext | 
     """The canonical text of a vote that its hash covers (sorted-key compact JSON).
 
     Chain version 1 hashes the vote row alone (``context=None``); version 2 adds the
-    :class:`VoteContext`, so editing what a voter was shown, or a gold answer, breaks the vote's hash.
+    :class:`VoteContext`, so editing what a voter was shown, or a gold answer, breaks the vote's hash;
+    version 3 adds the row's ``design`` and ``response_json`` (the canonical JSON of the response),
+    which older rows leave ``NULL`` (a value set there later is hashed too, and so breaks the hash).
     """
     fields = {
         "study": study_name,
@@ -123,6 +158,12 @@ def canonical_vote(row: dict[str, Any], study_name: str, context: VoteContext | 
     }
     if context is not None:
         fields.update(image=context.image_id, shown=list(context.shown), gold=context.gold, plan=context.plan)
+    if row.get("design") is not None or row.get("response_json") is not None:
+        fields["design"] = row.get("design")
+        try:
+            fields["response"] = None if row.get("response_json") is None else json.loads(row["response_json"])
+        except ValueError:
+            fields["response"] = {"invalid": row["response_json"]}  # hashed as it is: the check fails
     return _canonical(fields)
 
 

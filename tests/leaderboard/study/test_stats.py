@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_study_fixtures import PAPER_MULTISTEP, PAPER_ONESTEP
 
-from leaderboard import stats
+from leaderboard.study import report as study_reports
+from leaderboard.study import scores, stats
+from leaderboard.study.config import ScreeningConfig
+from leaderboard.study.screening import screening_table
+
+# VOSR appendix A.5 (docs/study-and-leaderboard.md, "The study the product must support"): votes
+# out of 300 per method, multi-step and one-step settings.
+PAPER_MULTISTEP = {"VOSR-1.4B-ms": 70, "SeeSR": 61, "PASD": 55, "VOSR-0.5B-ms": 54, "StableSR": 40, "ResShift": 20}
+PAPER_ONESTEP = {"VOSR-1.4B-os": 80, "PiSA-SR": 67, "OSEDiff": 64, "VOSR-0.5B-os": 62, "SinSR": 27}
+
+
+def test_paper_counts_are_300_votes_per_setting() -> None:
+    assert sum(PAPER_MULTISTEP.values()) == 300 and sum(PAPER_ONESTEP.values()) == 300
 
 
 def _log(choices_per_image: list[list[str]], methods: list[str], criterion: str = "perceptual",
@@ -134,14 +145,14 @@ def test_luce_model_equals_shares_with_full_sets_and_handles_subsets() -> None:
     methods = list(PAPER_ONESTEP)
     votes = _paper_log(PAPER_ONESTEP, "perceptual")
     assert not stats.varying_subsets(votes, methods)
-    strengths = stats.luce_strengths(votes, methods, ["perceptual"], alpha=1e-9)
+    strengths = scores.luce_strengths(votes, methods, ["perceptual"], alpha=1e-9)
     np.testing.assert_allclose(strengths["strength"], np.array(list(PAPER_ONESTEP.values())) / 300, atol=1e-5)
     # pairs only: a beats b 3:1, b beats c 3:1 -> Bradley-Terry a/b = b/c = 3, so a:b:c = 9:3:1
     pairs = [["a", "b"]] * 4 + [["b", "c"]] * 4
     choices = [["a"], ["a"], ["a"], ["b"], ["b"], ["b"], ["b"], ["c"]]
     sub = _log(choices, ["a", "b", "c"], shown=pairs)
     assert stats.varying_subsets(sub, ["a", "b", "c"])
-    s = stats.luce_strengths(sub, ["a", "b", "c"], ["perceptual"], alpha=1e-9)["strength"].to_numpy()
+    s = scores.luce_strengths(sub, ["a", "b", "c"], ["perceptual"], alpha=1e-9)["strength"].to_numpy()
     np.testing.assert_allclose(s, np.array([9, 3, 1]) / 13, atol=1e-4)
 
 
@@ -171,11 +182,12 @@ def test_gold_votes_excluded_and_participant_table() -> None:
     votes = pd.concat([votes, gold], ignore_index=True)
     table = stats.vote_table(votes, ["a", "b"], ["perceptual"], n_boot=50)
     assert table.set_index("method")["votes"].to_dict() == {"a": 3, "b": 1}
-    people = stats.participant_table(votes).set_index("participant")
+    people = screening_table(votes.assign(position=0, n_shown=2, rating=float("nan"))).set_index("participant")
     assert people.loc[0, "gold_accuracy"] == 1.0 and people.loc[1, "gold_accuracy"] == 0.0
     assert people.loc[1, "median_dwell_s"] == pytest.approx(2.0) and people.loc[1, "mean_dwell_s"] == pytest.approx(4.0)
     assert people["flagged"].tolist() == [False, True], "participant 1 failed the gold trial"
-    fast = stats.participant_table(votes, min_dwell_s=3.0).set_index("participant")
+    fast = screening_table(votes.assign(position=0, n_shown=2, rating=float("nan")),
+                           config=ScreeningConfig(min_response_s=3.0)).set_index("participant")
     assert fast.loc[0, "flagged"], "median dwell 2 s < 3 s"
 
 
@@ -184,25 +196,24 @@ def test_unknown_method_in_votes_rejected() -> None:
         stats.vote_table(_log([["zeta"]], ["a", "b"]), ["a", "b"], ["perceptual"])
 
 
-def test_report_formats_and_figure(tmp_path) -> None:
+def test_report_formats_and_figure() -> None:
     methods = list(PAPER_MULTISTEP)
     votes = _paper_log(PAPER_MULTISTEP, "perceptual")
-    report = stats.study_report("vosr-ms", votes, methods, ["perceptual"], n_boot=100, meta={"head_hash": "ab"})
+    report = study_reports.study_report("vosr-ms", votes, methods, ["perceptual"], n_boot=100, meta={"head_hash": "ab"})
     md = report.to_markdown()
     assert "| VOSR-1.4B-ms | perceptual | 70 | 300 | 23.3 |" in md and "fleiss_kappa" in md
     import json
 
     payload = json.loads(report.to_json())
     assert payload["votes"][0]["method"] == "VOSR-1.4B-ms" and payload["meta"]["head_hash"] == "ab"
-    fig = stats.plot_votes(report.votes, title="multi-step")
+    fig = study_reports.plot_votes(report.votes, title="multi-step")
     labels = [t.get_text().strip() for t in fig.axes[0].texts]
     assert "70 (23.3%)" in labels and "20 (6.7%)" in labels
-    png = stats.figure_png(fig)
-    out = stats.write_atomic(tmp_path / "fig.png", png)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = study_reports.figure_png(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_empty_votes_give_empty_rows() -> None:
     empty = _log([], ["a", "b"])
-    report = stats.study_report("s", empty, ["a", "b"], ["perceptual"], n_boot=10)
+    report = study_reports.study_report("s", empty, ["a", "b"], ["perceptual"], n_boot=10)
     assert report.votes["votes"].tolist() == [0, 0] and report.votes["share"].isna().all()

@@ -1,4 +1,4 @@
-"""Helpers of the study attack tests: a small voted study, and edits made as an attacker would.
+"""Fixtures of the study attack tests: a small voted study, and edits made as an attacker would.
 
 The attacker has write access to the SQLite file: they drop the triggers that freeze the tables
 and edit rows with raw SQL, bypassing the store. Whatever they change, ``verify`` must notice, or
@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 
 METHODS = ("alpha", "beta", "gamma")
 
@@ -34,7 +36,7 @@ class VotedStudy:
     n_votes: int
 
 
-def write_study(root: Path, n_images: int = 3, methods: tuple[str, ...] = METHODS, **overrides: object) -> Path:
+def _write_study(root: Path, n_images: int = 3, methods: tuple[str, ...] = METHODS, **overrides: object) -> Path:
     """LR/HR/SR PNGs (8x8 LR, x4) and a study YAML with a gold trial; returns the YAML path.
 
     Each method's outputs sit in a folder named after the method (so a leaked path names it).
@@ -64,7 +66,7 @@ def write_study(root: Path, n_images: int = 3, methods: tuple[str, ...] = METHOD
     return path
 
 
-def copy_study(template: VotedStudy, root: Path) -> VotedStudy:
+def _copy_study(template: VotedStudy, root: Path) -> VotedStudy:
     """A private copy of ``template`` in ``root`` (built once per module: tests stay fast)."""
     import shutil
 
@@ -73,14 +75,14 @@ def copy_study(template: VotedStudy, root: Path) -> VotedStudy:
     return VotedStudy(db, StudyStore(db), template.name, template.tokens, template.head, template.n_votes)
 
 
-def voted_study(root: Path) -> VotedStudy:
+def _voted_study(root: Path) -> VotedStudy:
     """Create the study in ``root/votes.sqlite`` and vote: participant 0 all, 1 half, 2 nothing.
 
     The store is closed when this returns (so the file is complete on its own, WAL checkpointed);
     ``store`` is a fresh one on the same file.
     """
     db = root / "votes.sqlite"
-    config = load_study(write_study(root))
+    config = load_study(_write_study(root))
     store = StudyStore(db)
     store.create_study(config, admin_secret="adm1n")
     tokens = store.add_participants(config.name, 3)
@@ -97,7 +99,7 @@ def voted_study(root: Path) -> VotedStudy:
     return VotedStudy(db, StudyStore(db), config.name, tokens, report.head_hash, report.n_votes)
 
 
-def attack(db: Path, *statements: str | tuple[str, tuple]) -> None:
+def _attack(db: Path, *statements: str | tuple[str, tuple]) -> None:
     """Drop every trigger of the file, then run ``statements`` (raw SQL, or ``(sql, parameters)``)."""
     with sqlite3.connect(db) as raw:
         for (trigger,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
@@ -107,14 +109,63 @@ def attack(db: Path, *statements: str | tuple[str, tuple]) -> None:
             raw.execute(sql, params)
 
 
-def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+def _query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
     """Rows of a read-only query on the raw file."""
     with sqlite3.connect(db) as raw:
         return raw.execute(sql, params).fetchall()
 
 
-def swapped(shown_json: str) -> str:
+def _swapped(shown_json: str) -> str:
     """``shown_json`` with its first two candidates swapped (what a voter saw, rewritten)."""
     shown = json.loads(shown_json)
     shown[0], shown[1] = shown[1], shown[0]
     return json.dumps(shown)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def write_study() -> Callable[..., Path]:
+    """``write_study(root, n_images=3, methods=METHODS, **yaml_overrides)`` -> the YAML path."""
+    return _write_study
+
+
+@pytest.fixture(scope="session")
+def voted_study() -> Callable[[Path], VotedStudy]:
+    """``voted_study(root)``: create and vote a study in ``root/votes.sqlite`` (see ``_voted_study``)."""
+    return _voted_study
+
+
+@pytest.fixture(scope="session")
+def attack() -> Callable[..., None]:
+    """``attack(db, *statements)``: drop every trigger of the file, then run raw SQL."""
+    return _attack
+
+
+@pytest.fixture(scope="session")
+def query() -> Callable[..., list[tuple]]:
+    """``query(db, sql, params=())``: rows of a read-only query on the raw file."""
+    return _query
+
+
+@pytest.fixture(scope="session")
+def swapped() -> Callable[[str], str]:
+    """``swapped(shown_json)``: the JSON list with its first two candidates swapped."""
+    return _swapped
+
+
+@pytest.fixture(scope="session")
+def voted_template(tmp_path_factory: pytest.TempPathFactory) -> VotedStudy:
+    """One voted study for the whole run; tests attack private copies (``voted_copy``)."""
+    built = _voted_study(tmp_path_factory.mktemp("template"))
+    built.store.close()
+    return built
+
+
+@pytest.fixture()
+def voted_copy(voted_template: VotedStudy, tmp_path: Path) -> Iterator[VotedStudy]:
+    """A private copy of the voted template study in ``tmp_path``."""
+    copy = _copy_study(voted_template, tmp_path)
+    yield copy
+    copy.store.close()

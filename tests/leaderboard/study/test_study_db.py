@@ -15,17 +15,23 @@ import pytest
 import yaml
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import StudyConfigError, load_study
-from leaderboard.study_db import StudyNotFound, StudyStore, check_secret, hash_secret
+from leaderboard.study.config import StudyConfigError
+from leaderboard.study.store import StudyNotFound, StudyStore, check_secret, hash_secret
+from leaderboard.study.validation import load_study
 
 
-def _study(tmp_path: Path, **kw: object) -> tuple[StudyStore, object]:
-    config = load_study(make_study_files(tmp_path, **kw))
-    store = StudyStore(tmp_path / "votes.sqlite")
-    store.create_study(config, admin_secret="s3cret")
-    return store, config
+@pytest.fixture()
+def new_study(tmp_path: Path, make_study_files):
+    """``new_study(**yaml_overrides)``: a stored study in ``tmp_path/votes.sqlite`` and its config."""
+
+    def make(**kw: object) -> tuple[StudyStore, object]:
+        config = load_study(make_study_files(tmp_path, **kw))
+        store = StudyStore(tmp_path / "votes.sqlite")
+        store.create_study(config, admin_secret="s3cret")
+        return store, config
+
+    return make
 
 
 def _vote_all(store: StudyStore, token: str, position: int = 0, repeats: int = 1) -> int:
@@ -42,8 +48,8 @@ def _vote_all(store: StudyStore, token: str, position: int = 0, repeats: int = 1
     return recorded
 
 
-def test_create_is_idempotent_and_refuses_changed_definition(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_create_is_idempotent_and_refuses_changed_definition(tmp_path: Path, make_study_files, new_study) -> None:
+    store, config = new_study()
     info, secret, created = store.create_study(config)
     assert not created and secret is None and info.config_hash == config.config_hash()
     changed = load_study(make_study_files(tmp_path, seed=99))
@@ -63,8 +69,8 @@ def _plans(store: StudyStore, tokens: list[str]) -> list[list[tuple[str, tuple[s
     return [[(v.image_id, v.shown) for v in store.trial_views(store.participant(t).id)] for t in tokens]
 
 
-def test_candidate_order_uses_a_secret_seed_unless_the_yaml_fixes_one(tmp_path: Path) -> None:
-    from leaderboard.study import assign_trials, build_trials
+def test_candidate_order_uses_a_secret_seed_unless_the_yaml_fixes_one(tmp_path: Path, make_study_files) -> None:
+    from leaderboard.study.assignment import assign_trials, build_trials
 
     config = load_study(_without_seed(make_study_files(tmp_path, n_images=8)))
     assert config.seed is None
@@ -87,8 +93,8 @@ def test_candidate_order_uses_a_secret_seed_unless_the_yaml_fixes_one(tmp_path: 
     assert str(seeds[0]) not in json.dumps(stores[0].study(config.name).config.to_dict())
 
 
-def test_a_seed_fixed_in_the_yaml_reproduces_the_order(tmp_path: Path) -> None:
-    from leaderboard.study import assign_trials, build_trials
+def test_a_seed_fixed_in_the_yaml_reproduces_the_order(tmp_path: Path, make_study_files) -> None:
+    from leaderboard.study.assignment import assign_trials, build_trials
 
     config = load_study(make_study_files(tmp_path, n_images=4))  # the fixture fixes seed: 7
     assert config.seed == 7
@@ -104,14 +110,14 @@ def test_a_seed_fixed_in_the_yaml_reproduces_the_order(tmp_path: Path) -> None:
     assert plans[0][0] == expected
 
 
-def test_unknown_study_lists_known(tmp_path: Path) -> None:
-    store, _ = _study(tmp_path)
+def test_unknown_study_lists_known(tmp_path: Path, new_study) -> None:
+    store, _ = new_study()
     with pytest.raises(StudyNotFound, match="'nope'.*known studies: toy-study"):
         store.study("nope")
 
 
-def test_tokens_and_admin_secret_stored_as_hashes_only(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_tokens_and_admin_secret_stored_as_hashes_only(tmp_path: Path, new_study) -> None:
+    store, config = new_study()
     tokens = store.add_participants(config.name, 3)
     assert len(set(tokens)) == 3
     with sqlite3.connect(tmp_path / "votes.sqlite") as raw:
@@ -126,8 +132,8 @@ def test_tokens_and_admin_secret_stored_as_hashes_only(tmp_path: Path) -> None:
     assert check_secret("x", hash_secret("x")) and not check_secret("x", "garbage")
 
 
-def test_participants_get_server_assigned_trials(tmp_path: Path) -> None:
-    store, config = _study(tmp_path, n_images=4, votes_per_participant=2, gold={"images": ["img_00"]})
+def test_participants_get_server_assigned_trials(tmp_path: Path, new_study) -> None:
+    store, config = new_study(n_images=4, votes_per_participant=2, gold={"images": ["img_00"]})
     tokens = store.add_participants(config.name, 4)
     views = [store.trial_views(store.participant(t).id) for t in tokens]
     assert all(len(v) == 3 and sum(x.is_gold for x in v) == 1 for v in views)
@@ -135,8 +141,8 @@ def test_participants_get_server_assigned_trials(tmp_path: Path) -> None:
     assert sorted(regular) == sorted(["img_00", "img_01", "img_02", "img_03"] * 2), "balanced coverage"
 
 
-def test_vote_once_per_participant_trial_criterion(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_vote_once_per_participant_trial_criterion(tmp_path: Path, new_study) -> None:
+    store, config = new_study()
     (token,) = store.add_participants(config.name, 1)
     p = store.participant(token)
     view = store.next_trial(p)
@@ -153,8 +159,8 @@ def test_vote_once_per_participant_trial_criterion(tmp_path: Path) -> None:
     assert store.next_trial(p).assignment_id != view.assignment_id
 
 
-def test_vote_validation(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_vote_validation(tmp_path: Path, new_study) -> None:
+    store, config = new_study()
     a, b = (store.participant(t) for t in store.add_participants(config.name, 2))
     view_b = store.next_trial(b)
     with pytest.raises(PermissionError, match="not assigned"):
@@ -167,8 +173,8 @@ def test_vote_validation(tmp_path: Path) -> None:
     assert store.verify(config.name).n_votes == 0
 
 
-def test_open_enrolment(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_open_enrolment(tmp_path: Path, make_study_files, new_study) -> None:
+    store, config = new_study()
     with pytest.raises(PermissionError, match="personal link"):
         store.enrol(config.name)
     path = make_study_files(tmp_path / "open", open_enrolment=True)
@@ -181,8 +187,8 @@ def test_open_enrolment(tmp_path: Path) -> None:
     assert store.progress("open-study")["enrolled_via"].tolist() == ["open"]
 
 
-def test_votes_table_is_append_only(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_votes_table_is_append_only(tmp_path: Path, new_study) -> None:
+    store, config = new_study()
     (token,) = store.add_participants(config.name, 1)
     _vote_all(store, token)
     for statement in ("UPDATE study_votes SET choice = 'alpha'", "DELETE FROM study_votes"):
@@ -199,8 +205,8 @@ def _tamper(db: Path, sql: str) -> None:
         raw.execute(sql)
 
 
-def test_verify_detects_an_edited_vote(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_verify_detects_an_edited_vote(tmp_path: Path, new_study) -> None:
+    store, config = new_study()
     for token in store.add_participants(config.name, 2):
         _vote_all(store, token)
     report = store.verify(config.name)
@@ -213,8 +219,8 @@ def test_verify_detects_an_edited_vote(tmp_path: Path) -> None:
     assert not tampered.ok and any("seq 5" in p and "edited" in p for p in tampered.problems)
 
 
-def test_verify_detects_deleted_and_truncated_votes(tmp_path: Path) -> None:
-    store, config = _study(tmp_path)
+def test_verify_detects_deleted_and_truncated_votes(tmp_path: Path, new_study) -> None:
+    store, config = new_study()
     for token in store.add_participants(config.name, 2):
         _vote_all(store, token)
     head = store.verify(config.name).head_hash
@@ -227,8 +233,8 @@ def test_verify_detects_deleted_and_truncated_votes(tmp_path: Path) -> None:
     assert any("seq 8" in p for p in problems)
 
 
-def test_threads_no_vote_lost_none_twice(tmp_path: Path) -> None:
-    store, config = _study(tmp_path, n_images=6)
+def test_threads_no_vote_lost_none_twice(tmp_path: Path, new_study) -> None:
+    store, config = new_study(n_images=6)
     tokens = store.add_participants(config.name, 16)
     barrier = threading.Barrier(32)
 
@@ -257,8 +263,8 @@ def _process_worker(args: tuple[str, list[str]]) -> int:
         store.close()
 
 
-def test_processes_no_vote_lost_none_twice(tmp_path: Path) -> None:
-    store, config = _study(tmp_path, n_images=4)
+def test_processes_no_vote_lost_none_twice(tmp_path: Path, new_study) -> None:
+    store, config = new_study(n_images=4)
     tokens = store.add_participants(config.name, 8)
     db = str(tmp_path / "votes.sqlite")
     # 4 processes; each participant is handled by two processes at once
@@ -273,7 +279,7 @@ def test_processes_no_vote_lost_none_twice(tmp_path: Path) -> None:
 
 
 def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from leaderboard.study_db import default_store_url, normalise_url
+    from leaderboard.study.store import default_store_url, normalise_url
 
     monkeypatch.setenv("SCREENSR_STUDY_STORE", "sqlite:///x.db")
     assert default_store_url() == "sqlite:///x.db" and normalise_url(None) == "sqlite:///x.db"
@@ -281,23 +287,27 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SCREENSR_STUDY_STORE")
     monkeypatch.setenv("SCREENSR_HOME", str(tmp_path / "home"))
     assert default_store_url() == f"sqlite:///{tmp_path / 'home' / 'studies.sqlite'}"
+    # an empty SCREENSR_HOME is unset (core.paths), never the working directory
+    monkeypatch.setenv("SCREENSR_HOME", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert default_store_url() == f"sqlite:///{tmp_path / 'user' / '.cache' / 'screensr' / 'studies.sqlite'}"
     with pytest.raises(ValueError, match="cannot open study store"):
         StudyStore("nosuchdialect://x")
 
 
-def test_group_commit_isolates_bad_requests(tmp_path: Path) -> None:
-    from leaderboard.study_db import _WriteRequest
+def test_group_commit_isolates_bad_requests(tmp_path: Path, new_study) -> None:
+    from leaderboard.study.store import WriteRequest
 
-    store, config = _study(tmp_path)
+    store, config = new_study()
     a, b = (store.participant(t) for t in store.add_participants(config.name, 2))
     va, vb = store.next_trial(a), store.next_trial(b)
     batch = [
-        _WriteRequest("vote", a, va.assignment_id, "perceptual", 0),
-        _WriteRequest("vote", a, vb.assignment_id, "perceptual", 0),  # not a's trial
-        _WriteRequest("vote", b, vb.assignment_id, "perceptual", 7),  # no such position
-        _WriteRequest("serve", None, vb.assignment_id),
-        _WriteRequest("vote", b, vb.assignment_id, "consistency", 1),
-        _WriteRequest("vote", a, va.assignment_id, "perceptual", 2),  # repeat inside the batch
+        WriteRequest("vote", a, va.assignment_id, "perceptual", 0),
+        WriteRequest("vote", a, vb.assignment_id, "perceptual", 0),  # not a's trial
+        WriteRequest("vote", b, vb.assignment_id, "perceptual", 7),  # no such position
+        WriteRequest("serve", None, vb.assignment_id),
+        WriteRequest("vote", b, vb.assignment_id, "consistency", 1),
+        WriteRequest("vote", a, va.assignment_id, "perceptual", 2),  # repeat inside the batch
     ]
     store._commit_batch(batch)
     assert all(r.done for r in batch)
@@ -325,11 +335,11 @@ def _vote_and_acknowledge(db: str, tokens: list[str], ack_file: str) -> None:
                     os.fsync(ack.fileno())
 
 
-def test_killed_writer_loses_no_confirmed_vote(tmp_path: Path) -> None:
+def test_killed_writer_loses_no_confirmed_vote(tmp_path: Path, new_study) -> None:
     import signal
     import time
 
-    store, config = _study(tmp_path, n_images=4)
+    store, config = new_study(n_images=4)
     tokens = store.add_participants(config.name, 40)
     ack_file = tmp_path / "acks.txt"
     ctx = mp.get_context("spawn")

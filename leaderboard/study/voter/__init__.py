@@ -9,5 +9,5 @@ Modules:
     ``links``  the participant and open-enrolment links the CLI and the admin page hand out.
     ``app``    the Streamlit script (a page script: it renders when Streamlit runs it).
 
-Nothing is imported here: ``import leaderboard.voter`` stays free of Streamlit.
+Nothing is imported here: ``import leaderboard.study.voter`` stays free of Streamlit.
 """

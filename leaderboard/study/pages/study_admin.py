@@ -4,21 +4,21 @@ invites, and the errors voters met (by the error id they were shown).
 Access needs the study's admin secret (printed once by ``screensr board study create``; stored
 as a salted scrypt hash); after 5 wrong secrets for a study, its login is refused for 5 minutes
 (whoever tries: a new browser session does not reset it). The page only calls tested functions
-of ``leaderboard.study_db`` and ``leaderboard.stats``. The store is ``$SCREENSR_STUDY_STORE``
+of ``leaderboard.study.store`` and ``leaderboard.study.stats``. The store is ``$SCREENSR_STUDY_STORE``
 (default ``$SCREENSR_HOME/studies.sqlite``). Voting itself is not here: participants' links open
 the separate voting app (``screensr board study serve``).
 """
 
 from __future__ import annotations
 
-import io
-
 import streamlit as st
 
 from core.secrets import AttemptLimiter
-from leaderboard.stats import figure_png, plot_votes, study_report
-from leaderboard.study_db import StudyStore, default_store_url
-from leaderboard.voter.links import DEFAULT_URL, vote_link
+from leaderboard.study.export import export_payload
+from leaderboard.study.report import SECTIONS, StudyReport, figure_png, plot_report, study_report
+from leaderboard.study.screening import RULES
+from leaderboard.study.store import StudyStore, default_store_url
+from leaderboard.study.voter.links import DEFAULT_URL, vote_link
 
 N_BOOT = 1000
 
@@ -35,14 +35,34 @@ def _limiter() -> AttemptLimiter:
 
 
 @st.cache_data(max_entries=16, show_spinner="Analysing votes...")
-def _analysis(url: str, study: str, head_hash: str, n_votes: int) -> tuple[object, bytes]:
+def _analysis(url: str, study: str, head_hash: str, n_votes: int, exclude: tuple[str, ...]) -> tuple[StudyReport, bytes]:
     # Keyed by the chain head: the analysis is recomputed only when a vote arrived.
     store = _store(url)
     info = store.study(study)
     votes = store.votes_frame(study)
-    report = study_report(study, votes, list(info.config.method_names), [c.key for c in info.config.criteria],
-                          n_boot=N_BOOT, meta={"head_hash": head_hash, "votes": n_votes})  # fmt: skip
-    return report, figure_png(plot_votes(report.votes, title=study))
+    config = info.config
+    report = study_report(study, votes, list(config.method_names), [c.key for c in config.criteria],
+                          n_boot=N_BOOT, meta={"head_hash": head_hash, "votes": n_votes}, design=config.design,
+                          screening=config.screening, exclude=exclude)  # fmt: skip
+    return report, figure_png(plot_report(report))
+
+
+def _table(report: StudyReport, name: str) -> None:
+    table = getattr(report, name)
+    if table is None:
+        return
+    if name == "votes":
+        table = table.copy()
+        for col in ("share", "ci_low", "ci_high", "sim_low", "sim_high", "boot_low", "boot_high", "win_rate"):
+            table[col] = (100 * table[col]).round(1)
+        st.caption("Shares and 95% intervals in %: Wilson (ci), Goodman simultaneous (sim), cluster bootstrap "
+                   "over participants and images (boot).")  # fmt: skip
+        table = table[["method", "criterion", "votes", "n", "share", "ci_low", "ci_high", "boot_low", "boot_high"]]
+    st.subheader(dict(SECTIONS)[name])
+    if name == "participants":
+        st.dataframe(table, hide_index=True)
+    else:
+        st.table(table)
 
 
 def _dashboard(url: str, study: str) -> None:
@@ -66,36 +86,29 @@ def _dashboard(url: str, study: str) -> None:
     if check.n_votes == 0:
         st.info("No votes yet.")
         return
-    report, figure = _analysis(url, study, check.head_hash, check.n_votes)
-    st.subheader("Votes per method")
+    rules = st.multiselect("Exclude participants flagged by", RULES, key="admin_exclude",
+                           help="failed-gold, too-fast, straight-lining, position-bias, low-agreement: "
+                                "thresholds from the study's screening settings")  # fmt: skip
+    report, figure = _analysis(url, study, check.head_hash, check.n_votes, tuple(rules))
     st.image(figure, output_format="PNG")
-    shown = report.votes.copy()
-    for col in ("share", "ci_low", "ci_high", "sim_low", "sim_high", "boot_low", "boot_high", "win_rate"):
-        shown[col] = (100 * shown[col]).round(1)
-    st.caption("Shares and 95% intervals in %: Wilson (ci), Goodman simultaneous (sim), cluster bootstrap over "
-               "participants and images (boot).")  # fmt: skip
-    st.table(shown[["method", "criterion", "votes", "n", "share", "ci_low", "ci_high", "boot_low", "boot_high"]])
-    st.subheader("Tests")
-    st.write("Chi-square against uniform preference")
-    st.table(report.uniformity)
-    st.write("Top methods pairwise (binomial tests, Holm-corrected)")
-    st.table(report.pairwise)
-    st.subheader("Agreement")
-    st.table(report.agreement)
-    if report.strengths is not None:
-        st.subheader("Luce choice-model strengths (trials showed subsets)")
-        st.table(report.strengths)
-    st.subheader("Participants: dwell time and gold accuracy")
-    st.dataframe(report.participants, hide_index=True)
+    if report.excluded is not None:
+        st.warning(f"{len(report.excluded)} participant(s) excluded ({', '.join(rules)}); the tables leave their "
+                   f"votes out, the results without exclusions are at the end.")  # fmt: skip
+        st.table(report.excluded)
+    for name, _ in SECTIONS:
+        _table(report, name)
+    if report.unfiltered is not None:
+        st.subheader("Without exclusions (every participant)")
+        st.table(report.unfiltered.main)
     st.subheader("Export")
-    votes = store.votes_frame(study)
-    parquet = io.BytesIO()
-    votes.to_parquet(parquet, index=False)
-    d1, d2, d3, d4 = st.columns(4)
-    d1.download_button("Votes (CSV)", votes.to_csv(index=False), f"{study}-votes.csv", "text/csv")
-    d2.download_button("Votes (Parquet)", parquet.getvalue(), f"{study}-votes.parquet", "application/octet-stream")
-    d3.download_button("Report (Markdown)", report.to_markdown(), f"{study}-report.md", "text/markdown")
-    d4.download_button("Report (JSON)", report.to_json(), f"{study}-report.json", "application/json")
+    csv, _ = export_payload(store, study, "csv")
+    parquet, definition = export_payload(store, study, "parquet")
+    d1, d2, d3, d4, d5 = st.columns(5)
+    d1.download_button("Votes (CSV)", csv, f"{study}-votes.csv", "text/csv")
+    d2.download_button("Votes (Parquet)", parquet, f"{study}-votes.parquet", "application/octet-stream")
+    d3.download_button("Study definition (JSON)", definition, f"{study}-votes.study.json", "application/json")
+    d4.download_button("Report (Markdown)", report.to_markdown(), f"{study}-report.md", "text/markdown")
+    d5.download_button("Report (JSON)", report.to_json(), f"{study}-report.json", "application/json")
 
 
 def _errors(store: StudyStore, study: str) -> None:
@@ -134,6 +147,8 @@ def main() -> None:
         st.info("No study yet. Create one with `screensr board study create STUDY.yaml --participants N`.")
         return
     study = st.selectbox("Study", names, index=len(names) - 1, key="admin_study")
+    if study is None:  # not reached: an index is given and there is at least one study
+        return
     unlocked: set[str] = st.session_state.setdefault("admin_unlocked", set())
     if study not in unlocked:
         with st.form("admin_login"):

@@ -6,18 +6,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 
-APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "app.py")
-VOTER_APP = str(Path(__file__).resolve().parents[2] / "leaderboard" / "voter" / "app.py")
+APP = str(Path(__file__).resolve().parents[3] / "leaderboard" / "app.py")
+VOTER_APP = str(Path(__file__).resolve().parents[3] / "leaderboard" / "study" / "voter" / "app.py")
 METHODS = ("SecretNetV2", "HiddenDiffusion", "CovertGAN")
 
 
 @pytest.fixture()
-def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[StudyStore, object]:
+def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_study_files) -> tuple[StudyStore, object]:
     url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     monkeypatch.setenv("SCREENSR_STUDY_STORE", url)
     config = load_study(make_study_files(tmp_path, methods=METHODS, n_images=3, gold={"images": ["img_00"]}))
@@ -136,7 +135,7 @@ def test_bad_or_missing_token(study) -> None:
     assert any("personal link" in i.value for i in at.info)
 
 
-def test_open_enrolment_link(tmp_path: Path, study) -> None:
+def test_open_enrolment_link(tmp_path: Path, study, make_study_files) -> None:
     store, _ = study
     path = make_study_files(tmp_path / "open", methods=METHODS, open_enrolment=True)
     data = yaml.safe_load(path.read_text())
@@ -165,7 +164,7 @@ def test_admin_page_needs_the_secret_then_shows_the_analysis(study) -> None:
                 store.record_vote(p, view.assignment_id, c.key, 0)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/study_admin.py").run()
+    at.switch_page("study/pages/study_admin.py").run()
     # inside a form, a value travels with the submit click (no run in between)
     at.text_input[0].input("wrong")
     at.button[0].click().run()
@@ -188,7 +187,7 @@ def test_admin_invites_participants(study) -> None:
     store, config = study
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/study_admin.py").run()
+    at.switch_page("study/pages/study_admin.py").run()
     at.text_input[0].input("adm1n")
     at.button[0].click().run()
     at.number_input[0].set_value(2)
@@ -210,3 +209,53 @@ def test_missing_images_give_a_clear_message(study, tmp_path: Path) -> None:
             config.file(candidate, view.image_id).unlink(missing_ok=True)
     at = _vote_page(token)
     assert any("cannot be shown" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("design", ["pairwise", "acr", "ranking"])
+def test_each_design_is_voted_through_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_study_files,
+                                              design: str) -> None:  # fmt: skip
+    """The design's widget on the vote page records the judgement the participant gave."""
+    url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
+    monkeypatch.setenv("SCREENSR_STUDY_STORE", url)
+    extra = {"no_preference": True, "votes_per_participant": 4} if design == "pairwise" else {}
+    config = load_study(make_study_files(tmp_path, methods=METHODS, n_images=2, design=design, reference=True,
+                                         gold={"images": ["img_00"]}, **extra))  # fmt: skip
+    store = StudyStore(url)
+    store.create_study(config)
+    (token,) = store.add_participants(config.name, 1)
+    at = _vote_page(token)
+    total = len(store.trial_views(store.participant(token).id))
+    for step in range(total):
+        page = _all_text(at)
+        for name in (*METHODS, "img_0", "__hr__", "__bicubic__"):
+            assert name not in page
+        assert any(img.caption == "Reference (HR)" for node in at.get("image") for img in node.proto.imgs)
+        for k in range(len(config.criteria)):
+            if design == "ranking":
+                assert len(at.radio) == len(at.radio[0].options) * (len(config.criteria) - k)
+                n = len(at.radio[0].options)
+                if k == 0 and step == 0:  # an incomplete ranking is refused with a message
+                    for i in range(n):
+                        at.radio[i].set_value("1")
+                    at.button[0].click().run()
+                    assert any("different rank" in w.value for w in at.warning)
+                for i in range(n):
+                    at.radio[i].set_value(str(n - i))  # the last result on screen is ranked best
+            elif design == "acr":
+                assert at.radio[0].options[0] == "5 Excellent" and at.radio[0].options[-1] == "1 Bad"
+                at.radio[0].set_value("4 Good")
+            else:
+                assert at.radio[0].options in (["A", "B", "No preference"], ["A", "B"])
+                at.radio[0].set_value("No preference" if step % 2 and "No preference" in at.radio[0].options else "B")
+            at.button[0].click().run()
+            assert not at.exception, at.exception
+    assert any("completed the study" in s.value for s in at.success)
+    frame = store.votes_frame(config.name)
+    assert len(frame) == total * len(config.criteria) and store.verify(config.name).ok
+    if design == "ranking":
+        assert (frame["ranking"] == frame["shown"].map(lambda s: "|".join(reversed(s.split("|"))))).all()
+    elif design == "acr":
+        assert (frame["rating"] == 4).all()
+    else:
+        regular = frame[~frame["is_gold"]]
+        assert regular["no_preference"].any() and (regular.loc[~regular["no_preference"], "position"] == 1).all()

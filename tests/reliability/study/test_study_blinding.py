@@ -11,19 +11,18 @@ import re
 from pathlib import Path
 
 import pytest
-from study_attack_kit import write_study
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 
-ROOT = Path(__file__).resolve().parents[2]
-VOTER_APP = str(ROOT / "leaderboard" / "voter" / "app.py")
+ROOT = Path(__file__).resolve().parents[3]
+VOTER_APP = str(ROOT / "leaderboard" / "study" / "voter" / "app.py")
 BOARD_APP = str(ROOT / "leaderboard" / "app.py")
 METHODS = ("SecretNetV2", "HiddenDiffusion", "CovertGAN")
 
 
 @pytest.fixture()
-def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_study):
     url = f"sqlite:///{tmp_path / 'votes.sqlite'}"
     monkeypatch.setenv("SCREENSR_STUDY_STORE", url)
     config = load_study(write_study(tmp_path / "files", methods=METHODS))
@@ -56,7 +55,7 @@ def _page_text(at) -> str:
 
 def _with_a_file(shown: tuple[str, ...]) -> str:
     """The first candidate served from a file (a gold trial's bicubic one is computed)."""
-    from leaderboard.study import BICUBIC
+    from leaderboard.study.config import BICUBIC
 
     return next(c for c in shown if c != BICUBIC)
 
@@ -138,7 +137,7 @@ def test_the_admin_page_lists_voter_errors_by_id(study) -> None:
     error_id = re.search(r"error id ([0-9a-f]{8})", _voter(token).error[0].value).group(1)
     at = AppTest.from_file(BOARD_APP, default_timeout=60)
     at.run()
-    at.switch_page("pages/study_admin.py").run()
+    at.switch_page("study/pages/study_admin.py").run()
     at.text_input[0].input("adm1n")
     at.button[0].click().run()
     assert not at.exception, at.exception
@@ -150,7 +149,7 @@ def test_the_admin_page_lists_voter_errors_by_id(study) -> None:
     assert any("No error 'deadbeef'" in i.value for i in at.info)
 
 
-def test_study_admin_login_is_rate_limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_study_admin_login_is_rate_limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_study) -> None:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -166,14 +165,14 @@ def test_study_admin_login_is_rate_limited(tmp_path: Path, monkeypatch: pytest.M
     try:
         at = AppTest.from_file(BOARD_APP, default_timeout=60)
         at.run()
-        at.switch_page("pages/study_admin.py").run()
+        at.switch_page("study/pages/study_admin.py").run()
         for _ in range(5):
             at.text_input[0].input("guess")
             at.button[0].click().run()
             assert any("Wrong admin secret" in e.value for e in at.error)
         fresh = AppTest.from_file(BOARD_APP, default_timeout=60)  # a new session does not reset it
         fresh.run()
-        fresh.switch_page("pages/study_admin.py").run()
+        fresh.switch_page("study/pages/study_admin.py").run()
         fresh.text_input[0].input("adm1n")  # even the right secret waits out the lockout
         fresh.button[0].click().run()
         assert any("Too many wrong secrets" in e.value for e in fresh.error) and not fresh.metric

@@ -10,24 +10,11 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image, PngImagePlugin
-from test_study_fixtures import make_study_files, method_of_png
 
-from leaderboard.study import (
-    BICUBIC,
-    HR,
-    LR,
-    StudyConfigError,
-    assign_trials,
-    build_trials,
-    candidate_image,
-    config_from_dict,
-    crop_box,
-    load_study,
-    png_bytes,
-    position_label,
-    trial_pngs,
-    zoomed_crop,
-)
+from leaderboard.study.assignment import assign_trials, build_trials, position_label
+from leaderboard.study.config import BICUBIC, HR, LR, StudyConfigError, config_from_dict
+from leaderboard.study.serving import candidate_image, crop_box, png_bytes, trial_pngs, zoomed_crop
+from leaderboard.study.validation import load_study
 
 
 def _edit_yaml(path: Path, **changes: object) -> None:
@@ -36,7 +23,13 @@ def _edit_yaml(path: Path, **changes: object) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
-def test_load_resolves_paths_and_fills_images(tmp_path: Path) -> None:
+def test_fixture_writes_a_valid_study(tmp_path: Path, make_study_files) -> None:
+    config = load_study(make_study_files(tmp_path, n_images=3))
+    assert config.images == ("img_00", "img_01", "img_02")
+    assert config.method_names == ("alpha", "beta", "gamma")
+
+
+def test_load_resolves_paths_and_fills_images(tmp_path: Path, make_study_files) -> None:
     config = load_study(make_study_files(tmp_path, n_images=3))
     assert config.lr == (tmp_path / "lr").resolve()
     assert config.methods["beta"] == str((tmp_path / "beta").resolve())
@@ -49,7 +42,7 @@ def test_load_resolves_paths_and_fills_images(tmp_path: Path) -> None:
     assert again == config and again.config_hash() == config.config_hash()
 
 
-def test_dataset_folder_layout(tmp_path: Path) -> None:
+def test_dataset_folder_layout(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path, n_images=2)
     data = yaml.safe_load(path.read_text())
     data["images"] = {"dataset": "."}
@@ -59,14 +52,14 @@ def test_dataset_folder_layout(tmp_path: Path) -> None:
     assert config.file(LR, "img_00").name == "img_00.png" and config.file(HR, "img_01").parent.name == "hr"
 
 
-def test_unknown_key_gets_did_you_mean(tmp_path: Path) -> None:
+def test_unknown_key_gets_did_you_mean(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path)
     _edit_yaml(path, votes_per_participnt=3)
     with pytest.raises(StudyConfigError, match="did you mean 'votes_per_participant'"):
         load_study(path)
 
 
-def test_unknown_criterion_key_rejected(tmp_path: Path) -> None:
+def test_unknown_criterion_key_rejected(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path)
     _edit_yaml(path, criteria=[{"key": "perceptual", "questoin": "?"}])
     with pytest.raises(StudyConfigError, match="did you mean 'question'"):
@@ -78,21 +71,21 @@ def test_missing_yaml_file(tmp_path: Path) -> None:
         load_study(tmp_path / "nope.yaml")
 
 
-def test_method_lacking_an_image_is_named(tmp_path: Path) -> None:
+def test_method_lacking_an_image_is_named(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path, n_images=3)
     (tmp_path / "gamma" / "img_01.png").unlink()
     with pytest.raises(StudyConfigError, match=r"method 'gamma'.*img_01"):
         load_study(path)
 
 
-def test_missing_method_folder(tmp_path: Path) -> None:
+def test_missing_method_folder(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path)
     _edit_yaml(path, methods={"alpha": "alpha", "zeta": "zeta"})
     with pytest.raises(FileNotFoundError, match="zeta"):
         load_study(path)
 
 
-def test_corrupt_image_is_named(tmp_path: Path) -> None:
+def test_corrupt_image_is_named(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path)
     target = tmp_path / "beta" / "img_02.png"
     target.write_bytes(target.read_bytes()[:60])
@@ -108,21 +101,21 @@ def test_corrupt_image_is_named(tmp_path: Path) -> None:
         ("I;16", np.zeros((32, 32), np.uint16)),
     ],
 )
-def test_non_rgb_images_rejected_with_fix(tmp_path: Path, mode: str, array: np.ndarray) -> None:
+def test_non_rgb_images_rejected_with_fix(tmp_path: Path, mode: str, array: np.ndarray, make_study_files) -> None:
     path = make_study_files(tmp_path)
     Image.fromarray(array).save(tmp_path / "alpha" / "img_00.png")
     with pytest.raises(StudyConfigError, match=r"alpha/img_00.png has mode .*convert\('RGB'\)"):
         load_study(path)
 
 
-def test_size_mismatch_named(tmp_path: Path) -> None:
+def test_size_mismatch_named(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path)
     Image.new("RGB", (30, 32)).save(tmp_path / "beta" / "img_03.png")
     with pytest.raises(StudyConfigError, match=r"img_03.*beta: 30x32"):
         load_study(path)
 
 
-def test_gold_needs_hr_and_known_distractor(tmp_path: Path) -> None:
+def test_gold_needs_hr_and_known_distractor(tmp_path: Path, make_study_files) -> None:
     path = make_study_files(tmp_path, gold={"images": ["img_00"], "distractor": "gama"})
     with pytest.raises(StudyConfigError, match="did you mean 'gamma'"):
         load_study(path)
@@ -143,17 +136,17 @@ def test_gold_needs_hr_and_known_distractor(tmp_path: Path) -> None:
         ("open_enrolment", "yes", "true or false"),
         ("name", "bad name!", "letters, digits"),
         ("seed", -1, "seed must be a non-negative integer"),
-        ("seed", "7", "seed must be a non-negative integer"),
+        ("seed", "7", r"seed: expected an integer, got str .7."),
     ],
 )
-def test_bad_values(tmp_path: Path, key: str, value: object, match: str) -> None:
+def test_bad_values(tmp_path: Path, key: str, value: object, match: str, make_study_files) -> None:
     path = make_study_files(tmp_path)
     _edit_yaml(path, **{key: value})
     with pytest.raises(StudyConfigError, match=match):
         load_study(path)
 
 
-def test_trials_and_gold(tmp_path: Path) -> None:
+def test_trials_and_gold(tmp_path: Path, make_study_files) -> None:
     config = load_study(make_study_files(tmp_path, gold={"images": ["img_01"]}))
     trials = build_trials(config)
     assert [t.image_id for t in trials] == ["img_00", "img_01", "img_02", "img_03", "img_01"]
@@ -161,7 +154,7 @@ def test_trials_and_gold(tmp_path: Path) -> None:
     assert all(t.candidates == ("alpha", "beta", "gamma") for t in trials[:-1])
 
 
-def test_assignment_balanced_reproducible_and_permuted(tmp_path: Path) -> None:
+def test_assignment_balanced_reproducible_and_permuted(tmp_path: Path, make_study_files) -> None:
     config = load_study(make_study_files(tmp_path, n_images=4, votes_per_participant=2))
     trials = build_trials(config)
     load: dict[int, int] = {}
@@ -180,7 +173,7 @@ def test_assignment_balanced_reproducible_and_permuted(tmp_path: Path) -> None:
     assert all(sorted(a.shown) == ["alpha", "beta", "gamma"] for plan in plans for a in plan)
 
 
-def test_assignment_subsets_balance_methods(tmp_path: Path) -> None:
+def test_assignment_subsets_balance_methods(tmp_path: Path, make_study_files) -> None:
     config = load_study(
         make_study_files(tmp_path, methods=("a1", "a2", "a3", "a4", "a5"), n_images=6, candidates_per_trial=2)
     )
@@ -228,7 +221,7 @@ def test_crop_box_clamps() -> None:
     assert crop_box((10, 8), (0.5, 0.5), 20) == (0, 0, 10, 8)
 
 
-def test_zoomed_crops_show_the_same_region(tmp_path: Path) -> None:
+def test_zoomed_crops_show_the_same_region(tmp_path: Path, make_study_files) -> None:
     config = load_study(make_study_files(tmp_path, lr_size=8, scale=4))
     lr_png, crops = trial_pngs(config, "img_00", ("gamma", "alpha"), center=(0.25, 0.75), zoom=3)
     sr = np.asarray(candidate_image(config, "img_00", "gamma"))
@@ -242,7 +235,7 @@ def test_zoomed_crops_show_the_same_region(tmp_path: Path) -> None:
     assert all(Image.open(io.BytesIO(c)).size == (48, 48) for c in crops)
 
 
-def test_candidate_images_hr_and_bicubic(tmp_path: Path) -> None:
+def test_candidate_images_hr_and_bicubic(tmp_path: Path, make_study_files, method_of_png) -> None:
     config = load_study(make_study_files(tmp_path, gold={"images": ["img_00"]}))
     assert method_of_png(png_bytes(candidate_image(config, "img_00", HR)), config.method_names) == HR
     bic = candidate_image(config, "img_00", BICUBIC)
@@ -257,7 +250,7 @@ def test_zoomed_crop_nearest_neighbour() -> None:
     np.testing.assert_array_equal(out[::2, ::2], np.asarray(image)[6:10, 6:10])
 
 
-DREALSR = Path(__file__).resolve().parents[1] / "data" / "drealsr_osediff"
+DREALSR = Path(__file__).resolve().parents[2] / "data" / "drealsr_osediff"
 
 
 def test_real_dataset_with_folder_and_generated_methods(tmp_path: Path) -> None:
@@ -286,7 +279,7 @@ def test_real_dataset_with_folder_and_generated_methods(tmp_path: Path) -> None:
     assert trials[-1].candidates == (HR, "Bicubic")
 
 
-def test_assignment_properties_hold_for_any_design(tmp_path: Path) -> None:
+def test_assignment_properties_hold_for_any_design(tmp_path: Path, make_study_files) -> None:
     """Property: coverage stays balanced, plans are permutations, gold trials appear as configured."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st

@@ -11,10 +11,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
-from test_study_fixtures import make_study_files
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 from screensr.cli import main
 
 
@@ -34,7 +33,7 @@ def _vote_everything(store: StudyStore, tokens: list[str]) -> None:
 
 
 @pytest.fixture()
-def created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str], str]:
+def created(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_study_files) -> tuple[str, list[str], str]:
     path = make_study_files(tmp_path, n_images=3)
     db = str(tmp_path / "votes.sqlite")
     code, out, err = _run(capsys, "create", str(path), "--store", db, "--participants", "3",
@@ -116,7 +115,7 @@ def test_status(created, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "1/3 participants complete, 6 votes" in out
 
 
-def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_study_files) -> None:
     db = str(tmp_path / "v.sqlite")
     code, _, err = _run(capsys, "report", "missing", "--store", db)
     assert code == 2 and err.startswith("error: no study named 'missing'") and "Traceback" not in err
@@ -138,7 +137,7 @@ def test_help_yaml_example_is_a_valid_definition() -> None:
 
     import yaml
 
-    from leaderboard.study import config_from_dict
+    from leaderboard.study.config import config_from_dict
 
     res = subprocess.run([sys.executable, "-m", "screensr.cli", "board", "study", "create", "--help"],
                          capture_output=True, text=True, check=True)  # fmt: skip
@@ -148,7 +147,7 @@ def test_help_yaml_example_is_a_valid_definition() -> None:
     assert config.votes_per_participant == 30 and config.gold.images == ("img_001",)
 
 
-def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.CaptureFixture[str], make_study_files) -> None:
     path = make_study_files(tmp_path, methods=("a1", "a2", "a3", "a4"), n_images=4, candidates_per_trial=2)
     db = str(tmp_path / "v.sqlite")
     code, out, _ = _run(capsys, "create", str(path), "--store", db, "--participants", "6", "--tokens-only")
@@ -171,7 +170,7 @@ def test_subset_study_reports_luce_strengths(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_serve_runs_the_voter_app_closed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                         monkeypatch: pytest.MonkeyPatch, make_study_files) -> None:  # fmt: skip
     """``serve`` execs Streamlit on the voter-only app with the options that keep it closed, and
     without the results store in its environment."""
     import os
@@ -189,7 +188,7 @@ def test_serve_runs_the_voter_app_closed(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         main(["board", "study", "serve", "--store", str(db), "--port", "8612", "-S", "server.baseUrlPath=vote"])
     argv = seen["argv"]
-    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/voter/app.py")
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("leaderboard/study/voter/app.py")
     options = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert options["--client.toolbarMode"] == "minimal" and options["--client.showErrorDetails"] == "none"
     assert options["--client.showSidebarNavigation"] == "false" and options["--server.enableXsrfProtection"] == "true"
@@ -204,3 +203,46 @@ def test_serve_refuses_options_that_open_the_app(tmp_path: Path, capsys: pytest.
     assert code == 2 and "always runs with client.toolbarMode=minimal" in err and "Traceback" not in err
     code, out, _ = _run(capsys, "serve", "--store", str(tmp_path / "v.sqlite"), "--dry-run")
     assert code == 0 and "SCREENSR_STUDY_STORE=sqlite:///" in out and "voter/app.py" in out
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_an_export_alone_rebuilds_the_report(created, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             suffix: str) -> None:  # fmt: skip
+    """The export holds every judgement, the study definition and the chain head: its report equals
+    the store's (same tables, same numbers)."""
+    db, tokens, _ = created
+    _vote_everything(StudyStore(db), tokens)
+    out = tmp_path / "exp" / f"votes{suffix}"
+    code, msg, _ = _run(capsys, "export", "toy-study", "--store", db, "--out", str(out))
+    assert code == 0 and "18 votes" in msg
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = json.loads(pq.read_schema(out).metadata[b"screensr.study"])
+        assert meta["head_hash"] == StudyStore(db).verify("toy-study").head_hash and meta["study"]["name"] == "toy-study"
+        (out.parent / "votes.study.json").unlink()  # the Parquet file alone suffices
+    args = ["--format", "json", "--bootstrap", "100", "--fit-bootstrap", "20"]
+    code, from_store, _ = _run(capsys, "report", "toy-study", "--store", db, *args)
+    code2, from_export, _ = _run(capsys, "report", "--from-export", str(out), *args)
+    assert code == code2 == 0
+    a, b = json.loads(from_store), json.loads(from_export)
+    for table in ("votes", "scores", "uniformity", "pairwise", "agreement", "participants"):
+        assert a[table] == b[table], table
+    assert b["meta"]["head_hash"] == a["meta"]["head_hash"] and b["meta"]["chain_ok"] is True
+
+
+def test_report_exclusions_show_both_results(created, capsys: pytest.CaptureFixture[str]) -> None:
+    db, tokens, _ = created
+    store = StudyStore(db)
+    _vote_everything(store, tokens)  # every vote about 0 s after serving: all three are too fast
+    code, out, _ = _run(capsys, "report", "toy-study", "--store", db, "--exclude", "too-fast", "--bootstrap", "50",
+                        "--fit-bootstrap", "10")  # fmt: skip
+    assert code == 0 and "## Exclusions (too-fast): 3 participant(s) excluded" in out
+    assert "| 0 | too-fast |" in out and "## Without exclusions" in out
+    code, out, _ = _run(capsys, "report", "toy-study", "--store", db, "--format", "csv", "--exclude", "too-fast",
+                        "--bootstrap", "50", "--fit-bootstrap", "10")  # fmt: skip
+    assert (pd.read_csv(pd.io.common.StringIO(out))["n"] == 0).all(), "the main table leaves excluded votes out"
+    code, _, err = _run(capsys, "report", "toy-study", "--store", db, "--exclude", "too-fsat")
+    assert code == 2 and "did you mean 'too-fast'" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "report", "--store", db)
+    assert code == 2 and "one of the two" in err

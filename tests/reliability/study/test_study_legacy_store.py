@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
-from study_attack_kit import attack, voted_study, write_study
 
-from leaderboard.study import load_study
-from leaderboard.study_db import StudyStore
+from leaderboard.study.store import StudyStore
+from leaderboard.study.validation import load_study
 from screensr.cli import main
 
 DUMP = Path(__file__).with_name("data") / "study_store_v1.sql"
@@ -67,14 +66,30 @@ def test_old_study_keeps_working_after_the_upgrade(legacy_db: Path) -> None:
     assert any("vote 10 of 11" in p for p in store.verify(NAME, expected_head=HEAD).problems)
 
 
-def test_old_study_still_fails_on_the_edits_its_chain_covers(legacy_db: Path) -> None:
+def test_old_votes_are_read_in_the_one_judgement_layout(legacy_db: Path) -> None:
+    """The migrated store keeps its rows as they were (NULL design/response) and reads them as the
+    best-of-N judgements they are; a vote added now to the old study keeps the old row layout."""
+    store = StudyStore(legacy_db)
+    frame = store.votes_frame(NAME)
+    assert len(frame) == 10 and (frame["design"] == "best_of_n").all() and frame["response_json"].isna().all()
+    assert frame["rating"].isna().all() and (frame["ranking"] == "").all() and not frame["no_preference"].any()
+    assert (frame["choice"] == [s.split("|")[p] for s, p in zip(frame["shown"], frame["position"], strict=True)]).all()
+    participant = store.participant(TOKENS[1])
+    view = store.next_trial(participant)
+    store.record_vote(participant, view.assignment_id, "perceptual", 1)
+    with sqlite3.connect(legacy_db) as raw:
+        assert raw.execute("SELECT design, response_json FROM study_votes WHERE seq = 11").fetchone() == (None, None)
+    assert store.verify(NAME, expected_head=None).ok
+
+
+def test_old_study_still_fails_on_the_edits_its_chain_covers(legacy_db: Path, attack) -> None:
     StudyStore(legacy_db).close()  # upgrade first: the attacker edits the current schema
     attack(legacy_db, "UPDATE study_votes SET choice = 'gamma' WHERE seq = 2 AND choice != 'gamma'",
            "UPDATE study_votes SET choice = 'beta' WHERE seq = 2 AND choice = 'gamma'")  # fmt: skip
     assert any("seq 2: content does not match" in p for p in StudyStore(legacy_db).verify(NAME).problems)
 
 
-def test_old_study_config_edit_is_detected(legacy_db: Path) -> None:
+def test_old_study_config_edit_is_detected(legacy_db: Path, attack) -> None:
     attack(legacy_db, "UPDATE study_studies SET config_json = replace(config_json, '\"crop\": 16', '\"crop\": 64')")
     problems = StudyStore(legacy_db).verify(NAME).problems
     assert any("config_json) does not match its config_hash" in p for p in problems), problems
@@ -99,10 +114,10 @@ def test_rerunning_create_with_the_old_definition_changes_nothing(legacy_db: Pat
     assert store.verify(NAME, expected_head=HEAD).ok
 
 
-def test_a_new_study_in_an_upgraded_store_gets_the_full_chain(legacy_db: Path, tmp_path: Path) -> None:
+def test_a_new_study_in_an_upgraded_store_gets_the_full_chain(legacy_db: Path, tmp_path: Path, write_study) -> None:
     store = StudyStore(legacy_db)
     info, _, created = store.create_study(load_study(write_study(tmp_path / "new")))
-    assert created and info.chain_version == 2 and info.assignment_seed is not None
+    assert created and info.chain_version == 3 and info.assignment_seed is not None
     assert store.verify(info.name).ok and store.verify(NAME, expected_head=HEAD).ok
 
 
@@ -121,7 +136,7 @@ def test_concurrent_openers_upgrade_once(legacy_db: Path) -> None:
     assert results == [(True, 1)] * 3
 
 
-def test_a_current_store_needs_no_upgrade(tmp_path: Path) -> None:
+def test_a_current_store_needs_no_upgrade(tmp_path: Path, voted_study) -> None:
     study = voted_study(tmp_path)
     before = (tmp_path / "votes.sqlite").stat().st_mtime_ns
     StudyStore(tmp_path / "votes.sqlite").close()

@@ -1,8 +1,8 @@
 """``screensr board study ...``: create a user study, hand out links, serve the voting app, report,
 verify and export votes.
 
-Only the standard library is imported at module level (``--help`` stays instant); the handlers
-import the study modules.
+Only the standard library and two dependency-free modules (``core.errors``, the voting links) are
+imported at module level (``--help`` stays instant); the handlers import the study modules.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from leaderboard.voter.links import DEFAULT_PORT, DEFAULT_URL
+from core.errors import ConfigError
+from leaderboard.study.voter.links import DEFAULT_PORT, DEFAULT_URL
 
 _STORE_HELP = (
     "SQLAlchemy URL or SQLite file of the study store (default: $SCREENSR_STUDY_STORE, else "
@@ -72,7 +73,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "  # prints 10 links https://votes.example.org/?token=...; the admin secret goes to stderr once\n"
         "  screensr board study serve                # the voting app the links open\n",
     )
-    p.add_argument("definition", metavar="STUDY.yaml", help="study definition (see leaderboard/study.py)")
+    p.add_argument("definition", metavar="STUDY.yaml", help="study definition (see leaderboard/study/config.py)")
     p.add_argument("--store", default=None, help=_STORE_HELP)
     p.add_argument("--participants", type=int, default=0, metavar="N", help="tokens to issue now (default 0)")
     p.add_argument("--base-url", default=DEFAULT_URL,
@@ -131,19 +132,36 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "report",
         help="votes, shares, intervals, tests and agreement per method and criterion",
-        description="One row per method x criterion (method, criterion, votes, n, share, ci_low, ci_high "
-        "[Wilson], sim_low, sim_high [Goodman], boot_low, boot_high [cluster bootstrap]); shares are "
-        "fractions. markdown and json add the chi-square, pairwise, agreement and participant tables.",
+        description="The tables of the study's design. csv gives its main table, one row per method x "
+        "criterion: best_of_n votes (method, criterion, votes, n, share, ci_low, ci_high [Wilson], sim_low, "
+        "sim_high [Goodman], boot_low, boot_high [cluster bootstrap]; fractions), pairwise and ranking "
+        "choice-model scores (Bradley-Terry / Plackett-Luce strength, 95% bootstrap interval, rank), acr "
+        "MOS (mean opinion score, 95% t interval). markdown and json add every table: tests, pairs, MOS per "
+        "image, Kendall's W, agreement, and the per-participant screening (gold accuracy, response time, "
+        "straight-lining, position bias, agreement with the majority). --exclude leaves the votes of "
+        "flagged participants out, lists who was excluded and why, and shows the results without "
+        "exclusions too. --from-export rebuilds the report from an export alone.",
         formatter_class=_Formatter,
         epilog="examples:\n  screensr board study report vosr-ms --format markdown\n"
-        "  screensr board study report vosr-ms --format csv --out votes.csv --plot figure2.png\n",
+        "  screensr board study report vosr-ms --format csv --out votes.csv --plot figure2.png\n"
+        "  screensr board study report vosr-ms --exclude failed-gold,too-fast\n"
+        "  screensr board study report --from-export votes/vosr-ms.parquet\n",
     )
-    p.add_argument("study", metavar="STUDY_NAME")
+    p.add_argument("study", metavar="STUDY_NAME", nargs="?", help="the stored study (or use --from-export)")
     p.add_argument("--store", default=None, help=_STORE_HELP)
+    p.add_argument("--from-export", default=None, metavar="FILE",
+                   help="report on an export (.parquet, or .csv with its .study.json) instead of the store")  # fmt: skip
+    p.add_argument("--exclude", default=None, metavar="RULES",
+                   help="leave out participants flagged by these rules (comma-separated: failed-gold, too-fast, "
+                        "straight-lining, position-bias, low-agreement; or all)")  # fmt: skip
     p.add_argument("--format", choices=("csv", "json", "markdown"), default="markdown")
     p.add_argument("--out", default=None, help="write the report here (atomically) instead of stdout")
-    p.add_argument("--plot", default=None, metavar="FILE.png", help="also write the votes figure (Figure 2)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap replicates (default 2000)")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also write the figure of the main table (Figure 2 for best_of_n)")  # fmt: skip
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B",
+                   help="vote-share bootstrap replicates (default 2000)")  # fmt: skip
+    p.add_argument("--fit-bootstrap", type=int, default=200, metavar="B",
+                   help="choice-model bootstrap replicates, each a refit (default 200)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--top", type=int, default=3, help="methods compared pairwise (default 3)")
     p.set_defaults(func=_report)
@@ -162,7 +180,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser(
         "export",
-        help="export the raw vote log (CSV or Parquet) with the study definition next to it",
+        help="export the votes as a tidy table (CSV or Parquet) with the study definition and chain head",
+        description="One row per judgement with every design's fields (design, criterion, position, choice, "
+        "rating, ranking, no_preference, shown, gold, times, hashes). Parquet carries the study definition and "
+        "the chain head in its metadata; both formats also get NAME.study.json beside them. "
+        "`screensr board study report --from-export FILE` rebuilds the report from it.",
         formatter_class=_Formatter,
         epilog="example:\n  screensr board study export vosr-ms --out votes/vosr-ms.parquet\n",
     )
@@ -174,7 +196,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _links(tokens: list[str], base_url: str, tokens_only: bool) -> list[str]:
-    from leaderboard.voter.links import vote_link
+    from leaderboard.study.voter.links import vote_link
 
     if tokens_only:
         return tokens
@@ -182,8 +204,8 @@ def _links(tokens: list[str], base_url: str, tokens_only: bool) -> list[str]:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from leaderboard.study import load_study
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
+    from leaderboard.study.validation import load_study
 
     config = load_study(args.definition)
     store = StudyStore(args.store)
@@ -195,7 +217,7 @@ def _create(args: argparse.Namespace) -> int:
     else:
         print(f"study {info.name!r} already exists with this definition; nothing changed", file=sys.stderr)
     if config.open_enrolment:
-        from leaderboard.voter.links import enrolment_link
+        from leaderboard.study.voter.links import enrolment_link
 
         print(f"open enrolment link: {enrolment_link(args.base_url, info.name)}", file=sys.stderr)
     tokens = store.add_participants(info.name, args.participants) if args.participants else []
@@ -205,7 +227,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _invite(args: argparse.Namespace) -> int:
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
     for line in _links(store.add_participants(args.study, args.participants), args.base_url, args.tokens_only):
@@ -214,8 +236,8 @@ def _invite(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from leaderboard.stats import markdown_table
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.report import markdown_table
+    from leaderboard.study.store import StudyStore
 
     store = StudyStore(args.store)
     progress = store.progress(args.study)
@@ -226,51 +248,65 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from leaderboard.stats import figure_png, plot_votes, study_report, write_atomic
-    from leaderboard.study_db import StudyStore
+    from core.atomic import atomic_write_bytes, atomic_write_text
+    from leaderboard.study.report import figure_png, plot_report, study_report
 
-    store = StudyStore(args.store)
-    info = store.study(args.study)
-    votes = store.votes_frame(args.study)
-    check = store.verify(args.study)
-    meta = {
-        "config_hash": info.config_hash,
-        "votes": check.n_votes,
-        "head_hash": check.head_hash,
-        "chain_ok": check.ok,
-        "participants": int(votes["participant"].nunique()) if len(votes) else 0,
-    }
+    if (args.study is None) == (args.from_export is None):
+        raise ConfigError("name a stored study (STUDY_NAME) or an export (--from-export FILE), one of the two")
+    check_ok, problem = True, ""
+    if args.from_export is not None:
+        from leaderboard.study.export import load_export
+
+        loaded = load_export(args.from_export)
+        config, votes, d = loaded.config, loaded.votes, loaded.definition
+        meta = {"config_hash": d.get("config_hash"), "votes": d.get("votes"), "head_hash": d.get("head_hash"),
+                "chain_ok": d.get("chain_ok"), "source": str(args.from_export)}  # fmt: skip
+    else:
+        from leaderboard.study.store import StudyStore
+
+        store = StudyStore(args.store)
+        info = store.study(args.study)
+        config, votes = info.config, store.votes_frame(args.study)
+        check = store.verify(args.study)
+        check_ok, problem = check.ok, (check.problems[0] if check.problems else "")
+        meta = {"config_hash": info.config_hash, "votes": check.n_votes, "head_hash": check.head_hash,
+                "chain_ok": check.ok}  # fmt: skip
+    meta["participants"] = int(votes["participant"].nunique()) if len(votes) else 0
     report = study_report(
-        info.name,
+        config.name,
         votes,
-        list(info.config.method_names),
-        [c.key for c in info.config.criteria],
+        list(config.method_names),
+        [c.key for c in config.criteria],
         n_boot=args.bootstrap,
         seed=args.seed,
         top=args.top,
         meta=meta,
+        design=config.design,
+        screening=config.screening,
+        exclude=[] if args.exclude is None else args.exclude.split(","),
+        fit_boot=args.fit_bootstrap,
     )
     if args.format == "csv":
-        text = report.votes.to_csv(index=False)
+        text = report.main.to_csv(index=False)
     elif args.format == "json":
         text = report.to_json()
     else:
         text = report.to_markdown()
     if args.out:
-        write_atomic(args.out, text)
+        atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     if args.plot:
-        write_atomic(args.plot, figure_png(plot_votes(report.votes, title=info.name)))
+        atomic_write_bytes(args.plot, figure_png(plot_report(report)))
         print(f"wrote {args.plot}", file=sys.stderr)
-    if not check.ok:
-        print(f"warning: the vote chain does not verify ({check.problems[0]})", file=sys.stderr)
+    if not check_ok:
+        print(f"warning: the vote chain does not verify ({problem})", file=sys.stderr)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from leaderboard.study_db import StudyStore
+    from leaderboard.study.store import StudyStore
 
     report = StudyStore(args.store).verify(args.study, expected_head=args.expect_head)
     for note in report.notes:
@@ -285,29 +321,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import json
+    from leaderboard.study.export import export_votes
+    from leaderboard.study.store import StudyStore
 
-    from leaderboard.stats import write_atomic
-    from leaderboard.study_db import StudyStore
-
-    store = StudyStore(args.store)
-    info = store.study(args.study)
-    out = Path(args.out or f"{info.name}-votes.csv")
-    fmt = args.format or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
-    if fmt == "parquet" and out.suffix.lower() != ".parquet":
-        out = out.with_suffix(".parquet")
-    votes = store.votes_frame(args.study)
-    if fmt == "csv":
-        write_atomic(out, votes.to_csv(index=False))
-    else:
-        import io
-
-        buf = io.BytesIO()
-        votes.to_parquet(buf, index=False)
-        write_atomic(out, buf.getvalue())
-    definition = {"study": info.config.to_dict(), "config_hash": info.config_hash, "created_at": info.created_at}
-    write_atomic(out.with_name(out.stem + ".study.json"), json.dumps(definition, indent=2))
-    print(f"wrote {len(votes)} votes to {out}")
+    out, n = export_votes(StudyStore(args.store), args.study, args.out or f"{args.study}-votes.csv", args.format)
+    print(f"wrote {n} votes to {out}")
     return 0
 
 
@@ -315,7 +333,7 @@ def voter_command(args: argparse.Namespace) -> list[str]:
     """The ``streamlit run`` command line that serves the voting app for ``args``.
 
     Raises:
-        ValueError: a ``-S`` option is not ``KEY=VALUE``, or tries to change one of
+        ConfigError: a ``-S`` option is not ``KEY=VALUE``, or tries to change one of
             :data:`VOTER_OPTIONS` (those keep the app closed to anything but voting).
     """
     app = Path(__file__).with_name("voter") / "app.py"
@@ -325,9 +343,9 @@ def voter_command(args: argparse.Namespace) -> list[str]:
         key, eq, value = item.partition("=")
         key = key.strip().lstrip("-")
         if not eq or not key:
-            raise ValueError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.baseUrlPath=vote")
+            raise ConfigError(f"--streamlit-option {item!r}: expected KEY=VALUE, e.g. server.baseUrlPath=vote")
         if key in options and value != options[key]:
-            raise ValueError(
+            raise ConfigError(
                 f"--streamlit-option {item!r}: the voting app always runs with {key}={options[key]} "
                 f"(it keeps results, method names and admin pages out of voters' reach); drop this option"
             )
@@ -348,7 +366,7 @@ def _serve(args: argparse.Namespace) -> int:
         import streamlit  # noqa: F401
     except ImportError as exc:
         raise ImportError("the voting app needs Streamlit: pip install 'screensr[board]'") from exc
-    from leaderboard.study_db import ENV_STORE, StudyStore
+    from leaderboard.study.store import ENV_STORE, StudyStore
 
     cmd = voter_command(args)  # first: option errors before anything is opened
     store = StudyStore(args.store)  # fails early, naming the URL, if it cannot be opened

@@ -1,10 +1,11 @@
-"""Statistics of user-study votes: shares with intervals, tests, agreement, per-participant checks.
+"""Statistics of best-of-N votes: shares with intervals, tests, agreement.
 
 Input is the vote log as a ``pandas.DataFrame`` with one row per vote (what
-:meth:`leaderboard.study_db.StudyStore.votes_frame` returns); the columns used are
+:meth:`leaderboard.study.store.StudyStore.votes_frame` returns); the columns used are
 ``participant, trial, image_id, criterion, choice, shown`` (``|``-joined candidates on screen),
-``is_gold, correct, dwell_s``. Gold trials are excluded from every method statistic and used
-only for participant accuracy.
+``is_gold``. Gold trials are excluded from every method statistic (they serve voter screening,
+:mod:`leaderboard.study.screening`). The other designs' scores are :mod:`leaderboard.study.scores`;
+:mod:`leaderboard.study.report` assembles the report of each design.
 
 What is computed, and with which library (no statistic is re-derived by hand where a library has it):
 
@@ -18,21 +19,12 @@ What is computed, and with which library (no statistic is re-derived by hand whe
 * binomial tests between the top methods with Holm correction (``scipy.stats.binomtest``,
   ``statsmodels ... multipletests``);
 * agreement: Fleiss' kappa (``statsmodels``) when every trial has the same number of raters and
-  shows every method, Krippendorff's alpha (``krippendorff``, nominal) otherwise;
-* a Luce choice model (``choix.ilsr_top1``) when trials show varying subsets of methods: with the
-  full set always shown its maximum-likelihood strengths equal the vote shares, so it is only
-  reported when it adds information.
+  shows every method, Krippendorff's alpha (``krippendorff``, nominal) otherwise.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
-from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +53,17 @@ def wilson_interval(votes: int | np.ndarray, n: int | np.ndarray, alpha: float =
     from statsmodels.stats.proportion import proportion_confint
 
     return proportion_confint(votes, n, alpha=alpha, method="wilson")
+
+
+def holm(rows: list[dict[str, Any]], alpha: float = 0.05) -> None:
+    """Add ``p_holm`` (Holm-adjusted) and ``significant`` to each row's ``p_value``, in place
+    (one family: the rows given)."""
+    from statsmodels.stats.multitest import multipletests
+
+    if rows:
+        reject, p_holm, _, _ = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")
+        for r, rej, ph in zip(rows, reject, p_holm, strict=True):
+            r["p_holm"], r["significant"] = float(ph), bool(rej)
 
 
 def regular_votes(votes: pd.DataFrame) -> pd.DataFrame:
@@ -231,7 +234,6 @@ def pairwise_tests(
     Columns: ``criterion, method_a, method_b, votes_a, votes_b, p_value, p_holm, significant``.
     """
     from scipy.stats import binomtest
-    from statsmodels.stats.multitest import multipletests
 
     votes = regular_votes(votes)
     cols = ["criterion", "method_a", "method_b", "votes_a", "votes_b", "p_value", "p_holm", "significant"]
@@ -248,10 +250,7 @@ def pairwise_tests(
             p = binomtest(ka, ka + kb, 0.5).pvalue if ka + kb else 1.0
             rows.append({"criterion": criterion, "method_a": a, "method_b": b, "votes_a": ka, "votes_b": kb,
                          "p_value": float(p)})  # fmt: skip
-        if rows:
-            reject, p_holm, _, _ = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")
-            for r, rej, ph in zip(rows, reject, p_holm, strict=True):
-                r["p_holm"], r["significant"] = float(ph), bool(rej)
+        holm(rows, alpha)
         out.extend(rows)
     return pd.DataFrame(out, columns=cols)
 
@@ -305,214 +304,3 @@ def _krippendorff_nominal(sub: pd.DataFrame, methods: list[str]) -> float:
     if np.unique(data[~np.isnan(data)]).size < 2 or ((~np.isnan(data)).sum(axis=0) >= 2).sum() == 0:
         return float("nan")
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
-
-
-def luce_strengths(votes: pd.DataFrame, methods: list[str], criteria: list[str], alpha: float = 0.01) -> pd.DataFrame:
-    """Luce choice-model strengths from top-1 choices among the shown subsets (``choix.ilsr_top1``).
-
-    ``alpha`` regularises (a method without votes would otherwise have strength 0 and the ML
-    estimate would not exist). Strengths are returned normalised to sum to 1, comparable to
-    vote shares (and equal to them when every trial shows every method).
-
-    Columns: ``method, criterion, strength``.
-    """
-    import choix
-
-    votes = regular_votes(votes)
-    index = {m: i for i, m in enumerate(methods)}
-    rows = []
-    for criterion in criteria:
-        sub = votes[votes["criterion"] == criterion]
-        data = []
-        for choice, shown in zip(sub["choice"], _shown_sets(sub, methods), strict=True):
-            losers = tuple(index[m] for m in shown if m != choice and m in index)
-            if choice in index and losers:
-                data.append((index[choice], losers))
-        if data:
-            params = choix.ilsr_top1(len(methods), data, alpha=alpha)
-            strength = np.exp(params - params.max())
-            strength /= strength.sum()
-        else:
-            strength = np.full(len(methods), np.nan)
-        rows.extend({"method": m, "criterion": criterion, "strength": float(strength[i])} for i, m in enumerate(methods))
-    return pd.DataFrame(rows, columns=["method", "criterion", "strength"])
-
-
-def participant_table(votes: pd.DataFrame, min_dwell_s: float = 1.0, min_gold_accuracy: float = 0.5) -> pd.DataFrame:
-    """Per participant: votes, dwell times (seconds from first serve to vote) and gold accuracy.
-
-    Columns: ``participant, votes, median_dwell_s, mean_dwell_s, gold_votes, gold_correct,
-    gold_accuracy`` (NaN without gold votes) and ``flagged``: a median dwell under
-    ``min_dwell_s`` (clicking through) or gold accuracy under ``min_gold_accuracy`` (careless);
-    flagged voters are reported for the analyst to judge, never dropped silently.
-    """
-    cols = ["participant", "votes", "median_dwell_s", "mean_dwell_s", "gold_votes", "gold_correct", "gold_accuracy",
-            "flagged"]  # fmt: skip
-    if votes.empty:
-        return pd.DataFrame(columns=cols)
-    is_gold = votes["is_gold"].astype(bool) if "is_gold" in votes else pd.Series(False, index=votes.index)
-    correct = votes["correct"].astype(bool) if "correct" in votes else pd.Series(False, index=votes.index)
-    frame = votes.assign(_gold=is_gold, _correct=correct & is_gold)
-    grouped = frame.groupby("participant", sort=True)
-    out = pd.DataFrame(
-        {
-            "votes": grouped.size(),
-            "median_dwell_s": grouped["dwell_s"].median(),
-            "mean_dwell_s": grouped["dwell_s"].mean(),
-            "gold_votes": grouped["_gold"].sum().astype(int),
-            "gold_correct": grouped["_correct"].sum().astype(int),
-        }
-    )
-    out["gold_accuracy"] = np.where(out["gold_votes"] > 0, out["gold_correct"] / out["gold_votes"].clip(lower=1), np.nan)
-    out["flagged"] = (out["median_dwell_s"] < min_dwell_s) | (out["gold_accuracy"] < min_gold_accuracy)
-    return out.reset_index()[cols]
-
-
-@dataclass
-class StudyReport:
-    """All tables of a study's analysis (see the module docstring for each)."""
-
-    study: str
-    methods: list[str]
-    criteria: list[str]
-    votes: pd.DataFrame
-    uniformity: pd.DataFrame
-    pairwise: pd.DataFrame
-    agreement: pd.DataFrame
-    participants: pd.DataFrame
-    strengths: pd.DataFrame | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        """The report as JSON (tables as lists of records; NaN as null)."""
-
-        def records(df: pd.DataFrame | None) -> Any:
-            if df is None:
-                return None
-            return json.loads(df.to_json(orient="records", date_format="iso"))
-
-        payload = {
-            "study": self.study,
-            "methods": self.methods,
-            "criteria": self.criteria,
-            "meta": self.meta,
-            "votes": records(self.votes),
-            "uniformity": records(self.uniformity),
-            "pairwise": records(self.pairwise),
-            "agreement": records(self.agreement),
-            "participants": records(self.participants),
-            "strengths": records(self.strengths),
-        }
-        return json.dumps(payload, indent=2)
-
-    def to_markdown(self) -> str:
-        """A Markdown report: the vote table (percentages), then tests, agreement and participants."""
-        pct = self.votes.copy()
-        for c in ("share", "ci_low", "ci_high", "boot_low", "boot_high"):
-            pct[c] = (100 * pct[c]).round(1)
-        parts = [f"# User study `{self.study}`", ""]
-        for key, value in self.meta.items():
-            parts.append(f"- {key}: `{value}`")
-        parts += ["", "## Votes per method (share and 95% intervals in %)", "",
-                  markdown_table(pct[["method", "criterion", "votes", "n", "share", "ci_low", "ci_high",
-                                      "boot_low", "boot_high"]]),
-                  "", "## Uniform preference (chi-square)", "", markdown_table(self.uniformity),
-                  "", "## Top methods, pairwise (binomial, Holm)", "", markdown_table(self.pairwise),
-                  "", "## Agreement", "", markdown_table(self.agreement),
-                  "", "## Participants (dwell time, gold accuracy)", "", markdown_table(self.participants)]  # fmt: skip
-        if self.strengths is not None:
-            parts += ["", "## Luce choice-model strengths (varying candidate subsets)", "",
-                      markdown_table(self.strengths)]  # fmt: skip
-        return "\n".join(parts) + "\n"
-
-
-def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table of ``frame`` (floats to ``digits`` significant digits)."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else f"{v:.{digits}g}"
-        return str(v).replace("|", "\\|")
-
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
-
-
-def study_report(
-    study: str,
-    votes: pd.DataFrame,
-    methods: list[str],
-    criteria: list[str],
-    n_boot: int = 2000,
-    seed: int = 0,
-    top: int = 3,
-    meta: dict[str, Any] | None = None,
-) -> StudyReport:
-    """Every analysis of a vote log (see :class:`StudyReport`)."""
-    return StudyReport(
-        study=study,
-        methods=list(methods),
-        criteria=list(criteria),
-        votes=vote_table(votes, methods, criteria, n_boot=n_boot, seed=seed),
-        uniformity=uniformity_test(votes, methods, criteria),
-        pairwise=pairwise_tests(votes, methods, criteria, top=top),
-        agreement=agreement(votes, methods, criteria),
-        participants=participant_table(votes),
-        strengths=luce_strengths(votes, methods, criteria) if varying_subsets(votes, methods) else None,
-        meta=dict(meta or {}),
-    )
-
-
-def plot_votes(table: pd.DataFrame, title: str = "") -> Any:
-    """The paper's Figure 2: per criterion, horizontal bars of votes labelled "votes (share %)".
-
-    Error bars are the Wilson 95% interval, in votes. Returns a ``matplotlib.figure.Figure``.
-    """
-    from matplotlib.figure import Figure
-
-    criteria = list(dict.fromkeys(table["criterion"]))
-    fig = Figure(figsize=(5.5 * max(len(criteria), 1), 0.45 * table["method"].nunique() + 1.6))
-    axes = fig.subplots(1, max(len(criteria), 1), squeeze=False)[0]
-    for ax, criterion in zip(axes, criteria, strict=False):
-        sub = table[table["criterion"] == criterion].sort_values("votes")
-        n = sub["n"].iloc[0] if len(sub) else 0
-        # clipped: at a share of exactly 0 or 1 the Wilson bound equals it up to rounding
-        err = np.clip(np.vstack([(sub["share"] - sub["ci_low"]) * n, (sub["ci_high"] - sub["share"]) * n]), 0, None)
-        bars = ax.barh(sub["method"], sub["votes"], xerr=np.nan_to_num(err), color="#4c72b0", capsize=3)
-        for bar, (_, r), upper in zip(bars, sub.iterrows(), err[1], strict=True):
-            label = f"{r['votes']} ({100 * r['share']:.1f}%)" if n else "0"
-            # placed past the interval's end so the error bar never crosses the label
-            ax.text(bar.get_width() + upper, bar.get_y() + bar.get_height() / 2, f"  {label}", va="center",
-                    fontsize=9)  # fmt: skip
-        ax.set_title(f"{criterion} (n = {n})")
-        ax.set_xlabel("votes")
-        ax.set_xlim(0, max(1, (sub["votes"] + err[1]).max() if len(sub) else 1) * 1.4)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def figure_png(fig: Any) -> bytes:
-    """PNG bytes of a matplotlib figure."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    return buf.getvalue()
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -10,30 +10,19 @@ token, and a chain rewritten as a whole with every hash recomputed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
-from study_attack_kit import VotedStudy, attack, copy_study, query, swapped, voted_study
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> VotedStudy:
-    built = voted_study(tmp_path_factory.mktemp("template"))
-    built.store.close()
-    return built
 
 
 @pytest.fixture()
-def study(template: VotedStudy, tmp_path: Path) -> Iterator[VotedStudy]:
-    copy = copy_study(template, tmp_path)
-    yield copy
-    copy.store.close()
+def study(voted_copy):
+    """The voted study of the conftest, a private copy per test."""
+    return voted_copy
 
 
-def _fails(study: VotedStudy, *patterns: str, expected_head: str | None = None) -> list[str]:
+def _fails(study, *patterns: str, expected_head: str | None = None) -> list[str]:
     report = study.store.verify(study.name, expected_head=expected_head)
     assert not report.ok, "the edit went unnoticed"
     for pattern in patterns:
@@ -41,9 +30,9 @@ def _fails(study: VotedStudy, *patterns: str, expected_head: str | None = None) 
     return report.problems
 
 
-def test_an_untouched_study_verifies_with_its_published_head(study: VotedStudy) -> None:
+def test_an_untouched_study_verifies_with_its_published_head(study) -> None:
     report = study.store.verify(study.name, expected_head=study.head)
-    assert report.ok and report.n_votes == study.n_votes and report.chain_version == 2 and not report.notes
+    assert report.ok and report.n_votes == study.n_votes and report.chain_version == 3 and not report.notes
 
 
 # --------------------------------------------------------------------------- votes
@@ -64,24 +53,24 @@ VOTE_EDITS = {
 
 
 @pytest.mark.parametrize("field", sorted(VOTE_EDITS))
-def test_editing_a_vote_field_is_detected(study: VotedStudy, field: str) -> None:
+def test_editing_a_vote_field_is_detected(study, field: str, attack) -> None:
     attack(study.db, f"UPDATE study_votes SET {VOTE_EDITS[field]} WHERE seq = 3")
     problems = _fails(study)
     assert any("seq 3" in p or "seq 4" in p for p in problems), problems
 
 
-def test_deleting_a_vote_in_the_middle_is_detected(study: VotedStudy) -> None:
+def test_deleting_a_vote_in_the_middle_is_detected(study, attack) -> None:
     attack(study.db, "DELETE FROM study_votes WHERE seq = 4")
     _fails(study, "seq 5: expected seq 4", "seq 5: prev_hash")
 
 
-def test_deleting_the_last_votes_needs_the_published_head(study: VotedStudy) -> None:
+def test_deleting_the_last_votes_needs_the_published_head(study, attack) -> None:
     attack(study.db, f"DELETE FROM study_votes WHERE seq > {study.n_votes - 2}")
     assert study.store.verify(study.name).ok, "a truncated chain is a valid shorter chain (documented limit)"
     _fails(study, "differs from the expected", expected_head=study.head)
 
 
-def test_inserting_a_vote_in_the_middle_is_detected(study: VotedStudy) -> None:
+def test_inserting_a_vote_in_the_middle_is_detected(study, attack, query) -> None:
     # make room at seq 3 and insert a vote there, linked on both sides
     (row,) = query(study.db, "SELECT * FROM study_votes WHERE seq = 2")
     columns = [c[1] for c in query(study.db, "PRAGMA table_info(study_votes)")]
@@ -98,7 +87,7 @@ def test_inserting_a_vote_in_the_middle_is_detected(study: VotedStudy) -> None:
     _fails(study, "seq 3: content does not match", "seq 4: content does not match")
 
 
-def test_appending_a_forged_vote_is_detected(study: VotedStudy) -> None:
+def test_appending_a_forged_vote_is_detected(study, attack, query) -> None:
     (row,) = query(study.db, "SELECT * FROM study_votes WHERE seq = ?", (study.n_votes,))
     columns = [c[1] for c in query(study.db, "PRAGMA table_info(study_votes)")]
     forged = dict(zip(columns, row, strict=True))
@@ -114,7 +103,7 @@ def test_appending_a_forged_vote_is_detected(study: VotedStudy) -> None:
 # --------------------------------------------------------------------------- the study config
 
 
-def test_editing_the_config_json_is_detected(study: VotedStudy) -> None:
+def test_editing_the_config_json_is_detected(study, attack, query) -> None:
     # e.g. pointing one method at another's outputs: what voters saw is no longer what is claimed
     (config_json,) = query(study.db, "SELECT config_json FROM study_studies")[0]
     config = json.loads(config_json)
@@ -123,8 +112,8 @@ def test_editing_the_config_json_is_detected(study: VotedStudy) -> None:
     _fails(study, "config_json) does not match its config_hash")
 
 
-def test_editing_the_config_with_its_hash_recomputed_is_detected(study: VotedStudy) -> None:
-    from leaderboard.study_chain import config_digest
+def test_editing_the_config_with_its_hash_recomputed_is_detected(study, attack, query) -> None:
+    from leaderboard.study.chain import config_digest
 
     (config_json,) = query(study.db, "SELECT config_json FROM study_studies")[0]
     config = json.loads(config_json)
@@ -134,8 +123,8 @@ def test_editing_the_config_with_its_hash_recomputed_is_detected(study: VotedStu
     _fails(study, "genesis hash does not derive", "cast under config")
 
 
-def test_the_config_hash_is_the_hash_of_the_stored_config(study: VotedStudy) -> None:
-    from leaderboard.study_chain import config_digest
+def test_the_config_hash_is_the_hash_of_the_stored_config(study, query) -> None:
+    from leaderboard.study.chain import config_digest
 
     (config_json, config_hash), *_ = query(study.db, "SELECT config_json, config_hash FROM study_studies")
     assert config_digest(config_json) == config_hash == study.store.study(study.name).config.config_hash()
@@ -144,7 +133,7 @@ def test_the_config_hash_is_the_hash_of_the_stored_config(study: VotedStudy) -> 
 # --------------------------------------------------------------------------- what voters were shown
 
 
-def test_editing_what_a_voter_was_shown_is_detected(study: VotedStudy) -> None:
+def test_editing_what_a_voter_was_shown_is_detected(study, attack, query, swapped) -> None:
     aid, shown_json = query(
         study.db, "SELECT a.id, a.shown_json FROM study_assignments a JOIN study_votes v ON v.assignment_id = a.id "
         "WHERE v.seq = 1"
@@ -153,7 +142,7 @@ def test_editing_what_a_voter_was_shown_is_detected(study: VotedStudy) -> None:
     _fails(study, "seq 1: content does not match", "participant 0: assignments")
 
 
-def test_editing_a_not_yet_voted_assignment_is_detected(study: VotedStudy) -> None:
+def test_editing_a_not_yet_voted_assignment_is_detected(study, attack, query, swapped) -> None:
     # participant 2 has voted nothing: their assignments are pinned by their plan hash alone
     aid, shown_json = query(
         study.db, "SELECT a.id, a.shown_json FROM study_assignments a JOIN study_participants p "
@@ -163,7 +152,7 @@ def test_editing_a_not_yet_voted_assignment_is_detected(study: VotedStudy) -> No
     _fails(study, "participant 2: assignments")
 
 
-def test_reordering_a_participants_trials_is_detected(study: VotedStudy) -> None:
+def test_reordering_a_participants_trials_is_detected(study, attack) -> None:
     attack(
         study.db,
         "UPDATE study_assignments SET ord = ord + 100 WHERE participant_id = 3",
@@ -172,8 +161,9 @@ def test_reordering_a_participants_trials_is_detected(study: VotedStudy) -> None
     _fails(study, "participant 2: assignments")
 
 
-def test_editing_shown_and_the_plan_hash_together_is_detected(study: VotedStudy) -> None:
-    from leaderboard.study_chain import plan_digest
+def test_editing_shown_and_the_plan_hash_together_is_detected(study, attack, query, swapped) -> None:
+    from leaderboard.study.audit import enrolment_record
+    from leaderboard.study.chain import plan_digest
 
     aid, shown_json = query(
         study.db, "SELECT a.id, a.shown_json FROM study_assignments a JOIN study_votes v ON v.assignment_id = a.id "
@@ -188,13 +178,19 @@ def test_editing_shown_and_the_plan_hash_together_is_detected(study: VotedStudy)
         study.db, "SELECT a.ord, t.position, a.shown_json FROM study_assignments a JOIN study_trials t "
         "ON t.id = a.trial_id WHERE a.participant_id = ?", (pid,)
     )  # fmt: skip
-    plan = plan_digest(study.name, number, token_hash, [(o, t, json.loads(s)) for o, t, s in items])
+    (person,) = query(
+        study.db, "SELECT platform, platform_id_hash, platform_study_hash, platform_session_hash "
+        "FROM study_participants WHERE id = ?", (pid,)
+    )  # fmt: skip
+    keys = ("platform", "platform_id_hash", "platform_study_hash", "platform_session_hash")
+    enrolment = enrolment_record(dict(zip(keys, person, strict=True)), None)  # what chain version 3 hashes
+    plan = plan_digest(study.name, number, token_hash, [(o, t, json.loads(s)) for o, t, s in items], enrolment)
     attack(study.db, ("UPDATE study_participants SET plan_hash = ? WHERE id = ?", (plan, pid)))
     problems = _fails(study, "seq 1: content does not match")
     assert not any("participant 0: assignments" in p for p in problems), "the plan itself was made consistent"
 
 
-def test_swapping_a_participants_token_is_detected(study: VotedStudy) -> None:
+def test_swapping_a_participants_token_is_detected(study, attack) -> None:
     attack(study.db, "UPDATE study_participants SET token_hash = 'attacker' || token_hash WHERE number = 1")
     _fails(study, "participant 1: assignments (trial order or candidates shown) or token")
 
@@ -202,12 +198,12 @@ def test_swapping_a_participants_token_is_detected(study: VotedStudy) -> None:
 # --------------------------------------------------------------------------- trials and gold answers
 
 
-def test_editing_a_gold_answer_is_detected(study: VotedStudy) -> None:
+def test_editing_a_gold_answer_is_detected(study, attack) -> None:
     attack(study.db, "UPDATE study_trials SET gold_answer = '__bicubic__' WHERE gold_answer IS NOT NULL")
     _fails(study, "trials (images, candidates or gold answers)")
 
 
-def test_turning_a_regular_trial_into_a_gold_trial_is_detected(study: VotedStudy) -> None:
+def test_turning_a_regular_trial_into_a_gold_trial_is_detected(study, attack) -> None:
     attack(study.db, "UPDATE study_trials SET gold_answer = 'gamma' WHERE position = 1")
     _fails(study, "trials (images, candidates or gold answers)")
 
@@ -215,12 +211,12 @@ def test_turning_a_regular_trial_into_a_gold_trial_is_detected(study: VotedStudy
 @pytest.mark.parametrize(
     "edit", ["image_id = 'img_02'", "candidates_json = '[\"alpha\", \"beta\"]'", "position = 17"]
 )
-def test_editing_a_trial_is_detected(study: VotedStudy, edit: str) -> None:
+def test_editing_a_trial_is_detected(study, edit: str, attack) -> None:
     attack(study.db, f"UPDATE study_trials SET {edit} WHERE position = 1")
     _fails(study, "trials (images, candidates or gold answers)")
 
 
-def test_deleting_an_assignment_with_votes_is_detected(study: VotedStudy) -> None:
+def test_deleting_an_assignment_with_votes_is_detected(study, attack) -> None:
     attack(study.db, "DELETE FROM study_assignments WHERE id = (SELECT assignment_id FROM study_votes WHERE seq = 1)")
     _fails(study, "seq 1: its assignment, trial or participant is missing", "participant 0: assignments")
 
@@ -228,16 +224,16 @@ def test_deleting_an_assignment_with_votes_is_detected(study: VotedStudy) -> Non
 # --------------------------------------------------------------------------- the whole chain rewritten
 
 
-def test_a_chain_rewritten_as_a_whole_needs_the_published_head(study: VotedStudy) -> None:
+def test_a_chain_rewritten_as_a_whole_needs_the_published_head(study, attack, query) -> None:
     """An attacker who edits a vote and recomputes every later hash makes a self-consistent chain:
     only the head hash published before the edit exposes it (what the README promises)."""
-    from leaderboard.study_chain import canonical_vote, chain_hash
+    from leaderboard.study.chain import canonical_vote, chain_hash
 
     rows = study.store.votes_frame(study.name)
     assert len(rows) == study.n_votes
     columns = [c[1] for c in query(study.db, "PRAGMA table_info(study_votes)")]
     stored = [dict(zip(columns, r, strict=True)) for r in query(study.db, "SELECT * FROM study_votes ORDER BY seq")]
-    context = _contexts(study)
+    context = _contexts(study, query)
     victim = stored[2]
     shown = context[victim["assignment_id"]].shown
     other = next(i for i, c in enumerate(shown) if c != victim["choice"])
@@ -252,8 +248,8 @@ def test_a_chain_rewritten_as_a_whole_needs_the_published_head(study: VotedStudy
     _fails(study, "differs from the expected", expected_head=study.head)
 
 
-def _contexts(study: VotedStudy) -> dict:
-    from leaderboard.study_chain import VoteContext
+def _contexts(study, query) -> dict:
+    from leaderboard.study.chain import VoteContext
 
     rows = query(
         study.db, "SELECT a.id, t.image_id, a.shown_json, t.gold_answer, p.plan_hash FROM study_assignments a "
@@ -281,13 +277,13 @@ def _contexts(study: VotedStudy) -> dict:
         "DELETE FROM study_votes",
     ],
 )
-def test_the_database_refuses_edits_through_the_store(study: VotedStudy, statement: str) -> None:
+def test_the_database_refuses_edits_through_the_store(study, statement: str) -> None:
     with pytest.raises(DatabaseError, match="immutable|append-only"), study.store.engine.begin() as conn:
         conn.execute(text(statement))
     assert study.store.verify(study.name, expected_head=study.head).ok
 
 
-def test_a_first_served_time_is_still_accepted(study: VotedStudy) -> None:
+def test_a_first_served_time_is_still_accepted(study) -> None:
     participant = study.store.participant(study.tokens[2])
     view = study.store.next_trial(participant)
     assert view.served_at is None
