@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.report import holm as report_holm
+
 VOTE_COLUMNS = ["method", "criterion", "votes", "n", "share", "ci_low", "ci_high", "sim_low", "sim_high",
                 "boot_low", "boot_high", "shown", "win_rate"]  # fmt: skip
 
@@ -58,12 +60,9 @@ def wilson_interval(votes: int | np.ndarray, n: int | np.ndarray, alpha: float =
 def holm(rows: list[dict[str, Any]], alpha: float = 0.05) -> None:
     """Add ``p_holm`` (Holm-adjusted) and ``significant`` to each row's ``p_value``, in place
     (one family: the rows given)."""
-    from statsmodels.stats.multitest import multipletests
-
-    if rows:
-        reject, p_holm, _, _ = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")
-        for r, rej, ph in zip(rows, reject, p_holm, strict=True):
-            r["p_holm"], r["significant"] = float(ph), bool(rej)
+    # the one Holm adjustment of the suite (the board's pairwise tests use it too)
+    for r, ph in zip(rows, report_holm([r["p_value"] for r in rows]), strict=True):
+        r["p_holm"], r["significant"] = float(ph), bool(ph <= alpha)
 
 
 def regular_votes(votes: pd.DataFrame) -> pd.DataFrame:
