@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,3 +46,65 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # the caches hold random stand-in weights written by tests: never leave them behind
     if _ROOT is not None:
         shutil.rmtree(_ROOT, ignore_errors=True)
+
+
+# --- PostgreSQL: one server per test run, one empty database per test -------------------------
+# The server: $SCREENSR_TEST_POSTGRES_URL when set (.ci/run starts a throwaway cluster on a Unix
+# socket and exports it), else a private cluster started once per session with the initdb/pg_ctl
+# on PATH (as the 'postgres' user when the tests run as root), else the tests skip, saying why.
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The SQLAlchemy URL of a PostgreSQL server's maintenance database ``postgres``."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is missing: pip install 'screensr[postgres]'")
+    if os.environ.get("SCREENSR_TEST_POSTGRES_URL"):
+        yield os.environ["SCREENSR_TEST_POSTGRES_URL"]
+        return
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip("no PostgreSQL: SCREENSR_TEST_POSTGRES_URL is not set and initdb/pg_ctl are not on PATH")
+    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+        pytest.skip("running as root without a 'postgres' user to run the server as (see .ci/run)")
+    # a short path directly under /tmp: the socket path is length-limited
+    root = Path(tempfile.mkdtemp(prefix="screensr-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run(_as_postgres(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(_as_postgres(["pg_ctl", "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                                 f"-p {port} -k {root} -c listen_addresses='' -c fsync=off", "start"]),
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://postgres@/postgres?host={root}&port={port}"
+    finally:
+        subprocess.run(_as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """An empty database with a random name on the server (dropped after the test)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"screensr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")  # CREATE DATABASE refuses a transaction
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            # FORCE (PostgreSQL 13+) ends the test's pooled connections and workers still open
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

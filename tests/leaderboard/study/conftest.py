@@ -4,21 +4,12 @@
 output carries the method's index in its red channel, so ``method_of_png`` can tell from served
 pixels which method a candidate is, without names ever being served.
 
-``pg_url`` is a fresh, empty PostgreSQL database per test (dropped after it), on the server
-``$SCREENSR_TEST_POSTGRES_URL`` names (``.ci/run`` starts one), else on a private throwaway
-cluster started once per run with the ``initdb``/``pg_ctl`` on PATH (as the ``postgres`` user
-when run as root); without either the test is skipped, saying why.
+``pg_url`` (a fresh, empty PostgreSQL database per test) comes from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,56 +88,3 @@ def method_of_png() -> Callable[[bytes, tuple[str, ...]], str]:
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # initdb refuses to run as root: run the server's tools as the unprivileged postgres user
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """The SQLAlchemy URL of a PostgreSQL server's maintenance database (see the module docstring)."""
-    if os.environ.get("SCREENSR_TEST_POSTGRES_URL"):
-        yield os.environ["SCREENSR_TEST_POSTGRES_URL"]
-        return
-    pytest.importorskip("psycopg", reason="the PostgreSQL tests need psycopg: pip install 'screensr[postgres]'")
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-        pytest.skip("no PostgreSQL: SCREENSR_TEST_POSTGRES_URL is not set and initdb/pg_ctl are not on PATH "
-                    "(apt-get install postgresql, or run the tests through .ci/run)")  # fmt: skip
-    # a short path directly under the temp folder: Unix socket paths are length-limited
-    root = Path(tempfile.mkdtemp(prefix="screensr-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    data = root / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(_as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "postgres"]),
-                   check=True, capture_output=True)  # fmt: skip
-    subprocess.run(
-        _as_postgres(["pg_ctl", "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                      f"-p {port} -k {root} -c listen_addresses='' -c fsync=off", "start"]),
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        yield f"postgresql+psycopg://postgres@/postgres?host={root}&port={port}"
-    finally:
-        subprocess.run(_as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture()
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for one test (dropped afterwards, connections and all)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"screensr_test_{secrets.token_hex(6)}"
-    admin = create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
