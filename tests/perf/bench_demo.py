@@ -53,7 +53,8 @@ def run_demo(root: Path, extra: list[str]) -> tuple[float, float, str]:
 
 
 def load() -> str:
-    return "load average %.2f / %.2f / %.2f (1/5/15 min), %d CPUs" % (*os.getloadavg(), os.cpu_count() or 0)
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min), {os.cpu_count() or 0} CPUs"
 
 
 def main() -> None:
