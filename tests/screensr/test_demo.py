@@ -17,15 +17,21 @@ from benchmark.store import ResultsStore
 from screensr.demo import DemoConfig
 
 SETTING = ["--images", "2", "--size", "256"]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(scope="module")
 def run_demo_cli(run_screensr, checkout_env):
-    """``run_demo_cli(out, cache, *extra)`` -> stdout of ``screensr demo`` with weight caches under ``cache``."""
+    """``run_demo_cli(out, cache, *extra, setting=SETTING)`` -> stdout of ``screensr demo``.
 
-    def run(out: Path, cache: Path, *extra: str) -> str:
-        env = checkout_env(TORCH_HOME=str(cache / "torch"), HF_HOME=str(cache / "hf"))
-        proc = run_screensr("demo", *SETTING, "--out", out, "--no-progress", *extra, env=env)
+    Every cache the demo uses (weights and the method-output cache) lives under ``cache``, so a run
+    with a new ``cache`` is a run from scratch.
+    """
+
+    def run(out: Path, cache: Path, *extra: str, setting: tuple[str, ...] = tuple(SETTING)) -> str:
+        env = checkout_env(TORCH_HOME=str(cache / "torch"), HF_HOME=str(cache / "hf"),
+                           SCREENSR_HOME=str(cache / "screensr"))  # fmt: skip
+        proc = run_screensr("demo", *setting, "--out", out, "--no-progress", *extra, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
@@ -97,3 +103,33 @@ def test_demo_rejects_bad_options():
         DemoConfig(images=9)
     with pytest.raises(ValueError, match="--size 8"):
         DemoConfig(size=8)
+
+
+def readme_demo_table() -> list[str]:
+    """The demo output block the README shows (the code block after "The output:")."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```\n", text.index("The output:")) + len("```\n")
+    return [line.rstrip() for line in text[start : text.index("```", start)].splitlines()]
+
+
+def printed_table(stdout: str) -> list[str]:
+    """The summary table the demo printed: the paragraph that ends with "(mean over ...)"."""
+    block = next(p for p in stdout.split("\n\n") if "(mean over" in p)
+    return [line.rstrip() for line in block.strip("\n").splitlines()]
+
+
+@pytest.mark.slow
+def test_readme_demo_table_is_what_a_fresh_default_run_prints(tmp_path, run_demo_cli):
+    # the README's table is the default demo (6 images at 512 px), run from an empty cache: every
+    # printed decimal must match (a stale README table once differed in a NIQE decimal)
+    stdout = run_demo_cli(tmp_path / "demo", tmp_path / "cache", setting=())
+    assert printed_table(stdout) == readme_demo_table()
+
+
+def test_readme_demo_table_parser_reads_the_block_after_the_output_line():
+    table = readme_demo_table()
+    assert table[0].split() == ["niqe", "↓", "psnr", "↑", "ssim", "↑"]
+    assert [line.split()[0] for line in table[2:6]] == ["GT", "bicubic", "lanczos", "realesrgan"]
+    assert table[-1].startswith("(mean over 6 image(s)")
+    stdout = "progress\n\n" + "\n".join(table) + "\n\nskipped lpips: ...\nwall time: 1.0 s\n"
+    assert printed_table(stdout) == table
