@@ -96,7 +96,8 @@ def test_an_untouched_study_of_each_design_verifies_to_its_head(study, design: s
         ("pairwise", "design = 'best_of_n'"),
         ("pairwise", "response_json = '{\"choice\":\"gamma\"}'"),
         ("pairwise", "response_json = NULL, design = NULL"),  # passed off as an older layout
-        ("acr", "response_json = '{\"rating\":1}'"),
+        # another rating than the stored one (a fixed value can equal it: the trial order is random)
+        ("acr", "response_json = json_set(response_json, '$.rating', json_extract(response_json, '$.rating') % 5 + 1)"),
         ("ranking", "response_json = '{\"ranking\":[\"gamma\",\"beta\",\"alpha\"]}'"),
         ("ranking", "response_json = 'not json'"),
     ],
