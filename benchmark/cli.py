@@ -377,7 +377,8 @@ def _report(args) -> int:
     frame = store.scores_frame(
         dataset=_split(args.dataset) or None, method=_split(args.method) or None, metric=_split(args.metric) or None
     )
-    if frame.empty:
+    # published rows alone are worth a table (each "not measured"); every other report needs scores
+    if frame.empty and not (args.reported and len(store.reported_frame())):
         raise report.ReportError(f"no scores in {store.safe_url} for these filters; run `screensr bench run` first")
     # the comparison rule: current images only, n of N, incomplete methods unranked, failed runs shown
     images, metrics = store.dataset_images_frame(sorted(set(frame["dataset"]))), store.metrics_frame()

@@ -57,6 +57,7 @@ REWRITES: tuple[tuple[str, str], ...] = (
      "capture simulate canvases/ --out photos/ --photo-size 1200x900"),  # 4032x3024 photos -> 1200x900
     ("screensr demo", "screensr demo --images 2 --size 128"),  # 6 images at 512 px -> 2 at 128
     ("--format markdown|csv|json [--plot figure2.png]", "--format markdown --plot figure2.png"),
+    (" [--exclude failed-gold,too-fast]", " --exclude failed-gold,too-fast"),
     (" [--expect-head HASH]", ""),
 )
 PLACEHOLDERS = {"NAME": "readme-study"}  # the study name in INPUTS' study.yaml
@@ -176,6 +177,24 @@ def _study_yaml(ws: Path) -> None:
     )
 
 
+def _drealsr_subset(ws: Path) -> None:
+    """``tests/data/drealsr_osediff`` as the worked example reads it, cut to the two PAIRS."""
+    dest = ws / "tests" / "data" / "drealsr_osediff"
+    for side in ("test_HR", "test_LR", "osediff"):
+        (dest / side).mkdir(parents=True, exist_ok=True)
+        for pair in PAIRS:
+            shutil.copy(DREALSR / side / pair, dest / side / pair)
+
+
+def _reported_table(ws: Path) -> None:
+    """A user's table of published numbers (the README's ``my_table.csv``), on the crops' names."""
+    (ws / "my_table.csv").write_text(
+        "dataset,method,metric,value,source,n\n"
+        "DRealSR_crops,bicubic,psnr,26.5,a paper (Table 3),2\n"
+        "DRealSR_crops,bicubic,ssim,0.71,a paper (Table 3),2\n"
+    )
+
+
 def _cli(ws: Path, args: str) -> None:
     """Run a preparation command in the workspace (the same environment as the README commands)."""
     proc = subprocess.run(["bash", "-c", args], cwd=ws, env=workspace_env(ws), capture_output=True, text=True)
@@ -201,6 +220,9 @@ INPUTS: dict[str, Callable[[Path], None]] = {
     "study.yaml": _study_yaml,
     "admin-secret.txt": lambda ws: (ws / "admin-secret.txt").write_text("readme-test-secret\n"),
     "demo/results.db": lambda ws: _cli(ws, "screensr demo --images 2 --size 128 --out demo --no-progress"),
+    "tests/data/drealsr_osediff": _drealsr_subset,
+    "my_table.csv": _reported_table,
+    "export.yaml": lambda ws: (ws / "export.yaml").write_text("crops: 1\ncrop_size: 64\nzoom: 2\n"),
 }
 
 
@@ -223,6 +245,8 @@ RECIPES: dict[str, Callable[[Path], list[str]]] = {
     "screensr bench gt-quality": _nothing,
     "screensr bench report": _nothing,
     "screensr bench metrics": _nothing,
+    "screensr bench reconcile": _nothing,
+    "screensr bench import-reported": _nothing,
     "screensr capture canvas": _has_files("canvases/*.png", "canvases/*.layout.json"),
     "screensr capture simulate": _has_files("photos/*.jpg", "photos/*.truth.json"),
     "screensr capture build": _has_files("dataset/manifest.jsonl", "dataset/report.md", "hf/*", "shards/*.tar"),

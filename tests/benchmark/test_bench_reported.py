@@ -238,3 +238,21 @@ def test_bench_report_reported_applies_the_report_filters(tmp_path, capsys):
     assert main(["bench", "report", "--store", url, "--reported", "--metric", "niqe"]) == 0
     text = capsys.readouterr().out
     assert "arxiv.org" not in text and "| ScreenSR " in text and "| lpips " not in text
+
+
+def test_bench_report_reported_works_before_anything_is_measured(tmp_path, capsys, monkeypatch):
+    """The README's first step after an import: the published rows, each "not measured", instead
+    of "no scores"; every other report still needs scores."""
+    import io
+
+    from screensr.cli import main
+
+    monkeypatch.delenv("SCREENSR_DEBUG", raising=False)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["bench", "import-reported", "vosr_appendix", "--store", url]) == 0
+    capsys.readouterr()
+    assert main(["bench", "report", "--store", url, "--reported", "--dataset", "RealSR", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(table) == 6 + 5 + 10 and set(table["status"]) == {"not measured"}
+    assert main(["bench", "report", "--store", url]) == 2
+    assert "no scores in" in capsys.readouterr().err
