@@ -1,9 +1,9 @@
-"""``screensr demo`` on a reduced setting: real numbers, reproducible, stored, and skipped metrics named.
+"""``screensr demo``: real numbers, the README's table exactly, reproducible, stored, skipped metrics named.
 
 The demo runs as a user would run it, through the command line (``python -m screensr.cli``), each
-time with a fresh, empty
-weight cache: other tests write random stand-in weights into the session cache, and the demo must
-never score with those (nor with any random weights).
+time with fresh, empty caches: other tests write random stand-in weights into the session cache,
+and the demo must never score with those (nor with any random weights). The default demo (the
+README's) runs once; the reproducibility check uses two small ones.
 """
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ def run_demo_cli(run_screensr, checkout_env):
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, run_demo_cli):
+    """The default demo (6 images at 512 px, the README's), from empty caches, asking for LPIPS too
+    (whose weights are absent: it must be skipped and named, and leave the table as it is)."""
     out = tmp_path_factory.mktemp("demo-a")
     cache = tmp_path_factory.mktemp("cache-a")
-    stdout = run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
+    stdout = run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips", setting=())
     return out, cache, stdout
 
 
@@ -53,7 +55,7 @@ def test_demo_table_has_three_methods_three_metrics_with_real_values(first_run):
     sr = table[table["method"] != "GT"]
     assert set(sr["method"]) == {"bicubic", "lanczos", "realesrgan"}
     assert set(sr["metric"]) == {"psnr", "ssim", "niqe"}
-    assert (sr["n"] == 2).all()
+    assert (sr["n"] == DemoConfig().images).all()
     by = sr.set_index(["method", "metric"])["mean"]
     for m in ("bicubic", "lanczos", "realesrgan"):
         assert 15 < by[(m, "psnr")] < 45
@@ -71,19 +73,20 @@ def test_demo_table_has_three_methods_three_metrics_with_real_values(first_run):
 def test_demo_store_holds_every_per_image_score(first_run):
     out, _, _ = first_run
     scores = ResultsStore(f"sqlite:///{out / 'results.db'}").scores_frame()
-    # 2 images x (3 methods x 3 metrics + GT niqe); lpips never scored
-    assert len(scores) == 2 * (3 * 3 + 1)
+    # images x (3 methods x 3 metrics + GT niqe); lpips never scored
+    assert len(scores) == DemoConfig().images * (3 * 3 + 1)
     assert "lpips" not in set(scores["metric"])
     means = scores.groupby(["method", "metric"])["value"].mean()
     table = pd.read_csv(out / "results.csv").set_index(["method", "metric"])["mean"]
     pd.testing.assert_series_equal(table.sort_index(), means.sort_index(), check_names=False)
 
 
-def test_demo_is_reproducible_from_scratch(first_run, tmp_path, run_demo_cli):
-    out, _, _ = first_run
+def test_demo_is_reproducible_from_scratch(tmp_path, run_demo_cli):
+    # two small demos from two empty caches (the default one is checked against the README below)
+    run_demo_cli(tmp_path / "demo-a", tmp_path / "cache-a")
     run_demo_cli(tmp_path / "demo-b", tmp_path / "cache-b")
     cols = ["dataset", "method", "metric", "mean", "ci_low", "ci_high", "n"]
-    a = pd.read_csv(out / "results.csv")[cols]
+    a = pd.read_csv(tmp_path / "demo-a" / "results.csv")[cols]
     b = pd.read_csv(tmp_path / "demo-b" / "results.csv")[cols]
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), rtol=1e-9)
 
@@ -92,7 +95,7 @@ def test_demo_rerun_reuses_the_store(first_run, run_demo_cli):
     out, cache, _ = first_run
     store = ResultsStore(f"sqlite:///{out / 'results.db'}")
     before = store.scores_frame()
-    run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips")
+    run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips", setting=())
     after = store.scores_frame()
     # nothing recomputed: the same rows with their original timestamps
     pd.testing.assert_frame_equal(before, after)
@@ -118,11 +121,10 @@ def printed_table(stdout: str) -> list[str]:
     return [line.rstrip() for line in block.strip("\n").splitlines()]
 
 
-@pytest.mark.slow
-def test_readme_demo_table_is_what_a_fresh_default_run_prints(tmp_path, run_demo_cli):
+def test_readme_demo_table_is_what_a_fresh_default_run_prints(first_run):
     # the README's table is the default demo (6 images at 512 px), run from an empty cache: every
     # printed decimal must match (a stale README table once differed in a NIQE decimal)
-    stdout = run_demo_cli(tmp_path / "demo", tmp_path / "cache", setting=())
+    _, _, stdout = first_run
     assert printed_table(stdout) == readme_demo_table()
 
 
