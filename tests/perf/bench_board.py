@@ -36,15 +36,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _fixtures():
-    """tests/leaderboard/board/conftest.py (the synthetic-store builder), loaded by path."""
+def _load(name: str, file: str):
+    """A module of tests/leaderboard/board/, loaded by path (the tests folder is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("board_conftest", REPO / "tests" / "leaderboard" / "board" / "conftest.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "leaderboard" / "board" / file)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look their module up there
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
+
+
+def _fixtures():
+    """tests/leaderboard/board/conftest.py (the synthetic-store builder)."""
+    return _load("board_conftest", "conftest.py")
 
 
 
@@ -155,7 +160,9 @@ def browser_benchmarks(url: str, tmp: Path, repeat: int) -> list[tuple[str, floa
     import signal
 
     from playwright.sync_api import sync_playwright
-    from test_browser_board import CHROMIUM, CHROMIUM_ARGS, free_port, wait_healthy
+    browser_tests = _load("board_browser_tests", "test_browser_board.py")
+    CHROMIUM, CHROMIUM_ARGS = browser_tests.CHROMIUM, browser_tests.CHROMIUM_ARGS  # noqa: N806
+    free_port, wait_healthy = browser_tests.free_port, browser_tests.wait_healthy
 
     hello = tmp / "hello.py"
     hello.write_text('import streamlit as st\nst.title("Hello")\nst.write("baseline page")\n')

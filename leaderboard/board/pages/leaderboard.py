@@ -133,7 +133,10 @@ if not table.empty:  # which version of each method these scores come from (stor
 
 if not table.empty:
     ranked_columns = [c for c in columns if c.higher_is_better is not None]
-    with st.expander("Rank intervals per metric and pairwise tests"):
+    # a detail view, computed only when asked for: the per-metric bootstrap and the pairwise tests
+    # over every method pair cost more than the rest of the page together
+    details = st.toggle("Rank intervals per metric and pairwise tests", key="lb_rank_details")
+    if details:
         boxes = board.rank_intervals(dataset, [c.name for c in ranked_columns], names, protocol)
         if boxes.empty:
             st.info("No method is complete on these metrics: nothing is ranked.")

@@ -534,6 +534,9 @@ def test_leaderboard_shows_shared_ranks_ntire_score_and_reported_rows(confidence
     reported = _frame(at, "Measured - reported").set_index("Method")
     assert reported.loc["a", ""] == "✓" and reported.loc["a", "Status"] == "reproduced"
     assert reported.loc["c", ""] == "" and reported.loc["c", "Status"] == "differs"
+    assert not [d for d in at.dataframe if "Aggregated" in d.value.columns]  # the details wait for the toggle
+    at.toggle(key="lb_rank_details").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
     boxes = _frame(at, "Aggregated").set_index("Method")
     assert boxes.loc["a", "Aggregated"] == "1-2" and boxes.loc["c", "LPIPS ↓"] == "3"
     pairwise = [d.value for d in at.dataframe if "method" in d.value.columns and "c" in d.value.columns]
