@@ -16,6 +16,7 @@ reading the store is :mod:`leaderboard.board.loading`; the Streamlit caches are
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -282,7 +283,7 @@ def filter_methods(
     ``present``: method names that have scores; those the store does not describe count as
     family ``other`` (a score is never hidden because its method lacks a description).
     """
-    family = dict(zip(methods["name"], methods["family"], strict=False)) if len(methods) else {}
+    family = _by_name(methods, "family")
     pool = (set(family) | set(present)) - {GT_METHOD}
     if families is not None:
         wanted = set(families)
@@ -371,10 +372,15 @@ def table_json(table: pd.DataFrame, dataset: str, columns: Sequence[MetricColumn
 # --------------------------------------------------------------------------- helpers
 
 
+def _by_name(methods: pd.DataFrame | None, column: str) -> dict[str, Any]:
+    """``{method name: its column value}`` of the store's methods frame (empty when absent)."""
+    if methods is None or methods.empty or column not in methods.columns:
+        return {}
+    return dict(zip(methods["name"], methods[column], strict=True))
+
+
 def _families(methods: pd.DataFrame | None, names: Iterable[str]) -> list[str]:
-    if methods is None or methods.empty or "family" not in methods:
-        return ["other" for _ in names]
-    lookup = dict(zip(methods["name"], methods["family"], strict=False))
+    lookup = _by_name(methods, "family")
     return [str(lookup.get(n) or "other") for n in names]
 
 
@@ -385,9 +391,7 @@ def _versions(methods: pd.DataFrame | None, versions: pd.DataFrame | None, datas
         shown = shown_versions(versions, described if described is not None else pd.DataFrame(
             columns=["name", "version", "outputs"]), dataset)  # fmt: skip
         return [shown[n].version_text if n in shown else "" for n in names]
-    if methods is None or methods.empty or "version" not in methods.columns:
-        return ["" for _ in names]
-    lookup = dict(zip(methods["name"], methods["version"], strict=False))
+    lookup = _by_name(methods, "version")
     return [str(lookup.get(n) or "") for n in names]
 
 
