@@ -34,6 +34,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["SCREENSR_HOME"] = str(root / "screensr")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     os.environ.setdefault("MPLBACKEND", "Agg")
+    _share_cores_between_workers()
+
+
+def _share_cores_between_workers() -> None:
+    """Under pytest-xdist (``-n N``), give each worker process its share of the cores.
+
+    Every worker is a whole process whose torch, NumPy and OpenMP would each start one thread per
+    core: N workers on N cores then run N-fold oversubscribed. The variables are read when those
+    libraries load (after this hook) and are inherited by the CLI subprocesses the tests start; a
+    count the user set is kept.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        share = str(max(1, cores // workers))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, share)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ from screensr.demo import DemoConfig
 
 SETTING = ["--images", "2", "--size", "256"]
 README = Path(__file__).resolve().parents[2] / "README.md"
+# the numerics the README's demo table was printed with (see first_run)
+README_MKL_CBWR = "COMPATIBLE"
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,10 @@ def run_demo_cli(run_screensr, checkout_env):
     with a new ``cache`` is a run from scratch.
     """
 
-    def run(out: Path, cache: Path, *extra: str, setting: tuple[str, ...] = tuple(SETTING)) -> str:
+    def run(out: Path, cache: Path, *extra: str, setting: tuple[str, ...] = tuple(SETTING),
+            **more_env: str) -> str:  # fmt: skip
         env = checkout_env(TORCH_HOME=str(cache / "torch"), HF_HOME=str(cache / "hf"),
-                           SCREENSR_HOME=str(cache / "screensr"))  # fmt: skip
+                           SCREENSR_HOME=str(cache / "screensr"), **more_env)  # fmt: skip
         proc = run_screensr("demo", *setting, "--out", out, "--no-progress", *extra, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
@@ -41,10 +44,15 @@ def run_demo_cli(run_screensr, checkout_env):
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, run_demo_cli):
     """The default demo (6 images at 512 px, the README's), from empty caches, asking for LPIPS too
-    (whose weights are absent: it must be skipped and named, and leave the table as it is)."""
+    (whose weights are absent: it must be skipped and named, and leave the table as it is).
+
+    It runs as the README's table was printed, with ``MKL_CBWR=COMPATIBLE``: NIQE's fourth decimal
+    otherwise depends on the CPU's BLAS kernels (the README says why), and this path of Intel MKL is
+    the same on every x86 CPU.
+    """
     out = tmp_path_factory.mktemp("demo-a")
     cache = tmp_path_factory.mktemp("cache-a")
-    stdout = run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips", setting=())
+    stdout = run_demo_cli(out, cache, "--metrics", "psnr,ssim,niqe,lpips", setting=(), MKL_CBWR=README_MKL_CBWR)
     return out, cache, stdout
 
 
@@ -126,6 +134,15 @@ def test_readme_demo_table_is_what_a_fresh_default_run_prints(first_run):
     # printed decimal must match (a stale README table once differed in a NIQE decimal)
     _, _, stdout = first_run
     assert printed_table(stdout) == readme_demo_table()
+
+
+def test_readme_names_the_numerics_its_demo_table_was_printed_with():
+    # without MKL_CBWR the table's NIQE column moves in the fourth decimal from one CPU to another
+    # (measured on one AVX-512 Intel CPU: GT 4.9795 with MKL_CBWR=COMPATIBLE, 4.9798 without), so the README must
+    # say how to print it exactly
+    text = README.read_text(encoding="utf-8")
+    after = text[text.index("The output:"):]
+    assert f"MKL_CBWR={README_MKL_CBWR}" in after[: after.index("Options:")]
 
 
 def test_readme_demo_table_parser_reads_the_block_after_the_output_line():

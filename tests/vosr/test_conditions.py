@@ -126,18 +126,16 @@ def test_real_encoder_shapes_on_meta(name: str, block: int, tokens: int) -> None
     assert len(enc.vit.blocks) == (12 if name.endswith("b14") else 24)
 
 
-def test_loads_from_the_torch_hub_cache_and_weights_dir(tmp_path: Path) -> None:
-    import os
-
-    hub = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
-    hub.mkdir(parents=True, exist_ok=True)
+def test_loads_from_the_torch_hub_cache_and_weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a hub cache of this test's own: the session cache holds the shared tiny encoder under the
+    # same file name, which other tests (in any order, in any worker process) rely on
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     path, _ = hub_checkpoint(tmp_path)
-    target = hub / path.name
-    target.write_bytes(path.read_bytes())
-    try:
-        assert load_semantic_encoder("dinov2_tiny", 1, 56).block == 1  # found in the hub cache
-    finally:
-        target.unlink()
+    (hub / path.name).write_bytes(path.read_bytes())
+    assert load_semantic_encoder("dinov2_tiny", 1, 56).block == 1  # found in the hub cache
+    (hub / path.name).unlink()  # an empty hub cache again, for the "not found" checks below
     assert load_semantic_encoder("dinov2_tiny", 1, 56, weights_dir=tmp_path).block == 1
     # a safetensors copy of the hub checkpoint in a weights folder gives the same encoder
     from safetensors.torch import save_file

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.distributed import free_port
 from leaderboard import crops
 from leaderboard.board import data, display, loading
 
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> None:
@@ -112,6 +106,9 @@ def open_page(browser, url: str):
 def wait_done(page, text: str, timeout: float = 60_000) -> None:
     """Until ``text`` is shown and the script has finished running."""
     page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    # Streamlit draws a page as its script runs: the sections after ``text`` may still be coming
+    # (seen on a loaded machine); the app root says when the run has ended
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
     # lazily loaded elements (the data grid, inputs) show skeletons until their code has arrived
     page.wait_for_function(
         "() => document.querySelectorAll(\"[data-testid='stSkeleton']\").length === 0", timeout=timeout

@@ -24,7 +24,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.distributed import free_port
 from leaderboard.study.store import StudyStore
 from leaderboard.study.validation import load_study
 
@@ -43,12 +43,6 @@ ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 METHODS = ("SecretNetV2", "HiddenDiffusion")
 BOARD_PATHS = ("/leaderboard", "/plots", "/compare", "/methods", "/study_admin", "/submit", "/study_vote", "/app")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The studies one voting server serves (one store, one server for the module): name -> YAML.
@@ -82,7 +76,7 @@ def voting_server(tmp_path_factory: pytest.TempPathFactory, make_study_files):
                                              **extra))  # fmt: skip
         store.create_study(config, admin_secret="adm1n")
         studies[name] = (config, files)
-    port = _free_port()
+    port = free_port()
     log = open(root / "voter.log", "wb")  # noqa: SIM115 - closed in the finaliser below
     proc = subprocess.Popen(
         [sys.executable, "-m", "screensr.cli", "board", "study", "serve", "--store", str(db), "--port", str(port)],
