@@ -56,6 +56,9 @@ def timed(args: list[str]) -> tuple[float, str, float]:
     wall = time.perf_counter() - start
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
     summary = lines[-1] if lines else proc.stderr[-500:]
+    for line in lines:  # the failures by name (pytest's short summary), so a red run can be rerun
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(f"  {line}")
     if proc.returncode not in (0, 1):  # 1: some test failed (reported, still timed)
         raise SystemExit(f"pytest exited {proc.returncode}: {summary}")
     return wall, summary, load
