@@ -32,13 +32,17 @@ class BoardCache:
         loader: ``() -> Board`` (e.g. ``lambda: load_board(url)``).
         ttl: seconds after which the board is reloaded.
         clock: monotonic clock (tests pass a fake one).
+        warm: ``(board) -> None`` run on a background reload's board before it replaces the
+            current one (``Board.warm``: the default tables' rank intervals), so that no visitor
+            waits for them after a refresh. A failing ``warm`` is reported and the board used as is.
     """
 
-    def __init__(self, loader, ttl: float, clock=None) -> None:
+    def __init__(self, loader, ttl: float, clock=None, warm=None) -> None:
         import threading
         import time
 
         self._loader = loader
+        self._warm = warm
         self.ttl = float(ttl)
         self._clock = clock or time.monotonic
         self._lock = threading.Lock()
@@ -86,6 +90,11 @@ class BoardCache:
         except Exception as exc:  # keep serving the previous board; the next stale read retries
             print(f"warning: refreshing the leaderboard failed, keeping the previous data: {exc}", file=sys.stderr)
             return
+        if self._warm is not None:
+            try:
+                self._warm(board)
+            except Exception as exc:  # the pages compute what is missing themselves
+                print(f"warning: precomputing the leaderboard tables failed: {exc}", file=sys.stderr)
         with self._lock:
             if self._board is not None:  # a clear() meanwhile wins: the next get loads afresh
                 self._store(board)
@@ -101,7 +110,7 @@ def cached_board(url: str | None = None) -> Board:
     cache = _CACHES.get(target)
     if cache is None:
         ttl = float(os.environ.get("SCREENSR_BOARD_TTL", BOARD_TTL_S))
-        cache = _CACHES.setdefault(target, BoardCache(lambda: load_board(target), ttl))
+        cache = _CACHES.setdefault(target, BoardCache(lambda: load_board(target), ttl, warm=Board.warm))
     return cache.get()
 
 

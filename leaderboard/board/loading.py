@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -16,10 +17,17 @@ from benchmark.derived import derived_table
 from benchmark.metrics import PROTOCOLS, get_metric
 from benchmark.report import CONFIDENCE, N_BOOT
 from benchmark.reported import compare_reported
-from benchmark.store import ResultsStore
+from benchmark.store import FAMILIES, ResultsStore
 from core.errors import UnknownNameError
-from leaderboard.board.data import GT_METHOD, images_text, leaderboard_table, require_columns
-from leaderboard.board.display import MetricColumn, known_metrics, metric_columns, order_metrics
+from leaderboard.board.data import GT_METHOD, filter_methods, images_text, leaderboard_table, require_columns
+from leaderboard.board.display import (
+    METRIC_SETS,
+    MetricColumn,
+    known_metrics,
+    metric_columns,
+    order_metrics,
+    select_metric_set,
+)
 
 SCORE_KEYS = ["dataset", "image", "method", "metric", "value", "settings_hash"]
 
@@ -79,32 +87,36 @@ class Board:
     runs: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "method", "status", "error"]))
     reported: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=ResultsStore.REPORTED_COLUMNS))
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    # one lock per memo key: the server's warm-up thread and a visitor's page asking for the same
+    # table compute it once, the later one waiting for the first (see ``warm``)
+    _locks: dict[str, threading.Lock] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    _locks_guard: threading.Lock = dataclasses.field(default_factory=threading.Lock, compare=False, repr=False)
 
     def summary_for(self, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
         """``benchmark.report.summary`` of the scores of one protocol (memoised per board)."""
         if protocol == ALL_PROTOCOLS:
             return self.summary
-        if protocol not in self._memo:
-            self._memo[protocol] = report.summary(protocol_scores(self.scores, protocol), images=self.images,
-                                             runs=self.runs, metrics=self.metrics)  # fmt: skip
-        return self._memo[protocol]
+        return self._memoised(f"summary:{protocol}", lambda: report.summary(
+            protocol_scores(self.scores, protocol), images=self.images, runs=self.runs, metrics=self.metrics))  # fmt: skip
 
     def score_versions(self) -> pd.DataFrame:
         """``ResultsStore.score_versions()``: which method version each dataset's current scores
         come from; read from the store once per board (a refreshed board reads it again)."""
-        if "score_versions" not in self._memo:
-            self._memo["score_versions"] = _read_store(self.url, lambda store: store.score_versions())
-        return self._memo["score_versions"]
+        return self._memoised("score_versions", lambda: _read_store(self.url, lambda store: store.score_versions()))
 
     def all_versions(self) -> pd.DataFrame:
         """``ResultsStore.methods_frame(all_versions=True)`` (every version row), read once per board."""
-        if "all_versions" not in self._memo:
-            self._memo["all_versions"] = _read_store(self.url, lambda store: store.methods_frame(all_versions=True))
-        return self._memo["all_versions"]
+        return self._memoised("all_versions", lambda: _read_store(self.url, lambda store: store.methods_frame(all_versions=True)))
 
     def _memoised(self, key: str, compute):
-        if key not in self._memo:
-            self._memo[key] = compute()
+        """``compute()`` once per board and key, also across threads."""
+        if key in self._memo:
+            return self._memo[key]
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
         return self._memo[key]
 
     def dataset_scores(self, dataset: str, protocol: str = ALL_PROTOCOLS) -> pd.DataFrame:
@@ -157,6 +169,26 @@ class Board:
         return leaderboard_table(self.summary if summary is None else summary, dataset, columns, methods=self.methods,
                                  include=include, runs=self.runs, versions=self.score_versions(),
                                  intervals=intervals)  # fmt: skip
+
+    def present_families(self) -> list[str]:
+        """The method families the Leaderboard's family filter offers (and selects by default)."""
+        return [f for f in FAMILIES if f in {*self.methods["family"], "other"}]
+
+    def default_view(self, dataset: str) -> tuple[list[MetricColumn], list[str]]:
+        """The columns and methods the Leaderboard page shows for ``dataset`` before any filter is
+        touched: every family, the ``Default`` metric set, no search, any protocol."""
+        columns = select_metric_set(self.columns(dataset), METRIC_SETS[0])
+        present = self.summary.loc[self.summary["dataset"] == dataset, "method"].unique()
+        return columns, filter_methods(self.methods, families=self.present_families(), present=present)
+
+    def warm(self) -> None:
+        """Compute (and memoise) every dataset's leaderboard table in its default view, first
+        dataset first, so a visitor's first page does not wait for the rank intervals (1-2 s per
+        dataset at 50 methods x 130 images). Run in a background thread, never by a page."""
+        for dataset in self.dataset_names():
+            columns, names = self.default_view(dataset)
+            if columns:
+                self.table(dataset, columns, include=names)
 
     def columns(self, dataset: str | None = None, summary: pd.DataFrame | None = None) -> list[MetricColumn]:
         """Metric columns that methods (not only GT) have, on one dataset or all."""

@@ -6,7 +6,6 @@ Thin: every number comes from ``leaderboard.board.data`` (tested pure functions)
 import streamlit as st
 
 from benchmark import report
-from benchmark.store import FAMILIES
 from leaderboard.board import cache, data, display, loading, versions
 
 board = cache.board_or_stop()
@@ -29,7 +28,7 @@ if dataset is None:
     st.info(f"No score in the store was computed with the `{protocol}` protocol's settings.")
     st.stop()
 
-present_families = [f for f in FAMILIES if f in {*board.methods["family"], "other"}]
+present_families = board.present_families()
 families = filters[2].multiselect("Method family", present_families, default=present_families, key="lb_families")
 metric_set = filters[3].selectbox("Metric set", [*display.METRIC_SETS, "Custom"], key="lb_metric_set")
 if metric_set is None:

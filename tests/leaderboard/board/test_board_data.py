@@ -374,6 +374,59 @@ def test_board_cache_serves_stale_while_refreshing_in_background():
     assert board_cache.get() == "board-3"  # after clear(): synchronous again
 
 
+def test_board_cache_warms_a_reloaded_board_before_serving_it(capsys):
+    now = [0.0]
+    warmed: list[object] = []
+
+    def warm(board):
+        if len(warmed) == 1:
+            raise RuntimeError("no memory")  # a failing warm-up leaves the reloaded board usable
+        warmed.append(board)
+
+    board_cache = cache.BoardCache(object, ttl=1, clock=lambda: now[0], warm=warm)
+    first = board_cache.get()
+    assert warmed == []  # the synchronous first load is not held up (the server's preload warms it)
+    now[0] = 5.0
+    assert board_cache.get() is first
+    board_cache.wait_refresh(5)
+    second = board_cache.get()
+    assert second is not first and warmed == [second]  # warmed before it replaced the first
+    now[0] = 10.0
+    board_cache.get()
+    board_cache.wait_refresh(5)
+    third = board_cache.get()
+    assert third is not second and warmed == [second]
+    assert "precomputing the leaderboard tables failed: no memory" in capsys.readouterr().err
+
+
+def test_board_memo_computes_a_table_once_across_threads(board_env, monkeypatch):
+    # the server's warm-up thread and a visitor asking for the same rank intervals: one computation
+    import threading
+
+    board = loading.load_board(board_env.url)
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+    real = report.rank_intervals
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "rank_intervals", slow)
+    results: list[pd.DataFrame] = []
+    threads = [threading.Thread(target=lambda: results.append(board.rank_intervals("DRealSR", ["psnr"])))
+               for _ in range(2)]  # fmt: skip
+    threads[0].start()
+    assert started.wait(10)
+    threads[1].start()
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert calls == [1] and len(results) == 2 and results[0] is results[1]
+
+
 def test_board_cache_keeps_previous_board_when_refresh_fails(capsys):
     now = [0.0]
     calls = iter(["first", RuntimeError("database is locked")])
