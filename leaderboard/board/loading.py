@@ -183,8 +183,9 @@ class Board:
 
     def warm(self) -> None:
         """Compute (and memoise) every dataset's leaderboard table in its default view, first
-        dataset first, so a visitor's first page does not wait for the rank intervals (1-2 s per
-        dataset at 50 methods x 130 images). Run in a background thread, never by a page."""
+        dataset first, so that a visitor does not wait for the rank intervals (1-2 s per dataset
+        at 50 methods x 130 images). ``BoardCache`` runs it on a reloaded board in its background
+        thread, before that board replaces the one being served; never run by a page."""
         for dataset in self.dataset_names():
             columns, names = self.default_view(dataset)
             if columns:

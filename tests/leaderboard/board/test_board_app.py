@@ -91,8 +91,8 @@ def test_leaderboard_default_table_ranks_and_direction_headers(app, env):
 
 
 def test_a_warmed_board_draws_the_first_page_without_computing_rank_intervals(app, env, monkeypatch):
-    # what the server computes in the background (cli._preload_board, BoardCache's refresh) is
-    # exactly what the Leaderboard asks for before a filter is touched
+    # what the server computes in the background (BoardCache's refresh, Board.warm) is exactly
+    # what the Leaderboard asks for before a filter is touched
     from benchmark import report
     from leaderboard.board import cache
 
