@@ -87,8 +87,8 @@ class Board:
     runs: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=["dataset", "method", "status", "error"]))
     reported: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=ResultsStore.REPORTED_COLUMNS))
     _memo: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict, compare=False, repr=False)
-    # one lock per memo key: the server's warm-up thread and a visitor's page asking for the same
-    # table compute it once, the later one waiting for the first (see ``warm``)
+    # one lock per memo key: sessions of one server share the board, and two of them asking for
+    # the same table at once compute it once, the later one waiting for the first
     _locks: dict[str, threading.Lock] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     _locks_guard: threading.Lock = dataclasses.field(default_factory=threading.Lock, compare=False, repr=False)
 

@@ -48,7 +48,8 @@ def test_infer_cli_runs_a_training_run(runs: dict[str, Path], tmp_path: Path, sy
     assert cv2.imread(str(out / "x.png")).shape == (64, 64, 3)
 
 
-def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_path: Path, synthetic_image) -> None:
+def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_path: Path, synthetic_image,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from benchmark.training_eval import default_metrics, make_eval_callback
 
     data = tmp_path / "pairs"
@@ -64,6 +65,8 @@ def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_pa
     scores = cb(4, snap)
     assert set(scores) == {"psnr", "niqe"} and all(np.isfinite(v) for v in scores.values())
     assert 5 < scores["psnr"] < 60
+    # an empty torch cache of its own: other modules put random LPIPS weights in the session's
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
     with pytest.raises(FileNotFoundError, match="lpips"):
         make_eval_callback(data, metrics=["lpips"], device="cpu")
 
