@@ -158,32 +158,48 @@ def test_postgres_designs_enrolment_and_adaptive_plans(pg_url: str, tmp_path: Pa
 
 
 
-def test_concurrent_voters_reuse_pooled_connections(pg_url: str, tmp_path: Path, make_study_files) -> None:
+def test_concurrent_voters_reuse_pooled_connections(pg_url: str, tmp_path: Path, make_study_files,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """One replica's concurrent voting sessions keep their PostgreSQL connections (each new one
     forks a server process): with SQLAlchemy's default pool (5 kept, the rest closed on return)
     16 voting threads opened 464 connections for 640 votes and reached 41-57 votes/s, against 18
-    connections and 108-161 votes/s with the store's pool (tests/perf/bench_votes.py, 2 busy cores)."""
+    connections and 108-161 votes/s with the store's pool (tests/perf/bench_votes.py, 2 busy cores).
+
+    The same votes go through both pools in this test and the store's must open fewer
+    connections. A fixed bound would depend on the machine's load: on 2 cores with two busy
+    processes beside it the store's pool opened 9-17 connections and the default one 32-68, and a
+    loaded parallel test run once saw 27 with the store's pool.
+    """
     from sqlalchemy import event
 
-    from leaderboard.study.writer import PG_POOL_SIZE
+    from leaderboard.study import writer
 
-    store = StudyStore(pg_url)
-    config = load_study(make_study_files(tmp_path, n_images=4))
-    store.create_study(config)
-    tokens = store.add_participants(config.name, 16)
-    connects: list[int] = []
-    event.listen(store.engine, "connect", lambda *_: connects.append(1))
+    def connections_opened(name: str) -> int:
+        store = StudyStore(pg_url)
+        config = load_study(make_study_files(tmp_path / name, n_images=4, name=name))
+        store.create_study(config)
+        tokens = store.add_participants(config.name, 16)
+        connects: list[int] = []
+        event.listen(store.engine, "connect", lambda *_: connects.append(1))
 
-    def vote(token: str) -> None:
-        participant = store.participant(token)
-        for view in store.trial_views(participant.id):
-            store.mark_served(view.assignment_id)
-            for criterion in config.criteria:
-                assert store.record_vote(participant, view.assignment_id, criterion.key, 0).recorded
+        def vote(token: str) -> None:
+            participant = store.participant(token)
+            for view in store.trial_views(participant.id):
+                store.mark_served(view.assignment_id)
+                for criterion in config.criteria:
+                    assert store.record_vote(participant, view.assignment_id, criterion.key, 0).recorded
 
-    with ThreadPoolExecutor(len(tokens)) as pool:
-        for f in [pool.submit(vote, t) for t in tokens]:
-            f.result()
-    assert store.verify(config.name).n_votes == 16 * 4 * len(config.criteria)
-    store.close()
-    assert len(connects) <= 2 * PG_POOL_SIZE, f"{len(connects)} connections opened by 16 voting threads"
+        with ThreadPoolExecutor(len(tokens)) as pool:
+            for f in [pool.submit(vote, t) for t in tokens]:
+                f.result()
+        assert store.verify(config.name).n_votes == 16 * 4 * len(config.criteria)
+        store.close()
+        return len(connects)
+
+    ours = connections_opened("store-pool")
+    real = writer.create_engine
+    # the baseline: SQLAlchemy's default pool (pool_size=5, max_overflow=10) for the same store
+    monkeypatch.setattr(writer, "create_engine", lambda url, **kw: real(
+        url, **{k: v for k, v in kw.items() if k not in ("pool_size", "max_overflow")}))  # fmt: skip
+    default = connections_opened("default-pool")
+    assert ours < default, f"the store's pool opened {ours} connections, SQLAlchemy's default {default}"
