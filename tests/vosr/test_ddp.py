@@ -91,9 +91,10 @@ def test_two_processes_equal_one_process_with_the_combined_batch(
     assert _max_rel_moment_diff(a["optimizer"], b["optimizer"]) < 1e-4
     # The weights: Adam divides by sqrt(v) + 1e-8, so elements whose gradient is ~1e-9 turn that
     # rounding into a visible part of a step. The distillation graph (teacher, detached student
-    # roll-out) is deeper: measured 6.9e-5 there, 7% of one step of lr 1e-3, against <2e-5 for
-    # multi-step. A wrong batch split moves whole steps (~lr per element per step).
-    tol = 2e-5 if mode == "multistep" else 0.1 * _lr(a["optimizer"])
+    # roll-out) is deeper: measured 6.9e-5 there on one machine and 1.3e-4 on an AVX-512 one (7% and
+    # 13% of one step of lr 1e-3), against <2e-5 for multi-step. A wrong batch split moves whole
+    # steps (~lr per element per step), so a third of a step still tells the two apart.
+    tol = 2e-5 if mode == "multistep" else 0.3 * _lr(a["optimizer"])
     assert _max_diff(a["model"], b["model"]) < tol
     assert _max_diff(a["ema"], b["ema"]) < tol
     # the logged loss is the global-batch mean on both
