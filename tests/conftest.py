@@ -59,6 +59,22 @@ def test_cache_root() -> Path:
     return Path(os.environ["SCREENSR_HOME"]).parent
 
 
+@pytest.fixture
+def private_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty ``SCREENSR_HOME``, ``TORCH_HOME`` and ``HF_HOME`` of this test's own, under the
+    returned folder (``<root>/screensr_home``, ``<root>/torch_home``, ``<root>/hf_home``).
+
+    For a test that needs caches without what other modules wrote (the session's tiny VAE and
+    DINOv2 stand-ins, random LPIPS weights) or that writes and deletes cache files itself: under
+    pytest-xdist any module may run before it in its worker. Paths are resolved at call time
+    (``core.paths``), so code called after this fixture sees the empty caches.
+    """
+    root = tmp_path / "cache"
+    for var in ("SCREENSR_HOME", "TORCH_HOME", "HF_HOME"):
+        monkeypatch.setenv(var, str(root / var.lower()))
+    return root
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     # the caches hold random stand-in weights written by tests: never leave them behind
     if _ROOT is not None:

@@ -160,9 +160,12 @@ def browser_benchmarks(url: str, tmp: Path, repeat: int) -> list[tuple[str, floa
     import signal
 
     from playwright.sync_api import sync_playwright
+
+    from core.distributed import free_port
+
     browser_tests = _load("board_browser_tests", "test_browser_board.py")
     CHROMIUM, CHROMIUM_ARGS = browser_tests.CHROMIUM, browser_tests.CHROMIUM_ARGS  # noqa: N806
-    free_port, wait_healthy = browser_tests.free_port, browser_tests.wait_healthy
+    wait_healthy = browser_tests.wait_healthy
 
     hello = tmp / "hello.py"
     hello.write_text('import streamlit as st\nst.title("Hello")\nst.write("baseline page")\n')

@@ -15,16 +15,11 @@ def _lpips_files():
     return weights.metric_weight_files("lpips")
 
 
-def _private_torch_cache(tmp_path, monkeypatch) -> None:
-    # these tests install weight files and delete them again: in a torch cache of their own, since
-    # the session cache may hold the same files for other modules (in any order, in any worker)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-
 @pytest.fixture
-def lpips_installed(tmp_path, monkeypatch):
-    """Random-weight stand-ins for LPIPS's two files, installed through `weights --from`."""
-    _private_torch_cache(tmp_path, monkeypatch)
+def lpips_installed(tmp_path, private_caches):
+    """Random-weight stand-ins for LPIPS's two files, installed through `weights --from` into
+    caches of this test's own (it deletes them again; the session's may hold the same files for
+    other modules)."""
     src = tmp_path / "incoming"
     src.mkdir()
     for wf in _lpips_files():
@@ -143,7 +138,7 @@ def test_weights_from_dir_matches_release_folders_by_relative_path(tmp_path):
     assert not entries["VOSR_1.4B_os/checkpoints/ema_model.safetensors"].present
 
 
-def test_installed_weight_files_get_umask_permissions_like_any_file(tmp_path, monkeypatch):
+def test_installed_weight_files_get_umask_permissions_like_any_file(tmp_path, private_caches):
     # a mkstemp copy (the installers' old temporary) is 0600: another user of a shared cache
     # could not read it; core.atomic gives what open() gives, 0o666 & ~umask
     import os
@@ -151,7 +146,6 @@ def test_installed_weight_files_get_umask_permissions_like_any_file(tmp_path, mo
 
     from core.atomic import current_umask
 
-    _private_torch_cache(tmp_path, monkeypatch)
     want = 0o666 & ~current_umask()
     src = tmp_path / "incoming"
     src.mkdir()

@@ -310,10 +310,8 @@ def test_qwen_2d_folder_still_refuses_other_key_mismatches(tmp_path: Path) -> No
             load_autoencoder("qwen-image", weights_dir=tmp_path)
 
 
-def test_missing_autoencoder_files_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_autoencoder_files_are_named(tmp_path: Path, private_caches: Path) -> None:
     # empty caches: the loader falls back to the default cache, where other tests put a tiny VAE
-    for var in ("SCREENSR_HOME", "TORCH_HOME", "HF_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / "cache" / var.lower()))
     with pytest.raises(FileNotFoundError, match=r"tiny-kl-vae/config\.json is missing.*--weights-dir"):
         load_autoencoder("tiny-kl", weights_dir=tmp_path)
     with pytest.raises(ConfigError, match="did you mean 'sd21'"):

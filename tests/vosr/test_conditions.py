@@ -126,12 +126,13 @@ def test_real_encoder_shapes_on_meta(name: str, block: int, tokens: int) -> None
     assert len(enc.vit.blocks) == (12 if name.endswith("b14") else 24)
 
 
-def test_loads_from_the_torch_hub_cache_and_weights_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loads_from_the_torch_hub_cache_and_weights_dir(tmp_path: Path, private_caches: Path) -> None:
     # a hub cache of this test's own: the session cache holds the shared tiny encoder under the
     # same file name, which other tests (in any order, in any worker process) rely on
-    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    from core.paths import torch_hub_checkpoints
+
+    hub = torch_hub_checkpoints()
     hub.mkdir(parents=True)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     path, _ = hub_checkpoint(tmp_path)
     (hub / path.name).write_bytes(path.read_bytes())
     assert load_semantic_encoder("dinov2_tiny", 1, 56).block == 1  # found in the hub cache

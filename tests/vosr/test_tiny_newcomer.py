@@ -36,10 +36,8 @@ def readme_tiny_lines() -> list[str]:
 
 
 @pytest.fixture
-def empty_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def empty_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_caches: Path) -> Path:
     """A working directory with fresh, empty caches (nothing any other test wrote)."""
-    for var in ("SCREENSR_HOME", "TORCH_HOME", "HF_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / "cache" / var.lower()))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

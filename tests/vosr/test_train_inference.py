@@ -49,7 +49,7 @@ def test_infer_cli_runs_a_training_run(runs: dict[str, Path], tmp_path: Path, sy
 
 
 def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_path: Path, synthetic_image,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                   request: pytest.FixtureRequest) -> None:  # fmt: skip
     from benchmark.training_eval import default_metrics, make_eval_callback
 
     data = tmp_path / "pairs"
@@ -65,8 +65,8 @@ def test_benchmark_eval_callback_scores_a_snapshot(runs: dict[str, Path], tmp_pa
     scores = cb(4, snap)
     assert set(scores) == {"psnr", "niqe"} and all(np.isfinite(v) for v in scores.values())
     assert 5 < scores["psnr"] < 60
-    # an empty torch cache of its own: other modules put random LPIPS weights in the session's
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    # empty caches of its own from here on: other modules put random LPIPS weights in the session's
+    request.getfixturevalue("private_caches")
     with pytest.raises(FileNotFoundError, match="lpips"):
         make_eval_callback(data, metrics=["lpips"], device="cpu")
 
