@@ -18,13 +18,13 @@ from leaderboard.study.validation import load_study
 RANK = {"alpha": 0, "beta": 1, "gamma": 2, "__hr__": -1, "__bicubic__": 9}
 
 
-def _answer(design: str, shown: list[str], order: int) -> dict:
+def _answer(design: str, shown: list[str], no_preference: bool = False) -> dict:
     if design == "acr":
         return {"rating": {"__hr__": 5, "alpha": 4, "beta": 3, "gamma": 2, "__bicubic__": 1}[shown[0]]}
     if design == "ranking":
         return {"ranking": sorted(range(len(shown)), key=lambda i: RANK[shown[i]])}
-    if order == 2 and "__hr__" not in shown:
-        return {"position": None}  # a "no preference"
+    if no_preference:
+        return {"position": None}
     return {"position": min(range(len(shown)), key=lambda i: RANK[shown[i]])}
 
 
@@ -45,12 +45,21 @@ def templates(tmp_path_factory: pytest.TempPathFactory, write_study):
             tokens = [store.enrol(config.name, "prolific", (f"PID{k:04d}", "S", f"X{k}"), consent=True) for k in range(3)]
         else:
             tokens = store.add_participants(config.name, 2)
+        no_preferences = 0
         for token in tokens:
             p = store.participant(token)
+            given = False
             while (view := store.next_trial(p)) is not None:
                 store.mark_served(view.assignment_id)
+                # each participant's first pair without the reference gets a "no preference" (which
+                # trial that is depends on the study's random trial order: the answer follows it)
+                shown = list(view.shown)
+                none = design == "pairwise" and not given and "__hr__" not in shown
                 for c in config.criteria:
-                    store.record_vote(p, view.assignment_id, c.key, **_answer(design, list(view.shown), view.order))
+                    store.record_vote(p, view.assignment_id, c.key, **_answer(design, shown, none))
+                given = given or none
+            no_preferences += given
+        assert design != "pairwise" or no_preferences, "no trial without the reference: no 'no preference' vote"
         report = store.verify(config.name)
         assert report.ok and report.chain_version == 3, report.problems
         store.close()
